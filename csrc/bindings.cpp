@@ -1,11 +1,13 @@
 // The only file that includes pybind11: the boundary between the plain C++ core and Python.
 #include <pybind11/pybind11.h>
+#include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
 #include <cmath>
 
 #include "fastmeter/clock.h"
 #include "fastmeter/integrate.h"
+#include "fastmeter/meter.h"
 #include "fastmeter/sources/source.h"
 
 namespace py = pybind11;
@@ -57,6 +59,55 @@ py::dict probe(const std::string& name, const SourceOptions& options) {
   return out;
 }
 
+using SourceSpecs = std::vector<std::pair<std::string, SourceOptions>>;
+
+std::unique_ptr<Meter> make_meter(const SourceSpecs& sources, int64_t period_ns, int64_t spin_ns,
+                                  size_t ring_capacity) {
+  SamplerConfig cfg;
+  cfg.period_ns = period_ns;
+  cfg.spin_ns = spin_ns < 0 ? Sampler::default_spin_ns(period_ns) : spin_ns;
+  cfg.ring_capacity = ring_capacity;
+  py::gil_scoped_release nogil;
+  return std::make_unique<Meter>(sources, cfg);
+}
+
+// Samples [from, to) as numpy columns: one copy from the native record straight into numpy's buffers, GIL released.
+py::tuple meter_samples(Meter& m, size_t from, size_t to) {
+  size_t count;
+  {
+    py::gil_scoped_release nogil;
+    count = m.sample_count();
+  }
+  if (to > count) to = count;
+  if (from > to) from = to;
+  const auto n = static_cast<py::ssize_t>(to - from);
+  py::array_t<int64_t> t(n);
+  py::array_t<uint32_t> ch(n);
+  py::array_t<double> e(n), p(n);
+  int64_t* tp = t.mutable_data();
+  uint32_t* cp = ch.mutable_data();
+  double* ep = e.mutable_data();
+  double* pp = p.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    m.copy_samples(from, to, tp, cp, ep, pp);
+  }
+  return py::make_tuple(t, ch, e, p);
+}
+
+py::dict stats_dict(const SamplerStats& s) {
+  py::dict d;
+  d["polls"] = s.polls;
+  d["elapsed_s"] = s.elapsed_s;
+  d["rate_hz"] = s.rate_hz;
+  d["jitter_p50_us"] = s.jitter_p50_us;
+  d["jitter_p99_us"] = s.jitter_p99_us;
+  d["jitter_max_us"] = s.jitter_max_us;
+  d["missed"] = s.missed;
+  d["dropped"] = s.dropped;
+  return d;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -72,6 +123,56 @@ PYBIND11_MODULE(_core, m) {
       PyErr_SetObject(source_error.ptr(), args.ptr());
     }
   });
+
+  static py::handle meter_error = py::exception<MeterError>(m, "MeterError", PyExc_RuntimeError).release();
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const MeterError& e) {
+      PyErr_SetString(meter_error.ptr(), e.what());
+    }
+  });
+
+  using nogil = py::call_guard<py::gil_scoped_release>;
+  py::class_<Meter>(m, "Meter")
+      .def(py::init(&make_meter), py::arg("sources"), py::arg("period_ns"), py::arg("spin_ns") = -1,
+           py::arg("ring_capacity") = size_t{1} << 20)
+      .def("start", &Meter::start, nogil())
+      .def("stop", &Meter::stop, nogil())
+      .def_property_readonly("running", &Meter::running)
+      .def_property_readonly("stopped", &Meter::stopped)
+      .def_property_readonly("channels",
+                             [](const Meter& self) {
+                               py::list out;
+                               for (const auto& c : self.channels()) out.append(channel_dict(c));
+                               return out;
+                             })
+      .def("totals", &Meter::totals, nogil())
+      .def(
+          "energy_between",
+          [](Meter& self, int64_t t0, int64_t t1, int64_t wait_final_ns) {
+            SpanEnergy s;
+            {
+              py::gil_scoped_release nogil;
+              s = self.energy_between(t0, t1, wait_final_ns);
+            }
+            return py::make_tuple(s.energy_j, s.final);
+          },
+          py::arg("t0_ns"), py::arg("t1_ns"), py::arg("wait_final_ns") = 0,
+          "Per-channel (energy_j, final) between two CLOCK_MONOTONIC instants.")
+      .def("sample_count", &Meter::sample_count, nogil())
+      .def("samples", &meter_samples, py::arg("start") = 0, py::arg("stop") = SIZE_MAX,
+           "Columns (t_ns, channel, energy_j, power_w) of samples [start, stop) as numpy arrays.")
+      .def("stats", [](const Meter& self) { return stats_dict(self.stats()); })
+      .def("channel_error", &Meter::channel_error)
+      .def("update_periods_s", &Meter::update_periods_s, nogil())
+      .def_property_readonly("start_ns", &Meter::start_ns)
+      .def_property_readonly("stop_ns", &Meter::stop_ns)
+      .def_property_readonly("period_ns", &Meter::period_ns)
+      .def_property_readonly("anchor", [](const Meter& self) {
+        const ClockAnchor a = self.anchor();
+        return py::make_tuple(a.monotonic_ns, a.realtime_ns);
+      });
 
   m.def("monotonic_ns", &monotonic_ns, "CLOCK_MONOTONIC in ns (same clock as time.monotonic_ns()).");
   m.def("source_names", &source_names);

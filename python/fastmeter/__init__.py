@@ -12,12 +12,22 @@ from fastmeter.errors import (
     SpanError,
 )
 
+from fastmeter.meter import SAMPLES_SCHEMA, Meter
+from fastmeter.sources import Channel, SourceInfo, available_sources
+from fastmeter.window import Window
+
 try:
     __version__ = version("fastmeter")
 except PackageNotFoundError:  # running from a source tree without an install
     __version__ = "0+unknown"
 
 __all__ = [
+    "SAMPLES_SCHEMA",
+    "Channel",
+    "Meter",
+    "SourceInfo",
+    "Window",
+    "available_sources",
     "ConfigError",
     "FastmeterError",
     "MeterStateError",

@@ -1,0 +1,86 @@
+// The native meter: sources + sampler thread + a drain thread that moves samples from the ring into an in-memory
+// record (columns for Arrow, knots for interpolation). Every method may be called with the GIL released.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "fastmeter/integrate.h"
+#include "fastmeter/sampler.h"
+
+namespace fastmeter {
+
+// Bad use of the meter (wrong state, span outside the record). Message says what to do.
+class MeterError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct SpanEnergy {
+  std::vector<double> energy_j;  // per channel; NaN for a channel that failed before the span ended
+  std::vector<bool> final;       // per channel: a hardware update at or after the span's end has been seen
+};
+
+class Meter {
+ public:
+  Meter(const std::vector<std::pair<std::string, SourceOptions>>& sources, SamplerConfig config);
+  ~Meter();
+  Meter(const Meter&) = delete;
+  Meter& operator=(const Meter&) = delete;
+
+  void start();
+  void stop();
+  bool running() const noexcept { return sampler_->running(); }
+  bool stopped() const noexcept { return stopped_.load(std::memory_order_acquire); }
+
+  const std::vector<ChannelInfo>& channels() const noexcept { return sampler_->channels(); }
+  std::vector<double> totals() const;
+  // Energy per channel between two CLOCK_MONOTONIC instants. Waits (bounded) for the sampler to poll past t1, then
+  // up to wait_final_ns more for every channel's next hardware update after t1.
+  SpanEnergy energy_between(int64_t t0_ns, int64_t t1_ns, int64_t wait_final_ns);
+  // Drains the ring; returns how many samples the record holds.
+  size_t sample_count();
+  // Copies samples with sequence numbers [from, to) into caller-owned columns; returns how many were copied
+  // (to is clamped to the record's size). One copy, straight into the caller's (numpy) buffers.
+  size_t copy_samples(size_t from, size_t to, int64_t* t_ns, uint32_t* channel, double* energy_j, double* power_w);
+
+  SamplerStats stats() const noexcept { return sampler_->stats(); }
+  std::string channel_error(size_t i) const { return sampler_->channel_error(i); }
+  std::vector<double> update_periods_s();  // observed interval between hardware updates, per channel
+  int64_t start_ns() const noexcept { return sampler_->start_ns(); }
+  int64_t stop_ns() const noexcept { return stop_ns_; }
+  ClockAnchor anchor() const noexcept { return sampler_->anchor(); }
+  int64_t period_ns() const noexcept { return sampler_->period_ns(); }
+
+ private:
+  void drain_loop();
+  void drain_locked();  // caller holds mu_
+  // Drain until a sample at or after t_ns is in the record, or the deadline passes.
+  bool wait_for_poll(std::unique_lock<std::mutex>& lock, int64_t t_ns, int64_t deadline_ns);
+
+  std::unique_ptr<Sampler> sampler_;
+  mutable std::mutex mu_;  // guards everything below except the atomics
+  // The record in poll order: one entry per channel per poll.
+  std::vector<int64_t> rec_t_ns_;
+  std::vector<uint32_t> rec_channel_;
+  std::vector<double> rec_energy_j_, rec_power_w_;  // power NaN = no reading
+  std::vector<KnotBuilder> knots_;
+  std::vector<int64_t> last_t_ns_;  // newest drained sample per channel
+  std::vector<Sample> buf_;
+  int64_t newest_t_ns_ = 0;
+  int64_t stop_ns_ = 0;
+
+  std::thread drainer_;
+  std::condition_variable drain_cv_;
+  bool drain_stop_ = false;
+  std::atomic<bool> stopped_{false};
+};
+
+}  // namespace fastmeter

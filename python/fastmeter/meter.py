@@ -1,0 +1,201 @@
+"""The `Meter`: what other harnesses import. A thin layer over the native sampler in `fastmeter._core`."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Iterable, Mapping
+
+import numpy as np
+import pyarrow as pa
+
+from fastmeter import _core
+from fastmeter.errors import ConfigError, MeterStateError, SourceUnavailableError, SpanError
+from fastmeter.sources import HARDWARE_SOURCES, Channel, check_source_name, probe_source
+from fastmeter.window import Window
+
+MIN_PERIOD_US = 50
+MAX_PERIOD_US = 10_000_000
+# How long a window's result waits for the counters' next update at most, whatever their observed period.
+MAX_WAIT_FINAL_S = 1.0
+
+SAMPLES_SCHEMA = pa.schema(
+    [
+        pa.field("t_ns", pa.int64(), nullable=False),
+        pa.field("channel", pa.dictionary(pa.int32(), pa.string()), nullable=False),
+        pa.field("energy_j", pa.float64(), nullable=False),
+        pa.field("power_w", pa.float64()),
+    ]
+)
+
+
+def _resolve_sources(
+    sources: str | Iterable[str], options: Mapping[str, Mapping[str, str]]
+) -> list[tuple[str, dict[str, str]]]:
+    """"auto" = every hardware source that works here, else the synthetic one."""
+    if isinstance(sources, str):
+        sources = (sources,)
+    names = list(sources)
+    if not names:
+        raise ConfigError('no sources given; pass e.g. sources=("nvml", "rapl") or sources="auto"')
+    for n in names:
+        if n != "auto":
+            check_source_name(n)
+    for n in options:
+        check_source_name(n)
+    if names == ["auto"]:
+        infos = [probe_source(n, options.get(n)) for n in HARDWARE_SOURCES]
+        found = [i.name for i in infos if i.available]
+        # rapl-msr reads the same counters as rapl: prefer the sysfs interface when both work.
+        if "rapl" in found and "rapl-msr" in found:
+            found.remove("rapl-msr")
+        names = found or ["synthetic"]
+    elif "auto" in names:
+        raise ConfigError('"auto" cannot be combined with named sources')
+    return [(n, {k: str(v) for k, v in options.get(n, {}).items()}) for n in dict.fromkeys(names)]
+
+
+class Meter:
+    """Samples power/energy counters on a native thread and answers energy questions on CLOCK_MONOTONIC ns.
+
+    >>> with Meter(sources="synthetic", period_us=1000) as m:
+    ...     with m.window("work") as w:
+    ...         pass
+    >>> w.energy_j >= 0
+    True
+    """
+
+    def __init__(
+        self,
+        sources: str | Iterable[str] = "auto",
+        period_us: int = 1000,
+        *,
+        source_options: Mapping[str, Mapping[str, str]] | None = None,
+        spin_us: int | None = None,
+        ring_capacity: int = 1 << 20,
+        wait_final_s: float | None = None,
+    ) -> None:
+        if not isinstance(period_us, (int, np.integer)) or not MIN_PERIOD_US <= period_us <= MAX_PERIOD_US:
+            raise ConfigError(
+                f"period_us={period_us!r} is out of range; use an integer from {MIN_PERIOD_US} (20 kHz) "
+                f"to {MAX_PERIOD_US} (0.1 Hz)"
+            )
+        if spin_us is not None and not 0 <= spin_us <= period_us:
+            raise ConfigError(f"spin_us={spin_us!r} must be within 0..period_us ({period_us})")
+        if ring_capacity < 1024:
+            raise ConfigError(f"ring_capacity={ring_capacity} is too small; use at least 1024 samples")
+        specs = _resolve_sources(sources, source_options or {})
+        self.period_us = int(period_us)
+        self._wait_final_s = wait_final_s
+        try:
+            self._core = _core.Meter(
+                specs, self.period_us * 1000, -1 if spin_us is None else spin_us * 1000, ring_capacity
+            )
+        except _core.SourceError as e:
+            message, kind = e.args
+            raise SourceUnavailableError(str(message)) from None
+        self.sources = [n for n, _ in specs]
+        self.channels: list[Channel] = [Channel.from_core(c) for c in self._core.channels]
+        self._names = [c.name for c in self.channels]
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+    def start(self) -> Meter:
+        try:
+            self._core.start()
+        except _core.MeterError as e:
+            raise MeterStateError(str(e)) from None
+        return self
+
+    def stop(self) -> None:
+        """Stops at once: one last poll at the stop instant, then the record is complete."""
+        self._core.stop()
+
+    def __enter__(self) -> Meter:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return bool(self._core.running)
+
+    # --- clock and windows -----------------------------------------------------------------------------------
+    @staticmethod
+    def now_ns() -> int:
+        """CLOCK_MONOTONIC ns: the clock of every sample (same as time.monotonic_ns())."""
+        return time.monotonic_ns()
+
+    def window(self, name: str = "window") -> Window:
+        if not self._core.running:
+            raise MeterStateError(
+                "windows need a running meter; open them inside `with Meter(...)` or after start()"
+            )
+        return Window(self, name)
+
+    # --- energy ----------------------------------------------------------------------------------------------
+    def totals(self) -> dict[str, float]:
+        """Joules per channel since start, as of the latest poll (O(1))."""
+        self._check_started()
+        return dict(zip(self._names, self._core.totals()))
+
+    def energy_between(self, t0_ns: int, t1_ns: int) -> dict[str, float]:
+        """Joules per channel between two CLOCK_MONOTONIC instants inside the record (NaN for a channel that had
+        failed by then). Waits, bounded, for counters to update past t1_ns."""
+        return self._energy_between(t0_ns, t1_ns)[0]
+
+    def _energy_between(self, t0_ns: int, t1_ns: int) -> tuple[dict[str, float], bool]:
+        self._check_started()
+        try:
+            energy, final = self._core.energy_between(int(t0_ns), int(t1_ns), self._wait_final_ns())
+        except _core.MeterError as e:
+            raise SpanError(str(e)) from None
+        return dict(zip(self._names, energy)), not all(final)
+
+    def _wait_final_ns(self) -> int:
+        if self._wait_final_s is not None:
+            return int(self._wait_final_s * 1e9)
+        periods = [p for p in self._core.update_periods_s() if not math.isnan(p)]
+        wait_s = 1.5 * max(periods, default=self.period_us * 1e-6) + 2 * self.period_us * 1e-6
+        return int(min(wait_s, MAX_WAIT_FINAL_S) * 1e9)
+
+    def _stop_ns(self) -> int | None:
+        return int(self._core.stop_ns) if self._core.stopped else None
+
+    # --- record ----------------------------------------------------------------------------------------------
+    def sample_count(self) -> int:
+        return int(self._core.sample_count())
+
+    def samples(self, start: int = 0, stop: int | None = None) -> pa.Table:
+        """Samples [start, stop) in poll order: t_ns, channel, energy_j (cumulative J), power_w (nullable)."""
+        t, ch, e, p = self._core.samples(start, self.sample_count() if stop is None else stop)
+        channel = pa.DictionaryArray.from_arrays(
+            pa.array(ch.astype(np.int32, copy=False)), pa.array(self._names, pa.string())
+        )
+        power = pa.array(p, mask=np.isnan(p))
+        return pa.Table.from_arrays([pa.array(t), channel, pa.array(e), power], schema=SAMPLES_SCHEMA)
+
+    def stats(self) -> dict[str, object]:
+        """Sampler quality: rate_hz, jitter_p50_us, jitter_p99_us, jitter_max_us, missed, dropped, polls,
+        errors ({channel: text} for failed channels), update_period_s ({channel: observed s between updates})."""
+        s = dict(self._core.stats())
+        s["errors"] = {n: err for i, n in enumerate(self._names) if (err := self._core.channel_error(i))}
+        s["update_period_s"] = dict(zip(self._names, self._core.update_periods_s()))
+        return s
+
+    @property
+    def start_ns(self) -> int:
+        return int(self._core.start_ns)
+
+    @property
+    def realtime_anchor(self) -> tuple[int, int]:
+        """(monotonic_ns, realtime_ns) read together at start: wall time of t = realtime + (t - monotonic)."""
+        return tuple(self._core.anchor)  # type: ignore[return-value]
+
+    def _check_started(self) -> None:
+        if self._core.start_ns == 0:
+            raise MeterStateError("the meter has not been started; use `with Meter(...)` or call start()")
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else ("stopped" if self._core.stopped else "new")
+        return f"<Meter {state} sources={self.sources} period_us={self.period_us} channels={self._names}>"

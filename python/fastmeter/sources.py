@@ -1,0 +1,69 @@
+"""Which power sources exist on this machine, and how their channels are named."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from fastmeter import _core
+from fastmeter.errors import ConfigError
+
+SOURCE_NAMES: tuple[str, ...] = tuple(_core.source_names())
+HARDWARE_SOURCES: tuple[str, ...] = tuple(n for n in SOURCE_NAMES if n != "synthetic")
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One measured quantity: "gpu0", "cpu0-package", "cpu0-dram", "psys", "synthetic0"."""
+
+    name: str
+    device: str
+    domain: str
+    has_counter: bool
+    has_power: bool
+    in_total: bool  # False when another channel already covers this energy (subzones, packages under psys)
+
+    @classmethod
+    def from_core(cls, d: Mapping[str, object]) -> Channel:
+        return cls(
+            name=str(d["name"]),
+            device=str(d["device"]),
+            domain=str(d["domain"]),
+            has_counter=bool(d["has_counter"]),
+            has_power=bool(d["has_power"]),
+            in_total=bool(d["in_total"]),
+        )
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    name: str
+    available: bool
+    reason: str  # why not, with the fix; "" when available
+    kind: str = ""  # "unavailable" | "permission" | "config" when not available
+    channels: list[Channel] = field(default_factory=list)
+    power_w: dict[str, float | None] = field(default_factory=dict)  # one reading per channel, when available
+
+
+def check_source_name(name: str) -> None:
+    if name not in SOURCE_NAMES:
+        raise ConfigError(f"unknown source {name!r}; valid sources: {', '.join(SOURCE_NAMES)}")
+
+
+def probe_source(name: str, options: Mapping[str, str] | None = None) -> SourceInfo:
+    """Open one source, read it once, close it."""
+    check_source_name(name)
+    try:
+        r = _core.probe(name, {k: str(v) for k, v in (options or {}).items()})
+    except _core.SourceError as e:
+        message, kind = e.args
+        return SourceInfo(name, False, str(message), str(kind))
+    chans = [Channel.from_core(c) for c in r["channels"]]
+    power = {c.name: rd["power_w"] for c, rd in zip(chans, r["readings"])}
+    return SourceInfo(name, True, "", "", chans, power)
+
+
+def available_sources(options: Mapping[str, Mapping[str, str]] | None = None) -> list[SourceInfo]:
+    """Every source fastmeter knows, available or not and why."""
+    options = options or {}
+    return [probe_source(n, options.get(n)) for n in SOURCE_NAMES]
