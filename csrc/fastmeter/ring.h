@@ -42,15 +42,13 @@ class SpscRing {
     return true;
   }
 
-  // Consumer only: copy up to max items into out, return how many.
+  // Consumer only: copy up to max items into out, return how many. One acquire load per call: the consumer
+  // drains in bulk, so caching the producer's index would save nothing and could hide items pushed since.
   size_t pop_bulk(T* out, size_t max) noexcept {
     size_t r = read_.load(std::memory_order_relaxed);
-    if (r == write_cache_) {
-      write_cache_ = write_.load(std::memory_order_acquire);
-      if (r == write_cache_) return 0;
-    }
+    const size_t w = write_.load(std::memory_order_acquire);
     size_t n = 0;
-    while (n < max && r != write_cache_) {
+    while (n < max && r != w) {
       out[n++] = slots_[r + kPad];
       if (++r == size_) r = 0;
     }
@@ -77,7 +75,6 @@ class SpscRing {
   alignas(kCacheLine) std::atomic<size_t> write_{0};
   alignas(kCacheLine) size_t read_cache_ = 0;  // producer's copy of read_
   alignas(kCacheLine) std::atomic<size_t> read_{0};
-  alignas(kCacheLine) size_t write_cache_ = 0;  // consumer's copy of write_
 };
 
 }  // namespace fastmeter

@@ -1,0 +1,66 @@
+// The sampler and native meter on the synthetic source: deadlines, stop latency, energy vs the exact integral.
+#include <chrono>
+#include <cmath>
+#include <string>
+#include <thread>
+
+#include "check.h"
+#include "fastmeter/clock.h"
+#include "fastmeter/meter.h"
+
+using namespace fastmeter;
+
+static Meter make(int64_t period_ns, const std::string& base_w, size_t ring = 1 << 16) {
+  SamplerConfig cfg;
+  cfg.period_ns = period_ns;
+  cfg.spin_ns = Sampler::default_spin_ns(period_ns);
+  cfg.ring_capacity = ring;
+  return Meter({{"synthetic", {{"base_w", base_w}, {"amp_w", "0"}}}}, cfg);
+}
+
+static void constant_power_energy() {
+  Meter m = make(1000000, "250");
+  m.start();
+  const int64_t t0 = monotonic_ns();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const int64_t t1 = monotonic_ns();
+  const SpanEnergy e = m.energy_between(t0, t1, 0);
+  m.stop();
+  const double truth = 250.0 * static_cast<double>(t1 - t0) * 1e-9;
+  CHECK(std::fabs(e.energy_j[0] - truth) < 0.002 * truth);
+  CHECK(e.final[0]);
+  const SamplerStats s = m.stats();
+  CHECK(s.polls > 100 && s.dropped == 0);
+  CHECK(m.sample_count() == s.polls);
+  CHECK_THROWS(m.start(), MeterError);                           // use after stop
+  CHECK_THROWS(m.energy_between(t0, monotonic_ns(), 0), MeterError);  // after the record
+  CHECK_THROWS(m.energy_between(t1, t0, 0), MeterError);             // reversed
+}
+
+static void stop_is_prompt_with_long_period() {
+  Meter m = make(2000000000, "100");  // 2 s period
+  m.start();
+  const auto a = std::chrono::steady_clock::now();
+  m.stop();
+  CHECK(std::chrono::steady_clock::now() - a < std::chrono::milliseconds(100));
+  CHECK(m.stats().polls == 2);  // the start poll and the stop poll
+}
+
+static void fast_period_no_drift() {
+  Meter m = make(100000, "100");  // 10 kHz
+  m.start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  m.stop();
+  const SamplerStats s = m.stats();
+  // Absolute deadlines: polls + missed deadlines account for the whole elapsed time, whatever the lateness.
+  const double expected = s.elapsed_s / 1e-4;
+  CHECK(std::fabs(static_cast<double>(s.polls + s.missed) - expected) < 0.02 * expected + 3);
+}
+
+int main() {
+  constant_power_energy();
+  stop_is_prompt_with_long_period();
+  fast_period_no_drift();
+  std::printf("test_sampler: ok\n");
+  return 0;
+}
