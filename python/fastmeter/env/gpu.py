@@ -74,12 +74,16 @@ class _Reader:
 
     def __init__(self, nv: Any) -> None:
         self.nv = nv
+        # pynvml raises this (not an NVMLError) when an unversioned wrapper finds no symbol in the library.
+        self.mismatch = getattr(nv, "NVMLLibraryMismatchError", nv.NVMLError)
 
     def get(self, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
         except self.nv.NVMLError as exc:
             return unavailable(_describe(exc))
+        except self.mismatch:
+            return unavailable(_NVML_ERRORS[13])
 
     def clocks(self, handle: Any, fn: Callable[[Any, int], int]) -> dict[str, Any]:
         nv = self.nv
@@ -97,19 +101,24 @@ class _Reader:
         return current if current == pending else f"{current} (pending: {pending})"
 
     def processes(self, handle: Any) -> Any:
+        """Compute and graphics processes. A kind whose query fails is left out as long as the other
+        kind answered (data-centre GPUs and older drivers lack graphics queries); if both fail, the
+        first reason is reported."""
         found: list[dict[str, Any]] = []
+        failures: list[str] = []
         for kind, fn in (
             ("compute", self.nv.nvmlDeviceGetComputeRunningProcesses),
             ("graphics", self.nv.nvmlDeviceGetGraphicsRunningProcesses),
         ):
             procs = self.get(lambda fn=fn: fn(handle))
             if isinstance(procs, str):
-                return procs
+                failures.append(procs)
+                continue
             found.extend(
                 {"pid": p.pid, "name": _process_name(p.pid), "kind": kind, "used_memory_bytes": p.usedGpuMemory}
                 for p in procs
             )
-        return found
+        return failures[0] if len(failures) == 2 else found
 
     def device(self, index: int) -> tuple[dict[str, Any], dict[str, Any]]:
         nv, get = self.nv, self.get
