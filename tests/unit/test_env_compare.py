@@ -25,7 +25,12 @@ def _fp() -> dict[str, Any]:
 
 
 def test_flatten_nested_dicts_and_lists() -> None:
-    assert flatten({"a": {"b": [1, {"c": 2}], "d": {}, "e": []}}) == {"a.b.0": 1, "a.b.1.c": 2, "a.d": {}, "a.e": []}
+    assert flatten({"a": {"b": [1, {"c": 2}], "d": {}, "e": []}}) == {
+        "a.b.0": 1,
+        "a.b.1.c": 2,
+        "a.d": {},
+        "a.e": [],
+    }
 
 
 def test_identical_fingerprints_have_no_differences() -> None:
@@ -66,5 +71,10 @@ def test_gpu_unavailable_versus_present_differs_at_every_gpu_key() -> None:
     b = _fp()
     b["controlled"]["gpu"] = "unavailable: NVML library not found"
     diffs = compare_fingerprints(_fp(), b)
-    assert [d.key for d in diffs] == ["gpu", "gpu.devices.0.name", "gpu.devices.0.power_limit_w", "gpu.driver_version"]
+    assert [d.key for d in diffs] == [
+        "gpu",
+        "gpu.devices.0.name",
+        "gpu.devices.0.power_limit_w",
+        "gpu.driver_version",
+    ]
     assert diffs[0] == Difference("gpu", ABSENT, "unavailable: NVML library not found")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from fastmeter.env.cpu import collect_cpu, parse_cpu_model
 from fastmeter.env.readers import is_unavailable, parse_cpu_list
 
@@ -15,7 +14,9 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text + "\n")
 
 
-def build_cpu_tree(root: Path, *, sockets: int, cores: int, threads: int, governors: list[str] | None) -> None:
+def build_cpu_tree(
+    root: Path, *, sockets: int, cores: int, threads: int, governors: list[str] | None
+) -> None:
     """A host with `sockets` x `cores` x `threads` logical CPUs, one NUMA node per socket, and one cpufreq
     policy per governor given (policy i at 1000*(i+1) MHz)."""
     cpu_dir = root / "sys/devices/system/cpu"
@@ -96,9 +97,15 @@ def test_parse_cpu_list(text: str, expected: list[int]) -> None:
 @pytest.mark.parametrize(
     ("cpuinfo", "expected"),
     [
-        ("processor\t: 0\nmodel name\t: AMD EPYC 9654\nprocessor\t: 1\nmodel name\t: AMD EPYC 9654\n", "AMD EPYC 9654"),
+        (
+            "processor\t: 0\nmodel name\t: AMD EPYC 9654\nprocessor\t: 1\nmodel name\t: AMD EPYC 9654\n",
+            "AMD EPYC 9654",
+        ),
         ("processor\t: 0\nBogoMIPS\t: 50.00\nHardware\t: Qualcomm Fake\n", "Qualcomm Fake"),
-        ("Processor\t: AArch64 Processor rev 4 (aarch64)\nprocessor\t: 0\n", "AArch64 Processor rev 4 (aarch64)"),
+        (
+            "Processor\t: AArch64 Processor rev 4 (aarch64)\nprocessor\t: 0\n",
+            "AArch64 Processor rev 4 (aarch64)",
+        ),
         ("processor\t: 0\nBogoMIPS\t: 50.00\n", None),
     ],
 )

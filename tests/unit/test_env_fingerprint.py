@@ -7,25 +7,35 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-
 from fastmeter import ConfigError
 from fastmeter.env import SCHEMA_VERSION, collect_fingerprint, load_fingerprint, save_fingerprint
 from fastmeter.env.fingerprint import validate_fingerprint
 
 
-def test_fingerprint_is_json_with_schema_and_sections(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_fingerprint_is_json_with_schema_and_sections(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("FASTMETER_NVML_LIBRARY", str(tmp_path / "missing-libnvidia-ml.so"))
     fp = collect_fingerprint()
     assert json.loads(json.dumps(fp)) == fp
     assert fp["schema_version"] == SCHEMA_VERSION
     assert set(fp["controlled"]) == {
-        "gpu", "cpu", "memory", "os", "container", "python", "packages", "cuda_visible_devices",
+        "gpu",
+        "cpu",
+        "memory",
+        "os",
+        "container",
+        "python",
+        "packages",
+        "cuda_visible_devices",
     }
     assert set(fp["observed"]) == {"gpu", "cpu", "hostname", "memory", "load_average", "container_evidence"}
     assert fp["controlled"]["packages"]["fastmeter"] == metadata.version("fastmeter")
 
 
-def test_unloadable_nvml_library_is_reported_with_its_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_unloadable_nvml_library_is_reported_with_its_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     missing = tmp_path / "missing-libnvidia-ml.so"
     monkeypatch.setenv("FASTMETER_NVML_LIBRARY", str(missing))
     fp = collect_fingerprint()
@@ -54,7 +64,10 @@ def test_save_then_load_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     [
         (b"{not json", "is not valid JSON"),
         (b"[1, 2]", "expected a JSON object"),
-        (b'{"schema_version": 99, "controlled": {}, "observed": {}}', "schema_version 99, this fastmeter reads 1"),
+        (
+            b'{"schema_version": 99, "controlled": {}, "observed": {}}',
+            "schema_version 99, this fastmeter reads 1",
+        ),
         (b'{"schema_version": 1, "controlled": {}}', "missing object 'observed'"),
         (b"\xff\xfe\x00", "is not UTF-8 text"),
     ],

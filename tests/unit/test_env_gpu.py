@@ -11,7 +11,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from fastmeter.env import collect_fingerprint, noise_warnings
 from fastmeter.env.gpu import collect_gpu, cuda_version_text
 
@@ -46,7 +45,9 @@ def fake_nvml_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     compiler = shutil.which("cc") or shutil.which("gcc")
     assert compiler, "a C compiler is needed to build the NVML emulator"
     sources = [str(EMULATOR_DIR / "fake_nvml.c"), str(EMULATOR_DIR / "fake_nvml_model.c")]
-    subprocess.run([compiler, "-shared", "-fPIC", "-O1", "-o", str(out), *sources, "-lm", "-lpthread"], check=True)
+    subprocess.run(
+        [compiler, "-shared", "-fPIC", "-O1", "-o", str(out), *sources, "-lm", "-lpthread"], check=True
+    )
     return out
 
 
@@ -86,7 +87,9 @@ def test_controlled_gpu_items_of_emulated_gpus(emulated: Path) -> None:
     }
 
 
-def test_observed_gpu_items_of_emulated_gpus(emulated: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_observed_gpu_items_of_emulated_gpus(
+    emulated: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     proc = tmp_path / "proc"
     (proc / str(os.getpid())).mkdir(parents=True)
     (proc / str(os.getpid()) / "comm").write_text("pytest\n")
@@ -106,7 +109,10 @@ def test_noise_warnings_from_emulated_gpus(emulated: Path) -> None:
     warnings = noise_warnings(collect_fingerprint())
     gpu_warnings = [(w.code, w.message.split(":")[0]) for w in warnings if w.code.startswith("gpu")]
     # Only pid 4242 is "other"; only GPU 0 is above 50 C.
-    assert gpu_warnings == [("gpu-processes", "GPU 0 is in use by other processes"), ("gpu-warm", "GPU 0 is at 61 C (> 50 C)")]
+    assert gpu_warnings == [
+        ("gpu-processes", "GPU 0 is in use by other processes"),
+        ("gpu-warm", "GPU 0 is at 61 C (> 50 C)"),
+    ]
     assert "4242" in warnings[0].message and str(os.getpid()) not in warnings[0].message
 
 
@@ -115,7 +121,9 @@ def test_driver_not_loaded_is_reported(emulated: Path) -> None:
     assert collect_gpu() == ("unavailable: NVIDIA driver not loaded", "unavailable: NVIDIA driver not loaded")
 
 
-def test_unsetting_the_library_variable_restores_the_default(emulated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unsetting_the_library_variable_restores_the_default(
+    emulated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert collect_gpu()[0]["driver_version"] == "999.88.77-emulated"
     monkeypatch.delenv("FASTMETER_NVML_LIBRARY")
     controlled, _ = collect_gpu()
@@ -123,9 +131,14 @@ def test_unsetting_the_library_variable_restores_the_default(emulated: Path, mon
     try:
         ctypes.CDLL("libnvidia-ml.so.1")
     except OSError:  # no driver on this machine: the default library is missing, and we say what to set
-        assert controlled == "unavailable: NVML library not found (libnvidia-ml.so.1); set FASTMETER_NVML_LIBRARY"
+        assert (
+            controlled
+            == "unavailable: NVML library not found (libnvidia-ml.so.1); set FASTMETER_NVML_LIBRARY"
+        )
 
 
-@pytest.mark.parametrize(("version", "text"), [(12040, "12.4"), (11080, "11.8"), (12090, "12.9"), (13000, "13.0")])
+@pytest.mark.parametrize(
+    ("version", "text"), [(12040, "12.4"), (11080, "11.8"), (12090, "12.9"), (13000, "13.0")]
+)
 def test_cuda_version_text(version: int, text: str) -> None:
     assert cuda_version_text(version) == text

@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from fastmeter.env import noise_warnings
 from fastmeter.env.noise import GPU_WARM_C
 
 OWN_PID = 1000
 
 
-def _fp(*, procs: Any = (), temp_c: Any = 30, load1: float = 0.0, cpus: int = 8, governors: Any = None) -> dict:
+def _fp(
+    *, procs: Any = (), temp_c: Any = 30, load1: float = 0.0, cpus: int = 8, governors: Any = None
+) -> dict:
     return {
         "schema_version": 1,
         "controlled": {
@@ -39,8 +40,10 @@ def test_other_gpu_process_is_named() -> None:
     assert warning.message == "GPU 0 is in use by other processes: 4242 (vllm)"
 
 
-@pytest.mark.parametrize(("temp_c", "codes"), [(GPU_WARM_C, []), (GPU_WARM_C + 1, ["gpu-warm"]),
-                                               ("unavailable: not supported", [])])
+@pytest.mark.parametrize(
+    ("temp_c", "codes"),
+    [(GPU_WARM_C, []), (GPU_WARM_C + 1, ["gpu-warm"]), ("unavailable: not supported", [])],
+)
 def test_warm_gpu_threshold(temp_c: Any, codes: list[str]) -> None:
     assert _codes(_fp(temp_c=temp_c)) == codes
 
@@ -49,7 +52,9 @@ def test_warm_gpu_threshold(temp_c: Any, codes: list[str]) -> None:
     ("load1", "cpus", "codes"),
     [(1.0, 2, []), (1.01, 2, ["load-average"]), (2.0, 8, []), (2.01, 8, ["load-average"])],
 )
-def test_load_average_rule_is_max_of_one_and_quarter_of_cpus(load1: float, cpus: int, codes: list[str]) -> None:
+def test_load_average_rule_is_max_of_one_and_quarter_of_cpus(
+    load1: float, cpus: int, codes: list[str]
+) -> None:
     assert _codes(_fp(load1=load1, cpus=cpus)) == codes
 
 

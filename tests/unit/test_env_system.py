@@ -6,7 +6,6 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-
 from fastmeter.env.readers import is_unavailable
 from fastmeter.env.system import (
     NOT_INSTALLED,
@@ -48,7 +47,10 @@ def test_memory_kernel_load_from_fake_procfs(procfs: Path, monkeypatch: pytest.M
 def test_missing_procfs_files_say_which_file(procfs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     controlled, observed = collect_system()
-    assert controlled["memory"]["total_bytes"] == f"unavailable: cannot read {procfs / 'meminfo'}: No such file or directory"
+    assert (
+        controlled["memory"]["total_bytes"]
+        == f"unavailable: cannot read {procfs / 'meminfo'}: No such file or directory"
+    )
     assert is_unavailable(controlled["os"]["kernel"]) and "osrelease" in controlled["os"]["kernel"]
     assert is_unavailable(observed["load_average"])
     assert controlled["cuda_visible_devices"] == "unset"
@@ -64,10 +66,18 @@ def test_missing_procfs_files_say_which_file(procfs: Path, monkeypatch: pytest.M
         ("0::/\n", "", "systemd-nspawn", [], "systemd-nspawn"),
         ("0::/\n", "", None, ["/.dockerenv"], "docker"),
         ("0::/\n", "", None, ["/run/.containerenv"], "podman"),
-        ("0::/\n", "300 250 0:50 / / rw,relatime - overlay overlay rw,lowerdir=/a\n", None, [], "unknown container"),
+        (
+            "0::/\n",
+            "300 250 0:50 / / rw,relatime - overlay overlay rw,lowerdir=/a\n",
+            None,
+            [],
+            "unknown container",
+        ),
     ],
 )
-def test_detect_container(cgroup: str, mountinfo: str, env: str | None, markers: list[str], kind: str) -> None:
+def test_detect_container(
+    cgroup: str, mountinfo: str, env: str | None, markers: list[str], kind: str
+) -> None:
     assert detect_container(cgroup, mountinfo, env, markers)[0] == kind
 
 

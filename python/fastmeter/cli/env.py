@@ -95,7 +95,9 @@ def _report_differences(diffs: list[Difference], baseline: str, as_json: bool) -
 
 @click.command("env")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--save", "save_path", type=click.Path(dir_okay=False), help="Write the fingerprint as JSON to FILE.")
+@click.option(
+    "--save", "save_path", type=click.Path(dir_okay=False), help="Write the fingerprint as JSON to FILE."
+)
 @click.option(
     "--check",
     "baseline_path",

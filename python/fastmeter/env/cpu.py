@@ -81,7 +81,7 @@ def _policies(cpu_dir: Path) -> list[Path] | str:
         return unavailable(f"cannot list {cpufreq}: {exc.strerror or exc} (no cpufreq driver, e.g. in a VM)")
     if not policies:
         return unavailable(f"no cpufreq policies under {cpufreq} (no cpufreq driver, e.g. in a VM)")
-    return sorted(policies, key=lambda p: int(p.name[len("policy"):] or 0))
+    return sorted(policies, key=lambda p: int(p.name[len("policy") :] or 0))
 
 
 def _numa_nodes() -> int | str:
@@ -105,5 +105,10 @@ def collect_cpu() -> tuple[dict[str, Any], dict[str, Any]]:
         for p in policies:
             text = read_or_unavailable(p / "scaling_cur_freq")
             frequency_khz[p.name] = int(text) if text.isdigit() else text
-    controlled = {"model": _model(), **_topology(cpu_dir), "numa_nodes": _numa_nodes(), "governors": governors}
+    controlled = {
+        "model": _model(),
+        **_topology(cpu_dir),
+        "numa_nodes": _numa_nodes(),
+        "governors": governors,
+    }
     return controlled, {"frequency_khz": frequency_khz}

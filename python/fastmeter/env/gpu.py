@@ -115,7 +115,12 @@ class _Reader:
                 failures.append(procs)
                 continue
             found.extend(
-                {"pid": p.pid, "name": _process_name(p.pid), "kind": kind, "used_memory_bytes": p.usedGpuMemory}
+                {
+                    "pid": p.pid,
+                    "name": _process_name(p.pid),
+                    "kind": kind,
+                    "used_memory_bytes": p.usedGpuMemory,
+                }
                 for p in procs
             )
         return failures[0] if len(failures) == 2 else found

@@ -44,7 +44,9 @@ def _gpu_warnings(fp: Fingerprint, own_pid: int) -> list[NoiseWarning]:
             others = [p for p in procs if p.get("pid") != own_pid]
             if others:
                 names = ", ".join(f"{p['pid']} ({p.get('name')})" for p in others)
-                out.append(NoiseWarning("gpu-processes", f"GPU {index} is in use by other processes: {names}"))
+                out.append(
+                    NoiseWarning("gpu-processes", f"GPU {index} is in use by other processes: {names}")
+                )
         temp_c = device.get("temperature_c")
         if isinstance(temp_c, (int, float)) and temp_c > GPU_WARM_C:
             out.append(
