@@ -7,6 +7,7 @@ is None, so we install our own handle there (and drop its cached function pointe
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 from collections.abc import Callable
@@ -186,7 +187,9 @@ def collect_gpu() -> tuple[dict[str, Any] | str, dict[str, Any] | str]:
         why = unavailable(f"NVML query failed: {_describe(exc)}")
         return why, why
     finally:
-        nv.nvmlShutdown()
+        # A failing shutdown (e.g. GPU lost meanwhile) must not hide what was read.
+        with contextlib.suppress(nv.NVMLError):
+            nv.nvmlShutdown()
     controlled = {
         "driver_version": driver,
         "cuda_driver_version": cuda if isinstance(cuda, str) else cuda_version_text(cuda),
