@@ -1,0 +1,40 @@
+"""The `fastmeter` command line: a Click group with one module per command.
+
+Exit codes: 0 success, 1 a check failed (e.g. `env --check` found differences), 2 bad input or unusable
+environment (any FastmeterError, reported as one line without a traceback).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from fastmeter.cli.env import env_command
+from fastmeter.errors import FastmeterError
+
+EXIT_CHECK_FAILED = 1
+EXIT_ERROR = 2
+
+
+class _CommandError(click.ClickException):
+    exit_code = EXIT_ERROR
+
+
+class _Group(click.Group):
+    """Turns a FastmeterError raised by any command into Click's one-line "Error: ..." and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FastmeterError as exc:
+            raise _CommandError(str(exc)) from exc
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="fastmeter")
+def main() -> None:
+    """Rigorous, low-overhead energy measurement for AI models and inference servers."""
+
+
+main.add_command(env_command)
