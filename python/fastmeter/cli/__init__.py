@@ -11,6 +11,9 @@ from typing import Any
 import click
 
 from fastmeter.cli.env import env_command
+from fastmeter.cli.show import show_command
+from fastmeter.cli.sources import sources_command
+from fastmeter.cli.trace import trace_command
 from fastmeter.errors import FastmeterError
 
 EXIT_CHECK_FAILED = 1
@@ -37,4 +40,5 @@ def main() -> None:
     """Rigorous, low-overhead energy measurement for AI models and inference servers."""
 
 
-main.add_command(env_command)
+for command in (env_command, show_command, sources_command, trace_command):
+    main.add_command(command)
