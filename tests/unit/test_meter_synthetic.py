@@ -162,4 +162,5 @@ def test_samples_arrow_roundtrip_through_ipc(tmp_path) -> None:
     path = tmp_path / "s.arrow"
     with pa.OSFile(str(path), "wb") as f, pa.ipc.new_file(f, table.schema) as writer:
         writer.write_table(table)
-    assert pa.ipc.open_file(str(path)).read_all().equals(table)
+    with pa.OSFile(str(path)) as f:
+        assert pa.ipc.open_file(f).read_all().equals(table)

@@ -32,14 +32,15 @@ class Trace:
 
 def _read_stream_tolerant(path: Path) -> pa.Table:
     """Every complete batch of a stream, ignoring a torn last one."""
-    reader = ipc.open_stream(str(path))
-    batches = []
-    try:
-        for batch in reader:
-            batches.append(batch)
-    except (pa.ArrowInvalid, OSError):
-        pass  # the writer died mid-batch: everything flushed before is intact
-    return pa.Table.from_batches(batches, schema=reader.schema)
+    with pa.OSFile(str(path)) as f:
+        reader = ipc.open_stream(f)
+        batches = []
+        try:
+            for batch in reader:
+                batches.append(batch)
+        except (pa.ArrowInvalid, OSError):
+            pass  # the writer died mid-batch: everything flushed before is intact
+        return pa.Table.from_batches(batches, schema=reader.schema)
 
 
 def read_trace(path: str | os.PathLike[str]) -> Trace:
@@ -52,7 +53,8 @@ def read_trace(path: str | os.PathLike[str]) -> Trace:
         if head.startswith(_PARQUET_MAGIC):
             table = pq.read_table(str(p))
         elif head.startswith(_ARROW_FILE_MAGIC):
-            table = ipc.open_file(str(p)).read_all()
+            with pa.OSFile(str(p)) as f:
+                table = ipc.open_file(f).read_all()
         else:
             table = _read_stream_tolerant(p)
     except (pa.ArrowInvalid, OSError) as e:

@@ -60,7 +60,8 @@ class TraceWriter:
         """Finish the stream and replace it by the complete file with all metadata."""
         self._writer.close()
         self._sink.close()
-        table = ipc.open_stream(str(self.stream_path)).read_all()
+        with pa.OSFile(str(self.stream_path)) as f:
+            table = ipc.open_stream(f).read_all()
         meta = {**self._metadata, **final_metadata, "complete": True}
         table = table.replace_schema_metadata(_schema_with(meta).metadata)
         tmp = self.path.with_name(self.path.name + ".tmp")
