@@ -66,7 +66,9 @@ class FakePowercap:
         pkg = index if package is None else package
         name = f"package-{pkg}" + (f"-die-{die}" if die is not None else "")
         prefix = "intel-rapl-mmio" if mmio else "intel-rapl"
-        return self._zone(f"{prefix}:{index}", None, name, energy_uj, max_energy_range_uj, enabled, has_energy)
+        return self._zone(
+            f"{prefix}:{index}", None, name, energy_uj, max_energy_range_uj, enabled, has_energy
+        )
 
     def add_subzone(
         self,
@@ -80,7 +82,9 @@ class FakePowercap:
         """Subzone <parent>:<sub> named core, uncore or dram."""
         return self._zone(f"{parent}:{sub}", parent, name, energy_uj, max_energy_range_uj, enabled, True)
 
-    def add_psys(self, index: int, energy_uj: int = 0, max_energy_range_uj: int = DEFAULT_MAX_ENERGY_RANGE_UJ) -> str:
+    def add_psys(
+        self, index: int, energy_uj: int = 0, max_energy_range_uj: int = DEFAULT_MAX_ENERGY_RANGE_UJ
+    ) -> str:
         return self._zone(f"intel-rapl:{index}", None, "psys", energy_uj, max_energy_range_uj, 1, True)
 
     def energy_uj_path(self, dir_name: str) -> Path:

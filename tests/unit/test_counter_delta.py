@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from hypothesis import given
-from hypothesis import strategies as st
-
 from fastmeter import _core
 from fastmeter.reference.counters import counter_delta
+from hypothesis import given
+from hypothesis import strategies as st
 
 U64 = 2**64 - 1
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
 from fastmeter import _core
 from fastmeter.reference.counters import counter_delta
+
 from tests.emulators.powercap import DEFAULT_MAX_ENERGY_RANGE_UJ, FakePowercap
 from tests.emulators.unprivileged import probe_unprivileged, world_readable_dir
 
@@ -150,7 +150,9 @@ def test_unparsable_counter_zone_is_skipped(fake, text):
     fake.add_package(1, energy_uj=2)
     fake.energy_uj_path("intel-rapl:0").write_text(text)
     p = _core.probe("rapl", {})
-    assert [(c["name"], r["counter_raw"]) for c, r in zip(p["channels"], p["readings"])] == [("cpu1-package", 2)]
+    assert [(c["name"], r["counter_raw"]) for c, r in zip(p["channels"], p["readings"])] == [
+        ("cpu1-package", 2)
+    ]
 
 
 def test_no_zones_is_unavailable_and_says_why(fake, tmp_path, monkeypatch):

@@ -21,6 +21,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <map>
 
 #include <unistd.h>
@@ -141,8 +142,9 @@ class RaplMsrSource final : public Source {
       uint64_t unit = 0;
       const uint32_t unit_reg = intel ? kIntelUnit : kAmdUnit;
       if (read_msr(fd.get(), unit_reg, &unit) != 0)
-        throw SourceError("unavailable", "rapl-msr: the RAPL unit register " + hex(unit_reg) + " is not readable "
-                                         "on cpu" + std::to_string(cpu) + ": this CPU has no RAPL (or vendor is wrong)");
+        throw SourceError("unavailable", "rapl-msr: the RAPL unit register " + hex(unit_reg) +
+                                             " is not readable on cpu" + std::to_string(cpu) +
+                                             ": this CPU has no RAPL (or the vendor is wrong)");
       const unsigned esu = rapl::energy_status_units(unit);
       const std::string prefix = "cpu" + std::to_string(pkg);
       for (const Register& r : intel ? std::vector<Register>(std::begin(kIntelRegs), std::end(kIntelRegs))
