@@ -56,7 +56,7 @@ class Square:
         cycles = float(math.floor(s / self.period_s))
         rem = s - cycles * self.period_s
         on = self.duty * self.period_s
-        return self.low_w * s + (self.high_w - self.low_w) * (cycles * on + (rem if rem < on else on))
+        return self.low_w * s + (self.high_w - self.low_w) * (cycles * on + min(rem, on))
 
     def directive(self) -> str:
         return f"power square {self.low_w!r} {self.high_w!r} {self.period_s!r} {self.duty!r}"
@@ -98,7 +98,7 @@ Waveform = Constant | Square | Steps
 
 
 def _ms_to_ns(ms: float) -> int:
-    return int(math.floor(ms * 1e6 + 0.5))  # llround for the non-negative values used here
+    return math.floor(ms * 1e6 + 0.5)  # llround for the non-negative values used here
 
 
 @dataclass(frozen=True)
@@ -172,7 +172,13 @@ class GpuSpec:
         return self._mean_power_mw(t_ns, self.average_window_ms)
 
     def directives(self) -> list[str]:
-        lines = ["gpu", f"name {self.name}", f"uuid {self.uuid}", f"t0_ns {self.t0_ns}", self.waveform.directive()]
+        lines = [
+            "gpu",
+            f"name {self.name}",
+            f"uuid {self.uuid}",
+            f"t0_ns {self.t0_ns}",
+            self.waveform.directive(),
+        ]
         lines += [
             f"energy_offset_mj {self.energy_offset_mj}",
             f"counter_refresh_ms {self.counter_refresh_ms!r}",
@@ -254,7 +260,7 @@ def build_fake_nvml(out_dir: Path) -> Path:
         tmp = out_dir / f"{lib.name}.{os.getpid()}.tmp"
         cmd = ["gcc", *CFLAGS, "-Wall", "-Wextra", "-Werror", "-o", str(tmp)]
         cmd += [str(HERE / s) for s in C_SOURCES] + list(LDFLAGS)
-        built = subprocess.run(cmd, capture_output=True, text=True)
+        built = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if built.returncode != 0:
             raise RuntimeError(f"building the NVML emulator failed:\n{built.stderr}")
         os.replace(tmp, lib)  # atomic: concurrent sessions never see a half-written library
@@ -282,7 +288,9 @@ class FakeNvml:
         self.setenv("FAKE_NVML_CONFIG", str(self.config_path))
         self.configure([GpuSpec()])
 
-    def configure(self, gpus: Sequence[GpuSpec], *, t0_ns: int | None = None, **system: object) -> list[GpuSpec]:
+    def configure(
+        self, gpus: Sequence[GpuSpec], *, t0_ns: int | None = None, **system: object
+    ) -> list[GpuSpec]:
         """Write the config (t0_ns defaults to now); the emulator reads it at the next nvmlInit."""
         self.t0_ns = t0_ns if t0_ns is not None else time.monotonic_ns()
         self.gpus = write_config(self.config_path, gpus, t0_ns=self.t0_ns, **system)  # type: ignore[arg-type]
@@ -290,6 +298,8 @@ class FakeNvml:
 
     def subprocess_env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(self.loader_dir), env.get("LD_LIBRARY_PATH")) if p)
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            p for p in (str(self.loader_dir), env.get("LD_LIBRARY_PATH")) if p
+        )
         env["FAKE_NVML_CONFIG"] = str(self.config_path)
         return env

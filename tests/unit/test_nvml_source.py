@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 from emulators.nvml import Constant, FakeNvml, GpuSpec, Square, Steps
-
 from fastmeter import _core
 
 GPU_IS_LOST = 15
@@ -122,7 +121,8 @@ def test_instant_power_is_the_windowed_mean_at_the_latest_refresh(fake_nvml: Fak
 
 
 @pytest.mark.parametrize(
-    "field_types", [("ull", "uint"), ("double", "double"), ("sll", "sint"), ("ulong", "ushort"), ("sint", "ulong")]
+    "field_types",
+    [("ull", "uint"), ("double", "double"), ("sll", "sint"), ("ulong", "ushort"), ("sint", "ulong")],
 )
 def test_every_value_type_is_decoded(fake_nvml: FakeNvml, field_types: tuple[str, str]) -> None:
     # 60.125 W is 60125 mW: it fits an unsigned short, and no type rounds it.
@@ -135,7 +135,9 @@ def test_every_value_type_is_decoded(fake_nvml: FakeNvml, field_types: tuple[str
 
 
 def test_average_power_stands_in_when_instant_power_is_missing(fake_nvml: FakeNvml) -> None:
-    spec = GpuSpec(waveform=Steps(((0.0, 100.0), (0.5, 400.0))), no_instant_power=True, power_refresh_ms=200.0)
+    spec = GpuSpec(
+        waveform=Steps(((0.0, 100.0), (0.5, 400.0))), no_instant_power=True, power_refresh_ms=200.0
+    )
     (gpu,) = fake_nvml.configure([spec], t0_ns=time.monotonic_ns() - 1_000_000_000)
     out, lo_ns, hi_ns = probe()
     allowed = {math.floor(gpu.average_power_mw(t)) / 1000 for t in refresh_instants(gpu, lo_ns, hi_ns, 200.0)}
@@ -206,7 +208,9 @@ def test_init_failure_maps_to_a_source_error(fake_nvml: FakeNvml, code: int, kin
     fake_nvml.configure([GpuSpec()], init_error=code)
     with pytest.raises(_core.SourceError) as info:
         _core.probe("nvml", {})
-    assert info.value.args[1] == kind and f"nvmlInit_v2 failed: NVML error {code} {name}" in info.value.args[0]
+    assert (
+        info.value.args[1] == kind and f"nvmlInit_v2 failed: NVML error {code} {name}" in info.value.args[0]
+    )
 
 
 def test_missing_library_is_unavailable_and_names_the_variable(
@@ -254,8 +258,9 @@ def test_pynvml_reads_the_same_counters_as_fastmeter(fake_nvml: FakeNvml) -> Non
         driver="560.35.03",
     )
     assert [g.counter_mj(g.t0_ns + 2_000_000_000) for g in gpus] == [5_300_000, 30_000 + 350_000]
+    env = fake_nvml.subprocess_env()
     run = subprocess.run(
-        [sys.executable, "-c", PYNVML_READER], env=fake_nvml.subprocess_env(), capture_output=True, text=True
+        [sys.executable, "-c", PYNVML_READER], check=False, env=env, capture_output=True, text=True
     )
     assert run.returncode == 0, run.stderr
     seen = json.loads(run.stdout)
@@ -264,4 +269,8 @@ def test_pynvml_reads_the_same_counters_as_fastmeter(fake_nvml: FakeNvml) -> Non
     assert [g["uuid"] for g in seen["gpus"]] == [c["device"].split()[-1] for c in out["channels"]]
     assert [g["energy_mj"] for g in seen["gpus"]] == [r["counter_raw"] for r in out["readings"]]
     assert [g["field_energy_mj"] for g in seen["gpus"]] == [5_300_000, 380_000]
-    assert [g["field_power_mw"] / 1000 for g in seen["gpus"]] == [r["power_w"] for r in out["readings"]] == [0, 0]
+    assert (
+        [g["field_power_mw"] / 1000 for g in seen["gpus"]]
+        == [r["power_w"] for r in out["readings"]]
+        == [0, 0]
+    )
