@@ -213,6 +213,13 @@ def test_init_failure_maps_to_a_source_error(fake_nvml: FakeNvml, code: int, kin
     )
 
 
+def test_no_gpus_is_unavailable(fake_nvml: FakeNvml) -> None:
+    fake_nvml.configure([])
+    with pytest.raises(_core.SourceError) as info:
+        _core.probe("nvml", {})
+    assert info.value.args == ("NVML reports no GPUs; check `nvidia-smi`", "unavailable")
+
+
 def test_missing_library_is_unavailable_and_names_the_variable(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
