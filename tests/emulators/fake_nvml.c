@@ -156,7 +156,8 @@ API int nvmlDeviceGetFieldValues(nvmlDevice_t d, int count, nvmlFieldValue_t* va
     else if (is_energy && !d->no_energy_counter) {
       f->nvmlReturn = R_SUCCESS;
       put_value(f, d->energy_type, (double)counter_mj(d, t_ns));
-    } else if (is_power && !d->no_power_fields && f->scopeId == 0) {
+    } else if (is_power && !d->no_power_fields && f->scopeId == 0 &&
+               !(d->no_instant_power && f->fieldId == FIELD_POWER_INSTANT)) {
       const double w = f->fieldId == FIELD_POWER_INSTANT ? d->power_window_s : d->average_window_s;
       f->nvmlReturn = R_SUCCESS;
       put_value(f, d->power_type, mean_power_w(d, t_ns, w) * 1000.0);
@@ -181,6 +182,7 @@ API int nvmlDeviceGetPowerUsage(nvmlDevice_t d, unsigned int* power_mw) {
   int64_t t_ns;
   const int rc = begin_value_call(d, power_mw, &t_ns);
   if (rc != R_SUCCESS) return rc;
+  if (d->no_power_usage) return R_NOT_SUPPORTED;
   *power_mw = (unsigned int)floor(mean_power_w(d, t_ns, d->average_window_s) * 1000.0);
   spend_latency(d, t_ns);
   return R_SUCCESS;

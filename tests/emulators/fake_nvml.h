@@ -38,7 +38,7 @@ struct fake_gpu {
   long fail_after_calls; /* < 0: never */
   int fail_code;
   long calls; /* field/energy/power calls so far */
-  int no_energy_counter, no_field_values, no_power_fields;
+  int no_energy_counter, no_power_fields, no_instant_power, no_power_usage, no_field_values;
   int energy_type, power_type;
   unsigned power_limit_mw, arch, persistence, mig_current, mig_pending, mig_supported;
   unsigned clocks_mhz[3], max_clocks_mhz[3], temperature_c, util_gpu, util_mem;

@@ -23,6 +23,8 @@
  *   fail_after_calls <N> <code>  after N field/energy/power calls every device call returns <code> (15 = lost)
  *   no_energy_counter        field 83 and nvmlDeviceGetTotalEnergyConsumption: NOT_SUPPORTED
  *   no_power_fields          fields 185/186: NOT_SUPPORTED (drivers before R535)
+ *   no_instant_power         field 186 alone: NOT_SUPPORTED
+ *   no_power_usage           nvmlDeviceGetPowerUsage: NOT_SUPPORTED
  *   no_field_values          nvmlDeviceGetFieldValues: NOT_SUPPORTED as a whole
  *   field_types <energy> <power>  valueType of field 83 / fields 185,186: double uint ulong ull sll sint ushort
  *                            (default ull, uint); integer types carry floor(mW), double the exact mW
@@ -179,6 +181,8 @@ static int apply(struct fake_system* sys, char* key, char* rest, char** tok, int
     g->fail_code = atoi(tok[1]);
   } else if (strcmp(key, "no_energy_counter") == 0 && n == 0) g->no_energy_counter = 1;
   else if (strcmp(key, "no_power_fields") == 0 && n == 0) g->no_power_fields = 1;
+  else if (strcmp(key, "no_instant_power") == 0 && n == 0) g->no_instant_power = 1;
+  else if (strcmp(key, "no_power_usage") == 0 && n == 0) g->no_power_usage = 1;
   else if (strcmp(key, "no_field_values") == 0 && n == 0) g->no_field_values = 1;
   else if (strcmp(key, "field_types") == 0 && n == 2) {
     g->energy_type = value_type(tok[0]);
