@@ -1,4 +1,4 @@
-"""Shared pytest fixtures. tests/ is on sys.path (pytest's rootdir conftest), so `emulators.*` imports work."""
+"""Shared pytest fixtures (tests/ is a package: helpers import as `tests.emulators.*`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 # --- NVML emulator (owner: nvml) ---
-from emulators.nvml import FakeNvml, build_fake_nvml, default_cache_dir
+from tests.emulators.nvml import FakeNvml, build_fake_nvml, default_cache_dir
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from emulators.nvml import Constant, FakeNvml, GpuSpec, Square, Steps
+from tests.emulators.nvml import Constant, FakeNvml, GpuSpec, Square, Steps
 from fastmeter import _core
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from emulators.nvml import Constant, FakeNvml, GpuSpec, Square, Steps
+from tests.emulators.nvml import Constant, FakeNvml, GpuSpec, Square, Steps
 from fastmeter import _core
 
 GPU_IS_LOST = 15
