@@ -104,7 +104,7 @@ def test_sigkill_leaves_a_readable_file_up_to_the_last_flush(tmp_path: Path) -> 
     proc = start_trace(out)
     time.sleep(1.2)
     proc.kill()
-    proc.wait(timeout=10)
+    proc.communicate(timeout=10)
     t = read_trace(out)
     assert not t.complete
     assert t.table.num_rows >= 500  # at least the first flush at 1 kHz
