@@ -128,7 +128,7 @@ async def stream_request(
     except StreamError as exc:
         _fail(record, STATUS_STREAM_ERROR, str(exc))
     except httpx.TransportError as exc:  # refused, reset, peer closed mid-body, protocol breakage
-        _fail(record, STATUS_CONNECTION_ERROR, f"{type(exc).__name__}: {exc}")
+        _fail(record, STATUS_CONNECTION_ERROR, _describe(exc))
     try:
         handler.finish()
     except StreamError as exc:
@@ -181,6 +181,15 @@ def _fail(record: RequestRecord, status: str, error: str) -> None:
     record.error = error
     if record.end_ns is None:
         record.end_ns = time.monotonic_ns()
+
+
+def _describe(exc: BaseException) -> str:
+    """httpx wraps a reset in two empty-message layers: name the root cause too."""
+    root = exc
+    while root.__cause__ is not None or root.__context__ is not None:
+        root = root.__cause__ or root.__context__  # type: ignore[assignment]
+    text = f"{type(exc).__name__}: {exc}"
+    return text if str(root) == str(exc) else f"{text} ({type(root).__name__}: {root})"
 
 
 def count_words(text: str) -> int:
