@@ -9,6 +9,7 @@ from collections.abc import Callable
 from fastmeter.adapters import GenRequest, OpenAIAdapter, RequestRecord, TGIAdapter, stream_request
 from fastmeter.adapters.base import Adapter
 from fastmeter.load import make_client
+
 from tests.emulators.fake_server import Cut, FakeServer, Request, Reset, Script, Send, Sleep, sse
 
 MS = 1_000_000
@@ -62,8 +63,12 @@ def test_openai_completions_timing_usage_and_request_body() -> None:
     assert req.path == "/v1/completions"
     assert req.headers["x-request-id"] == "r-1"
     assert req.json == {
-        "model": "tiny", "max_tokens": 4, "stream": True, "stream_options": {"include_usage": True},
-        "prompt": "one two three", "ignore_eos": True,
+        "model": "tiny",
+        "max_tokens": 4,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "prompt": "one two three",
+        "ignore_eos": True,
     }
 
 
@@ -71,8 +76,14 @@ def test_openai_chat_role_chunk_is_not_a_token() -> None:
     def delta(d: dict, finish: str | None = None) -> bytes:
         return sse({"choices": [{"index": 0, "delta": d, "finish_reason": finish}]})
 
-    steps = [Send(delta({"role": "assistant", "content": ""})), Sleep(0.02), Send(delta({"content": "Hi"})),
-             Send(delta({"content": "!"}, "stop")), Send(delta({})), Send(sse("[DONE]"))]
+    steps = [
+        Send(delta({"role": "assistant", "content": ""})),
+        Sleep(0.02),
+        Send(delta({"content": "Hi"})),
+        Send(delta({"content": "!"}, "stop")),
+        Send(delta({})),
+        Send(sse("[DONE]")),
+    ]
     rec, srv = run_one(Script(steps), OpenAIAdapter("m", endpoint="chat"))
     assert rec.status == "ok"
     assert rec.chunk_tokens == [0, 1, 1, 0]
@@ -85,9 +96,21 @@ def test_openai_chat_role_chunk_is_not_a_token() -> None:
 
 def test_comments_keepalives_no_space_crlf_and_split_events() -> None:
     event = sse(completion("ab"), space=False).replace(b"\n", b"\r\n")
-    steps = [Send(b": ping\n\n"), Send(b":\n\n"), Send(event[:7]), Sleep(0.01), Send(event[7:20]), Sleep(0.01),
-             Send(event[20:]), Send(b": keep-alive\n\n"), Send(sse(completion("c"))), Send(b"data: [DO"),
-             Sleep(0.01), Send(b"NE]\n"), Send(b"\n")]
+    steps = [
+        Send(b": ping\n\n"),
+        Send(b":\n\n"),
+        Send(event[:7]),
+        Sleep(0.01),
+        Send(event[7:20]),
+        Sleep(0.01),
+        Send(event[20:]),
+        Send(b": keep-alive\n\n"),
+        Send(sse(completion("c"))),
+        Send(b"data: [DO"),
+        Sleep(0.01),
+        Send(b"NE]\n"),
+        Send(b"\n"),
+    ]
     rec, _ = run_one(Script(steps))
     assert rec.status == "ok", rec.error
     assert rec.text == "abc"
@@ -96,8 +119,12 @@ def test_comments_keepalives_no_space_crlf_and_split_events() -> None:
 
 
 def test_missing_usage_chunk_counts_tokens_and_marks_it() -> None:
-    steps = [Send(sse(completion("a"))), Send(sse(completion(""))), Send(sse(completion("b", "stop"))),
-             Send(sse("[DONE]"))]
+    steps = [
+        Send(sse(completion("a"))),
+        Send(sse(completion(""))),
+        Send(sse(completion("b", "stop"))),
+        Send(sse("[DONE]")),
+    ]
     rec, _ = run_one(Script(steps))
     assert rec.status == "ok"
     assert rec.tokens_counted
@@ -162,8 +189,11 @@ def test_timeout_is_recorded_after_the_limit() -> None:
 
 
 def tgi_token(i: int, text: str, special: bool = False) -> dict:
-    return {"token": {"id": i, "text": text, "logprob": -0.1, "special": special}, "generated_text": None,
-            "details": None}
+    return {
+        "token": {"id": i, "text": text, "logprob": -0.1, "special": special},
+        "generated_text": None,
+        "details": None,
+    }
 
 
 def test_tgi_stream_format() -> None:
@@ -171,8 +201,15 @@ def test_tgi_stream_format() -> None:
         "generated_text": "Hi there",
         "details": {"finish_reason": "eos_token", "generated_tokens": 3, "input_length": 7},
     }
-    steps = [Send(b":\n\n"), Sleep(0.03), Send(sse(tgi_token(1, "Hi"), space=False)), Send(b": ping\n\n"),
-             Sleep(0.01), Send(sse(tgi_token(2, " there"), space=False)), Send(sse(last, space=False))]
+    steps = [
+        Send(b":\n\n"),
+        Sleep(0.03),
+        Send(sse(tgi_token(1, "Hi"), space=False)),
+        Send(b": ping\n\n"),
+        Sleep(0.01),
+        Send(sse(tgi_token(2, " there"), space=False)),
+        Send(sse(last, space=False)),
+    ]
     rec, srv = run_one(Script(steps), TGIAdapter({"temperature": 0.5}))
     assert rec.status == "ok", rec.error
     assert rec.text == "Hi there"
@@ -183,14 +220,17 @@ def test_tgi_stream_format() -> None:
     assert rec.chunk_t_ns[1] - rec.send_ns >= 40 * MS - MS
     (req,) = srv.requests
     assert req.path == "/generate_stream"
-    assert req.json == {"inputs": "one two three",
-                        "parameters": {"max_new_tokens": 4, "details": True, "temperature": 0.5}}
+    assert req.json == {
+        "inputs": "one two three",
+        "parameters": {"max_new_tokens": 4, "details": True, "temperature": 0.5},
+    }
 
 
 def test_tgi_error_event_and_missing_final_event() -> None:
     err = {"error": "Request failed during generation: out of memory", "error_type": "generation"}
-    rec, _ = run_one(Script([Send(sse(tgi_token(1, "a"), space=False)), Send(sse(err, space=False))]),
-                     TGIAdapter())
+    rec, _ = run_one(
+        Script([Send(sse(tgi_token(1, "a"), space=False)), Send(sse(err, space=False))]), TGIAdapter()
+    )
     assert rec.status == "stream_error" and "out of memory" in rec.error and rec.chunk_tokens == [1]
     rec, _ = run_one(Script([Send(sse(tgi_token(1, "a"), space=False))]), TGIAdapter())
     assert rec.status == "stream_error" and "generated_text" in rec.error

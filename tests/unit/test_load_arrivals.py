@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
-
 from fastmeter.errors import ConfigError
 from fastmeter.load.arrivals import arrival_offsets_s, arrival_times_s
 
@@ -15,7 +15,7 @@ def test_same_seed_same_times_other_seed_differs() -> None:
     a = arrival_times_s(3000, 20.0, 0.5, seed=7)
     assert a == arrival_times_s(3000, 20.0, 0.5, seed=7)
     assert a != arrival_times_s(3000, 20.0, 0.5, seed=8)
-    assert a[0] == 0.0 and all(x <= y for x, y in zip(a, a[1:]))
+    assert a[0] == 0.0 and all(x <= y for x, y in itertools.pairwise(a))
 
 
 @pytest.mark.parametrize("burstiness", [0.25, 1.0, 4.0])
@@ -40,7 +40,9 @@ def test_poisson_counts_in_windows_have_poisson_variance() -> None:
     assert 0.8 < counts.var() / counts.mean() < 1.2
 
 
-@pytest.mark.parametrize("rate,burstiness", [(0.0, 1.0), (-1.0, 1.0), (math.nan, 1.0), (1.0, 0.0), (1.0, math.inf)])
+@pytest.mark.parametrize(
+    "rate,burstiness", [(0.0, 1.0), (-1.0, 1.0), (math.nan, 1.0), (1.0, 0.0), (1.0, math.inf)]
+)
 def test_bad_rates_raise_config_error(rate: float, burstiness: float) -> None:
     with pytest.raises(ConfigError, match="rate|burstiness"):
         next(arrival_offsets_s(rate, burstiness))

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from fastmeter.errors import ConfigError
 from fastmeter.load import load_config, validate_config
 from fastmeter.load.runner import build_adapter, spec_from_config
@@ -54,7 +53,10 @@ def edit(table: str, key: str, value: Any) -> dict[str, Any]:
         (edit("load", "rat", 3), r"unknown key \[load\]\.rat; allowed keys: concurrency, rate, burstiness"),
         (edit("server", "kind", "vllm"), r"\[server\]\.kind must be one of openai, tgi; got 'vllm'"),
         (edit("server", "endpoint", "x"), r"\[server\]\.endpoint must be one of completions, chat"),
-        (edit("workload", "kind", "csv"), r"\[workload\]\.kind must be one of random, jsonl, mtbench, sharegpt"),
+        (
+            edit("workload", "kind", "csv"),
+            r"\[workload\]\.kind must be one of random, jsonl, mtbench, sharegpt",
+        ),
         (edit("load", "rate", "fast"), r'\[load\]\.rate must be a positive number or "inf", got \'fast\''),
         (edit("load", "rate", 0), r"\[load\]\.rate must be a positive number"),
         (edit("load", "concurrency", 0), r"\[load\]\.concurrency must be an integer >= 1, got 0"),
@@ -63,11 +65,20 @@ def edit(table: str, key: str, value: Any) -> dict[str, Any]:
         (edit("server", "ignore_eos", "yes"), r"\[server\]\.ignore_eos must be true or false"),
         (edit("server", "base_url", None), r"\[server\]\.base_url is required"),
         (edit("server", "model", None), r"\[server\]\.model is required for kind = \"openai\""),
-        (edit("workload", "output_tokens", None), r"\[workload\]\.output_tokens is required for kind = \"random\""),
+        (
+            edit("workload", "output_tokens", None),
+            r"\[workload\]\.output_tokens is required for kind = \"random\"",
+        ),
         (edit("metrics", "prefixes", "vllm:"), r"\[metrics\]\.prefixes must be a list of non-empty strings"),
-        ({**base(), "extra": {}}, r"unknown table \[extra\]; allowed tables: server, workload, load, metrics"),
+        (
+            {**base(), "extra": {}},
+            r"unknown table \[extra\]; allowed tables: server, workload, load, metrics",
+        ),
         ({"server": base()["server"], "workload": base()["workload"]}, r"missing table \[load\]"),
-        ({**base(), "workload": {"kind": "sharegpt"}}, r"\[workload\]\.path is required for kind = \"sharegpt\""),
+        (
+            {**base(), "workload": {"kind": "sharegpt"}},
+            r"\[workload\]\.path is required for kind = \"sharegpt\"",
+        ),
         ({**base(), "workload": {"kind": "mtbench", "path": "q"}}, r"\[workload\]\.max_tokens is required"),
     ],
 )

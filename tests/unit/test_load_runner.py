@@ -9,11 +9,14 @@ from fastmeter.adapters import OpenAIAdapter
 from fastmeter.load import LoadResult, LoadSpec, load_config, make_client, run, run_load
 from fastmeter.load.arrivals import arrival_times_s
 from fastmeter.load.workloads import random_workload
+
 from tests.emulators.fake_server import FakeServer, Request, Script, Send, Sleep, sse
 
-OK_STREAM = [Send(sse({"choices": [{"text": "x", "finish_reason": "length"}]})),
-             Send(sse({"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 1}})),
-             Send(sse("[DONE]"))]
+OK_STREAM = [
+    Send(sse({"choices": [{"text": "x", "finish_reason": "length"}]})),
+    Send(sse({"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 1}})),
+    Send(sse("[DONE]")),
+]
 
 
 def slow_ok(_req: Request) -> Script:
@@ -34,7 +37,9 @@ def test_closed_loop_concurrency_cap_is_never_exceeded() -> None:
     assert srv.max_in_flight == 3
     assert len(result.records) == 15 and all(r.status == "ok" for r in result.records)
     assert [r.request_id for r in result.records] == [f"req-{i}" for i in range(15)]
-    assert sorted(q.headers["x-request-id"] for q in srv.requests) == sorted(r.request_id for r in result.records)
+    assert sorted(q.headers["x-request-id"] for q in srv.requests) == sorted(
+        r.request_id for r in result.records
+    )
 
 
 def test_open_loop_follows_the_seeded_schedule_under_a_cap() -> None:

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from fastmeter.adapters import GenRequest
 from fastmeter.errors import ConfigError
 from fastmeter.load import workloads as w
@@ -38,8 +37,10 @@ def test_jsonl_with_default_max_tokens(tmp_path: Path) -> None:
 
 def test_mtbench_uses_first_turn(tmp_path: Path) -> None:
     p = tmp_path / "question.jsonl"
-    rows = [{"question_id": 81, "category": "writing", "turns": ["Write a poem.", "Now shorter."]},
-            {"question_id": 82, "category": "math", "turns": ["2+2?"], "reference": ["4"]}]
+    rows = [
+        {"question_id": 81, "category": "writing", "turns": ["Write a poem.", "Now shorter."]},
+        {"question_id": 82, "category": "math", "turns": ["2+2?"], "reference": ["4"]},
+    ]
     p.write_text("\n".join(json.dumps(r) for r in rows))
     assert w.mtbench_workload(p, 64) == [GenRequest("Write a poem.", 64), GenRequest("2+2?", 64)]
 
@@ -47,7 +48,10 @@ def test_mtbench_uses_first_turn(tmp_path: Path) -> None:
 def test_sharegpt_first_human_turn_and_reply_length(tmp_path: Path) -> None:
     p = tmp_path / "sg.json"
     data = [
-        {"id": "a", "conversations": [{"from": "human", "value": "Hi?"}, {"from": "gpt", "value": "Hello there you"}]},
+        {
+            "id": "a",
+            "conversations": [{"from": "human", "value": "Hi?"}, {"from": "gpt", "value": "Hello there you"}],
+        },
         {"id": "b", "conversations": [{"from": "human", "value": "alone"}]},
         {"id": "c", "conversations": [{"from": "gpt", "value": "x"}, {"from": "human", "value": "y"}]},
         {"id": "d", "conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": "A B"}]},
@@ -66,7 +70,9 @@ def test_sharegpt_first_human_turn_and_reply_length(tmp_path: Path) -> None:
 def test_template_take_and_missing_file(tmp_path: Path) -> None:
     reqs = [GenRequest("x", 1), GenRequest("y", 2)]
     assert w.apply_template(reqs, "<s>{prompt} {not a field}") == [
-        GenRequest("<s>x {not a field}", 1), GenRequest("<s>y {not a field}", 2)]
+        GenRequest("<s>x {not a field}", 1),
+        GenRequest("<s>y {not a field}", 2),
+    ]
     with pytest.raises(ConfigError, match=r"\{prompt\}"):
         w.apply_template(reqs, "no placeholder")
     assert w.take(reqs, 5) == [reqs[0], reqs[1], reqs[0], reqs[1], reqs[0]]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from fastmeter.adapters.prometheus import ExpositionError, family_of, parse_exposition, select
 
 TEXT = r"""# HELP vllm:num_requests_running Number of requests in model execution batches.
@@ -43,10 +42,14 @@ def test_select_by_prefix_and_by_family_name() -> None:
     rows = select(s, 42)
     assert [r.name for r in rows] == [n for n, _, _ in s[:7]]
     assert all(r.t_ns == 42 for r in rows)
-    rows = select(s, 1, prefixes=(), names=frozenset({"vllm:e2e_request_latency_seconds", "process_cpu_seconds"}))
+    rows = select(
+        s, 1, prefixes=(), names=frozenset({"vllm:e2e_request_latency_seconds", "process_cpu_seconds"})
+    )
     assert [r.name for r in rows] == [
-        "vllm:e2e_request_latency_seconds_bucket", "vllm:e2e_request_latency_seconds_bucket",
-        "vllm:e2e_request_latency_seconds_sum", "vllm:e2e_request_latency_seconds_count",
+        "vllm:e2e_request_latency_seconds_bucket",
+        "vllm:e2e_request_latency_seconds_bucket",
+        "vllm:e2e_request_latency_seconds_sum",
+        "vllm:e2e_request_latency_seconds_count",
         "process_cpu_seconds_total",
     ]
     assert family_of("tgi_request_count") == "tgi_request" and family_of("x") == "x"
@@ -54,7 +57,7 @@ def test_select_by_prefix_and_by_family_name() -> None:
 
 @pytest.mark.parametrize(
     "line",
-    ['m{a="1"', 'm{a=1} 2', "m", 'm{a="1"} x', "1abc 2", 'm{a="1" b="2"} 3', "m 1 2 3"],
+    ['m{a="1"', "m{a=1} 2", "m", 'm{a="1"} x', "1abc 2", 'm{a="1" b="2"} 3', "m 1 2 3"],
 )
 def test_bad_lines_name_the_line(line: str) -> None:
     with pytest.raises(ExpositionError, match="line 2"):

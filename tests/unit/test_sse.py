@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from hypothesis import given
-from hypothesis import strategies as st
+import itertools
 
 from fastmeter.adapters.sse import SSEEvent, SSEParser
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def parse_all(*chunks: bytes) -> tuple[list[SSEEvent], bool]:
@@ -34,7 +35,9 @@ def test_multiline_data_event_type_and_unknown_fields() -> None:
 
 def test_crlf_and_lone_cr_line_endings() -> None:
     assert parse_all(b"data: x\r\n\r\ndata: y\r\rdata: z\n\n")[0] == [
-        SSEEvent(b"x"), SSEEvent(b"y"), SSEEvent(b"z")
+        SSEEvent(b"x"),
+        SSEEvent(b"y"),
+        SSEEvent(b"z"),
     ]
 
 
@@ -73,10 +76,13 @@ _STREAM = (
 @given(st.lists(st.integers(0, len(_STREAM)), max_size=12))
 def test_any_split_gives_the_same_events(cuts: list[int]) -> None:
     bounds = [0, *sorted(cuts), len(_STREAM)]
-    chunks = [_STREAM[a:b] for a, b in zip(bounds, bounds[1:])]
+    chunks = [_STREAM[a:b] for a, b in itertools.pairwise(bounds)]
     assert parse_all(*chunks) == parse_all(_STREAM)
     assert [e.data for e in parse_all(_STREAM)[0]] == [
-        b'{"choices":[{"text":"a"}]}', b'{"x":"y\\u00e9"}', b"1\n2", b"[DONE]"
+        b'{"choices":[{"text":"a"}]}',
+        b'{"x":"y\\u00e9"}',
+        b"1\n2",
+        b"[DONE]",
     ]
 
 

@@ -120,9 +120,7 @@ async def stream_request(
         if timeout_s is None:
             await _exchange(client, adapter, request, record, handler)
         else:
-            await asyncio.wait_for(
-                _exchange(client, adapter, request, record, handler), timeout_s
-            )
+            await asyncio.wait_for(_exchange(client, adapter, request, record, handler), timeout_s)
     except asyncio.TimeoutError:
         _fail(record, STATUS_TIMEOUT, f"no complete response within {timeout_s} s")
     except StreamError as exc:

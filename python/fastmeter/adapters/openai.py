@@ -61,7 +61,7 @@ class OpenAIAdapter:
 
 
 class _OpenAIStream:
-    __slots__ = ("_rec", "_pieces", "_done")
+    __slots__ = ("_done", "_pieces", "_rec")
 
     def __init__(self, record: RequestRecord) -> None:
         self._rec = record

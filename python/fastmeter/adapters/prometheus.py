@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -23,6 +24,9 @@ DEFAULT_PREFIXES = ("vllm:", "tgi_", "sglang:", "llamacpp:")
 
 _SUFFIXES = ("_bucket", "_sum", "_count", "_total", "_created")
 _ESCAPES = {"\\": "\\", '"': '"', "n": "\n"}
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 
 class ExpositionError(FastmeterError, ValueError):
@@ -47,7 +51,9 @@ def parse_exposition(text: str) -> list[tuple[str, dict[str, str], float]]:
         try:
             out.append(_parse_sample(line))
         except (ValueError, IndexError) as exc:
-            raise ExpositionError(f"/metrics line {lineno} is not a valid sample ({exc}): {raw[:200]!r}") from None
+            raise ExpositionError(
+                f"/metrics line {lineno} is not a valid sample ({exc}): {raw[:200]!r}"
+            ) from None
     return out
 
 
@@ -138,7 +144,9 @@ def select(
     """Keep samples whose name starts with one of ``prefixes``, or whose sample or family name is in ``names``."""
     rows = []
     for name, labels, value in samples:
-        wanted = name.startswith(prefixes) or (names is not None and (name in names or family_of(name) in names))
+        wanted = name.startswith(prefixes) or (
+            names is not None and (name in names or family_of(name) in names)
+        )
         if wanted:
             rows.append(MetricRow(t_ns, name, labels, value))
     return rows
@@ -194,7 +202,7 @@ class PrometheusScraper:
                 deadline += ((now - deadline) // self._interval_ns + 1) * self._interval_ns
             await asyncio.sleep((deadline - now) / 1e9)
 
-    async def __aenter__(self) -> PrometheusScraper:
+    async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._loop())
         return self
 

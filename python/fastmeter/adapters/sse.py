@@ -24,7 +24,7 @@ class SSEEvent:
 class SSEParser:
     """Feed it whatever the socket returned; it returns the events completed by those bytes."""
 
-    __slots__ = ("_pending", "_data", "_event", "truncated")
+    __slots__ = ("_data", "_event", "_pending", "truncated")
 
     def __init__(self) -> None:
         self._pending = b""  # an unterminated line (or a lone CR that may be half of CRLF)

@@ -39,7 +39,7 @@ class TGIAdapter:
 
 
 class _TGIStream:
-    __slots__ = ("_rec", "_pieces", "_done")
+    __slots__ = ("_done", "_pieces", "_rec")
 
     def __init__(self, record: RequestRecord) -> None:
         self._rec = record

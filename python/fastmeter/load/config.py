@@ -175,13 +175,13 @@ def _check_table(source: str, name: str, raw: dict[str, Any], schema: dict[str, 
 def _check_combinations(source: str, t: dict[str, dict[str, Any]]) -> None:
     server, workload = t["server"], t["workload"]
     if server["kind"] == "openai" and server["model"] is None:
-        raise ConfigError(f"{source}: [server].model is required for kind = \"openai\"")
+        raise ConfigError(f'{source}: [server].model is required for kind = "openai"')
     kind = workload["kind"]
     if kind == "random":
         for key in ("input_tokens", "output_tokens"):
             if workload[key] is None:
-                raise ConfigError(f"{source}: [workload].{key} is required for kind = \"random\"")
+                raise ConfigError(f'{source}: [workload].{key} is required for kind = "random"')
     elif workload["path"] is None:
-        raise ConfigError(f"{source}: [workload].path is required for kind = \"{kind}\"")
+        raise ConfigError(f'{source}: [workload].path is required for kind = "{kind}"')
     if kind == "mtbench" and workload["max_tokens"] is None:
-        raise ConfigError(f"{source}: [workload].max_tokens is required for kind = \"mtbench\"")
+        raise ConfigError(f'{source}: [workload].max_tokens is required for kind = "mtbench"')

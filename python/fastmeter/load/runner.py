@@ -54,9 +54,8 @@ class LoadSpec:
             raise ConfigError(f"warmup_requests must be >= 0, got {self.warmup_requests}")
         if self.timeout_s is not None and not self.timeout_s > 0:
             raise ConfigError(f"timeout_s must be > 0 (or unset for none), got {self.timeout_s}")
-        if math.isinf(self.rate) and self.concurrency is None and self.num_requests is None and (
-            self.duration_s is not None
-        ):
+        unbounded = math.isinf(self.rate) and self.concurrency is None and self.num_requests is None
+        if unbounded and self.duration_s is not None:
             raise ConfigError("rate = inf with duration_s needs a concurrency cap (else it would never stop)")
 
 
@@ -144,7 +143,9 @@ async def run_load(
             break
         rec = RequestRecord(f"{id_prefix}-{i}", scheduled_ns=scheduled_ns)
         records.append(rec)
-        tasks.append(asyncio.create_task(send(workload[(spec.warmup_requests + i) % len(workload)], rec, holding)))
+        tasks.append(
+            asyncio.create_task(send(workload[(spec.warmup_requests + i) % len(workload)], rec, holding))
+        )
     await asyncio.gather(*tasks)
     return LoadResult(warm + records, start_ns, time.monotonic_ns())
 

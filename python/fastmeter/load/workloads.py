@@ -20,7 +20,7 @@ from fastmeter.errors import ConfigError
 
 PROMPT_PLACEHOLDER = "{prompt}"
 
-_WORDS = (
+_WORDS = (  # noqa: SIM905 (one string reads better than a hundred quoted words)
     "the of and to in is for on that with as it at by from this be or are an was not but all can had "
     "her one our out day get has him his how man new now old see two way who boy did its let put say "
     "she too use time year people good first last long great little own other right big high small "
@@ -34,8 +34,10 @@ def random_workload(n: int, input_tokens: int, output_tokens: int, seed: int = 0
     Each prompt starts with its index so no two share a prefix cache entry beyond the first word.
     """
     if n < 1 or input_tokens < 1 or output_tokens < 1:
-        raise ConfigError(f"random workload needs n, input_tokens, output_tokens >= 1, got {n}, "
-                          f"{input_tokens}, {output_tokens}")
+        raise ConfigError(
+            f"random workload needs n, input_tokens, output_tokens >= 1, got {n}, "
+            f"{input_tokens}, {output_tokens}"
+        )
     rng = random.Random(seed)
     out = []
     for i in range(n):
@@ -53,8 +55,10 @@ def jsonl_workload(path: str | Path, default_max_tokens: int | None = None) -> l
             raise ConfigError(f"{path}:{lineno}: needs a string field 'prompt'")
         max_tokens = obj.get("max_tokens", default_max_tokens)
         if not isinstance(max_tokens, int) or max_tokens < 1:
-            raise ConfigError(f"{path}:{lineno}: 'max_tokens' must be an integer >= 1 (or set the workload's "
-                              f"max_tokens default), got {max_tokens!r}")
+            raise ConfigError(
+                f"{path}:{lineno}: 'max_tokens' must be an integer >= 1 (or set the workload's "
+                f"max_tokens default), got {max_tokens!r}"
+            )
         out.append(GenRequest(prompt, max_tokens))
     return _nonempty(out, path)
 
