@@ -151,6 +151,8 @@ def test_truncated_event_and_bad_json_are_stream_errors() -> None:
     assert rec.status == "stream_error" and "middle of an event" in rec.error
     rec, _ = run_one(Script([Send(b"data: {not json\n\n")]))
     assert rec.status == "stream_error" and "not JSON" in rec.error
+    rec, _ = run_one(Script([Send(sse({"choices": ["x"]}))]))
+    assert rec.status == "stream_error" and "unexpected event shape" in rec.error
 
 
 def test_http_500_is_recorded_with_body() -> None:

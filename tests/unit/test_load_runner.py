@@ -62,6 +62,17 @@ def test_duration_stops_releasing_arrivals() -> None:
     assert len(srv.requests) == n_expected
 
 
+def test_closed_loop_for_a_duration_keeps_the_cap_busy() -> None:
+    spec = LoadSpec(concurrency=2, duration_s=0.25)
+    with FakeServer(slow_ok) as srv:
+        result = run_against(srv, spec)
+    assert srv.max_in_flight == 2
+    assert all(r.ok for r in result.records) and len(srv.requests) == len(result.records)
+    assert all(r.scheduled_ns - result.start_ns < 250_000_000 for r in result.records)
+    # ~30 ms per request, two at a time: at least 2 per slot fit in 0.25 s; the last ends after the duration.
+    assert len(result.records) >= 4 and result.end_ns - result.start_ns >= 250_000_000
+
+
 def test_warmup_runs_first_and_is_marked() -> None:
     with FakeServer(slow_ok) as srv:
         result = run_against(srv, LoadSpec(concurrency=2, num_requests=4, warmup_requests=3))

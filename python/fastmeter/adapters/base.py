@@ -125,7 +125,9 @@ async def stream_request(
         _fail(record, STATUS_TIMEOUT, f"no complete response within {timeout_s} s")
     except StreamError as exc:
         _fail(record, STATUS_STREAM_ERROR, str(exc))
-    except httpx.TransportError as exc:  # refused, reset, peer closed mid-body, protocol breakage
+    except httpx.DecodingError as exc:  # a body that its Content-Encoding cannot decode
+        _fail(record, STATUS_STREAM_ERROR, _describe(exc))
+    except httpx.HTTPError as exc:  # refused, reset, peer closed mid-body, protocol breakage
         _fail(record, STATUS_CONNECTION_ERROR, _describe(exc))
     try:
         handler.finish()
@@ -160,7 +162,7 @@ async def _exchange(
                 continue
             t_ns = clock()
             for ev in parser.feed(chunk):
-                if handler.event(ev.data, t_ns):
+                if _apply(handler, ev.data, t_ns):
                     record.end_ns = t_ns
                     done = True
                     break
@@ -168,10 +170,17 @@ async def _exchange(
             return
         record.end_ns = clock()
         for ev in parser.close():
-            if handler.event(ev.data, record.end_ns):
+            if _apply(handler, ev.data, record.end_ns):
                 return
     if parser.truncated:
         raise StreamError("stream ended in the middle of an event")
+
+
+def _apply(handler: StreamHandler, data: bytes, t_ns: int) -> bool:
+    try:
+        return handler.event(data, t_ns)
+    except (TypeError, AttributeError, KeyError, IndexError) as exc:  # valid JSON of an unexpected shape
+        raise StreamError(f"unexpected event shape ({type(exc).__name__}: {exc}): {data[:200]!r}") from None
 
 
 def _fail(record: RequestRecord, status: str, error: str) -> None:
