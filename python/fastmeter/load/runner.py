@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -91,8 +91,14 @@ async def run_load(
     workload: Sequence[GenRequest],
     spec: LoadSpec,
     id_prefix: str = "req",
+    *,
+    records: list[RequestRecord] | None = None,
+    on_done: Callable[[RequestRecord], None] | None = None,
 ) -> LoadResult:
-    """Run one load against ``client``'s server; requests cycle through ``workload``."""
+    """Run one load against ``client``'s server; requests cycle through ``workload``.
+
+    ``records``: a list the caller owns, appended to as requests are released (warm-up ones first), so a run
+    interrupted by a signal still has every request it started. ``on_done`` is called as each request ends."""
     if not workload:
         raise ConfigError("the workload has no requests")
     sem = asyncio.Semaphore(spec.concurrency) if spec.concurrency else None
@@ -105,11 +111,15 @@ async def run_load(
                 if holding:
                     assert sem is not None
                     sem.release()
-            return
-        async with sem:
-            await stream_request(client, adapter, req, rec, spec.timeout_s)
+        else:
+            async with sem:
+                await stream_request(client, adapter, req, rec, spec.timeout_s)
+        if on_done is not None:
+            on_done(rec)
 
+    all_records = records if records is not None else []
     warm = [RequestRecord(f"{id_prefix}-warmup-{i}", warmup=True) for i in range(spec.warmup_requests)]
+    all_records.extend(warm)
     await asyncio.gather(*(send(workload[i % len(workload)], r, False) for i, r in enumerate(warm)))
 
     n_max = spec.num_requests
@@ -117,7 +127,7 @@ async def run_load(
         n_max = len(workload)
     closed_loop = math.isinf(spec.rate)
     duration_ns = None if spec.duration_s is None else int(spec.duration_s * 1e9)
-    records: list[RequestRecord] = []
+    measured: list[RequestRecord] = []
     tasks: list[asyncio.Task[None]] = []
     start_ns = time.monotonic_ns()
     for i, offset_s in enumerate(arrival_offsets_s(spec.rate, spec.burstiness, spec.seed)):
@@ -142,12 +152,13 @@ async def run_load(
                 sem.release()
             break
         rec = RequestRecord(f"{id_prefix}-{i}", scheduled_ns=scheduled_ns)
-        records.append(rec)
+        measured.append(rec)
+        all_records.append(rec)
         tasks.append(
             asyncio.create_task(send(workload[(spec.warmup_requests + i) % len(workload)], rec, holding))
         )
     await asyncio.gather(*tasks)
-    return LoadResult(warm + records, start_ns, time.monotonic_ns())
+    return LoadResult(warm + measured, start_ns, time.monotonic_ns())
 
 
 def build_adapter(cfg: BenchConfig) -> Adapter:
@@ -180,18 +191,28 @@ def spec_from_config(cfg: BenchConfig) -> LoadSpec:
     return LoadSpec(**cfg.load)
 
 
-async def run_config(cfg: BenchConfig) -> LoadResult:
-    """Run a validated config: the load, with /metrics scraped alongside when [metrics].enabled."""
+async def run_config(
+    cfg: BenchConfig,
+    *,
+    records: list[RequestRecord] | None = None,
+    metrics: list[MetricRow] | None = None,
+    on_done: Callable[[RequestRecord], None] | None = None,
+) -> LoadResult:
+    """Run a validated config: the load, with /metrics scraped alongside when [metrics].enabled.
+
+    ``records`` and ``metrics``: caller-owned lists filled as the run goes, so an interrupted run keeps them."""
     adapter, workload, spec = build_adapter(cfg), build_workload(cfg), spec_from_config(cfg)
     m = cfg.metrics
     async with make_client(cfg.server["base_url"], spec.concurrency) as client:
         if not m["enabled"]:
-            return await run_load(client, adapter, workload, spec)
+            return await run_load(client, adapter, workload, spec, records=records, on_done=on_done)
         prefixes = m["prefixes"] if m["prefixes"] is not None else DEFAULT_PREFIXES
         async with make_client(cfg.server["base_url"], 1) as metrics_client:
             scraper = PrometheusScraper(metrics_client, m["path"], m["interval_s"], prefixes)
+            if metrics is not None:
+                scraper.rows = metrics
             async with scraper:
-                result = await run_load(client, adapter, workload, spec)
+                result = await run_load(client, adapter, workload, spec, records=records, on_done=on_done)
         result.metrics = scraper.rows
         result.scrape_errors = scraper.errors
         return result
