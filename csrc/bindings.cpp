@@ -160,6 +160,20 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("t0_ns"), py::arg("t1_ns"), py::arg("wait_final_ns") = 0,
           "Per-channel (energy_j, final) between two CLOCK_MONOTONIC instants.")
+      .def(
+          "cumulative_at",
+          [](Meter& self, size_t channel, py::array_t<int64_t, py::array::c_style | py::array::forcecast> t) {
+            py::array_t<double> out(t.size());
+            const int64_t* tp = t.data();
+            double* op = out.mutable_data();
+            const auto n = static_cast<size_t>(t.size());
+            {
+              py::gil_scoped_release nogil;
+              self.cumulative_at(channel, tp, n, op);
+            }
+            return out;
+          },
+          py::arg("channel"), py::arg("t_ns"), "Cumulative joules of one channel at each t_ns (numpy int64).")
       .def("sample_count", &Meter::sample_count, nogil())
       .def("samples", &meter_samples, py::arg("start") = 0, py::arg("stop") = SIZE_MAX,
            "Columns (t_ns, channel, energy_j, power_w) of samples [start, stop) as numpy arrays.")

@@ -157,6 +157,15 @@ size_t Meter::copy_samples(size_t from, size_t to, int64_t* t_ns, uint32_t* chan
   return k;
 }
 
+void Meter::cumulative_at(size_t channel, const int64_t* t_ns, size_t n, double* out) {
+  if (channel >= channels().size()) throw MeterError("channel index out of range");
+  std::lock_guard<std::mutex> lock(mu_);
+  drain_locked();
+  const auto& k = knots_[channel].knots();
+  for (size_t i = 0; i < n; ++i)
+    out[i] = k.empty() ? std::numeric_limits<double>::quiet_NaN() : energy_at(k.data(), k.size(), t_ns[i]);
+}
+
 size_t Meter::sample_count() {
   std::lock_guard<std::mutex> lock(mu_);
   drain_locked();

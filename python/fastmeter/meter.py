@@ -152,6 +152,13 @@ class Meter:
             raise SpanError(str(e)) from None
         return dict(zip(self._names, energy)), not all(final)
 
+    def cumulative_at(self, t_ns: np.ndarray) -> dict[str, np.ndarray]:
+        """Cumulative joules since start of every channel at each instant of `t_ns` (int64 CLOCK_MONOTONIC ns),
+        on the same interpolated curve as `energy_between`. For many instants at once (per-request attribution)."""
+        self._check_started()
+        t = np.ascontiguousarray(t_ns, dtype=np.int64)
+        return {n: self._core.cumulative_at(i, t) for i, n in enumerate(self._names)}
+
     def _wait_final_ns(self) -> int:
         if self._wait_final_s is not None:
             return int(self._wait_final_s * 1e9)
