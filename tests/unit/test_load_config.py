@@ -72,7 +72,7 @@ def edit(table: str, key: str, value: Any) -> dict[str, Any]:
         (edit("metrics", "prefixes", "vllm:"), r"\[metrics\]\.prefixes must be a list of non-empty strings"),
         (
             {**base(), "extra": {}},
-            r"unknown table \[extra\]; allowed tables: server, workload, load, metrics",
+            r"unknown table \[extra\]; allowed tables: server, workload, load, bench, metrics",
         ),
         ({"server": base()["server"], "workload": base()["workload"]}, r"missing table \[load\]"),
         (

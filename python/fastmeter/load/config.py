@@ -81,6 +81,23 @@ def _str_list(where: str, v: Any) -> tuple[str, ...]:
     return tuple(v)
 
 
+def _list_of(item: Callable[[str, Any], Any]) -> Callable[[str, Any], tuple[Any, ...]]:
+    def check(where: str, v: Any) -> tuple[Any, ...]:
+        if not isinstance(v, list) or not v:
+            raise ConfigError(f"{where} must be a non-empty list, got {v!r}")
+        return tuple(item(f"{where}[{i}]", x) for i, x in enumerate(v))
+
+    return check
+
+
+def _non_neg_float(where: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0 and math.isfinite(v)):
+        raise ConfigError(f"{where} must be a number >= 0, got {v!r}")
+    return float(v)
+
+
+ATTRIBUTION_METHODS = ("time-share", "token-weighted")
+
 # table -> key -> (checker, default); _REQUIRED marks keys without a default.
 _SCHEMA: dict[str, dict[str, tuple[Callable[[str, Any], Any], Any]]] = {
     "server": {
@@ -110,6 +127,19 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[str, Any], Any], Any]]] = {
         "timeout_s": (_pos_float(), 600.0),
         "seed": (_int(0), 0),
     },
+    "bench": {
+        "sources": (_str_list, ("auto",)),
+        "gpus": (_str_list, ()),
+        "period_us": (_int(50), 1000),
+        "idle_baseline_s": (_non_neg_float, 0.0),
+        "attribution": (_choice(ATTRIBUTION_METHODS), "time-share"),
+        "output_dir": (_str, None),
+        "sweep_concurrency": (_list_of(_int(1)), None),
+        "sweep_rate": (_list_of(_pos_float(allow_inf=True)), None),
+        "slo_ttft_p99_ms": (_pos_float(), None),
+        "slo_itl_p99_ms": (_pos_float(), None),
+        "accuracy": (_non_neg_float, None),
+    },
     "metrics": {
         "enabled": (_bool, True),
         "path": (_str, "/metrics"),
@@ -117,7 +147,7 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[str, Any], Any], Any]]] = {
         "prefixes": (_str_list, None),
     },
 }
-_OPTIONAL_TABLES = ("metrics",)
+_OPTIONAL_TABLES = ("metrics", "bench")
 
 
 @dataclass(frozen=True)
@@ -128,18 +158,28 @@ class BenchConfig:
     workload: dict[str, Any]
     load: dict[str, Any]
     metrics: dict[str, Any]
+    bench: dict[str, Any]
     source: str = "<dict>"
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The raw tables of a TOML bench config, unvalidated (to merge command-line overrides first)."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
 
 
 def load_config(path: str | Path) -> BenchConfig:
     """Read and validate a TOML bench config."""
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
-    return validate_config(data, str(path))
+    return validate_config(read_config_file(path), str(path))
+
+
+def config_keys() -> dict[str, tuple[str, ...]]:
+    """Every table and its keys, for generating command-line flags."""
+    return {table: tuple(keys) for table, keys in _SCHEMA.items()}
 
 
 def validate_config(data: dict[str, Any], source: str = "<dict>") -> BenchConfig:
@@ -153,7 +193,9 @@ def validate_config(data: dict[str, Any], source: str = "<dict>") -> BenchConfig
             raise ConfigError(f"{source}: missing table [{name}]")
         tables[name] = _check_table(source, name, _table(f"{source}: [{name}]", raw), schema)
     _check_combinations(source, tables)
-    return BenchConfig(tables["server"], tables["workload"], tables["load"], tables["metrics"], source)
+    return BenchConfig(
+        tables["server"], tables["workload"], tables["load"], tables["metrics"], tables["bench"], source
+    )
 
 
 def _check_table(source: str, name: str, raw: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
