@@ -195,6 +195,11 @@ class Meter:
         return int(self._core.start_ns)
 
     @property
+    def stop_ns(self) -> int | None:
+        """Instant of the final poll, once stopped."""
+        return self._stop_ns()
+
+    @property
     def realtime_anchor(self) -> tuple[int, int]:
         """(monotonic_ns, realtime_ns) read together at start: wall time of t = realtime + (t - monotonic)."""
         return tuple(self._core.anchor)  # type: ignore[return-value]
