@@ -13,13 +13,19 @@ namespace {
 
 constexpr double kSPerNs = 1e-9;
 
-enum Kind : uint64_t { kStart = 0, kEnd = 1, kFirstToken = 2, kChunk = 3 };
+// Events at the same time are applied in this order, so a request that starts, emits and ends at one instant
+// ends up inactive with weight 0 whatever order the sort left them in.
+enum Kind : uint64_t { kStart = 0, kChunk = 1, kFirstToken = 2, kEnd = 3 };
+constexpr int kKindShift = 62;
+constexpr uint64_t kRequestMask = (uint64_t{1} << kKindShift) - 1;
 
 // 16 bytes so the one sort that dominates the run moves little memory.
 struct Event {
   int64_t t_ns;
-  uint64_t code;  // request index << 2 | Kind
+  uint64_t code;  // Kind << kKindShift | request index
+  bool operator<(const Event& o) const noexcept { return t_ns < o.t_ns || (t_ns == o.t_ns && code < o.code); }
 };
+Event make_event(int64_t t_ns, size_t r, Kind kind) { return {t_ns, (kind << kKindShift) | r}; }
 
 // Weight of each request over time (a request's share of an interval is weight / total weight). Time-share:
 // 1 while active. Token-weighted: tokens per second of the segment the request is in (docs/attribution.md).
@@ -86,7 +92,7 @@ class SlopeWindow {
 
 void check_structure(const AttributionInput& in) {
   if (in.n_points == 0) throw std::invalid_argument("attribute: the energy curve needs at least one point");
-  if (in.n_requests > (std::numeric_limits<uint64_t>::max() >> 2))
+  if (in.n_requests > kRequestMask)
     throw std::invalid_argument("attribute: too many requests");
   if (in.method != AttributionMethod::kTokenWeighted) return;
   if (in.chunk_offsets == nullptr) throw std::invalid_argument("attribute: token-weighted needs chunk offsets");
@@ -121,7 +127,7 @@ void add_token_weights(const AttributionInput& in, size_t r, Weights& w, std::ve
   w.at_start[r] = rate(group_tokens[0], in.start_ns[r], group_t[0]);
   for (size_t k = 0; k < group_t.size(); ++k) {
     w.after.push_back(k + 1 < group_t.size() ? rate(group_tokens[k + 1], group_t[k], group_t[k + 1]) : 0.0);
-    ev.push_back({group_t[k], (static_cast<uint64_t>(r) << 2) | kChunk});
+    ev.push_back(make_event(group_t[k], r, kChunk));
   }
 }
 
@@ -130,10 +136,9 @@ void build_events(const AttributionInput& in, std::vector<Event>& ev, Weights& w
   const bool tokens = in.method == AttributionMethod::kTokenWeighted;
   ev.reserve(3 * n + (tokens ? in.n_chunks : 0));
   for (size_t r = 0; r < n; ++r) {
-    const uint64_t id = static_cast<uint64_t>(r) << 2;
-    ev.push_back({in.start_ns[r], id | kStart});
-    ev.push_back({in.end_ns[r], id | kEnd});
-    if (in.has_first_token[r]) ev.push_back({in.first_token_ns[r], id | kFirstToken});
+    ev.push_back(make_event(in.start_ns[r], r, kStart));
+    ev.push_back(make_event(in.end_ns[r], r, kEnd));
+    if (in.has_first_token[r]) ev.push_back(make_event(in.first_token_ns[r], r, kFirstToken));
   }
   w.at_start.assign(n, tokens ? 0.0 : 1.0);
   if (!tokens) return;
@@ -166,7 +171,7 @@ void attribute(const AttributionInput& in, AttributionOutput& out) {
   std::vector<Event> ev;
   Weights wt;
   build_events(in, ev, wt);
-  std::sort(ev.begin(), ev.end(), [](const Event& a, const Event& b) { return a.t_ns < b.t_ns; });
+  std::sort(ev.begin(), ev.end());
 
   const int64_t* t = in.t_ns;
   const double* e = in.energy_j;
@@ -234,7 +239,7 @@ void attribute(const AttributionInput& in, AttributionOutput& out) {
     touched_weight.clear();
     touched_active.clear();
     for (; k < ev.size() && ev[k].t_ns == c; ++k) {
-      const size_t r = static_cast<size_t>(ev[k].code >> 2);
+      const size_t r = static_cast<size_t>(ev[k].code & kRequestMask);
       RequestState& s = req[r];
       if (s.last_cut != cut) {  // close its current run at the prefix values up to c
         s.last_cut = cut;
@@ -246,7 +251,7 @@ void attribute(const AttributionInput& in, AttributionOutput& out) {
         s.attributed_s += s.weight * h_s + (fallback ? f_s : 0.0);
         s.uncertainty_j += s.weight * uh_j + (fallback ? uf_j : 0.0);
       }
-      switch (ev[k].code & 3) {
+      switch (ev[k].code >> kKindShift) {
         case kStart:
           s.active = true;
           ++n_active;
@@ -257,11 +262,11 @@ void attribute(const AttributionInput& in, AttributionOutput& out) {
           --n_active;
           set_weight(s, 0.0);
           break;
-        case kFirstToken:
-          out.prefill_energy_j[r] = s.energy_j;
-          break;
-        default:
+        case kChunk:
           set_weight(s, wt.after[wt.next[r]++]);
+          break;
+        default:  // kFirstToken: its energy so far, the run having just been closed
+          out.prefill_energy_j[r] = s.energy_j;
       }
     }
     const Side after{n_active, n_weighted, total_weight.value()};
