@@ -1,10 +1,12 @@
 // The only file that includes pybind11: the boundary between the plain C++ core and Python.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
 #include <cmath>
 
+#include "fastmeter/attribute.h"
 #include "fastmeter/clock.h"
 #include "fastmeter/integrate.h"
 #include "fastmeter/meter.h"
@@ -193,4 +195,64 @@ PYBIND11_MODULE(_core, m) {
   m.def("probe", &probe, py::arg("name"), py::arg("options") = SourceOptions{},
         "Open a source, read every channel once, close it. Returns {t_ns, channels, readings}.");
   m.def("counter_delta", &counter_delta, py::arg("prev"), py::arg("cur"), py::arg("range"));
+
+  // --- attribution (per-request energy; owner: attribution) ---
+  using I64 = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+  using F64 = py::array_t<double, py::array::c_style | py::array::forcecast>;
+  using U8 = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+  m.def(
+      "attribute",
+      [](I64 t_ns, F64 energy_j, I64 start_ns, I64 end_ns, I64 first_token_ns, U8 has_first_token,
+         I64 chunk_offsets, I64 chunk_t_ns, I64 chunk_tokens, const std::string& method, double update_period_s) {
+        const size_t n = static_cast<size_t>(start_ns.size());
+        if (t_ns.size() != energy_j.size() || end_ns.size() != start_ns.size() ||
+            first_token_ns.size() != start_ns.size() || has_first_token.size() != start_ns.size() ||
+            chunk_t_ns.size() != chunk_tokens.size())
+          throw std::invalid_argument("attribute: array lengths do not match");
+        if (method != "time-share" && method != "token-weighted")
+          throw std::invalid_argument("attribute: method must be 'time-share' or 'token-weighted'");
+        const bool tokens = method == "token-weighted";
+        if (tokens && static_cast<size_t>(chunk_offsets.size()) != n + 1)
+          throw std::invalid_argument("attribute: chunk_offsets needs one more entry than there are requests");
+        AttributionInput in;
+        in.t_ns = t_ns.data();
+        in.energy_j = energy_j.data();
+        in.n_points = static_cast<size_t>(t_ns.size());
+        in.start_ns = start_ns.data();
+        in.end_ns = end_ns.data();
+        in.first_token_ns = first_token_ns.data();
+        in.has_first_token = has_first_token.data();
+        in.n_requests = n;
+        in.chunk_offsets = tokens ? chunk_offsets.data() : nullptr;
+        in.chunk_t_ns = chunk_t_ns.data();
+        in.chunk_tokens = chunk_tokens.data();
+        in.n_chunks = static_cast<size_t>(chunk_t_ns.size());
+        in.method = tokens ? AttributionMethod::kTokenWeighted : AttributionMethod::kTimeShare;
+        in.update_period_s = update_period_s;
+        py::array_t<double> energy(n), prefill(n), share_s(n), unc(n);
+        AttributionOutput out;
+        out.energy_j = energy.mutable_data();
+        out.prefill_energy_j = prefill.mutable_data();
+        out.attributed_s = share_s.mutable_data();
+        out.uncertainty_j = unc.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          attribute(in, out);
+        }
+        py::dict d;
+        d["energy_j"] = energy;
+        d["prefill_energy_j"] = prefill;
+        d["attributed_s"] = share_s;
+        d["uncertainty_j"] = unc;
+        d["idle_j"] = out.idle_j;
+        d["idle_s"] = out.idle_s;
+        d["total_j"] = out.total_j;
+        d["span_s"] = out.span_s;
+        return d;
+      },
+      py::arg("t_ns"), py::arg("energy_j"), py::arg("start_ns"), py::arg("end_ns"), py::arg("first_token_ns"),
+      py::arg("has_first_token"), py::arg("chunk_offsets"), py::arg("chunk_t_ns"), py::arg("chunk_tokens"),
+      py::arg("method"), py::arg("update_period_s"),
+      "Per-request energy attribution kernel; use fastmeter.attribution.attribute, which validates input.");
+  // --- end attribution ---
 }
