@@ -21,18 +21,15 @@ LIST_KEYS = {("bench", "sources"), ("bench", "gpus"), ("bench", "sweep_concurren
 
 
 def _flag_names() -> dict[str, tuple[str, str]]:
-    """Flag -> (table, key): `--key` when the key is unique across tables, else `--table-key`."""
-    keys = config_keys()
-    count: dict[str, int] = {}
-    for table_keys in keys.values():
-        for k in table_keys:
-            count[k] = count.get(k, 0) + 1
-    out = {}
-    for table, table_keys in keys.items():
-        for k in table_keys:
-            name = k if count[k] == 1 else f"{table}_{k}"
-            out[name] = (table, k)
-    return out
+    """Parameter name -> (table, key); the flag is `--table-key`, and also `--key` when no other table has it."""
+    return {f"{table}_{k}": (table, k) for table, keys in config_keys().items() for k in keys}
+
+
+def _unique_keys() -> set[str]:
+    seen: dict[str, int] = {}
+    for _, k in _flag_names().values():
+        seen[k] = seen.get(k, 0) + 1
+    return {k for k, n in seen.items() if n == 1}
 
 
 FLAGS = _flag_names()
@@ -63,9 +60,12 @@ def merge_overrides(data: dict[str, Any], overrides: dict[str, str]) -> dict[str
 
 
 def _options(f: Any) -> Any:
+    unique = _unique_keys()
     for name, (table, key) in sorted(FLAGS.items(), reverse=True):
-        f = click.option(f"--{name.replace('_', '-')}", name, default=None, metavar="VALUE",
-                         help=f"[{table}].{key}")(f)
+        flags = [f"--{name.replace('_', '-')}"]
+        if key in unique:
+            flags.insert(0, f"--{key.replace('_', '-')}")
+        f = click.option(*flags, name, default=None, metavar="VALUE", help=f"[{table}].{key}")(f)
     return f
 
 
@@ -81,7 +81,7 @@ def bench_command(config: str | None, output_dir_flag: str | None, **flags: str 
 
     data = read_config_file(config) if config else {}
     if output_dir_flag:
-        flags["output_dir"] = output_dir_flag
+        flags["bench_output_dir"] = output_dir_flag
     data = merge_overrides(data, {k: v for k, v in flags.items() if v is not None})
     cfg = validate_config(data, config or "command line")
     out = cfg.bench["output_dir"]
