@@ -1,0 +1,1 @@
+"""Pure-Python twins of the native numeric kernels, used by tests on random inputs."""
