@@ -52,6 +52,12 @@ struct Piece {
 
 double ns_to_s(int64_t ns) { return static_cast<double>(ns) * 1e-9; }
 
+// When a value first read at t_ns changed. If the previous poll saw a change too, the source refreshes at least as
+// fast as we poll and the value is current at t_ns; otherwise it changed somewhere since last_ns: take the middle.
+int64_t change_instant(int64_t last_ns, int64_t t_ns, bool last_changed) {
+  return last_changed ? t_ns : last_ns + (t_ns - last_ns) / 2;
+}
+
 // Constant-power pieces covering [a_ns, b_ns] that hold exactly de_j. `windows` are power readings, each the
 // average over its [lo_ns, hi_ns]; overlaps go to the earlier window, parts outside [a_ns, b_ns] are dropped.
 template <class W>
@@ -111,7 +117,7 @@ void KnotBuilder::push(int64_t t_ns, double energy_j, double power_w, bool count
   const bool power_ok = std::isfinite(power_w);
   // A new power value became visible between the previous power poll and this one: its window ends there.
   const bool power_changed = power_ok && have_power_ && power_w != last_power_w_;
-  const int64_t s_ns = power_changed ? last_power_ns_ + (t_ns - last_power_ns_) / 2 : 0;
+  const int64_t s_ns = power_changed ? change_instant(last_power_ns_, t_ns, power_prev_changed_) : 0;
   if (counter && !counter_mode_) {
     // Knots made before the counter's first reading carry no energy information.
     counter_mode_ = true;
@@ -123,17 +129,21 @@ void KnotBuilder::push(int64_t t_ns, double energy_j, double power_w, bool count
     if (power_changed) pending_.push_back({s_ns - power_window_ns_, s_ns, power_w});
     if (counter) {
       if (changed && have_valid_) {
-        close_interval(last_valid_ns_ + (t_ns - last_valid_ns_) / 2, energy_j, power_ok ? power_w : std::nan(""));
+        close_interval(change_instant(last_valid_ns_, t_ns, valid_prev_changed_), energy_j,
+                       power_ok ? power_w : std::nan(""));
       }
       last_valid_ns_ = t_ns;
       have_valid_ = true;
+      valid_prev_changed_ = changed;
     }
     if (power_changed && !knots_.empty()) knots_.back().power_w = power_w;
   } else {
     if (power_changed) note_update(s_ns);
-    knots_.push_back({t_ns, energy_j, power_w});
+    // Integrated power that is a trailing average over power_window_ns describes the middle of that window.
+    knots_.push_back({t_ns - power_window_ns_ / 2, energy_j, power_w});
   }
   if (power_ok) {
+    power_prev_changed_ = power_changed;
     have_power_ = true;
     last_power_w_ = power_w;
     last_power_ns_ = t_ns;

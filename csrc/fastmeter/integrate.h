@@ -56,13 +56,15 @@ struct Knot {
 //
 // Counter channels (any sample with counter set switches the builder to this mode for good): the counter refreshes
 // far slower than we poll (~100 ms on A100/H100), so only polls where it changed are knots, placed at the midpoint
-// between the last poll that read the old value and the poll that read the new one. Between two such knots the
+// between the last poll that read the old value and the poll that read the new one (at the poll itself when the
+// previous poll saw a change too: such a counter is current when read). Between two such knots the
 // energy is known exactly, but not how it was spread. Each change of the power reading tells the average power over
 // the power_window_ns before the change (NVML: a 25 ms trailing average), so inside an interval those windows get
 // their measured power and the time no window covers gets the constant power that makes the interval's energy
 // exact; each piece becomes a knot. Knots before the newest one never change afterwards.
 //
-// Power-integrated channels: every sample is a knot.
+// Power-integrated channels: every sample is a knot, placed power_window_ns / 2 before the poll because a trailing
+// average describes the middle of its window (pass 0 for instantaneous power).
 class KnotBuilder {
  public:
   KnotBuilder() = default;
@@ -92,6 +94,7 @@ class KnotBuilder {
   int64_t last_valid_ns_ = 0, last_power_ns_ = 0, last_update_ns_ = 0;
   double last_power_w_ = 0.0;
   bool any_ = false, counter_mode_ = false, have_valid_ = false, have_power_ = false, have_update_ = false;
+  bool valid_prev_changed_ = false, power_prev_changed_ = false;  // the previous good poll saw a change
 };
 
 // Cumulative energy at t_ns on the curve through knots[0..n) (sorted by t_ns): linear between knots, extended

@@ -26,6 +26,11 @@ def _half(d: int) -> int:
     return d // 2 if d >= 0 else -((-d) // 2)
 
 
+def _change_instant(last_ns: int, t_ns: int, last_changed: bool) -> int:
+    """When a value first seen at t_ns changed: at t_ns if the previous poll also changed, else mid-gap."""
+    return t_ns if last_changed else last_ns + _half(t_ns - last_ns)
+
+
 def counter_delta(prev: int, cur: int, range_: int) -> int:
     """Raw ticks between two readings; one wrap at `range_` when cur < prev, a reset (0) when range_ == 0."""
     if cur >= prev:
@@ -110,6 +115,8 @@ class KnotBuilder:
     _counter_mode: bool = False
     _have_valid: bool = False
     _last_valid_ns: int = 0
+    _valid_changed: bool = False
+    _power_changed: bool = False
     _have_power: bool = False
     _last_power_w: float = 0.0
     _last_power_ns: int = 0
@@ -123,7 +130,7 @@ class KnotBuilder:
             self.first_poll_ns = t_ns
         power_ok = math.isfinite(power_w)
         power_changed = power_ok and self._have_power and power_w != self._last_power_w
-        s_ns = self._last_power_ns + _half(t_ns - self._last_power_ns) if power_changed else 0
+        s_ns = _change_instant(self._last_power_ns, t_ns, self._power_changed) if power_changed else 0
         if counter and not self._counter_mode:
             self._counter_mode = True
             self.t_ns.clear()
@@ -136,19 +143,19 @@ class KnotBuilder:
                 self._pending.append((s_ns - self.power_window_ns, s_ns, power_w))
             if counter:
                 if changed and self._have_valid:
-                    b_ns = self._last_valid_ns + _half(t_ns - self._last_valid_ns)
+                    b_ns = _change_instant(self._last_valid_ns, t_ns, self._valid_changed)
                     self._close(b_ns, energy_j, power_w if power_ok else math.nan)
                 self._last_valid_ns = t_ns
                 self._have_valid = True
+                self._valid_changed = changed
             if power_changed and self.t_ns:
                 self.power_w[-1] = power_w
         else:
             if power_changed:
                 self._note_update(s_ns)
-            self.t_ns.append(t_ns)
-            self.energy_j.append(energy_j)
-            self.power_w.append(power_w)
+            self._append(t_ns - _half(self.power_window_ns), energy_j, power_w)
         if power_ok:
+            self._power_changed = power_changed
             self._have_power = True
             self._last_power_w = power_w
             self._last_power_ns = t_ns
