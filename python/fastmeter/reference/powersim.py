@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 
 from fastmeter.reference.integrate import READ_COUNTER, READ_POWER, accumulate, build_knots, energy_at_many
+
+# The twin's array kernels under the names and signatures fastmeter._core exposes them with.
+TWIN = SimpleNamespace(accumulate=accumulate, build_knots=build_knots, energy_at=energy_at_many)
 
 
 @dataclass(frozen=True)
@@ -96,17 +100,13 @@ def edge_read_j(load: SquareWave, stream: Stream, counter_refresh_ns: int, count
 
 def curve_j(stream: Stream, t0_ns: np.ndarray, t1_ns: np.ndarray, use_power: bool, power_window_ns: int,
             has_counter: bool = True, kernels: object = None) -> np.ndarray:
-    """Window energies from our curve; kernels: a module with accumulate/build_knots/energy_at (default: twin)."""
+    """Window energies from our curve. kernels: TWIN (default) or fastmeter._core, same array signatures."""
+    k = TWIN if kernels is None else kernels
     power_w = stream.power_w if use_power else np.full(len(stream.t_ns), math.nan)
-    if kernels is None:
-        energy_j, counter, changed = accumulate(stream.t_ns, stream.counter_raw, power_w, stream.flags,
-                                                stream.unit_j, 0, has_counter)
-        kt, ke, kp, _ = build_knots(stream.t_ns, energy_j, power_w, counter, changed, power_window_ns)
-        return energy_at_many(kt, ke, kp, t1_ns) - energy_at_many(kt, ke, kp, t0_ns)
-    energy_j, counter, changed = kernels.accumulate(stream.t_ns, stream.counter_raw, power_w, stream.flags,
-                                                    stream.unit_j, 0, has_counter)
-    kt, ke, kp, _ = kernels.build_knots(stream.t_ns, energy_j, power_w, counter, changed, power_window_ns)
-    return kernels.energy_at(kt, ke, kp, t1_ns) - kernels.energy_at(kt, ke, kp, t0_ns)
+    energy_j, counter, changed = k.accumulate(stream.t_ns, stream.counter_raw, power_w, stream.flags,
+                                              stream.unit_j, 0, has_counter)
+    kt, ke, kp, _ = k.build_knots(stream.t_ns, energy_j, power_w, counter, changed, power_window_ns)
+    return k.energy_at(kt, ke, kp, t1_ns) - k.energy_at(kt, ke, kp, t0_ns)
 
 
 def random_windows(stream: Stream, length_ns: int, count: int, seed: int, margin_ns: int = 300_000_000):
