@@ -48,7 +48,14 @@ namespace {
 struct Piece {
   int64_t lo_ns, hi_ns;
   double power_w;
+  bool measured;  // the window of a power reading (else time no reading saw)
 };
+
+// Power at the knot between two pieces: a measured neighbour wins over the unseen rest.
+double knot_slope(const Piece& left, const Piece& right) {
+  if (left.measured == right.measured) return 0.5 * (left.power_w + right.power_w);
+  return left.measured ? left.power_w : right.power_w;
+}
 
 double ns_to_s(int64_t ns) { return static_cast<double>(ns) * 1e-9; }
 
@@ -63,13 +70,13 @@ int64_t change_instant(int64_t last_ns, int64_t t_ns, bool last_changed) {
 template <class W>
 std::vector<Piece> fuse_interval(int64_t a_ns, int64_t b_ns, double de_j, const std::vector<W>& windows) {
   const int64_t span_ns = b_ns - a_ns;
-  if (de_j <= 0.0) return {{a_ns, b_ns, 0.0}};
+  if (de_j <= 0.0) return {{a_ns, b_ns, 0.0, false}};
   std::vector<Piece> segs;
   int64_t prev_end = a_ns;
   for (const W& w : windows) {
     const int64_t lo = std::max(w.lo_ns, prev_end), hi = std::min(w.hi_ns, b_ns);
     if (hi > lo) {
-      segs.push_back({lo, hi, w.power_w});
+      segs.push_back({lo, hi, w.power_w, true});
       prev_end = hi;
     }
   }
@@ -81,14 +88,14 @@ std::vector<Piece> fuse_interval(int64_t a_ns, int64_t b_ns, double de_j, const 
   }
   const int64_t free_ns = span_ns - win_ns;
   const double span_s = ns_to_s(span_ns);
-  if (win_ns == 0) return {{a_ns, b_ns, de_j / span_s}};
+  if (win_ns == 0) return {{a_ns, b_ns, de_j / span_s, false}};
   const double free_s = ns_to_s(free_ns);
   double p_free, scale;
   if (free_ns * 10 < span_ns) {
     // Almost no unseen time: spreading the residual there would make a spike; scale every reading instead.
     p_free = win_j / ns_to_s(win_ns);
     const double total_j = win_j + p_free * free_s;
-    if (!(total_j > 0.0)) return {{a_ns, b_ns, de_j / span_s}};
+    if (!(total_j > 0.0)) return {{a_ns, b_ns, de_j / span_s, false}};
     scale = de_j / total_j;
   } else if (de_j - win_j >= 0.0) {
     p_free = (de_j - win_j) / free_s;
@@ -102,11 +109,11 @@ std::vector<Piece> fuse_interval(int64_t a_ns, int64_t b_ns, double de_j, const 
   out.reserve(2 * segs.size() + 1);
   int64_t cur = a_ns;
   for (const Piece& s : segs) {
-    if (s.lo_ns > cur) out.push_back({cur, s.lo_ns, p_free * scale});
-    out.push_back({s.lo_ns, s.hi_ns, s.power_w * scale});
+    if (s.lo_ns > cur) out.push_back({cur, s.lo_ns, p_free * scale, false});
+    out.push_back({s.lo_ns, s.hi_ns, s.power_w * scale, true});
     cur = s.hi_ns;
   }
-  if (cur < b_ns) out.push_back({cur, b_ns, p_free * scale});
+  if (cur < b_ns) out.push_back({cur, b_ns, p_free * scale, false});
   return out;
 }
 
@@ -136,7 +143,6 @@ void KnotBuilder::push(int64_t t_ns, double energy_j, double power_w, bool count
       have_valid_ = true;
       valid_prev_changed_ = changed;
     }
-    if (power_changed && !knots_.empty()) knots_.back().power_w = power_w;
   } else {
     if (power_changed) note_update(s_ns);
     // Integrated power that is a trailing average over power_window_ns describes the middle of that window.
@@ -173,13 +179,13 @@ void KnotBuilder::close_interval(int64_t b_ns, double e_b, double latest_power_w
     return;
   }
   const std::vector<Piece> pieces = fuse_interval(a_ns, b_ns, e_b - e_a, pending);
+  // Slopes are fixed here for good; a knot no reading touches keeps NaN, so energy_at uses the secant there.
   double e = e_a;
-  knots_.back().power_w = pieces[0].power_w;
   for (size_t k = 0; k + 1 < pieces.size(); ++k) {
     e = std::min(e + pieces[k].power_w * ns_to_s(pieces[k].hi_ns - pieces[k].lo_ns), e_b);
-    knots_.push_back({pieces[k].hi_ns, e, pieces[k + 1].power_w});
+    knots_.push_back({pieces[k].hi_ns, e, knot_slope(pieces[k], pieces[k + 1])});
   }
-  knots_.push_back({b_ns, e_b, std::isfinite(latest_power_w) ? latest_power_w : pieces.back().power_w});
+  knots_.push_back({b_ns, e_b, pieces.back().measured ? pieces.back().power_w : std::nan("")});
 }
 
 double KnotBuilder::observed_update_period_s() const {
@@ -189,21 +195,42 @@ double KnotBuilder::observed_update_period_s() const {
   return static_cast<double>(d[d.size() / 2]) * 1e-9;
 }
 
+// Mean power between knots i and i + 1; 0 W when there is no such pair.
+double secant_w(const Knot* k, size_t n, size_t i) {
+  if (i + 1 >= n) return 0.0;
+  return (k[i + 1].energy_j - k[i].energy_j) / ns_to_s(k[i + 1].t_ns - k[i].t_ns);
+}
+
 double energy_at(const Knot* k, size_t n, int64_t t_ns) noexcept {
   if (n == 0) return 0.0;
   if (t_ns <= k[0].t_ns) {
-    const double p = std::isfinite(k[0].power_w) ? k[0].power_w : 0.0;
+    const double p = std::isfinite(k[0].power_w) ? k[0].power_w : secant_w(k, n, 0);
     return k[0].energy_j - p * ns_to_s(k[0].t_ns - t_ns);
   }
   if (t_ns >= k[n - 1].t_ns) {
-    const double p = std::isfinite(k[n - 1].power_w) ? k[n - 1].power_w : 0.0;
+    const double p = std::isfinite(k[n - 1].power_w) ? k[n - 1].power_w : (n >= 2 ? secant_w(k, n, n - 2) : 0.0);
     return k[n - 1].energy_j + p * ns_to_s(t_ns - k[n - 1].t_ns);
   }
   const Knot* hi = std::upper_bound(k, k + n, t_ns, [](int64_t t, const Knot& x) { return t < x.t_ns; });
   const Knot& a = hi[-1];
   const Knot& b = hi[0];
-  const double u = static_cast<double>(t_ns - a.t_ns) / static_cast<double>(b.t_ns - a.t_ns);
-  return a.energy_j + u * (b.energy_j - a.energy_j);
+  const double h_s = ns_to_s(b.t_ns - a.t_ns);
+  const double de_j = b.energy_j - a.energy_j;
+  const double u = ns_to_s(t_ns - a.t_ns) / h_s;
+  const double delta_w = de_j / h_s;
+  if (!(delta_w > 0.0)) return a.energy_j + u * de_j;
+  double d_a = std::isfinite(a.power_w) ? std::max(a.power_w, 0.0) : delta_w;
+  double d_b = std::isfinite(b.power_w) ? std::max(b.power_w, 0.0) : delta_w;
+  const double alpha = d_a / delta_w, beta = d_b / delta_w;
+  const double r2 = alpha * alpha + beta * beta;
+  if (r2 > 9.0) {  // Fritsch-Carlson: slopes inside the radius-3 circle keep the cubic monotone
+    const double tau = 3.0 / std::sqrt(r2);
+    d_a = tau * d_a;
+    d_b = tau * d_b;
+  }
+  const double u2 = u * u, u3 = u2 * u;
+  return a.energy_j * (2.0 * u3 - 3.0 * u2 + 1.0) + h_s * d_a * (u3 - 2.0 * u2 + u) +
+         b.energy_j * (3.0 * u2 - 2.0 * u3) + h_s * d_b * (u3 - u2);
 }
 
 }  // namespace fastmeter

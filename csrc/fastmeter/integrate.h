@@ -44,8 +44,8 @@ class ChannelAccumulator {
   double energy_j_ = 0.0;
 };
 
-// A point of a channel's cumulative-energy curve. power_w is the slope of the curve from this knot to the next
-// (for the last knot: the latest power reading, used to extend the curve past it; NaN counts as 0 W).
+// A point of a channel's cumulative-energy curve, with the power there as the curve's slope. power_w is NaN where
+// no power reading applies: the curve then takes the secant to the neighbouring knot as the slope.
 struct Knot {
   int64_t t_ns;
   double energy_j;
@@ -61,7 +61,8 @@ struct Knot {
 // energy is known exactly, but not how it was spread. Each change of the power reading tells the average power over
 // the power_window_ns before the change (NVML: a 25 ms trailing average), so inside an interval those windows get
 // their measured power and the time no window covers gets the constant power that makes the interval's energy
-// exact; each piece becomes a knot. Knots before the newest one never change afterwards.
+// exact; each piece's ends become knots, whose slope is the measured power next to them. Knots never change once
+// made, so only a query after the newest knot is provisional.
 //
 // Power-integrated channels: every sample is a knot, placed power_window_ns / 2 before the poll because a trailing
 // average describes the middle of its window (pass 0 for instantaneous power).
@@ -97,8 +98,10 @@ class KnotBuilder {
   bool valid_prev_changed_ = false, power_prev_changed_ = false;  // the previous good poll saw a change
 };
 
-// Cumulative energy at t_ns on the curve through knots[0..n) (sorted by t_ns): linear between knots, extended
-// with the first/last knot's power_w outside them; 0 when n == 0. O(log n).
+// Cumulative energy at t_ns on the curve through knots[0..n) (sorted by t_ns): between knots a cubic Hermite with
+// the knots' power_w as slopes, limited (Fritsch-Carlson) so it never decreases; a piece with equal end slopes and
+// secant is a straight line. Outside the knots it extends linearly with the end knot's slope. 0 when n == 0.
+// O(log n).
 double energy_at(const Knot* knots, size_t n, int64_t t_ns) noexcept;
 
 }  // namespace fastmeter

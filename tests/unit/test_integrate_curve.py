@@ -97,8 +97,12 @@ def test_power_windows_split_an_interval_and_keep_its_energy_exact(k) -> None:
     # [99.5, 199.5] holds 20 J: 25 ms at 100 W (the reading at 199.5) and 75 ms of (20 - 2.5) / 0.075 W.
     assert rel == [99_500_000, 174_500_000, 199_500_000, 274_500_000, 299_500_000]
     np.testing.assert_allclose(ke, [10.0, 27.5, 30.0, 30.0, 40.0], atol=1e-9)
-    np.testing.assert_allclose(kp[:4], [17.5 / 0.075, 100.0, 0.0, 400.0])
-    assert kp[-1] == 400.0  # the latest reading extends the curve
+    # Slopes: the measured power next to each knot (the first knot: the reading when it was made).
+    np.testing.assert_allclose(kp, [400.0, 100.0, 100.0, 400.0, 400.0])
+    q = np.array([187_000_000, 230_000_000, 287_000_000, 310_000_000], dtype=np.int64) + 1000 * MS
+    # Inside a measured window the curve is its straight line; a piece holding no energy stays flat; after the
+    # newest knot it extends with the latest reading.
+    np.testing.assert_allclose(k.energy_at(kt, ke, kp, q), [28.75, 30.0, 35.0, 44.2], atol=1e-9)
 
 
 @KERNELS

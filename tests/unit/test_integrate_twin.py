@@ -110,3 +110,7 @@ def test_energy_at_matches_twin(curve) -> None:
     if len(kt):
         on_knots = native[len(q) - len(kt):]
         assert_close(on_knots, ke)
+    # Energy never decreases along the curve, whatever the slopes (the limiter's job).
+    order = np.argsort(q, kind="stable")
+    curve = native[order]
+    assert np.all(np.diff(curve) >= -1e-9 * np.maximum(1.0, np.abs(curve[1:])))

@@ -148,8 +148,6 @@ class KnotBuilder:
                 self._last_valid_ns = t_ns
                 self._have_valid = True
                 self._valid_changed = changed
-            if power_changed and self.t_ns:
-                self.power_w[-1] = power_w
         else:
             if power_changed:
                 self._note_update(s_ns)
@@ -180,11 +178,11 @@ class KnotBuilder:
             return
         pieces = _fuse(a_ns, b_ns, e_b - e_a, pending)
         e = e_a
-        self.power_w[-1] = pieces[0][2]
-        for k, (_, end_ns, p_w) in enumerate(pieces[:-1]):
-            e = min(e + p_w * (float(end_ns - pieces[k][0]) * 1e-9), e_b)
-            self._append(end_ns, e, pieces[k + 1][2])
-        self._append(b_ns, e_b, latest_power_w if math.isfinite(latest_power_w) else pieces[-1][2])
+        for k in range(len(pieces) - 1):
+            lo, hi, p_w, _ = pieces[k]
+            e = min(e + p_w * (float(hi - lo) * 1e-9), e_b)
+            self._append(hi, e, _knot_slope(pieces[k], pieces[k + 1]))
+        self._append(b_ns, e_b, pieces[-1][2] if pieces[-1][3] else math.nan)
 
     def _append(self, t_ns: int, energy_j: float, power_w: float) -> None:
         self.t_ns.append(t_ns)
@@ -199,11 +197,21 @@ class KnotBuilder:
         return float(sorted(d)[len(d) // 2]) * 1e-9
 
 
-def _fuse(a_ns: int, b_ns: int, de_j: float, pending: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+Piece = tuple[int, int, float, bool]  # lo_ns, hi_ns, power_w, measured (a power reading's window)
+
+
+def _knot_slope(left: Piece, right: Piece) -> float:
+    """Power at the knot between two pieces: a measured neighbour wins over the unseen rest."""
+    if left[3] == right[3]:
+        return 0.5 * (left[2] + right[2])
+    return left[2] if left[3] else right[2]
+
+
+def _fuse(a_ns: int, b_ns: int, de_j: float, pending: list[tuple[int, int, float]]) -> list[Piece]:
     """Constant-power pieces covering [a_ns, b_ns] that hold exactly de_j (twin of fuse_interval in C++)."""
     span_ns = b_ns - a_ns
     if de_j <= 0.0:
-        return [(a_ns, b_ns, 0.0)]
+        return [(a_ns, b_ns, 0.0, False)]
     segs: list[tuple[int, int, float]] = []
     prev_end = a_ns
     for lo, hi, p_w in pending:
@@ -220,14 +228,14 @@ def _fuse(a_ns: int, b_ns: int, de_j: float, pending: list[tuple[int, int, float
     free_ns = span_ns - win_ns
     span_s = float(span_ns) * 1e-9
     if win_ns == 0:
-        return [(a_ns, b_ns, de_j / span_s)]
+        return [(a_ns, b_ns, de_j / span_s, False)]
     free_s = float(free_ns) * 1e-9
     if free_ns * 10 < span_ns:
         # Almost no unseen time: spreading the residual there would make a spike; scale every reading instead.
         p_free = win_j / (float(win_ns) * 1e-9)
         total_j = win_j + p_free * free_s
         if not total_j > 0.0:
-            return [(a_ns, b_ns, de_j / span_s)]
+            return [(a_ns, b_ns, de_j / span_s, False)]
         scale = de_j / total_j
     elif de_j - win_j >= 0.0:
         p_free = (de_j - win_j) / free_s
@@ -235,15 +243,15 @@ def _fuse(a_ns: int, b_ns: int, de_j: float, pending: list[tuple[int, int, float
     else:
         p_free = 0.0
         scale = de_j / win_j
-    out: list[tuple[int, int, float]] = []
+    out: list[Piece] = []
     cur = a_ns
     for lo, hi, p_w in segs:
         if lo > cur:
-            out.append((cur, lo, p_free * scale))
-        out.append((lo, hi, p_w * scale))
+            out.append((cur, lo, p_free * scale, False))
+        out.append((lo, hi, p_w * scale, True))
         cur = hi
     if cur < b_ns:
-        out.append((cur, b_ns, p_free * scale))
+        out.append((cur, b_ns, p_free * scale, False))
     return out
 
 
@@ -267,20 +275,45 @@ def build_knots(
     )
 
 
+def _secant_w(knot_t_ns: Sequence[int], knot_energy_j: Sequence[float], i: int) -> float:
+    """Mean power between knots i and i + 1; 0 W when there is no such pair."""
+    if i < 0 or i + 1 >= len(knot_t_ns):
+        return 0.0
+    return (knot_energy_j[i + 1] - knot_energy_j[i]) / (float(knot_t_ns[i + 1] - knot_t_ns[i]) * 1e-9)
+
+
 def energy_at(knot_t_ns: Sequence[int], knot_energy_j: Sequence[float], knot_power_w: Sequence[float], t_ns: int) -> float:
-    """Cumulative energy at t_ns: linear between knots, extended with the end knots' power_w outside them."""
+    """Cumulative energy at t_ns: monotone cubic Hermite between knots (power_w as slopes), linear outside."""
     n = len(knot_t_ns)
     if n == 0:
         return 0.0
     if t_ns <= knot_t_ns[0]:
-        p = knot_power_w[0] if math.isfinite(knot_power_w[0]) else 0.0
+        p = knot_power_w[0] if math.isfinite(knot_power_w[0]) else _secant_w(knot_t_ns, knot_energy_j, 0)
         return knot_energy_j[0] - p * (float(knot_t_ns[0] - t_ns) * 1e-9)
     if t_ns >= knot_t_ns[n - 1]:
-        p = knot_power_w[n - 1] if math.isfinite(knot_power_w[n - 1]) else 0.0
+        p = knot_power_w[n - 1] if math.isfinite(knot_power_w[n - 1]) else _secant_w(knot_t_ns, knot_energy_j, n - 2)
         return knot_energy_j[n - 1] + p * (float(t_ns - knot_t_ns[n - 1]) * 1e-9)
     i = bisect.bisect_right(knot_t_ns, t_ns) - 1
-    u = float(t_ns - knot_t_ns[i]) / float(knot_t_ns[i + 1] - knot_t_ns[i])
-    return knot_energy_j[i] + u * (knot_energy_j[i + 1] - knot_energy_j[i])
+    h_s = float(knot_t_ns[i + 1] - knot_t_ns[i]) * 1e-9
+    e_a = knot_energy_j[i]
+    de_j = knot_energy_j[i + 1] - e_a
+    u = float(t_ns - knot_t_ns[i]) * 1e-9 / h_s
+    delta_w = de_j / h_s
+    if not delta_w > 0.0:
+        return e_a + u * de_j
+    d_a = max(knot_power_w[i], 0.0) if math.isfinite(knot_power_w[i]) else delta_w
+    d_b = max(knot_power_w[i + 1], 0.0) if math.isfinite(knot_power_w[i + 1]) else delta_w
+    alpha = d_a / delta_w
+    beta = d_b / delta_w
+    r2 = alpha * alpha + beta * beta
+    if r2 > 9.0:  # Fritsch-Carlson: slopes inside the radius-3 circle keep the cubic monotone
+        tau = 3.0 / math.sqrt(r2)
+        d_a = tau * d_a
+        d_b = tau * d_b
+    u2 = u * u
+    u3 = u2 * u
+    return (e_a * (2.0 * u3 - 3.0 * u2 + 1.0) + h_s * d_a * (u3 - 2.0 * u2 + u)
+            + knot_energy_j[i + 1] * (3.0 * u2 - 2.0 * u3) + h_s * d_b * (u3 - u2))
 
 
 def energy_at_many(
