@@ -67,13 +67,12 @@ int64_t change_instant(int64_t last_ns, int64_t t_ns, bool last_changed) {
 
 // Constant-power pieces covering [a_ns, b_ns] that hold exactly de_j. `windows` are power readings, each the
 // average over its [lo_ns, hi_ns]; overlaps go to the earlier window, parts outside [a_ns, b_ns] are dropped.
-template <class W>
-std::vector<Piece> fuse_interval(int64_t a_ns, int64_t b_ns, double de_j, const std::vector<W>& windows) {
+std::vector<Piece> fuse_interval(int64_t a_ns, int64_t b_ns, double de_j, const std::vector<PowerWindow>& windows) {
   const int64_t span_ns = b_ns - a_ns;
   if (de_j <= 0.0) return {{a_ns, b_ns, 0.0, false}};
   std::vector<Piece> segs;
   int64_t prev_end = a_ns;
-  for (const W& w : windows) {
+  for (const PowerWindow& w : windows) {
     const int64_t lo = std::max(w.lo_ns, prev_end), hi = std::min(w.hi_ns, b_ns);
     if (hi > lo) {
       segs.push_back({lo, hi, w.power_w, true});
@@ -166,7 +165,7 @@ void KnotBuilder::note_update(int64_t t_ns) {
 
 void KnotBuilder::close_interval(int64_t b_ns, double e_b, double latest_power_w) {
   note_update(b_ns);
-  std::vector<Window> pending;
+  std::vector<PowerWindow> pending;
   pending.swap(pending_);
   if (knots_.empty()) {
     knots_.push_back({b_ns, e_b, latest_power_w});

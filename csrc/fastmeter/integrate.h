@@ -52,6 +52,12 @@ struct Knot {
   double power_w;
 };
 
+// A power reading as a measurement: the average power over [lo_ns, hi_ns].
+struct PowerWindow {
+  int64_t lo_ns, hi_ns;
+  double power_w;
+};
+
 // Collects knots from a channel's samples in time order.
 //
 // Counter channels (any sample with counter set switches the builder to this mode for good): the counter refreshes
@@ -80,16 +86,12 @@ class KnotBuilder {
   double observed_update_period_s() const;
 
  private:
-  struct Window {
-    int64_t lo_ns, hi_ns;
-    double power_w;
-  };
   void note_update(int64_t t_ns);
   void close_interval(int64_t b_ns, double energy_j, double latest_power_w);
 
   int64_t power_window_ns_ = kNvmlPowerWindowNs;
   std::vector<Knot> knots_;
-  std::vector<Window> pending_;  // power windows seen since the newest counter knot
+  std::vector<PowerWindow> pending_;  // power windows seen since the newest counter knot
   std::vector<int64_t> update_intervals_ns_;
   int64_t first_poll_ns_ = 0, last_poll_ns_ = 0;
   int64_t last_valid_ns_ = 0, last_power_ns_ = 0, last_update_ns_ = 0;

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from fastmeter import _core
 from fastmeter.reference import powersim as sim
 from fastmeter.reference.powersim import TWIN
@@ -33,8 +32,9 @@ def test_native_and_twin_measure_the_same_errors() -> None:
     )
 
 
-def window_errors(stream: sim.Stream, window_ms: int, use_power: bool, power_window_ns: int,
-                  has_counter: bool) -> np.ndarray:
+def window_errors(
+    stream: sim.Stream, window_ms: int, use_power: bool, power_window_ns: int, has_counter: bool
+) -> np.ndarray:
     t0, t1 = sim.random_windows(stream, window_ms * MS, 1000, seed=window_ms)
     truth = LOAD.energy_j(t1 * 1e-9) - LOAD.energy_j(t0 * 1e-9)
     est = sim.curve_j(stream, t0, t1, use_power, power_window_ns, has_counter=has_counter, kernels=_core)

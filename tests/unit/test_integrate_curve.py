@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-
 from fastmeter import _core
 from fastmeter.reference.integrate import READ_COUNTER, READ_FAILED, READ_POWER
 from fastmeter.reference.powersim import TWIN
@@ -21,7 +20,9 @@ def accumulate(k, counter_raw, power_w=None, flags=None, unit_j=1e-3, range_=0, 
     t_ns = np.arange(n, dtype=np.int64) * MS if t_ns is None else np.asarray(t_ns, dtype=np.int64)
     power_w = np.full(n, NAN) if power_w is None else np.asarray(power_w, dtype=np.float64)
     flags = np.full(n, READ_COUNTER, dtype=np.uint32) if flags is None else np.asarray(flags, dtype=np.uint32)
-    return k.accumulate(t_ns, np.asarray(counter_raw, dtype=np.uint64), power_w, flags, unit_j, range_, has_counter)
+    return k.accumulate(
+        t_ns, np.asarray(counter_raw, dtype=np.uint64), power_w, flags, unit_j, range_, has_counter
+    )
 
 
 @KERNELS
@@ -90,7 +91,7 @@ def test_power_windows_split_an_interval_and_keep_its_energy_exact(k) -> None:
     # Counter steps every 100 polls; power changes at the same polls and reports the last 25 ms at 400 W.
     power_w = np.full(400, 100.0)
     for start in (100, 300):
-        power_w[start:start + 100] = 400.0
+        power_w[start : start + 100] = 400.0
     t, e, p, c, ch = slow_counter_stream([100, 200, 300], [10.0, 30.0, 40.0], 400, power_w)
     kt, ke, kp, _ = k.build_knots(t, e, p, c, ch, 25 * MS)
     rel = (kt - 1000 * MS).tolist()
@@ -110,7 +111,9 @@ def test_counter_that_changes_every_poll_is_placed_at_the_poll(k) -> None:
     n = 50
     t = np.arange(n, dtype=np.int64) * MS + np.tile([0, 300_000], n // 2)  # jittery polls
     e = 0.25 * t * 1e-6  # 250 W, read exactly at each poll
-    kt, ke, _, period_s = k.build_knots(t, e, np.full(n, NAN), np.ones(n, bool), np.r_[False, np.ones(n - 1, bool)])
+    kt, ke, _, period_s = k.build_knots(
+        t, e, np.full(n, NAN), np.ones(n, bool), np.r_[False, np.ones(n - 1, bool)]
+    )
     assert kt.tolist() == [t[0] + (t[1] - t[0]) // 2] + t[2:].tolist()
     q = np.arange(5 * MS, 45 * MS, 77_777, dtype=np.int64)
     np.testing.assert_allclose(k.energy_at(kt, ke, np.full(len(kt), NAN), q), 0.25 * q * 1e-6, rtol=1e-12)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from fastmeter import _core
 from fastmeter.reference import integrate as ref
 from fastmeter.reference.powersim import TWIN
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 U64 = 2**64 - 1
 
@@ -93,7 +92,9 @@ def knot_curves(draw: st.DrawFn):
     n = draw(st.integers(0, 40))
     kt = np.cumsum(draw(st.lists(st.integers(1, 10**9), min_size=n, max_size=n))).astype(np.int64) - 10**9
     ke = np.cumsum(draw(st.lists(st.floats(0, 1e4), min_size=n, max_size=n)))
-    kp = np.array(draw(st.lists(st.one_of(st.floats(0, 2000), st.just(float("nan"))), min_size=n, max_size=n)))
+    kp = np.array(
+        draw(st.lists(st.one_of(st.floats(0, 2000), st.just(float("nan"))), min_size=n, max_size=n))
+    )
     lo = int(kt[0]) if n else 0
     hi = int(kt[-1]) if n else 0
     queries = draw(st.lists(st.integers(lo - 2 * 10**9, hi + 2 * 10**9), min_size=1, max_size=30))
@@ -108,7 +109,7 @@ def test_energy_at_matches_twin(curve) -> None:
     native = _core.energy_at(kt, ke, kp, q)
     assert_close(native, TWIN.energy_at(kt, ke, kp, q))
     if len(kt):
-        on_knots = native[len(q) - len(kt):]
+        on_knots = native[len(q) - len(kt) :]
         assert_close(on_knots, ke)
     # Energy never decreases along the curve, whatever the slopes (the limiter's job).
     order = np.argsort(q, kind="stable")

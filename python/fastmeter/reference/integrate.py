@@ -282,7 +282,9 @@ def _secant_w(knot_t_ns: Sequence[int], knot_energy_j: Sequence[float], i: int) 
     return (knot_energy_j[i + 1] - knot_energy_j[i]) / (float(knot_t_ns[i + 1] - knot_t_ns[i]) * 1e-9)
 
 
-def energy_at(knot_t_ns: Sequence[int], knot_energy_j: Sequence[float], knot_power_w: Sequence[float], t_ns: int) -> float:
+def energy_at(
+    knot_t_ns: Sequence[int], knot_energy_j: Sequence[float], knot_power_w: Sequence[float], t_ns: int
+) -> float:
     """Cumulative energy at t_ns: monotone cubic Hermite between knots (power_w as slopes), linear outside."""
     n = len(knot_t_ns)
     if n == 0:
@@ -291,7 +293,11 @@ def energy_at(knot_t_ns: Sequence[int], knot_energy_j: Sequence[float], knot_pow
         p = knot_power_w[0] if math.isfinite(knot_power_w[0]) else _secant_w(knot_t_ns, knot_energy_j, 0)
         return knot_energy_j[0] - p * (float(knot_t_ns[0] - t_ns) * 1e-9)
     if t_ns >= knot_t_ns[n - 1]:
-        p = knot_power_w[n - 1] if math.isfinite(knot_power_w[n - 1]) else _secant_w(knot_t_ns, knot_energy_j, n - 2)
+        p = (
+            knot_power_w[n - 1]
+            if math.isfinite(knot_power_w[n - 1])
+            else _secant_w(knot_t_ns, knot_energy_j, n - 2)
+        )
         return knot_energy_j[n - 1] + p * (float(t_ns - knot_t_ns[n - 1]) * 1e-9)
     i = bisect.bisect_right(knot_t_ns, t_ns) - 1
     h_s = float(knot_t_ns[i + 1] - knot_t_ns[i]) * 1e-9
@@ -312,12 +318,19 @@ def energy_at(knot_t_ns: Sequence[int], knot_energy_j: Sequence[float], knot_pow
         d_b = tau * d_b
     u2 = u * u
     u3 = u2 * u
-    return (e_a * (2.0 * u3 - 3.0 * u2 + 1.0) + h_s * d_a * (u3 - 2.0 * u2 + u)
-            + knot_energy_j[i + 1] * (3.0 * u2 - 2.0 * u3) + h_s * d_b * (u3 - u2))
+    return (
+        e_a * (2.0 * u3 - 3.0 * u2 + 1.0)
+        + h_s * d_a * (u3 - 2.0 * u2 + u)
+        + knot_energy_j[i + 1] * (3.0 * u2 - 2.0 * u3)
+        + h_s * d_b * (u3 - u2)
+    )
 
 
 def energy_at_many(
-    knot_t_ns: Sequence[int], knot_energy_j: Sequence[float], knot_power_w: Sequence[float], t_ns: Sequence[int]
+    knot_t_ns: Sequence[int],
+    knot_energy_j: Sequence[float],
+    knot_power_w: Sequence[float],
+    t_ns: Sequence[int],
 ) -> np.ndarray:
     """energy_at for each query instant."""
     kt = [int(x) for x in knot_t_ns]

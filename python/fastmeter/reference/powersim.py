@@ -89,22 +89,38 @@ def simulate(
     return Stream(t_ns, counter_raw, power_w, flags, unit_j)
 
 
-def edge_read_j(load: SquareWave, stream: Stream, counter_refresh_ns: int, counter_phase_ns: int,
-                t0_ns: np.ndarray, t1_ns: np.ndarray) -> np.ndarray:
+def edge_read_j(
+    load: SquareWave,
+    stream: Stream,
+    counter_refresh_ns: int,
+    counter_phase_ns: int,
+    t0_ns: np.ndarray,
+    t1_ns: np.ndarray,
+) -> np.ndarray:
     """What reading the counter at the window's edges (Zeus) reports."""
+
     def read(t: np.ndarray) -> np.ndarray:
         r_ns = _held(t, counter_refresh_ns, counter_phase_ns)
         return np.floor(load.energy_j(r_ns * 1e-9) / stream.unit_j) * stream.unit_j
+
     return read(t1_ns) - read(t0_ns)
 
 
-def curve_j(stream: Stream, t0_ns: np.ndarray, t1_ns: np.ndarray, use_power: bool, power_window_ns: int,
-            has_counter: bool = True, kernels: object = None) -> np.ndarray:
+def curve_j(
+    stream: Stream,
+    t0_ns: np.ndarray,
+    t1_ns: np.ndarray,
+    use_power: bool,
+    power_window_ns: int,
+    has_counter: bool = True,
+    kernels: object = None,
+) -> np.ndarray:
     """Window energies from our curve. kernels: TWIN (default) or fastmeter._core, same array signatures."""
     k = TWIN if kernels is None else kernels
     power_w = stream.power_w if use_power else np.full(len(stream.t_ns), math.nan)
-    energy_j, counter, changed = k.accumulate(stream.t_ns, stream.counter_raw, power_w, stream.flags,
-                                              stream.unit_j, 0, has_counter)
+    energy_j, counter, changed = k.accumulate(
+        stream.t_ns, stream.counter_raw, power_w, stream.flags, stream.unit_j, 0, has_counter
+    )
     kt, ke, kp, _ = k.build_knots(stream.t_ns, energy_j, power_w, counter, changed, power_window_ns)
     return k.energy_at(kt, ke, kp, t1_ns) - k.energy_at(kt, ke, kp, t0_ns)
 
@@ -118,12 +134,24 @@ def random_windows(stream: Stream, length_ns: int, count: int, seed: int, margin
     return t0, t0 + length_ns
 
 
-def median_errors(load: SquareWave, length_ns: int, count: int = 2000, power_phase_ns: int = 0,
-                  counter_refresh_ns: int = 100_000_000, duration_s: float = 20.0, seed: int = 0,
-                  kernels: object = None) -> dict[str, float]:
+def median_errors(
+    load: SquareWave,
+    length_ns: int,
+    count: int = 2000,
+    power_phase_ns: int = 0,
+    counter_refresh_ns: int = 100_000_000,
+    duration_s: float = 20.0,
+    seed: int = 0,
+    kernels: object = None,
+) -> dict[str, float]:
     """Median |relative window error| of edge reads, linear-between-change-points, and the power-fused curve."""
-    stream = simulate(load, duration_s=duration_s, counter_refresh_ns=counter_refresh_ns,
-                      power_phase_ns=power_phase_ns, seed=seed)
+    stream = simulate(
+        load,
+        duration_s=duration_s,
+        counter_refresh_ns=counter_refresh_ns,
+        power_phase_ns=power_phase_ns,
+        seed=seed,
+    )
     t0, t1 = random_windows(stream, length_ns, count, seed + 1)
     truth = load.energy_j(t1 * 1e-9) - load.energy_j(t0 * 1e-9)
     out = {
@@ -136,8 +164,12 @@ def median_errors(load: SquareWave, length_ns: int, count: int = 2000, power_pha
 
 def sanity_errors(load: SquareWave, window_ms: int, has_counter: bool, count: int = 2000) -> float:
     """Median |relative error| with a counter current at every poll, or with power alone (25 ms average)."""
-    stream = simulate(load, duration_s=5.0, counter_refresh_ns=0 if has_counter else None,
-                      power_refresh_ns=None if has_counter else 0)
+    stream = simulate(
+        load,
+        duration_s=5.0,
+        counter_refresh_ns=0 if has_counter else None,
+        power_refresh_ns=None if has_counter else 0,
+    )
     t0, t1 = random_windows(stream, window_ms * 1_000_000, count, seed=window_ms)
     truth = load.energy_j(t1 * 1e-9) - load.energy_j(t0 * 1e-9)
     est = curve_j(stream, t0, t1, not has_counter, 0 if has_counter else 25_000_000, has_counter=has_counter)
@@ -151,12 +183,16 @@ def main() -> None:
     for length_ms in (100, 300):
         for phase_ms in range(0, 100, 10):
             e = median_errors(load, length_ms * 1_000_000, power_phase_ns=phase_ms * 1_000_000)
-            print(f"{length_ms:4d} ms  {phase_ms:5d} ms    {e['edge']:7.2%}  {e['linear']:7.2%}  "
-                  f"{e['fused']:7.2%}  {e['fused'] / e['edge']:.3f}")
+            print(
+                f"{length_ms:4d} ms  {phase_ms:5d} ms    {e['edge']:7.2%}  {e['linear']:7.2%}  "
+                f"{e['fused']:7.2%}  {e['fused'] / e['edge']:.3f}"
+            )
     print("window  counter current at each poll  power only (25 ms average every poll)")
     for length_ms in (1, 10, 100, 1000):
-        print(f"{length_ms:4d} ms  {sanity_errors(load, length_ms, True):27.4%}  "
-              f"{sanity_errors(load, length_ms, False):9.4%}")
+        print(
+            f"{length_ms:4d} ms  {sanity_errors(load, length_ms, True):27.4%}  "
+            f"{sanity_errors(load, length_ms, False):9.4%}"
+        )
 
 
 if __name__ == "__main__":
