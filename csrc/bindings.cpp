@@ -1,7 +1,6 @@
 // The only file that includes pybind11: the boundary between the plain C++ core and Python.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
-#include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
 #include <cmath>
@@ -255,4 +254,82 @@ PYBIND11_MODULE(_core, m) {
       py::arg("method"), py::arg("update_period_s"),
       "Per-request energy attribution kernel; use fastmeter.attribution.attribute, which validates input.");
   // --- end attribution ---
+  // ---- integrate kernels on whole arrays, for tests against python/fastmeter/reference (integrate helper) ----
+  using I64 = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+  using U64 = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>;
+  using U32 = py::array_t<uint32_t, py::array::c_style | py::array::forcecast>;
+  using F64 = py::array_t<double, py::array::c_style | py::array::forcecast>;
+  using B8 = py::array_t<bool, py::array::c_style | py::array::forcecast>;
+  auto same_length = [](py::ssize_t n, std::initializer_list<py::ssize_t> others) {
+    for (py::ssize_t o : others)
+      if (o != n) throw std::invalid_argument("integrate kernels: all input arrays must have the same length");
+  };
+  m.def(
+      "accumulate",
+      [same_length](I64 t_ns, U64 counter_raw, F64 power_w, U32 flags, double unit_j, uint64_t range,
+                    bool has_counter) {
+        const py::ssize_t n = t_ns.size();
+        same_length(n, {counter_raw.size(), power_w.size(), flags.size()});
+        ChannelInfo info;
+        info.has_counter = has_counter;
+        info.counter_unit_j = unit_j;
+        info.counter_range = range;
+        ChannelAccumulator acc(info);
+        F64 energy_j(n);
+        B8 counter(n), changed(n);
+        for (py::ssize_t i = 0; i < n; ++i) {
+          Reading r;
+          r.counter_raw = counter_raw.at(i);
+          r.power_w = power_w.at(i);
+          r.flags = flags.at(i);
+          const ChannelAccumulator::Step s = acc.push(t_ns.at(i), r);
+          energy_j.mutable_at(i) = s.energy_j;
+          counter.mutable_at(i) = s.counter;
+          changed.mutable_at(i) = s.changed;
+        }
+        return py::make_tuple(energy_j, counter, changed);
+      },
+      py::arg("t_ns"), py::arg("counter_raw"), py::arg("power_w"), py::arg("flags"), py::arg("unit_j"),
+      py::arg("range"), py::arg("has_counter"), "ChannelAccumulator over a polled stream: (energy_j, counter, changed).");
+  m.def(
+      "build_knots",
+      [same_length](I64 t_ns, F64 energy_j, F64 power_w, B8 counter, B8 changed, int64_t power_window_ns) {
+        const py::ssize_t n = t_ns.size();
+        same_length(n, {energy_j.size(), power_w.size(), counter.size(), changed.size()});
+        KnotBuilder kb(power_window_ns);
+        for (py::ssize_t i = 0; i < n; ++i)
+          kb.push(t_ns.at(i), energy_j.at(i), power_w.at(i), counter.at(i), changed.at(i));
+        const std::vector<Knot>& k = kb.knots();
+        const auto m_k = static_cast<py::ssize_t>(k.size());
+        I64 kt(m_k);
+        F64 ke(m_k), kp(m_k);
+        for (py::ssize_t i = 0; i < m_k; ++i) {
+          const Knot& x = k[static_cast<size_t>(i)];
+          kt.mutable_at(i) = x.t_ns;
+          ke.mutable_at(i) = x.energy_j;
+          kp.mutable_at(i) = x.power_w;
+        }
+        return py::make_tuple(kt, ke, kp, kb.observed_update_period_s());
+      },
+      py::arg("t_ns"), py::arg("energy_j"), py::arg("power_w"), py::arg("counter"), py::arg("changed"),
+      py::arg("power_window_ns") = kNvmlPowerWindowNs,
+      "KnotBuilder over a sample stream: (knot_t_ns, knot_energy_j, knot_power_w, observed_update_period_s).");
+  m.def(
+      "energy_at",
+      [same_length](I64 knot_t_ns, F64 knot_energy_j, F64 knot_power_w, I64 t_ns) {
+        const py::ssize_t n = knot_t_ns.size();
+        same_length(n, {knot_energy_j.size(), knot_power_w.size()});
+        std::vector<Knot> k(static_cast<size_t>(n));
+        for (py::ssize_t i = 0; i < n; ++i) {
+          if (i > 0 && knot_t_ns.at(i) < knot_t_ns.at(i - 1))
+            throw std::invalid_argument("energy_at: knot_t_ns must be sorted ascending");
+          k[static_cast<size_t>(i)] = {knot_t_ns.at(i), knot_energy_j.at(i), knot_power_w.at(i)};
+        }
+        F64 out(t_ns.size());
+        for (py::ssize_t i = 0; i < t_ns.size(); ++i) out.mutable_at(i) = energy_at(k.data(), k.size(), t_ns.at(i));
+        return out;
+      },
+      py::arg("knot_t_ns"), py::arg("knot_energy_j"), py::arg("knot_power_w"), py::arg("t_ns"),
+      "Cumulative energy on the knot curve at each query instant.");
+  // ---- end integrate kernels block ----
 }

@@ -21,9 +21,11 @@ std::string ns_text(int64_t t_ns) { return std::to_string(t_ns) + " ns"; }
 
 Meter::Meter(const std::vector<std::pair<std::string, SourceOptions>>& sources, SamplerConfig config)
     : sampler_(make_sampler(sources, config)),
-      knots_(sampler_->channels().size()),
+      knots_(),
       last_t_ns_(sampler_->channels().size(), std::numeric_limits<int64_t>::min()),
-      buf_(8192) {}
+      buf_(8192) {
+  for (const auto& c : sampler_->channels()) knots_.emplace_back(c.power_window_ns);
+}
 
 Meter::~Meter() {
   try {
@@ -111,8 +113,8 @@ SpanEnergy Meter::energy_between(int64_t t0_ns, int64_t t1_ns, int64_t wait_fina
     throw MeterError("span ends at " + ns_text(t1_ns) + ", after the meter stopped at " + ns_text(stop_ns_));
   if (running() && t1_ns > monotonic_ns() + 1000000)
     throw MeterError("span ends in the future (" + ns_text(t1_ns) + "); use a time from meter.now_ns()");
-  // The sampler polls every period; allow a few periods of scheduling delay.
-  const int64_t poll_deadline = monotonic_ns() + 4 * sampler_->period_ns() + 100000000;
+  // The sampler polls every period; allow a few periods plus a second of scheduling delay on a busy machine.
+  const int64_t poll_deadline = monotonic_ns() + 4 * sampler_->period_ns() + 1000000000;
   if (!wait_for_poll(lock, t1_ns, poll_deadline) && newest_t_ns_ < t1_ns && running())
     throw MeterError("the sampler has not polled past the span's end; is the machine overloaded?");
 
@@ -127,8 +129,10 @@ SpanEnergy Meter::energy_between(int64_t t0_ns, int64_t t1_ns, int64_t wait_fina
       const auto& k = knots_[i].knots();
       const bool failed = !sampler_->channel_error(i).empty();
       if (k.empty() || (failed && t1_ns > k.back().t_ns)) {
+        // No change point yet (a slow counter early in the run): wait for one. A failed channel: nothing comes.
         out.energy_j[i] = std::numeric_limits<double>::quiet_NaN();
-        out.final[i] = true;  // nothing more will come
+        out.final[i] = failed;
+        all_final = all_final && failed;
         continue;
       }
       out.energy_j[i] = energy_at(k.data(), k.size(), t1_ns) - energy_at(k.data(), k.size(), t0_ns);

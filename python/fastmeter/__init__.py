@@ -11,7 +11,6 @@ from fastmeter.errors import (
     SourceUnavailableError,
     SpanError,
 )
-
 from fastmeter.meter import SAMPLES_SCHEMA, Meter
 from fastmeter.sources import Channel, SourceInfo, available_sources
 from fastmeter.window import Window

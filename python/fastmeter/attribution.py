@@ -92,7 +92,9 @@ def attribute(
     ft, has_ft = _first_token(first_token_ns, len(start))
     _check_requests(start, end, ft, has_ft)
     offsets, ct, ck = _chunks(chunk_offsets, chunk_t_ns, chunk_tokens, start, end, method)
-    period_s = infer_update_period_s(t, e) if update_period_s is None else _non_negative("update_period_s", update_period_s)
+    period_s = (
+        infer_update_period_s(t, e) if update_period_s is None else _non_negative("update_period_s", update_period_s)
+    )
     idle_w = _idle_power(idle_power_w)
 
     args = (t, e, start, end, ft, has_ft.astype(np.uint8), offsets, ct, ck, method, period_s)

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from fastmeter.adapters import GenRequest, OpenAIAdapter, RequestRecord, TGIAdapter, stream_request
 from fastmeter.adapters.base import Adapter
 from fastmeter.load import make_client
-
 from tests.emulators.fake_server import Cut, FakeServer, Request, Reset, Script, Send, Sleep, sse
 
 MS = 1_000_000

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from fastmeter.cli import main
 
 EMULATOR_DIR = Path(__file__).resolve().parents[1] / "emulators"

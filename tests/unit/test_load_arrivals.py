@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+
 from fastmeter.errors import ConfigError
 from fastmeter.load.arrivals import arrival_offsets_s, arrival_times_s
 

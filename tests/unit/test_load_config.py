@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from fastmeter.errors import ConfigError
 from fastmeter.load import load_config, validate_config
 from fastmeter.load.runner import build_adapter, spec_from_config

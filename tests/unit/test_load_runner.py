@@ -9,7 +9,6 @@ from fastmeter.adapters import OpenAIAdapter
 from fastmeter.load import LoadResult, LoadSpec, load_config, make_client, run, run_load
 from fastmeter.load.arrivals import arrival_times_s
 from fastmeter.load.workloads import random_workload
-
 from tests.emulators.fake_server import FakeServer, Request, Script, Send, Sleep, sse
 
 OK_STREAM = [

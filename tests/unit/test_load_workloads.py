@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from fastmeter.adapters import GenRequest
 from fastmeter.errors import ConfigError
 from fastmeter.load import workloads as w

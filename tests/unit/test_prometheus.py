@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from fastmeter.adapters.prometheus import ExpositionError, family_of, parse_exposition, select
 
 TEXT = r"""# HELP vllm:num_requests_running Number of requests in model execution batches.

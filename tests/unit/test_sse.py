@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import itertools
 
-from fastmeter.adapters.sse import SSEEvent, SSEParser
 from hypothesis import given
 from hypothesis import strategies as st
+
+from fastmeter.adapters.sse import SSEEvent, SSEParser
 
 
 def parse_all(*chunks: bytes) -> tuple[list[SSEEvent], bool]:
