@@ -57,6 +57,8 @@ void Sampler::stop() {
   cv_.notify_all();
   thread_.join();
   poll();  // the record ends at stop(); the thread is gone, so this thread is now the only producer
+  // Release the hardware now (NVML session, open sysfs/MSR files) rather than whenever Python frees the meter.
+  sources_.clear();
   running_.store(false, std::memory_order_release);
 }
 
