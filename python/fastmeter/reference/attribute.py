@@ -7,6 +7,7 @@ arrays as the native kernel, assumes they were validated by fastmeter.attributio
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -27,7 +28,7 @@ def _energy_at(t_ns: Sequence[int], energy_j: Sequence[float], c: int) -> float:
 
 
 def _segments(start: int, times: Sequence[int], tokens: Sequence[int]) -> list[tuple[int, int, float]]:
-    """(from_ns, to_ns, tokens per second): each token-carrying chunk time's tokens spread since the last one."""
+    """(from_ns, to_ns, tokens/s): each token-carrying chunk time's tokens spread since the previous one."""
     groups: dict[int, float] = {}
     for t, n in zip(times, tokens):
         if n > 0:
@@ -93,7 +94,7 @@ def attribute(
     out = {"energy_j": [0.0] * n, "prefill_energy_j": [0.0] * n, "attributed_s": [0.0] * n}
     idle_j = idle_s = 0.0
     shares: list[list[float]] = []  # shares[k][r]: request r's share of interval k
-    for a, b in zip(cuts, cuts[1:]):
+    for a, b in itertools.pairwise(cuts):
         de = _energy_at(t_ns, energy_j, b) - _energy_at(t_ns, energy_j, a)
         ds = (min(max(b, t_first), t_last) - min(max(a, t_first), t_last)) * S_PER_NS
         ws = [weight(r, a, b) for r in range(n)]
@@ -126,5 +127,7 @@ def attribute(
         for r in range(n):
             unc[r] += u_j * abs(before[r] - after[r])
     out["uncertainty_j"] = unc
-    out.update(idle_j=idle_j, idle_s=idle_s, total_j=energy_j[-1] - energy_j[0], span_s=(t_last - t_first) * S_PER_NS)
+    out.update(
+        idle_j=idle_j, idle_s=idle_s, total_j=energy_j[-1] - energy_j[0], span_s=(t_last - t_first) * S_PER_NS
+    )
     return out
