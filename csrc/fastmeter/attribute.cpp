@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <deque>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -62,31 +61,43 @@ class CompensatedSum {
   double hi_ = 0.0, lo_ = 0.0;
 };
 
-// Largest power (slope of E, in W) on any curve segment overlapping [c - window, c + window], for a
-// non-decreasing sequence of c: a sliding-window maximum, amortised O(1) per call.
-class SlopeWindow {
+// E(x) on the curve for a non-decreasing sequence of x: linear between points, flat outside them.
+class CurveCursor {
  public:
-  SlopeWindow(const int64_t* t_ns, const double* energy_j, size_t n_points, int64_t window_ns)
-      : t_(t_ns), e_(energy_j), n_seg_(n_points > 0 ? n_points - 1 : 0), window_ns_(window_ns) {}
+  CurveCursor(const int64_t* t_ns, const double* energy_j, size_t n_points)
+      : t_(t_ns), e_(energy_j), n_(n_points) {}
 
-  double max_power_w(int64_t c) {
-    while (next_ < n_seg_ && t_[next_] < c + window_ns_) {
-      while (!dq_.empty() && slope(dq_.back()) <= slope(next_)) dq_.pop_back();
-      dq_.push_back(next_++);
-    }
-    while (!dq_.empty() && t_[dq_.front() + 1] <= c - window_ns_) dq_.pop_front();
-    return dq_.empty() ? 0.0 : std::max(0.0, slope(dq_.front()));
+  double at(int64_t x) {
+    if (x <= t_[0]) return e_[0];
+    if (x >= t_[n_ - 1]) return e_[n_ - 1];
+    while (t_[i_ + 1] <= x) ++i_;  // t[i] <= x < t[i + 1]
+    const double frac = static_cast<double>(x - t_[i_]) / static_cast<double>(t_[i_ + 1] - t_[i_]);
+    return e_[i_] + (e_[i_ + 1] - e_[i_]) * frac;
   }
 
  private:
-  double slope(size_t k) const {
-    return (e_[k + 1] - e_[k]) / (static_cast<double>(t_[k + 1] - t_[k]) * kSPerNs);
-  }
   const int64_t* t_;
   const double* e_;
-  size_t n_seg_, next_ = 0;
+  size_t n_, i_ = 0;
+};
+
+// Power near a cut c: the larger of the average powers over the update period before and after it. Averages over
+// a whole period stay true on a staircase of counter polls (where point-to-point slopes would be 100x too steep)
+// and still see a power step at c in full.
+class EdgePower {
+ public:
+  EdgePower(const int64_t* t_ns, const double* energy_j, size_t n_points, int64_t window_ns)
+      : behind_(t_ns, energy_j, n_points), ahead_(t_ns, energy_j, n_points), window_ns_(window_ns) {}
+
+  double power_w(int64_t c, double e_c) {
+    if (window_ns_ <= 0) return 0.0;
+    const double rise_j = std::max(ahead_.at(c + window_ns_) - e_c, e_c - behind_.at(c - window_ns_));
+    return rise_j / (static_cast<double>(window_ns_) * kSPerNs);
+  }
+
+ private:
+  CurveCursor behind_, ahead_;
   int64_t window_ns_;
-  std::deque<size_t> dq_;
 };
 
 // Stable LSD radix sort by time, 11 bits a pass over (t - t_min); passes where every key shares the digit are
@@ -211,7 +222,7 @@ void attribute(const AttributionInput& in, AttributionOutput& out) {
   const int64_t t_first = t[0], t_last = t[n_pts - 1];
   const auto clip = [&](int64_t c) { return std::min(std::max(c, t_first), t_last); };
   const double period_s = std::isfinite(in.update_period_s) ? std::max(0.0, in.update_period_s) : 0.0;
-  SlopeWindow window(t, e, n_pts, static_cast<int64_t>(std::llround(period_s * 1e9)));
+  EdgePower edge_power(t, e, n_pts, static_cast<int64_t>(std::llround(period_s * 1e9)));
 
   std::vector<RequestState> req(in.n_requests);
   std::vector<size_t> touched;
@@ -304,7 +315,7 @@ void attribute(const AttributionInput& in, AttributionOutput& out) {
     const Side after{n_active, n_weighted, total_weight.value()};
     // The error of E(c) moves energy between the intervals either side of c; a request's share of it is the
     // change of its share across c (summation by parts), see docs/attribution.md.
-    const double u_j = period_s > 0.0 ? window.max_power_w(c) * period_s / 2.0 : 0.0;
+    const double u_j = edge_power.power_w(c, e_c) * period_s / 2.0;
     uh_j += u_j * std::fabs(before.per_weight() - after.per_weight());
     uf_j += u_j * std::fabs(before.per_fallback() - after.per_fallback());
     for (size_t m = 0; m < touched.size(); ++m) {  // its own share change, then reopen its run

@@ -160,11 +160,21 @@ def test_uncertainty_counts_share_changes(backend):
 
 
 @backends
-def test_uncertainty_uses_the_largest_power_near_an_edge(backend):
+def test_uncertainty_sees_a_power_step_at_an_edge(backend):
     t = np.array([0, 5 * S, 6 * S], dtype=np.int64)
     e = np.array([0.0, 50.0, 150.0])  # 10 W, then 100 W from 5 s
     a = run([4.95], [5.5], curve=(t, e), update_period_s=0.1, backend=backend)
-    # Both edges are within 0.1 s of the 100 W segment: 2 * 100 W * 0.05 s.
+    # At 4.95 s: 10 W over the 0.1 s before, (5.5 J)/0.1 s = 55 W after -> 55 W * 0.05 s. At 5.5 s: 100 W * 0.05 s.
+    assert a.uncertainty_j == pytest.approx([2.75 + 5.0])
+
+
+@backends
+def test_uncertainty_on_a_staircase_of_counter_polls_uses_true_power(backend):
+    # Polled every 1 ms, a counter at 100 W that moves by 10 J every 100 ms: point-to-point slopes reach 10 kW.
+    t = np.arange(10_001, dtype=np.int64) * 1_000_000
+    e = np.floor(np.arange(10_001) / 100) * 10.0
+    a = run([2.0505], [5.0505], curve=(t, e), update_period_s=0.1, backend=backend)
+    # Each 0.1 s window holds one 10 J step: 100 W at both edges, 2 * 100 W * 0.05 s.
     assert a.uncertainty_j == pytest.approx([10.0])
 
 

@@ -40,14 +40,15 @@ def _segments(start: int, times: Sequence[int], tokens: Sequence[int]) -> list[t
     return out
 
 
-def _max_power_w(t_ns: Sequence[int], energy_j: Sequence[float], c: int, window_ns: int) -> float:
-    """Largest slope of any curve segment overlapping [c - window, c + window] (0 when none or negative)."""
-    best = 0.0
-    for k in range(len(t_ns) - 1):
-        if t_ns[k + 1] > c - window_ns and t_ns[k] < c + window_ns:
-            slope = (energy_j[k + 1] - energy_j[k]) / ((t_ns[k + 1] - t_ns[k]) * S_PER_NS)
-            best = max(best, slope)
-    return best
+def _edge_power_w(t_ns: Sequence[int], energy_j: Sequence[float], c: int, window_ns: int) -> float:
+    """The larger of the average powers over [c - window, c] and [c, c + window]."""
+    if window_ns <= 0:
+        return 0.0
+    e_c = _energy_at(t_ns, energy_j, c)
+    rise_j = max(
+        _energy_at(t_ns, energy_j, c + window_ns) - e_c, e_c - _energy_at(t_ns, energy_j, c - window_ns)
+    )
+    return rise_j / (window_ns * S_PER_NS)
 
 
 def attribute(
@@ -121,7 +122,7 @@ def attribute(
     for m, c in enumerate(cuts):
         if update_period_s <= 0:
             break
-        u_j = _max_power_w(t_ns, energy_j, c, window_ns) * update_period_s / 2
+        u_j = _edge_power_w(t_ns, energy_j, c, window_ns) * update_period_s / 2
         before = shares[m - 1] if m > 0 else zero
         after = shares[m] if m < len(shares) else zero
         for r in range(n):
