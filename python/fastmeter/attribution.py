@@ -101,9 +101,7 @@ def attribute(
     _check_requests(start, end, ft, has_ft)
     offsets, ct, ck = _chunks(chunk_offsets, chunk_t_ns, chunk_tokens, start, end, method)
     period_s = (
-        infer_update_period_s(t, e)
-        if update_period_s is None
-        else _non_negative("update_period_s", update_period_s)
+        infer_update_period_s(t, e) if update_period_s is None else _non_negative("update_period_s", update_period_s)
     )
     idle_w = _idle_power(idle_power_w)
 
