@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <deque>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -14,7 +13,7 @@ namespace {
 constexpr double kSPerNs = 1e-9;
 
 // Events at the same time are applied in this order, so a request that starts, emits and ends at one instant
-// ends up inactive with weight 0 whatever order the sort left them in.
+// ends up inactive with weight 0. build_events emits them kind by kind and the sort by time is stable.
 enum Kind : uint64_t { kStart = 0, kChunk = 1, kFirstToken = 2, kEnd = 3 };
 constexpr int kKindShift = 62;
 constexpr uint64_t kRequestMask = (uint64_t{1} << kKindShift) - 1;
@@ -23,7 +22,6 @@ constexpr uint64_t kRequestMask = (uint64_t{1} << kKindShift) - 1;
 struct Event {
   int64_t t_ns;
   uint64_t code;  // Kind << kKindShift | request index
-  bool operator<(const Event& o) const noexcept { return t_ns < o.t_ns || (t_ns == o.t_ns && code < o.code); }
 };
 Event make_event(int64_t t_ns, size_t r, Kind kind) { return {t_ns, (kind << kKindShift) | r}; }
 
@@ -63,32 +61,77 @@ class CompensatedSum {
   double hi_ = 0.0, lo_ = 0.0;
 };
 
-// Largest power (slope of E, in W) on any curve segment overlapping [c - window, c + window], for a
-// non-decreasing sequence of c: a sliding-window maximum, amortised O(1) per call.
-class SlopeWindow {
+// E(x) on the curve for a non-decreasing sequence of x: linear between points, flat outside them.
+class CurveCursor {
  public:
-  SlopeWindow(const int64_t* t_ns, const double* energy_j, size_t n_points, int64_t window_ns)
-      : t_(t_ns), e_(energy_j), n_seg_(n_points > 0 ? n_points - 1 : 0), window_ns_(window_ns) {}
+  CurveCursor(const int64_t* t_ns, const double* energy_j, size_t n_points)
+      : t_(t_ns), e_(energy_j), n_(n_points) {}
 
-  double max_power_w(int64_t c) {
-    while (next_ < n_seg_ && t_[next_] < c + window_ns_) {
-      while (!dq_.empty() && slope(dq_.back()) <= slope(next_)) dq_.pop_back();
-      dq_.push_back(next_++);
-    }
-    while (!dq_.empty() && t_[dq_.front() + 1] <= c - window_ns_) dq_.pop_front();
-    return dq_.empty() ? 0.0 : std::max(0.0, slope(dq_.front()));
+  double at(int64_t x) {
+    if (x <= t_[0]) return e_[0];
+    if (x >= t_[n_ - 1]) return e_[n_ - 1];
+    while (t_[i_ + 1] <= x) ++i_;  // t[i] <= x < t[i + 1]
+    const double frac = static_cast<double>(x - t_[i_]) / static_cast<double>(t_[i_ + 1] - t_[i_]);
+    return e_[i_] + (e_[i_ + 1] - e_[i_]) * frac;
   }
 
  private:
-  double slope(size_t k) const {
-    return (e_[k + 1] - e_[k]) / (static_cast<double>(t_[k + 1] - t_[k]) * kSPerNs);
-  }
   const int64_t* t_;
   const double* e_;
-  size_t n_seg_, next_ = 0;
-  int64_t window_ns_;
-  std::deque<size_t> dq_;
+  size_t n_, i_ = 0;
 };
+
+// Power near a cut c: the larger of the average powers over the update period before and after it. Averages over
+// a whole period stay true on a staircase of counter polls (where point-to-point slopes would be 100x too steep)
+// and still see a power step at c in full.
+class EdgePower {
+ public:
+  EdgePower(const int64_t* t_ns, const double* energy_j, size_t n_points, int64_t window_ns)
+      : behind_(t_ns, energy_j, n_points), ahead_(t_ns, energy_j, n_points), window_ns_(window_ns) {}
+
+  double power_w(int64_t c, double e_c) {
+    if (window_ns_ <= 0) return 0.0;
+    const double rise_j = std::max(ahead_.at(c + window_ns_) - e_c, e_c - behind_.at(c - window_ns_));
+    return rise_j / (static_cast<double>(window_ns_) * kSPerNs);
+  }
+
+ private:
+  CurveCursor behind_, ahead_;
+  int64_t window_ns_;
+};
+
+// Stable LSD radix sort by time, 11 bits a pass over (t - t_min); passes where every key shares the digit are
+// skipped. Several times faster than std::sort on millions of events, and stability keeps the kind order.
+void sort_by_time(std::vector<Event>& ev) {
+  if (ev.size() < 2) return;
+  constexpr int kBits = 11;
+  constexpr size_t kBuckets = size_t{1} << kBits;
+  int64_t lo = ev[0].t_ns, hi = ev[0].t_ns;
+  for (const Event& x : ev) {
+    lo = std::min(lo, x.t_ns);
+    hi = std::max(hi, x.t_ns);
+  }
+  const uint64_t range = static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo);
+  std::vector<Event> tmp(ev.size());
+  std::vector<size_t> count(kBuckets);
+  for (int shift = 0; shift < 64 && (range >> shift) != 0; shift += kBits) {
+    const auto digit = [&](const Event& x) {
+      const uint64_t key = static_cast<uint64_t>(x.t_ns) - static_cast<uint64_t>(lo);
+      return static_cast<size_t>((key >> shift) & (kBuckets - 1));
+    };
+    std::fill(count.begin(), count.end(), 0);
+    for (const Event& x : ev) ++count[digit(x)];
+    if (*std::max_element(count.begin(), count.end()) == ev.size()) continue;
+    size_t sum = 0;
+    for (size_t& c : count) {
+      const size_t n = c;
+      c = sum;
+      sum += n;
+    }
+    for (const Event& x : ev) tmp[count[digit(x)]++] = x;
+    ev.swap(tmp);
+  }
+}
 
 void check_structure(const AttributionInput& in) {
   if (in.n_points == 0) throw std::invalid_argument("attribute: the energy curve needs at least one point");
@@ -135,18 +178,18 @@ void build_events(const AttributionInput& in, std::vector<Event>& ev, Weights& w
   const size_t n = in.n_requests;
   const bool tokens = in.method == AttributionMethod::kTokenWeighted;
   ev.reserve(3 * n + (tokens ? in.n_chunks : 0));
-  for (size_t r = 0; r < n; ++r) {
-    ev.push_back(make_event(in.start_ns[r], r, kStart));
-    ev.push_back(make_event(in.end_ns[r], r, kEnd));
-    if (in.has_first_token[r]) ev.push_back(make_event(in.first_token_ns[r], r, kFirstToken));
-  }
+  for (size_t r = 0; r < n; ++r) ev.push_back(make_event(in.start_ns[r], r, kStart));
   w.at_start.assign(n, tokens ? 0.0 : 1.0);
-  if (!tokens) return;
-  w.next.assign(n, 0);
-  w.after.reserve(in.n_chunks);
-  std::vector<int64_t> group_t;
-  std::vector<double> group_tokens;
-  for (size_t r = 0; r < n; ++r) add_token_weights(in, r, w, ev, group_t, group_tokens);
+  if (tokens) {
+    w.next.assign(n, 0);
+    w.after.reserve(in.n_chunks);
+    std::vector<int64_t> group_t;
+    std::vector<double> group_tokens;
+    for (size_t r = 0; r < n; ++r) add_token_weights(in, r, w, ev, group_t, group_tokens);
+  }
+  for (size_t r = 0; r < n; ++r)
+    if (in.has_first_token[r]) ev.push_back(make_event(in.first_token_ns[r], r, kFirstToken));
+  for (size_t r = 0; r < n; ++r) ev.push_back(make_event(in.end_ns[r], r, kEnd));
 }
 
 // Global state on one side of a cut, and the share of a request under it: weight / total weight while some
@@ -171,7 +214,7 @@ void attribute(const AttributionInput& in, AttributionOutput& out) {
   std::vector<Event> ev;
   Weights wt;
   build_events(in, ev, wt);
-  std::sort(ev.begin(), ev.end());
+  sort_by_time(ev);
 
   const int64_t* t = in.t_ns;
   const double* e = in.energy_j;
@@ -179,7 +222,7 @@ void attribute(const AttributionInput& in, AttributionOutput& out) {
   const int64_t t_first = t[0], t_last = t[n_pts - 1];
   const auto clip = [&](int64_t c) { return std::min(std::max(c, t_first), t_last); };
   const double period_s = std::isfinite(in.update_period_s) ? std::max(0.0, in.update_period_s) : 0.0;
-  SlopeWindow window(t, e, n_pts, static_cast<int64_t>(std::llround(period_s * 1e9)));
+  EdgePower edge_power(t, e, n_pts, static_cast<int64_t>(std::llround(period_s * 1e9)));
 
   std::vector<RequestState> req(in.n_requests);
   std::vector<size_t> touched;
@@ -272,7 +315,7 @@ void attribute(const AttributionInput& in, AttributionOutput& out) {
     const Side after{n_active, n_weighted, total_weight.value()};
     // The error of E(c) moves energy between the intervals either side of c; a request's share of it is the
     // change of its share across c (summation by parts), see docs/attribution.md.
-    const double u_j = period_s > 0.0 ? window.max_power_w(c) * period_s / 2.0 : 0.0;
+    const double u_j = edge_power.power_w(c, e_c) * period_s / 2.0;
     uh_j += u_j * std::fabs(before.per_weight() - after.per_weight());
     uf_j += u_j * std::fabs(before.per_fallback() - after.per_fallback());
     for (size_t m = 0; m < touched.size(); ++m) {  // its own share change, then reopen its run

@@ -2,7 +2,8 @@
 
 ``attribute()`` validates its input, runs the native sweep (or its pure-Python twin) and returns an
 ``Attribution`` with per-request gross, prefill, decode, net energy and an uncertainty bound. The rules
-(elementary intervals, time-share, token weights, the zero-token fallback, the bound) are in docs/attribution.md.
+(elementary intervals, time-share, token weights, the zero-token fallback, the bound) are in
+docs/attribution.md.
 """
 
 from __future__ import annotations
@@ -48,7 +49,14 @@ class Attribution:
         """The per-request arrays as a pyarrow.Table."""
         import pyarrow as pa
 
-        names = ("energy_j", "prefill_energy_j", "decode_energy_j", "net_energy_j", "uncertainty_j", "attributed_s")
+        names = (
+            "energy_j",
+            "prefill_energy_j",
+            "decode_energy_j",
+            "net_energy_j",
+            "uncertainty_j",
+            "attributed_s",
+        )
         return pa.table({k: getattr(self, k) for k in names})
 
 
@@ -76,8 +84,8 @@ def attribute(
         token (all its energy is then prefill); None for all missing.
     chunk_offsets, chunk_t_ns, chunk_tokens: token chunks, request r owns ``[offsets[r], offsets[r+1])``;
         required by ``method="token-weighted"``.
-    update_period_s: counter refresh period behind ``uncertainty_j``; None infers it (``infer_update_period_s``),
-        which is only right when the curve is raw counter samples.
+    update_period_s: counter refresh period behind ``uncertainty_j``; None infers it
+        (``infer_update_period_s``), which is only right when the curve is raw counter samples.
     idle_power_w: baseline power (W, or {channel: W} summed) subtracted for net energy.
     backend: "native" or "reference" (the pure-Python twin, quadratic, for tests).
     """
@@ -136,7 +144,7 @@ def event_times(start_ns: Any, end_ns: Any, first_token_ns: Any = None, chunk_t_
     parts.append(ft[has_ft])
     if chunk_t_ns is not None:
         parts.append(_int_array("chunk_t_ns", chunk_t_ns))
-    return np.unique(np.concatenate(parts))
+    return _sorted_unique(np.concatenate(parts))
 
 
 def infer_update_period_s(t_ns: Any, energy_j: Any) -> float:
@@ -160,7 +168,7 @@ def total_curve(samples: Any, channels: Any = None) -> tuple[np.ndarray, np.ndar
     if not names:
         raise ConfigError("total_curve: no channels in the samples; record some samples first")
     t_all = table["t_ns"].to_numpy()
-    grid = np.unique(t_all)
+    grid = _sorted_unique(t_all)
     total = np.zeros(len(grid))
     chan = table["channel"].cast(pa.string()).to_numpy(zero_copy_only=False)
     energy = table["energy_j"].to_numpy()
@@ -171,8 +179,16 @@ def total_curve(samples: Any, channels: Any = None) -> tuple[np.ndarray, np.ndar
         tc, ec = t_all[sel], energy[sel]
         order = np.argsort(tc, kind="stable")
         # Offsets from the first time keep ns exact in float64 for any run shorter than ~100 days.
-        total += np.interp((grid - grid[0]).astype(np.float64), (tc[order] - grid[0]).astype(np.float64), ec[order])
+        total += np.interp(
+            (grid - grid[0]).astype(np.float64), (tc[order] - grid[0]).astype(np.float64), ec[order]
+        )
     return grid, total
+
+
+def _sorted_unique(x: np.ndarray) -> np.ndarray:
+    """np.unique, minus its cost on large int64 arrays under numpy 2.x (seconds per million): sort + mask."""
+    y = np.sort(x)
+    return y[np.concatenate([[True], y[1:] != y[:-1]])] if len(y) else y
 
 
 def _int_array(name: str, x: Any) -> np.ndarray:
@@ -218,7 +234,9 @@ def _first_token(x: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     else:
         raw = np.asarray(x)
         if raw.dtype == object:
-            has = np.array([v is not None and not (isinstance(v, float) and math.isnan(v)) for v in raw], dtype=bool)
+            has = np.array(
+                [v is not None and not (isinstance(v, float) and math.isnan(v)) for v in raw], dtype=bool
+            )
             values = np.array([int(v) if ok else 0 for v, ok in zip(raw, has)], dtype=np.int64)
         elif raw.dtype.kind == "f":
             has = ~np.isnan(raw)
@@ -249,7 +267,9 @@ def _check_requests(start: np.ndarray, end: np.ndarray, ft: np.ndarray, has_ft: 
         raise ConfigError(f"start_ns and end_ns must have the same length, got {len(start)} and {len(end)}")
     bad = np.flatnonzero(end < start)
     if bad.size:
-        raise ConfigError(f"request {bad[0]} ends before it starts (end_ns < start_ns); {bad.size} such requests")
+        raise ConfigError(
+            f"request {bad[0]} ends before it starts (end_ns < start_ns); {bad.size} such requests"
+        )
     bad = np.flatnonzero(has_ft & ((ft < start) | (ft > end)))
     if bad.size:
         raise ConfigError(f"request {bad[0]}: first_token_ns lies outside [start_ns, end_ns]")
@@ -260,22 +280,35 @@ def _chunks(offsets: Any, t: Any, tokens: Any, start: np.ndarray, end: np.ndarra
     if not any(given):
         if method == "token-weighted":
             raise ConfigError("method='token-weighted' needs chunk_offsets, chunk_t_ns and chunk_tokens")
-        return np.zeros(len(start) + 1, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return (
+            np.zeros(len(start) + 1, dtype=np.int64),
+            np.zeros(0, dtype=np.int64),
+            np.zeros(0, dtype=np.int64),
+        )
     if not all(given):
         raise ConfigError("pass chunk_offsets, chunk_t_ns and chunk_tokens together")
-    off, ct, ck = _int_array("chunk_offsets", offsets), _int_array("chunk_t_ns", t), _int_array("chunk_tokens", tokens)
+    off, ct, ck = (
+        _int_array("chunk_offsets", offsets),
+        _int_array("chunk_t_ns", t),
+        _int_array("chunk_tokens", tokens),
+    )
     if len(off) != len(start) + 1 or off[0] != 0 or off[-1] != len(ct) or np.any(np.diff(off) < 0):
         raise ConfigError(
-            "chunk_offsets must have one more entry than requests, start at 0, not decrease and end at len(chunk_t_ns)"
+            "chunk_offsets must have one more entry than requests, start at 0, not decrease "
+            "and end at len(chunk_t_ns)"
         )
     if len(ck) != len(ct):
-        raise ConfigError(f"chunk_t_ns and chunk_tokens must have the same length, got {len(ct)} and {len(ck)}")
+        raise ConfigError(
+            f"chunk_t_ns and chunk_tokens must have the same length, got {len(ct)} and {len(ck)}"
+        )
     if np.any(ck < 0):
         raise ConfigError("chunk_tokens must be >= 0")
     owner = np.repeat(np.arange(len(start)), np.diff(off))
     bad = np.flatnonzero((ct < start[owner]) | (ct > end[owner]))
     if bad.size:
-        raise ConfigError(f"chunk {bad[0]} (request {owner[bad[0]]}) lies outside its request's [start_ns, end_ns]")
+        raise ConfigError(
+            f"chunk {bad[0]} (request {owner[bad[0]]}) lies outside its request's [start_ns, end_ns]"
+        )
     if np.any((np.diff(ct) < 0) & (owner[1:] == owner[:-1])):
         raise ConfigError("chunk_t_ns must be sorted within each request")
     return off, ct, ck

@@ -20,7 +20,7 @@ def constant_power(power_w: float = 100.0, seconds: int = 10) -> tuple[np.ndarra
 
 def run(starts, ends, first=None, *, curve=None, backend="native", **kw):
     t, e = constant_power() if curve is None else curve
-    sec = lambda xs: np.array([round(x * S) for x in xs], dtype=np.int64)  # noqa: E731
+    sec = lambda xs: np.array([round(x * S) for x in xs], dtype=np.int64)
     if first is not None:
         first = [None if x is None else round(x * S) for x in first]
     for key in ("chunk_t_ns",):
@@ -73,8 +73,13 @@ def test_idle_gaps_with_varying_power(backend):
 def test_token_weighted_split(backend):
     # A: one token per second on (0,4]. B: 3 tokens at 3 s and 3 at 4 s -> 3 tokens/s on (2,4].
     a = run(
-        [0, 2], [4, 4], method="token-weighted", backend=backend,
-        chunk_offsets=[0, 4, 6], chunk_t_ns=[1, 2, 3, 4, 3, 4], chunk_tokens=[1, 1, 1, 1, 3, 3],
+        [0, 2],
+        [4, 4],
+        method="token-weighted",
+        backend=backend,
+        chunk_offsets=[0, 4, 6],
+        chunk_t_ns=[1, 2, 3, 4, 3, 4],
+        chunk_tokens=[1, 1, 1, 1, 3, 3],
     )
     # (0,2] A alone: 200 J. (2,4]: A 1/4, B 3/4 of 200 J.
     assert a.energy_j == pytest.approx([250.0, 150.0])
@@ -85,8 +90,15 @@ def test_token_weighted_split(backend):
 @backends
 def test_token_weighted_zero_token_intervals_fall_back_to_time_share(backend):
     # A: 2 tokens at 2 s (1 token/s on (0,2]), nothing after. B [1,4] never emits a token.
-    a = run([0, 1], [4, 4], method="token-weighted", backend=backend,
-            chunk_offsets=[0, 1, 1], chunk_t_ns=[2], chunk_tokens=[2])
+    a = run(
+        [0, 1],
+        [4, 4],
+        method="token-weighted",
+        backend=backend,
+        chunk_offsets=[0, 1, 1],
+        chunk_t_ns=[2],
+        chunk_tokens=[2],
+    )
     # (0,2]: only A carries tokens -> A 200 J. (2,4]: nobody does -> equal shares, 100 J each.
     assert a.energy_j == pytest.approx([300.0, 100.0])
 
@@ -95,8 +107,15 @@ def test_token_weighted_zero_token_intervals_fall_back_to_time_share(backend):
 def test_zero_token_chunks_do_not_cut_token_segments(backend):
     # A's role-only chunk at 1 s carries 0 tokens: its 4 tokens at 2 s still spread over (0,2].
     # B emits 2 tokens at 2 s, spread over (1,2]: 2 tokens/s there against A's 2 tokens/s.
-    a = run([0, 1], [2, 2], method="token-weighted", backend=backend,
-            chunk_offsets=[0, 2, 3], chunk_t_ns=[1, 2, 2], chunk_tokens=[0, 4, 2])
+    a = run(
+        [0, 1],
+        [2, 2],
+        method="token-weighted",
+        backend=backend,
+        chunk_offsets=[0, 2, 3],
+        chunk_t_ns=[1, 2, 2],
+        chunk_tokens=[0, 4, 2],
+    )
     assert a.energy_j == pytest.approx([100 + 50, 50.0])
 
 
@@ -141,11 +160,21 @@ def test_uncertainty_counts_share_changes(backend):
 
 
 @backends
-def test_uncertainty_uses_the_largest_power_near_an_edge(backend):
+def test_uncertainty_sees_a_power_step_at_an_edge(backend):
     t = np.array([0, 5 * S, 6 * S], dtype=np.int64)
     e = np.array([0.0, 50.0, 150.0])  # 10 W, then 100 W from 5 s
     a = run([4.95], [5.5], curve=(t, e), update_period_s=0.1, backend=backend)
-    # Both edges are within 0.1 s of the 100 W segment: 2 * 100 W * 0.05 s.
+    # At 4.95 s: 10 W over the 0.1 s before, (5.5 J)/0.1 s = 55 W after -> 55 W * 0.05 s. At 5.5 s: 100 W * 0.05 s.
+    assert a.uncertainty_j == pytest.approx([2.75 + 5.0])
+
+
+@backends
+def test_uncertainty_on_a_staircase_of_counter_polls_uses_true_power(backend):
+    # Polled every 1 ms, a counter at 100 W that moves by 10 J every 100 ms: point-to-point slopes reach 10 kW.
+    t = np.arange(10_001, dtype=np.int64) * 1_000_000
+    e = np.floor(np.arange(10_001) / 100) * 10.0
+    a = run([2.0505], [5.0505], curve=(t, e), update_period_s=0.1, backend=backend)
+    # Each 0.1 s window holds one 10 J step: 100 W at both edges, 2 * 100 W * 0.05 s.
     assert a.uncertainty_j == pytest.approx([10.0])
 
 
@@ -180,11 +209,13 @@ def test_first_token_accepts_nan_masked_and_arrow_nulls():
 
 
 def test_total_curve_sums_channels_on_the_union_of_times():
-    samples = pa.table({
-        "t_ns": pa.array([0, 10, 5, 15], type=pa.int64()),
-        "channel": pa.array(["a", "a", "b", "b"]).dictionary_encode(),
-        "energy_j": [0.0, 10.0, 0.0, 20.0],
-    })
+    samples = pa.table(
+        {
+            "t_ns": pa.array([0, 10, 5, 15], type=pa.int64()),
+            "channel": pa.array(["a", "a", "b", "b"]).dictionary_encode(),
+            "energy_j": [0.0, 10.0, 0.0, 20.0],
+        }
+    )
     t, e = total_curve(samples)
     assert t.tolist() == [0, 5, 10, 15]
     assert e.tolist() == pytest.approx([0.0, 5.0, 20.0, 30.0])

@@ -7,6 +7,7 @@ arrays as the native kernel, assumes they were validated by fastmeter.attributio
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -27,7 +28,7 @@ def _energy_at(t_ns: Sequence[int], energy_j: Sequence[float], c: int) -> float:
 
 
 def _segments(start: int, times: Sequence[int], tokens: Sequence[int]) -> list[tuple[int, int, float]]:
-    """(from_ns, to_ns, tokens per second): each token-carrying chunk time's tokens spread since the last one."""
+    """(from_ns, to_ns, tokens/s): each token-carrying chunk time's tokens spread since the previous one."""
     groups: dict[int, float] = {}
     for t, n in zip(times, tokens):
         if n > 0:
@@ -39,14 +40,15 @@ def _segments(start: int, times: Sequence[int], tokens: Sequence[int]) -> list[t
     return out
 
 
-def _max_power_w(t_ns: Sequence[int], energy_j: Sequence[float], c: int, window_ns: int) -> float:
-    """Largest slope of any curve segment overlapping [c - window, c + window] (0 when none or negative)."""
-    best = 0.0
-    for k in range(len(t_ns) - 1):
-        if t_ns[k + 1] > c - window_ns and t_ns[k] < c + window_ns:
-            slope = (energy_j[k + 1] - energy_j[k]) / ((t_ns[k + 1] - t_ns[k]) * S_PER_NS)
-            best = max(best, slope)
-    return best
+def _edge_power_w(t_ns: Sequence[int], energy_j: Sequence[float], c: int, window_ns: int) -> float:
+    """The larger of the average powers over [c - window, c] and [c, c + window]."""
+    if window_ns <= 0:
+        return 0.0
+    e_c = _energy_at(t_ns, energy_j, c)
+    rise_j = max(
+        _energy_at(t_ns, energy_j, c + window_ns) - e_c, e_c - _energy_at(t_ns, energy_j, c - window_ns)
+    )
+    return rise_j / (window_ns * S_PER_NS)
 
 
 def attribute(
@@ -93,7 +95,7 @@ def attribute(
     out = {"energy_j": [0.0] * n, "prefill_energy_j": [0.0] * n, "attributed_s": [0.0] * n}
     idle_j = idle_s = 0.0
     shares: list[list[float]] = []  # shares[k][r]: request r's share of interval k
-    for a, b in zip(cuts, cuts[1:]):
+    for a, b in itertools.pairwise(cuts):
         de = _energy_at(t_ns, energy_j, b) - _energy_at(t_ns, energy_j, a)
         ds = (min(max(b, t_first), t_last) - min(max(a, t_first), t_last)) * S_PER_NS
         ws = [weight(r, a, b) for r in range(n)]
@@ -120,11 +122,13 @@ def attribute(
     for m, c in enumerate(cuts):
         if update_period_s <= 0:
             break
-        u_j = _max_power_w(t_ns, energy_j, c, window_ns) * update_period_s / 2
+        u_j = _edge_power_w(t_ns, energy_j, c, window_ns) * update_period_s / 2
         before = shares[m - 1] if m > 0 else zero
         after = shares[m] if m < len(shares) else zero
         for r in range(n):
             unc[r] += u_j * abs(before[r] - after[r])
     out["uncertainty_j"] = unc
-    out.update(idle_j=idle_j, idle_s=idle_s, total_j=energy_j[-1] - energy_j[0], span_s=(t_last - t_first) * S_PER_NS)
+    out.update(
+        idle_j=idle_j, idle_s=idle_s, total_j=energy_j[-1] - energy_j[0], span_s=(t_last - t_first) * S_PER_NS
+    )
     return out
