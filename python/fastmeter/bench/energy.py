@@ -49,14 +49,19 @@ def attribute_requests(
     offsets[1:] = np.cumsum([len(r.chunk_t_ns) for r in records])
     chunk_t = np.array([t for r in records for t in r.chunk_t_ns], dtype=np.int64)
     chunk_k = np.array([k for r in records for k in r.chunk_tokens], dtype=np.int64)
-    events = np.unique(np.concatenate([np.array(span_ns, dtype=np.int64), starts, ends, chunk_t]))
-    events = events[(events >= span_ns[0]) & (events <= span_ns[1])]
+    lo, hi = span_ns
+    first = np.where(np.isnan(first), np.nan, np.clip(first, lo, hi))
+    chunk_t = np.clip(chunk_t, lo, hi)
+    # sort + mask: np.unique is far slower on large int64 arrays.
+    events = np.sort(np.concatenate([np.array(span_ns, dtype=np.int64), starts, ends, chunk_t]))
+    events = events[(events >= lo) & (events <= hi)]
+    events = events[np.r_[True, events[1:] != events[:-1]]]
     periods = [p for p in m.stats()["update_period_s"].values() if not math.isnan(p)]
     return attribute(
         events,
         total_curve(m, events),
-        np.clip(starts, span_ns[0], span_ns[1]),
-        np.clip(ends, span_ns[0], span_ns[1]),
+        np.clip(starts, lo, hi),
+        np.clip(ends, lo, hi),
         first,
         chunk_offsets=offsets,
         chunk_t_ns=chunk_t,
