@@ -71,7 +71,10 @@ def numpy_time_share(load: dict) -> tuple[np.ndarray, np.ndarray, float]:
     n = np.searchsorted(np.sort(s), cuts[:-1], "right") - np.searchsorted(np.sort(en), cuts[:-1], "right")
     de = np.diff(ec)
     f = np.concatenate([[0.0], np.cumsum(np.where(n > 0, de / np.maximum(n, 1), 0.0))])
-    at = lambda x: f[np.searchsorted(cuts, x)]
+
+    def at(x):
+        return f[np.searchsorted(cuts, x)]
+
     return at(en) - at(s), at(ft) - at(s), float(de[n == 0].sum())
 
 

@@ -20,7 +20,9 @@ def constant_power(power_w: float = 100.0, seconds: int = 10) -> tuple[np.ndarra
 
 def run(starts, ends, first=None, *, curve=None, backend="native", **kw):
     t, e = constant_power() if curve is None else curve
-    sec = lambda xs: np.array([round(x * S) for x in xs], dtype=np.int64)
+    def sec(xs):
+        return np.array([round(x * S) for x in xs], dtype=np.int64)
+
     if first is not None:
         first = [None if x is None else round(x * S) for x in first]
     for key in ("chunk_t_ns",):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,19 +36,6 @@ persistence 0
 mig 1 0
 temperature_c 30
 """
-
-
-@pytest.fixture(scope="session")
-def fake_nvml_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The emulator compiled once per session (replace with the shared emulator fixture once it exists)."""
-    out = tmp_path_factory.mktemp("fake_nvml") / "libfake_nvml.so"
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    assert compiler, "a C compiler is needed to build the NVML emulator"
-    sources = [str(EMULATOR_DIR / "fake_nvml.c"), str(EMULATOR_DIR / "fake_nvml_model.c")]
-    subprocess.run(
-        [compiler, "-shared", "-fPIC", "-O1", "-o", str(out), *sources, "-lm", "-lpthread"], check=True
-    )
-    return out
 
 
 @pytest.fixture

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fastmeter.reference.counters import counter_delta
+
 READ_COUNTER = 1 << 0
 READ_POWER = 1 << 1
 READ_FAILED = 1 << 2
@@ -29,15 +31,6 @@ def _half(d: int) -> int:
 def _change_instant(last_ns: int, t_ns: int, last_changed: bool) -> int:
     """When a value first seen at t_ns changed: at t_ns if the previous poll also changed, else mid-gap."""
     return t_ns if last_changed else last_ns + _half(t_ns - last_ns)
-
-
-def counter_delta(prev: int, cur: int, range_: int) -> int:
-    """Raw ticks between two readings; one wrap at `range_` when cur < prev, a reset (0) when range_ == 0."""
-    if cur >= prev:
-        return cur - prev
-    if range_ == 0:
-        return 0
-    return (range_ - prev) + cur
 
 
 @dataclass
