@@ -8,6 +8,7 @@ freedom, which Welch's test needs. Quantiles invert the CDF by bisection, exact 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,16 +41,23 @@ def _betacf(a: float, b: float, x: float) -> float:
     raise ArithmeticError(f"incomplete beta continued fraction did not converge (a={a}, b={b}, x={x})")
 
 
-def betainc(a: float, b: float, x: float) -> float:
-    """Regularized incomplete beta function I_x(a, b) for a, b > 0 and 0 <= x <= 1."""
+def betainc(a: float, b: float, x: float, one_minus_x: float | None = None) -> float:
+    """Regularized incomplete beta function I_x(a, b) for a, b > 0 and 0 <= x <= 1. Pass `one_minus_x` when
+    it is known more exactly than 1 - x (near x = 1 the subtraction loses digits)."""
+    y = 1.0 - x if one_minus_x is None else one_minus_x
     if x <= 0.0:
         return 0.0
-    if x >= 1.0:
+    if y <= 0.0:
         return 1.0
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(y)
     if x < (a + 1.0) / (a + b + 2.0):
         return math.exp(log_front) * _betacf(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
+    return 1.0 - math.exp(log_front) * _betacf(b, a, y) / b
+
+
+def _tail(t: float, df: float) -> float:
+    """P(|T| >= |t|) = I_x(df/2, 1/2) with x = df / (df + t^2), 1 - x computed directly."""
+    return betainc(df / 2.0, 0.5, df / (df + t * t), t * t / (df + t * t))
 
 
 def _check_df(df: float) -> None:
@@ -64,7 +72,7 @@ def t_cdf(t: float, df: float) -> float:
         return NormalDist().cdf(t)
     if math.isinf(t):
         return 1.0 if t > 0 else 0.0
-    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))  # P(T > |t|)
+    tail = 0.5 * _tail(t, df)  # P(T > |t|)
     return 1.0 - tail if t > 0 else tail
 
 
@@ -75,9 +83,10 @@ def t_two_sided_p(t: float, df: float) -> float:
         return 2.0 * NormalDist().cdf(-abs(t))
     if math.isinf(t):
         return 0.0
-    return betainc(df / 2.0, 0.5, df / (df + t * t))
+    return _tail(t, df)
 
 
+@functools.lru_cache(maxsize=1024)  # intervals ask for the same few (level, n - 1) pairs again and again
 def t_quantile(p: float, df: float) -> float:
     """The t with P(T <= t) = p, for 0 < p < 1 (e.g. t_quantile(0.975, 4) = 2.776...)."""
     _check_df(df)
