@@ -127,3 +127,35 @@ def test_bad_input_exits_2(runs: Path, tmp_path: Path) -> None:
     assert code == 2 and "not recorded" in err
     code, _, err = compare(str(tmp_path), str(runs / "hot"))
     assert code == 2 and "no run.json" in err
+
+
+SCORER = '''
+def score(pairs):
+    """0.1 per (prompt, text) pair whose text is non-empty."""
+    assert all(isinstance(p, str) and p for p, _ in pairs)
+    return 0.1 * sum(1 for _, text in pairs if text)
+'''
+
+
+def test_scorer_carbon_and_cost_are_exact(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    (tmp_path / "scorer.py").write_text(SCORER)
+    extra = {"scorer": f"{tmp_path / 'scorer.py'}:score", "grid-gco2-per-kwh": "400", "pue": "1.5",
+             "price-per-kwh": "0.25", "currency": "EUR"}
+    out = record_run(tmp_path / "scored", fake_nvml, num_requests=8, extra=extra)
+    s = json.loads((out / "run.json").read_text())["summary"]
+    energy_j, kwh = s["energy_j"], s["energy_j"] / 3.6e6 * 1.5
+    assert s["requests_ok"] == 8 and s["accuracy"] == pytest.approx(0.8)
+    assert s["accuracy_per_j"] == pytest.approx(0.8 / energy_j, rel=1e-12)
+    assert s["accuracy_per_kwh"] == pytest.approx(0.8 / (energy_j / 3.6e6), rel=1e-12)
+    carbon, cost = s["carbon"], s["cost"]
+    assert carbon["gco2e"] == pytest.approx(kwh * 400, rel=1e-12)
+    assert carbon["gco2e_per_request"] == pytest.approx(kwh * 400 / 8, rel=1e-12)
+    assert carbon["gco2e_per_1k_output_tokens"] == pytest.approx(kwh * 400 / s["output_tokens"] * 1e3, rel=1e-12)
+    assert (carbon["grid_gco2_per_kwh"], carbon["pue"]) == (400, 1.5) and "pue" in carbon["assumption"]
+    assert cost["cost"] == pytest.approx(kwh * 0.25, rel=1e-12) and cost["currency"] == "EUR"
+    assert cost["cost_per_1m_output_tokens"] == pytest.approx(kwh * 0.25 / s["output_tokens"] * 1e6, rel=1e-12)
+
+    code, table, _ = compare(str(out), str(out), "--metric", "accuracy_per_j", "--format", "json")
+    assert code == 0
+    metrics = json.loads(table)["baseline"]["metrics"]
+    assert metrics["gco2e"]["mean"] == carbon["gco2e"] and metrics["cost"]["mean"] == cost["cost"]
