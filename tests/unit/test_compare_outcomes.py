@@ -44,7 +44,8 @@ def records() -> list[RequestRecord]:
 
 
 def test_scorer_sees_ok_pairs_only(tmp_path: Path) -> None:
-    (tmp_path / "s.py").write_text("def score(pairs):\n    return float(sum(t == 'yes' for _, t in pairs)) / len(pairs)\n")
+    source = "def score(pairs):\n    return float(sum(t == 'yes' for _, t in pairs)) / len(pairs)\n"
+    (tmp_path / "s.py").write_text(source)
     assert run_scorer(f"{tmp_path / 's.py'}:score", records()) == 0.5
     s = accuracy_summary(bench(scorer=f"{tmp_path / 's.py'}:score"), records(), 2.0)
     assert (s["accuracy"], s["accuracy_per_j"], s["accuracy_per_kwh"]) == (0.5, 0.25, 0.5 / (2.0 / 3.6e6))

@@ -22,7 +22,7 @@ J_PER_KWH = 3.6e6
 Scorer = Callable[[list[tuple[str, str]]], float]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_scorer(spec: str) -> Scorer:
     """The function named by "module:function" or "file.py:function"; ConfigError saying what is wrong."""
     module_name, sep, func_name = spec.rpartition(":")
