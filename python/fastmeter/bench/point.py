@@ -22,6 +22,8 @@ import numpy as np
 import fastmeter
 from fastmeter.adapters.base import RequestRecord
 from fastmeter.adapters.prometheus import MetricRow
+from fastmeter.analysis.accuracy import accuracy_summary, load_scorer
+from fastmeter.analysis.carbon import carbon_cost_summary
 from fastmeter.bench.energy import attributable, attribute_requests, counted_channels
 from fastmeter.bench.recorder import StreamingRecorder
 from fastmeter.bench.summary import RunEnergy, render_summary, summarize
@@ -71,6 +73,8 @@ def run_point(cfg: BenchConfig, run_dir: Path, config_dict: dict[str, Any]) -> d
     """Run the load of `cfg` while measuring; write `run_dir`; return run.json's content."""
     from fastmeter.env import collect_fingerprint, noise_warnings
 
+    if cfg.bench["scorer"] is not None:  # helper "compare": a scorer that cannot load fails before measuring
+        load_scorer(cfg.bench["scorer"])
     prepare_run_dir(run_dir)
     meter = _make_meter(cfg)
     fingerprint = collect_fingerprint()
@@ -141,13 +145,16 @@ def _finish(cfg: BenchConfig, run_dir: Path, meter: fastmeter.Meter, records: li
 
     duration_s = (span[1] - span[0]) * 1e-9
     summary = summarize(measured, RunEnergy(energy_j, by_channel, duration_s, failed_j, idle_total_w))
-    if cfg.bench["accuracy"] is not None:
-        summary["accuracy"] = cfg.bench["accuracy"]
-        summary["accuracy_per_kwh"] = cfg.bench["accuracy"] / (energy_j / 3.6e6) if energy_j > 0 else math.nan
 
     write_arrow(requests_table(records, per_request), run_dir / "requests.arrow")
     write_arrow(chunks_table(records), run_dir / "chunks.arrow")
     write_arrow(metrics_table(metrics), run_dir / "metrics.arrow")
+    # accuracy, carbon, cost (helper "compare"): after the tables are written, so a failing scorer loses nothing
+    summary.update(accuracy_summary(cfg.bench, measured, energy_j))
+    summary.update(carbon_cost_summary(cfg.bench, summary))
+    if "accuracy_error" in summary:
+        click.echo(f"warning: the scorer failed, no accuracy recorded: {summary['accuracy_error']}", err=True)
+    # end (helper "compare")
     run = {
         "format_version": RUN_FORMAT_VERSION,
         "fastmeter_version": fastmeter.__version__,

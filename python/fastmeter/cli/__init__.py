@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from fastmeter.cli.bench import bench_command
+from fastmeter.cli.compare import compare_command
 from fastmeter.cli.env import env_command
 from fastmeter.cli.show import show_command
 from fastmeter.cli.sources import sources_command
@@ -41,5 +42,5 @@ def main() -> None:
     """Rigorous, low-overhead energy measurement for AI models and inference servers."""
 
 
-for command in (bench_command, env_command, show_command, sources_command, trace_command):
+for command in (bench_command, compare_command, env_command, show_command, sources_command, trace_command):
     main.add_command(command)

@@ -96,6 +96,13 @@ def _non_neg_float(where: str, v: Any) -> float:
     return float(v)
 
 
+def _pue(where: str, v: Any) -> float:
+    """Power usage effectiveness: facility energy / IT energy, so never below 1."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 1 and math.isfinite(v)):
+        raise ConfigError(f"{where} (power usage effectiveness) must be a number >= 1, got {v!r}")
+    return float(v)
+
+
 ATTRIBUTION_METHODS = ("time-share", "token-weighted")
 
 # table -> key -> (checker, default); _REQUIRED marks keys without a default.
@@ -139,6 +146,13 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[str, Any], Any], Any]]] = {
         "slo_ttft_p99_ms": (_pos_float(), None),
         "slo_itl_p99_ms": (_pos_float(), None),
         "accuracy": (_non_neg_float, None),
+        # accuracy hook, carbon and cost (helper "compare"; see fastmeter.analysis.accuracy / .carbon)
+        "scorer": (_str, None),
+        "grid_gco2_per_kwh": (_non_neg_float, None),
+        "pue": (_pue, 1.0),
+        "price_per_kwh": (_non_neg_float, None),
+        "currency": (_str, "USD"),
+        # end (helper "compare")
     },
     "metrics": {
         "enabled": (_bool, True),
@@ -227,3 +241,5 @@ def _check_combinations(source: str, t: dict[str, dict[str, Any]]) -> None:
         raise ConfigError(f'{source}: [workload].path is required for kind = "{kind}"')
     if kind == "mtbench" and workload["max_tokens"] is None:
         raise ConfigError(f'{source}: [workload].max_tokens is required for kind = "mtbench"')
+    if t["bench"]["accuracy"] is not None and t["bench"]["scorer"] is not None:  # helper "compare"
+        raise ConfigError(f"{source}: set either [bench].accuracy or [bench].scorer, not both")
