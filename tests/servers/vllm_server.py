@@ -117,6 +117,7 @@ def running_vllm_server(venv: VllmVenv, model_dir: Path, log_path: Path) -> Iter
         "--served-model-name", SERVED_MODEL,
         "--host", "127.0.0.1",
         "--port", str(port),
+        "--enable-request-id-headers",  # echo X-Request-Id (off by default in 0.32.0)
     ]  # fmt: skip
     with open(log_path, "wb") as log:
         # Own session: the server's engine and worker processes form one group that teardown can stop.
