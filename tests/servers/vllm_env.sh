@@ -63,7 +63,9 @@ for pkg in torchvision torchaudio torchcodec; do
 done
 
 step "fastmeter (this tree) into the venv"
-"$venv/bin/python" -m pip install -q -Cbuild-dir="$repo/build/vllm-venv" "$repo"
+# Build requirements live in the venv (no isolated build env each run) so a rerun rebuilds incrementally.
+"$venv/bin/python" -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.12"
+"$venv/bin/python" -m pip install -q --no-build-isolation -Cbuild-dir="$repo/build/vllm-venv" "$repo"
 
 step "import check"
 "$venv/bin/python" -c 'import torch, vllm, fastmeter; print("torch", torch.__version__, "vllm", vllm.__version__)'
