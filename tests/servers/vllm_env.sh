@@ -2,7 +2,7 @@
 # Create or refresh the cached venv that holds the CPU build of vLLM next to fastmeter.
 #
 # Idempotent: vLLM is installed only when the pinned version is missing; fastmeter is rebuilt every run
-# (incrementally, in build/vllm-venv) so in-process tests import the current tree beside vLLM.
+# (incrementally, in a build folder inside the venv) so in-process tests import the current tree beside vLLM.
 # Needs only Python 3.11, gcc, cmake and pip with access to the package registries.
 #   FASTMETER_VLLM_VENV   venv path (default: $HOME/.cache/fastmeter/vllm-venv)
 #   FASTMETER_VLLM_PYTHON interpreter that creates it (default: python3.11, else python3)
@@ -65,7 +65,7 @@ done
 step "fastmeter (this tree) into the venv"
 # Build requirements live in the venv (no isolated build env each run) so a rerun rebuilds incrementally.
 "$venv/bin/python" -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.12"
-"$venv/bin/python" -m pip install -q --no-build-isolation -Cbuild-dir="$repo/build/vllm-venv" "$repo"
+"$venv/bin/python" -m pip install -q --no-build-isolation -Cbuild-dir="$venv/fastmeter-build" "$repo"
 
 step "import check"
 "$venv/bin/python" -c 'import torch, vllm, fastmeter; print("torch", torch.__version__, "vllm", vllm.__version__)'
