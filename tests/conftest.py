@@ -23,3 +23,39 @@ def fake_nvml(fake_nvml_library: Path, tmp_path: Path, monkeypatch: pytest.Monke
 
 
 # --- end NVML emulator ---
+
+
+# --- real vLLM server (owner: vllmenv; venv from tests/servers/vllm_env.sh) ---
+from collections.abc import Iterator
+
+from tests.servers.vllm_server import (
+    VllmServer,
+    VllmVenv,
+    build_model_dir,
+    find_vllm_venv,
+    running_vllm_server,
+)
+
+
+@pytest.fixture(scope="session")
+def vllm_venv() -> VllmVenv:
+    """The cached venv with vLLM; skips without it (fails instead when FASTMETER_REQUIRE_VLLM=1)."""
+    return find_vllm_venv()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(vllm_venv: VllmVenv, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama (config + locally trained tokenizer) that vLLM loads with random weights."""
+    return build_model_dir(vllm_venv, tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def vllm_server(
+    vllm_venv: VllmVenv, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VllmServer]:
+    """vLLM's OpenAI server on a free loopback port: `.base_url`, `.model` (served name); stopped at the end."""
+    with running_vllm_server(vllm_venv, tiny_model_dir, tmp_path_factory.mktemp("vllm") / "server.log") as s:
+        yield s
+
+
+# --- end real vLLM server ---
