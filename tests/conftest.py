@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 # --- NVML emulator (owner: nvml) ---
 from tests.emulators.nvml import FakeNvml, build_fake_nvml, default_cache_dir
+from tests.servers.vllm_server import (
+    VllmServer,
+    VllmVenv,
+    build_model_dir,
+    find_vllm_venv,
+    running_vllm_server,
+)
 
 
 @pytest.fixture(scope="session")
@@ -26,15 +34,6 @@ def fake_nvml(fake_nvml_library: Path, tmp_path: Path, monkeypatch: pytest.Monke
 
 
 # --- real vLLM server (owner: vllmenv; venv from tests/servers/vllm_env.sh) ---
-from collections.abc import Iterator
-
-from tests.servers.vllm_server import (
-    VllmServer,
-    VllmVenv,
-    build_model_dir,
-    find_vllm_venv,
-    running_vllm_server,
-)
 
 
 @pytest.fixture(scope="session")

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from fastmeter.adapters.openai import OpenAIAdapter
 from fastmeter.load import LoadSpec, make_client, run_load
 from fastmeter.load.workloads import random_workload
-
 from tests.servers.vllm_server import VllmServer, VllmVenv
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
@@ -127,3 +127,33 @@ def test_offline_engine_timestamps_are_on_our_clock(
         span_s = req["last_token_ts"] - req["first_token_ts"]
         expected_j = res["power_w"] * span_s
         assert req["decode_energy_j"] == pytest.approx(expected_j, abs=2 * STAMP_SLACK_S * res["power_w"])
+
+
+def test_fastmeter_bench_against_vllm_conserves_energy(vllm_server: VllmServer, tmp_path: Path) -> None:
+    """`fastmeter bench` end to end on the real server at concurrency 4 (synthetic power: no GPU here)."""
+    from click.testing import CliRunner
+
+    from fastmeter.bench.tables import read_arrow
+    from fastmeter.cli import main
+
+    out = tmp_path / "run"
+    args = {
+        "server-kind": "openai", "base-url": vllm_server.base_url, "model": vllm_server.model,
+        "ignore-eos": "true", "workload-kind": "random", "input-tokens": "16", "output-tokens": str(MAX_TOKENS),
+        "concurrency": "4", "num-requests": "16", "warmup-requests": "2", "sources": "synthetic",
+        "attribution": "token-weighted", "metrics-interval-s": "0.2",
+    }
+    r = CliRunner().invoke(main, ["bench", "-o", str(out), *[x for k, v in args.items() for x in (f"--{k}", v)]])
+    assert r.exit_code == 0, r.output
+    run = json.loads((out / "run.json").read_text())
+    requests = read_arrow(out / "requests.arrow").to_pandas()
+    measured = requests[~requests.warmup]
+    assert len(measured) == 16 and (measured.status == "ok").all()
+    assert (measured.completion_tokens == MAX_TOKENS).all() and not measured.tokens_counted.any()
+    a = run["attribution"]
+    assert a["requests_j"] + a["idle_j"] == pytest.approx(a["total_j"], rel=1e-9)
+    assert measured.energy_j.sum() == pytest.approx(a["requests_j"], rel=1e-9)
+    assert (measured.energy_j > 0).all()
+    assert run["summary"]["output_tokens"] == 16 * MAX_TOKENS
+    metrics = read_arrow(out / "metrics.arrow").to_pandas()
+    assert "vllm:num_requests_running" in set(metrics["name"].astype(str))

@@ -25,8 +25,9 @@ METER_PERIOD_US = 10_000  # cheap on a shared 2-core machine; exact anyway (the 
 
 
 def main(model_dir: str, max_tokens: int, out_path: str) -> None:
-    import fastmeter
     import vllm
+
+    import fastmeter
 
     llm = vllm.LLM(
         model=model_dir,
