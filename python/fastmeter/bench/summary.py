@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -102,11 +103,20 @@ SUMMARY_LINES = (
 )
 
 
-def render_summary(s: dict[str, float | int | None]) -> str:
+def render_summary(s: dict[str, Any]) -> str:
     lines = []
     for label, fmt in SUMMARY_LINES:
         try:
             lines.append(f"{label:<26}{fmt.format(**s)}")
         except (KeyError, TypeError, ValueError):
             continue  # a figure this run does not have (no idle baseline measured)
+    if s.get("accuracy") is not None:
+        per_kwh = s.get("accuracy_per_kwh")
+        lines.append(f"{'accuracy':<26}{s['accuracy']:.4g}" + (f"  ({per_kwh:.4g} per kWh)" if per_kwh else ""))
+    if isinstance(s.get("carbon"), dict):
+        c = s["carbon"]
+        lines.append(f"{'carbon':<26}{c['gco2e']:.3g} gCO2e  (grid {c['grid_gco2_per_kwh']:g} g/kWh, PUE {c['pue']:g})")
+    if isinstance(s.get("cost"), dict):
+        c = s["cost"]
+        lines.append(f"{'electricity cost':<26}{c['cost']:.4g} {c['currency']}")
     return "\n".join(lines)
