@@ -8,7 +8,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 import fastmeter
-from fastmeter.report.tables import Row, fingerprint_rows, headline_rows, sampler_rows, warnings
+from fastmeter.report.tables import Row, fingerprint_rows, headline_rows, sampler_rows, slo_text, warnings
 
 if TYPE_CHECKING:
     from fastmeter.report.figures import FigureOut
@@ -81,9 +81,8 @@ def _warnings(report: Report) -> str:
 def _slo_lines(report: Report) -> str:
     lines = []
     for s in report.sweeps:
-        slo = ", ".join(f"{k.removeprefix('slo_').replace('_', ' ')} ≤ {v:g}" for k, v in s.slo.items() if v is not None)
         best = s.best or "none meets the SLO"
-        lines.append(f"<li>sweep <b>{escape(s.label)}</b>: SLO {escape(slo or 'none set')}; best point "
+        lines.append(f"<li>sweep <b>{escape(s.label)}</b>: SLO {escape(slo_text(s))}; best point "
                      f"<b>{escape(best)}</b></li>")
     return f"<ul>{''.join(lines)}</ul>" if lines else ""
 

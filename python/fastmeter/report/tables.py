@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from fastmeter.report.load import Report, Run
+from fastmeter.report.load import Report, Run, Sweep
 
 Row = list[str]
 
@@ -151,3 +151,10 @@ def fingerprint_rows(report: Report, section: str) -> tuple[Row, list[tuple[Row,
         values = [f.get(k, "—") for f in flat]
         rows.append(([k, *values], len(set(values)) > 1))
     return ["key", *(r.label for r in report.runs)], rows
+
+
+def slo_text(sweep: Sweep) -> str:
+    """"TTFT p99 <= 200 ms, ITL p99 <= 50 ms" from sweep.json's slo table, or "none set"."""
+    names = {"slo_ttft_p99_ms": "TTFT p99", "slo_itl_p99_ms": "ITL p99"}
+    parts = [f"{names.get(k, k)} <= {v:g} ms" for k, v in sweep.slo.items() if v is not None]
+    return ", ".join(parts) or "none set"
