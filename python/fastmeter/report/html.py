@@ -28,7 +28,7 @@ th, td { padding: 4px 10px; border-bottom: 1px solid #eceef2; text-align: right;
 th { background: #eef1f5; font-weight: 600; position: sticky; top: 0; }
 th:first-child, td:first-child { text-align: left; white-space: nowrap; }
 td { font-variant-numeric: tabular-nums; }
-table.kv td { text-align: left; max-width: 420px; overflow-wrap: anywhere; }
+table.kv th, table.kv td { text-align: left; max-width: 420px; overflow-wrap: anywhere; }
 tr.differs td { background: #fff6d9; }
 tr.best td { background: #e5f5e8; font-weight: 600; }
 figure { margin: 12px 0; background: #fff; border: 1px solid #d5d9e0; border-radius: 6px; padding: 8px; }
