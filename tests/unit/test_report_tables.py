@@ -138,3 +138,15 @@ def test_power_series_of_a_counter_only_channel_is_the_energy_slope() -> None:
     assert t2.tolist() == t[:-1].tolist()
     assert p2 == pytest.approx([100] * 5 + [200] * 5)
     assert len(power_series(t[:1], e[:1], e[:1])[0]) == 0
+
+
+def test_figure_names_stay_unique_when_labels_differ_only_in_unsafe_characters(report_runs: dict[str, Path],
+                                                                               tmp_path: Path) -> None:
+    from fastmeter.report.figures import build_figures
+
+    shutil.copytree(report_runs["low"], tmp_path / "a b")
+    shutil.copytree(report_runs["high"], tmp_path / "a_b")
+    report = load_report([tmp_path / "a b", tmp_path / "a_b"])
+    assert [r.label for r in report.runs] == ["a b", "a_b"]
+    names = [f.name for f in build_figures(report)]
+    assert names == ["runs", "a_b-power", "a_b-requests", "a_b-2-power", "a_b-2-requests"]

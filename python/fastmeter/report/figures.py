@@ -182,6 +182,16 @@ def _stem(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
 
 
+def _unique(stem: str, taken: set[str]) -> str:
+    """`stem`, or `stem-2`, `stem-3`, ... when taken: runs "a/b" and "a_b" have the same file-safe name."""
+    candidate, i = stem, 1
+    while candidate in taken:
+        i += 1
+        candidate = f"{stem}-{i}"
+    taken.add(candidate)
+    return candidate
+
+
 def comparison_groups(report: Report) -> list[Sweep]:
     """The groups the overview compares: each sweep directory, and the loose runs when there are two or more
     (as a group with an empty label: no best point, no SLO)."""
@@ -197,8 +207,9 @@ def build_figures(report: Report) -> list[FigureOut]:
     for g in comparison_groups(report):
         name, title = (f"sweep-{_stem(g.label)}", f"Sweep {g.label}") if g.label else ("runs", "Runs compared")
         out.append(FigureOut(name, title, group_figure(g)))
+    taken: set[str] = set()
     for run in report.runs:
-        stem = _stem(run.label)
+        stem = _unique(_stem(run.label), taken)
         out.append(FigureOut(f"{stem}-power", f"{run.label}: power and requests in flight", power_timeline(run),
                              run.label))
         out.append(FigureOut(f"{stem}-requests", f"{run.label}: per-request energy", request_energy(run), run.label))
