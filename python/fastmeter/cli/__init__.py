@@ -13,6 +13,7 @@ import click
 from fastmeter.cli.bench import bench_command
 from fastmeter.cli.compare import compare_command
 from fastmeter.cli.env import env_command
+from fastmeter.cli.report import report_command
 from fastmeter.cli.show import show_command
 from fastmeter.cli.sources import sources_command
 from fastmeter.cli.trace import trace_command
@@ -42,5 +43,13 @@ def main() -> None:
     """Rigorous, low-overhead energy measurement for AI models and inference servers."""
 
 
-for command in (bench_command, compare_command, env_command, show_command, sources_command, trace_command):
+for command in (
+    bench_command,
+    compare_command,
+    env_command,
+    report_command,
+    show_command,
+    sources_command,
+    trace_command,
+):
     main.add_command(command)
