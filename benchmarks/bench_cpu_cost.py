@@ -43,12 +43,25 @@ def run(quick: bool) -> list[Row]:
             case = f"{label}, 2 GPUs"
             for name in cases:
                 other = ", ".join(f"{ms:.0f}" for ms in threads[name])
-                note = (f"poll rate {median(rate[name]):.0f} Hz; median of {REPEATS} x {wall_s:g} s; "
-                        f"sampler-side threads' CPU in the last run: {other} ms")
-                rows.append(Row("cpu_cost", case, f"{name} CPU/sample", median(per_sample[name]), "µs", None, note))
+                note = (
+                    f"poll rate {median(rate[name]):.0f} Hz; median of {REPEATS} x {wall_s:g} s; "
+                    f"sampler-side threads' CPU in the last run: {other} ms"
+                )
+                rows.append(
+                    Row("cpu_cost", case, f"{name} CPU/sample", median(per_sample[name]), "µs", None, note)
+                )
             for name in cases:
                 if name.startswith("fastmeter"):
                     ratios = [p / f for p, f in zip(per_sample["pynvml loop"], per_sample[name])]
-                    rows.append(Row("cpu_cost", case, f"pynvml / {name}", median(ratios), "x", (">=", MIN_RATIO),
-                                    "per-round ratio, median"))
+                    rows.append(
+                        Row(
+                            "cpu_cost",
+                            case,
+                            f"pynvml / {name}",
+                            median(ratios),
+                            "x",
+                            (">=", MIN_RATIO),
+                            "per-round ratio, median",
+                        )
+                    )
     return rows

@@ -56,7 +56,9 @@ class Emulator:
         self._tmp = tempfile.TemporaryDirectory(prefix="fastmeter-bench-")
         library = build_fake_nvml(default_cache_dir())
         self.fake = FakeNvml(library, Path(self._tmp.name), os.environ.__setitem__)
-        self.configure([GpuSpec(waveform=Square(100.0, 400.0, 0.17, 0.3), counter_refresh_ms=counter_refresh_ms)] * gpus)
+        self.configure(
+            [GpuSpec(waveform=Square(100.0, 400.0, 0.17, 0.3), counter_refresh_ms=counter_refresh_ms)] * gpus
+        )
 
     def configure(self, gpus: Sequence[GpuSpec], t0_ns: int | None = None) -> list[GpuSpec]:
         return self.fake.configure(gpus, t0_ns=t0_ns)
@@ -69,17 +71,22 @@ class Emulator:
             os.environ.pop(key, None)
         self._tmp.cleanup()
 
-    def __enter__(self) -> Emulator:
+    def __enter__(self) -> Emulator:  # noqa: PYI034 - Self needs Python 3.11; we support 3.10
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def run_worker(spec: dict[str, object], env: dict[str, str] | None = None, timeout_s: float = 300) -> dict:
-    """Runs benchmarks/worker.py in a fresh interpreter (pynvml must find the emulator at load time)."""
+def run_worker(
+    spec: dict[str, object],
+    env: dict[str, str] | None = None,
+    timeout_s: float = 300,
+    module: str = "benchmarks.worker",
+) -> dict:
+    """Runs a worker module in a fresh interpreter (pynvml must find the emulator at load time)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.worker", json.dumps(spec)],
+        [sys.executable, "-m", module, json.dumps(spec)],
         cwd=ROOT,
         env=env,
         capture_output=True,
