@@ -18,6 +18,9 @@ from collections.abc import Callable
 import fastmeter
 
 now_ns = time.monotonic_ns
+# energy_between waits (bounded) for a poll past the window's end; its default bound (1.5 update periods + 2 poll
+# periods) is under a millisecond for a continuous counter, which a preempted sampler overruns on a busy machine.
+WAIT_FINAL_S = 1.0
 PHASE_S = 0.12  # random delay before a window, longer than the slowest counter refresh (100 ms)
 
 
@@ -71,7 +74,9 @@ def main() -> None:
     except Exception as e:  # noqa: BLE001 - an optional peer: a failure to set it up is reported, not fatal
         zeus, skipped["zeus"] = None, f"{type(e).__name__}: {e}"
     meters = {
-        f"fastmeter {1e3 / p:g} kHz": fastmeter.Meter(sources=("nvml",), period_us=p)
+        f"fastmeter {1e3 / p:g} kHz": fastmeter.Meter(
+            sources=("nvml",), period_us=p, wait_final_s=WAIT_FINAL_S
+        )
         for p in spec["periods_us"]
     }
     for m in meters.values():

@@ -36,7 +36,7 @@ def run(quick: bool) -> list[Row]:
             threads: dict[str, list[float]] = {}
             for _ in range(REPEATS):
                 for name, spec in cases.items():
-                    r = run_worker({**spec, "workload": "idle", "wall_s": wall_s}, em.env())
+                    r = run_worker({**spec, "wall_s": wall_s}, em.env())
                     per_sample[name].append(r["cpu_s"] / max(r["samples"], 1) * 1e6)
                     rate[name].append(float(r["stats"].get("rate_hz", 0.0)))
                     threads[name] = r["threads_cpu_ms"][1:]  # [0] is the main thread (imports included)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -41,7 +42,25 @@ class Row:
         d = asdict(self)
         d["target"] = None if self.target is None else f"{self.target[0]} {self.target[1]:g}"
         d["verdict"] = self.verdict
+        if math.isnan(self.value):
+            d["value"] = None  # strict JSON has no NaN
         return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, object]) -> Row:
+        target = None
+        if d["target"]:
+            op, bound = str(d["target"]).split()
+            target = (op, float(bound))
+        return cls(
+            str(d["bench"]),
+            str(d["case"]),
+            str(d["metric"]),
+            float("nan" if d["value"] is None else d["value"]),  # type: ignore[arg-type]
+            str(d["unit"]),
+            target,
+            str(d["note"]),
+        )
 
 
 def median(xs: Sequence[float]) -> float:

@@ -2,6 +2,7 @@
 
     python -m benchmarks [--quick] [--only NAME ...]      (from the repository root)
     python benchmarks/run.py [--quick] [--only NAME ...]
+    python -m benchmarks --show benchmarks/results/<machine>-<date>.json     (the table of a committed result)
 
 Targets are printed as PASS/MISS next to the measured values; nothing here asserts. Numbers from a shared or
 virtual machine are noisy: every benchmark repeats its measurement and says how it summarises the repeats.
@@ -84,7 +85,11 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         help="directory for the results JSON (default: benchmarks/results; build/benchmarks with --quick)",
     )
+    ap.add_argument("--show", type=Path, metavar="JSON", help="print the table of a results file and exit")
     args = ap.parse_args(argv)
+    if args.show:
+        print(markdown([Row.from_json(r) for r in json.loads(args.show.read_text())["rows"]]))
+        return
     if args.out is None:  # quick numbers are a smoke test: keep them out of the committed results
         args.out = ROOT / ("build/benchmarks" if args.quick else "benchmarks/results")
     names = args.only or [*BENCHMARKS, *SCRIPTS]
@@ -104,7 +109,8 @@ def main(argv: list[str] | None = None) -> None:
         except Exception as e:  # noqa: BLE001 - one broken benchmark must not lose the others' numbers
             skipped[name] = f"{type(e).__name__}: {e}"
             print(f"  {name} skipped: {skipped[name]}", file=sys.stderr)
-            traceback.print_exc(limit=3, file=sys.stderr)
+            if not isinstance(e, FileNotFoundError):  # a script absent from this checkout needs no traceback
+                traceback.print_exc(limit=3, file=sys.stderr)
         seconds[name] = round(time.perf_counter() - t, 1)
     report.update(
         load_avg_end=os.getloadavg(), seconds=seconds, skipped=skipped, rows=[r.to_json() for r in rows]
@@ -113,7 +119,10 @@ def main(argv: list[str] | None = None) -> None:
     for name, why in skipped.items():
         print(f"\nskipped {name}: {why}")
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"{platform.node()}-{datetime.date.today().isoformat()}{'-quick' if args.quick else ''}"
+    # A partial run (--only) gets its own file, so it never overwrites the full run of the day.
+    stem = f"{platform.node()}-{datetime.date.today().isoformat()}" + "".join(
+        f"-{n}" for n in args.only or []
+    )
     path = args.out / f"{stem}.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")

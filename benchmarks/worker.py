@@ -1,11 +1,13 @@
-"""One measurement in a fresh interpreter: run a sampler (fastmeter, a plain pynvml loop, or none) while the main
-thread sleeps or runs a fixed workload; print one JSON line with CPU time, samples and workload times.
+"""One measurement in a fresh interpreter; prints one JSON line.
 
-Used by bench_cpu_cost and bench_interference: pynvml finds the emulator only through LD_LIBRARY_PATH at load time,
-so every case gets its own process, and fastmeter gets the same harness so the two are compared like for like.
-Spec keys: sampler ("fastmeter" | "pynvml" | "none"), source ("nvml" | "synthetic"), period_us (0 = as fast as
-possible; fastmeter then uses its minimum period), spin_us (fastmeter; None = its default), workload ("idle" |
-"python" | "numpy"), wall_s (idle), reps.
+- cost (spec has wall_s): a sampler (fastmeter or a plain pynvml loop) runs while the main thread sleeps: process
+  CPU time, samples taken, per-thread CPU (bench_cpu_cost).
+- paired (spec has workload): a fixed workload timed alternately without and with the sampler (bench_interference).
+
+pynvml finds the emulator only through LD_LIBRARY_PATH at load time, so every case gets its own process, and
+fastmeter gets the same harness so the two are compared like for like. Spec keys: sampler ("fastmeter" | "pynvml"),
+source ("nvml" | "synthetic"), period_us (0 = as fast as possible; fastmeter then uses its minimum period), spin_us
+(fastmeter; None = its default), wall_s, workload ("python" | "numpy"), pairs.
 """
 
 from __future__ import annotations
@@ -83,17 +85,6 @@ class FastmeterSampler:
         return {k: s[k] for k in ("rate_hz", "jitter_p99_us", "missed", "dropped")}
 
 
-class NoSampler:
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> int:
-        return 0
-
-    def stats(self) -> dict[str, object]:
-        return {}
-
-
 def python_workload() -> float:
     """CPU-bound pure Python: integer arithmetic and a dict, ~0.15 s on an idle 2-core VM."""
     acc, table = 0, {}
@@ -131,36 +122,63 @@ def thread_cpu_ms() -> list[float]:
     return sorted(out, reverse=True)
 
 
-def main() -> None:
-    spec = json.loads(sys.argv[1])
+def make_sampler(spec: dict) -> PynvmlLoop | FastmeterSampler:
     kind, period_us = spec["sampler"], int(spec.get("period_us", 1000))
-    sampler = (
-        PynvmlLoop(period_us)
-        if kind == "pynvml"
-        else FastmeterSampler(spec.get("source", "nvml"), period_us, spec.get("spin_us"))
-        if kind == "fastmeter"
-        else NoSampler()
-    )
-    workload = spec.get("workload", "idle")
-    if workload != "idle":
-        WORKLOADS[workload]()  # warm caches and allocators before any timing
+    if kind == "pynvml":
+        return PynvmlLoop(period_us)
+    if kind == "fastmeter":
+        return FastmeterSampler(spec.get("source", "nvml"), period_us, spec.get("spin_us"))
+    raise ValueError(f"unknown sampler {kind!r}; use fastmeter or pynvml")
+
+
+def timed(workload: Callable[[], float]) -> tuple[float, float]:
+    """(wall s, this thread's CPU s) of one run."""
+    w, c = time.perf_counter(), time.thread_time()
+    workload()
+    return time.perf_counter() - w, time.thread_time() - c
+
+
+def cost(spec: dict) -> dict[str, object]:
+    """The sampler alone for wall_s while the main thread sleeps: process CPU time and samples taken."""
+    sampler = make_sampler(spec)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     sampler.start()
-    times_s: list[float] = []
-    if workload == "idle":
-        time.sleep(float(spec["wall_s"]))
-    else:
-        time.sleep(0.05)  # let the sampler reach its steady state
-        for _ in range(int(spec.get("reps", 5))):
-            t = time.perf_counter()
-            WORKLOADS[workload]()
-            times_s.append(time.perf_counter() - t)
+    time.sleep(float(spec["wall_s"]))
     threads_ms = thread_cpu_ms()  # before stop(): the sampler's threads end there
     samples = sampler.stop()
     cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
-    out = {"cpu_s": cpu_s, "wall_s": wall_s, "samples": samples, "times_s": times_s, "stats": sampler.stats()}
-    out["threads_cpu_ms"] = threads_ms
-    print(json.dumps(out))
+    return {
+        "cpu_s": cpu_s,
+        "wall_s": wall_s,
+        "samples": samples,
+        "stats": sampler.stats(),
+        "threads_cpu_ms": threads_ms,
+    }
+
+
+def paired(spec: dict) -> dict[str, object]:
+    """The workload alternately without and with a (fresh) sampler running, pair after pair, so that both halves
+    of a pair see nearly the same load from the rest of the machine; the order inside a pair alternates."""
+    workload = WORKLOADS[spec["workload"]]
+    workload()  # warm caches and allocators before any timing
+    off: list[tuple[float, float]] = []
+    on: list[tuple[float, float]] = []
+    for k in range(int(spec["pairs"])):
+        for with_sampler in (k % 2 == 0, k % 2 == 1):
+            if not with_sampler:
+                off.append(timed(workload))
+                continue
+            sampler = make_sampler(spec)
+            sampler.start()
+            time.sleep(0.02)  # let the sampler reach its steady state
+            on.append(timed(workload))
+            sampler.stop()
+    return {"off": off, "on": on}
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    print(json.dumps(paired(spec) if "workload" in spec else cost(spec)))
 
 
 if __name__ == "__main__":
