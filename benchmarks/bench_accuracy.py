@@ -42,6 +42,15 @@ def size_label(size_s: float) -> str:
     return f"{size_s * 1e3:g} ms" if size_s < 1 else f"{size_s:g} s"
 
 
+def error_row(mode: str, tool: str, size_s: float, errs: list[float], failed: int) -> Row:
+    case, metric = f"{mode}, {size_label(size_s)} windows", f"{tool} |error| median"
+    lost = f"; {failed} failed (sampler starved past the window's end)" if failed else ""
+    if not errs:
+        return Row("accuracy", case, metric, float("nan"), "%", None, f"all {failed} windows failed")
+    note = f"{len(errs)} windows; p90 {quantile(errs, 0.9):.2g}%, max {max(errs):.2g}%{lost}"
+    return Row("accuracy", case, metric, median(errs), "%", None, note)
+
+
 def run(quick: bool) -> list[Row]:
     rows: list[Row] = []
     with Emulator(gpus=1) as em:
@@ -57,21 +66,15 @@ def run(quick: bool) -> list[Row]:
             }
             result = run_worker(spec, env, timeout_s=600, module="benchmarks.accuracy_worker")
             errors: dict[tuple[str, float], list[float]] = defaultdict(list)
+            failed: dict[tuple[str, float], int] = defaultdict(int)
             for tool, size_s, t0_ns, t1_ns, energy_j in result["windows"]:
+                if energy_j is None:
+                    failed[(tool, size_s)] += 1
+                    continue
                 truth_j = gpu.energy_j(t0_ns, t1_ns)
                 errors[(tool, size_s)].append(abs(energy_j - truth_j) / truth_j * 100.0)
-            for (tool, size_s), errs in sorted(errors.items()):
-                rows.append(
-                    Row(
-                        "accuracy",
-                        f"{mode}, {size_label(size_s)} windows",
-                        f"{tool} |error| median",
-                        median(errs),
-                        "%",
-                        None,
-                        f"{len(errs)} windows; p90 {quantile(errs, 0.9):.2g}%, max {max(errs):.2g}%",
-                    )
-                )
+            for key in sorted(set(errors) | set(failed)):
+                rows.append(error_row(mode, *key, errors[key], failed[key]))
             for tool, why in result["skipped"].items():
                 rows.append(Row("accuracy", mode, f"{tool} skipped", float("nan"), "", None, why))
     return rows
