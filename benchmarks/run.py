@@ -17,6 +17,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 import sys
 import time
 import traceback
@@ -52,10 +53,27 @@ def markdown(rows: list[Row]) -> str:
     ]
     for r in rows:
         target = "" if r.target is None else f"{r.target[0]} {r.target[1]:g}"
-        lines.append(
-            f"| {r.bench} | {r.case} | {r.metric} | {fmt(r.value)} | {r.unit} | {target} | {r.verdict} |"
-        )
+        cells = (r.bench, r.case, r.metric, fmt(r.value), r.unit, target, r.verdict)
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
+
+
+def code_version() -> str:
+    """The commit measured, "+dirty" when the working tree differs from it; "" outside a git checkout."""
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def machine() -> dict[str, object]:
@@ -94,7 +112,8 @@ def main(argv: list[str] | None = None) -> None:
         args.out = ROOT / ("build/benchmarks" if args.quick else "benchmarks/results")
     names = args.only or [*BENCHMARKS, *SCRIPTS]
     rows: list[Row] = []
-    report: dict[str, object] = {"machine": machine(), "quick": args.quick, "load_avg_start": os.getloadavg()}
+    report: dict[str, object] = {"machine": machine(), "code": code_version(), "quick": args.quick}
+    report["load_avg_start"] = os.getloadavg()
     skipped: dict[str, str] = {}
     seconds: dict[str, float] = {}
     external: dict[str, str] = {}
