@@ -57,11 +57,12 @@ void Meter::stop() {
 }
 
 void Meter::drain_loop() {
-  // 10 ms keeps the ring far from full at any supported rate (20 kHz x 64 channels = 13k samples per round).
+  // Queries drain on demand, so this thread only keeps the ring from filling: every 50 ms is 64k samples at the
+  // extreme (20 kHz x 64 channels) against a default capacity of 1M, and wakes 20x a second instead of 100x.
   std::unique_lock<std::mutex> lock(mu_);
   while (!drain_stop_) {
     drain_locked();
-    drain_cv_.wait_for(lock, std::chrono::milliseconds(10), [this] { return drain_stop_; });
+    drain_cv_.wait_for(lock, std::chrono::milliseconds(50), [this] { return drain_stop_; });
   }
 }
 
