@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import fastmeter
-
 from benchmarks.common import Row, median
 
 N_SAMPLES = 1_000_000

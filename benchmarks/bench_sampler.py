@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import fastmeter
-
 from benchmarks.common import Emulator, Row, median
 
 CASES = (("synthetic", 50), ("synthetic", 1000), ("nvml", 50), ("nvml", 1000))
