@@ -1,6 +1,6 @@
 """Window energy error vs analytic truth: fastmeter windows (polling at 1 and 10 kHz) vs Zeus begin/end windows
-vs CodeCarbon, on an emulated GPU drawing a bursty square wave (100/400 W, 170 ms period, 30% duty), once with a continuous energy
-counter and once with a counter that refreshes every 100 ms (as A100/H100 report).
+vs CodeCarbon, on an emulated GPU drawing a bursty square wave (100/400 W, 170 ms period, 30% duty), once with a
+continuous energy counter and once with a counter that refreshes every 100 ms (as A100/H100 report).
 
 The peers are optional (`pip install -r benchmarks/requirements-peers.txt`); when one is missing its rows say so
 and the fastmeter rows still run. CodeCarbon decides whether a machine has NVIDIA GPUs by running
