@@ -3,10 +3,9 @@
 Run with the vLLM venv's interpreter (fastmeter is installed there too):
     python vllm_offline.py MODEL_DIR MAX_TOKENS OUT_JSON
 The engine starts worker processes, which is why this is a file with a ``__main__`` guard, not stdin code.
-Output: our ``time.monotonic_ns()`` just before and after ``generate``; per request the engine's own timestamps
-(``RequestOutput.metrics``: queued/scheduled/first-token/last-token, ``time.monotonic()`` seconds), its token
-counts, and the energy fastmeter attributes to the decode span [first_token_ts, last_token_ts] from a synthetic
-source of constant power ``POWER_W``.
+Output: our ``time.monotonic_ns()`` just before and after generation; per request the record made by fastmeter's
+in-process adapter (``fastmeter.adapters.vllm_inproc``) from the engine's own timestamps, the energy of its decode
+span and its attributed energy, from a synthetic source of constant power ``POWER_W``.
 """
 
 from __future__ import annotations
@@ -28,6 +27,8 @@ def main(model_dir: str, max_tokens: int, out_path: str) -> None:
     import vllm
 
     import fastmeter
+    from fastmeter.adapters.vllm_inproc import generate
+    from fastmeter.bench.energy import attribute_requests
 
     llm = vllm.LLM(
         model=model_dir,
@@ -40,27 +41,31 @@ def main(model_dir: str, max_tokens: int, out_path: str) -> None:
     source = {"synthetic": {"base_w": str(POWER_W), "amp_w": "0", "channels": "1"}}
     with fastmeter.Meter(sources="synthetic", period_us=METER_PERIOD_US, source_options=source) as meter:
         before_ns = time.monotonic_ns()
-        outputs = llm.generate(list(PROMPTS), params)
+        records, span = generate(llm, PROMPTS, params)
         after_ns = time.monotonic_ns()
+        attribution = attribute_requests(meter, records, span, "token-weighted", None)
         requests = []
-        for out in outputs:
-            m = out.metrics
-            first_ns, last_ns = round(m.first_token_ts * 1e9), round(m.last_token_ts * 1e9)
+        for rec, energy_j in zip(records, attribution.energy_j):
             requests.append(
                 {
-                    "prompt": out.prompt,
-                    "prompt_tokens": len(out.prompt_token_ids),
-                    "completion_tokens": len(out.outputs[0].token_ids),
-                    "finish_reason": out.outputs[0].finish_reason,
-                    "num_generation_tokens": m.num_generation_tokens,
-                    "queued_ts": m.queued_ts,
-                    "scheduled_ts": m.scheduled_ts,
-                    "first_token_ts": m.first_token_ts,
-                    "last_token_ts": m.last_token_ts,
-                    "decode_energy_j": meter.energy_between(first_ns, last_ns)["synthetic0"],
+                    "prompt": rec.prompt,
+                    "prompt_tokens": rec.prompt_tokens,
+                    "completion_tokens": rec.completion_tokens,
+                    "finish_reason": rec.finish_reason,
+                    "send_ns": rec.send_ns,
+                    "scheduled_ns": rec.scheduled_ns,
+                    "first_token_ns": rec.first_token_ns,
+                    "end_ns": rec.end_ns,
+                    "chunk_tokens": rec.chunk_tokens,
+                    "decode_energy_j": meter.energy_between(rec.first_token_ns, rec.end_ns)["synthetic0"],
+                    "energy_j": float(energy_j),
                 }
             )
     result = {
+        "span_ns": list(span),
+        "requests_j": float(attribution.energy_j.sum()),
+        "idle_j": attribution.idle_j,
+        "total_j": attribution.total_j,
         "vllm_version": vllm.__version__,
         "fastmeter_version": fastmeter.__version__,
         "max_tokens": max_tokens,
