@@ -75,6 +75,14 @@ class NvmlFields:
             self._handles[gpu] = h
         return self._handles[gpu]
 
+    def identity(self, gpu: int) -> dict[str, str]:
+        """{"name", "uuid"} of one GPU (empty strings where NVML does not say)."""
+        out = {}
+        for key, fn in (("name", self._lib.nvmlDeviceGetName), ("uuid", self._lib.nvmlDeviceGetUUID)):
+            buf = ctypes.create_string_buffer(96)
+            out[key] = buf.value.decode() if fn(self.handle(gpu), buf, ctypes.c_uint(96)) == 0 else ""
+        return out
+
     def read(self, gpu: int, values: ctypes.Array[_FieldValue] | None = None) -> tuple[float, float, float]:
         if values is None:
             values = (_FieldValue * 3)()

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from fastmeter.cli.calibrate import calibrate_command
 from fastmeter.cli.env import env_command
 from fastmeter.cli.show import show_command
 from fastmeter.cli.sources import sources_command
@@ -40,5 +41,5 @@ def main() -> None:
     """Rigorous, low-overhead energy measurement for AI models and inference servers."""
 
 
-for command in (env_command, show_command, sources_command, trace_command):
+for command in (calibrate_command, env_command, show_command, sources_command, trace_command):
     main.add_command(command)
