@@ -45,13 +45,14 @@ def find_updates(t_ns: np.ndarray, values: np.ndarray) -> Updates:
             f"the field changed only {ch.size} times; run longer (--duration-s) or check that the load runs")
     mid = (t[ch - 1] + t[ch]) / 2
     gap = float(np.median(np.diff(t)))
+    sharp = (t[ch] - t[ch - 1]) <= 3 * gap  # a change seen across a polling stall is dated loosely: not fitted
     d = np.diff(mid)
     q = np.quantile(d, 0.05)
     p0 = float(np.median(d[d <= 1.5 * q]))
-    if p0 >= 2.5 * gap:
+    if p0 >= 2.5 * gap and np.count_nonzero(sharp) >= MIN_UPDATES:
         k = np.concatenate([[0], np.cumsum(np.maximum(np.rint(d / p0), 1))])
-        slope, intercept = np.polyfit(k, mid, 1)
-        if np.max(np.abs(mid - (intercept + slope * k))) < 0.25 * slope:
+        slope, intercept = np.polyfit(k[sharp], mid[sharp], 1)
+        if np.quantile(np.abs(mid - (intercept + slope * k))[sharp], 0.9) < 0.25 * slope:
             return Updates(float(slope), float(intercept), int(ch.size), True)
     return Updates(gap, float(t[0]), int(ch.size), False)
 
