@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from fastmeter.calibrate.schedule import Schedule, jittered_square, schedule_from_durations
+
 from tests.emulators.nvml import Steps
 
 LOW_W, HIGH_W = 80.0, 300.0

@@ -15,6 +15,7 @@ from fastmeter.calibrate.poll import NvmlFields
 from fastmeter.cli import main
 from fastmeter.errors import ConfigError
 from fastmeter.io import read_trace
+
 from tests.calibration_helpers import HIGH_W, LOW_W, jittered_load
 from tests.emulators.nvml import FakeNvml, GpuSpec
 

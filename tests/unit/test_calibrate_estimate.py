@@ -11,6 +11,7 @@ from fastmeter.calibrate.schedule import Schedule, jittered_square, schedule_fro
 from fastmeter.errors import CalibrationError
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tests.calibration_helpers import HIGH_W, LOW_W, jittered_load
 from tests.emulators.nvml import GpuSpec
 

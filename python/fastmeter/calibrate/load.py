@@ -79,7 +79,7 @@ class LoadThread(threading.Thread):
         self.kind, self.gpu, self.durations, self.start_ns = kind, gpu, durations, start_ns
         self._on: list[int] = []
         self._off: list[int] = []
-        self.error: BaseException | None = None
+        self.error: Exception | None = None
         self._player = _torch_player(gpu) if kind == "torch" else _cuda_player(gpu)
 
     def run(self) -> None:
@@ -92,7 +92,7 @@ class LoadThread(threading.Thread):
                 busy_until(round(t_ns + on_s * 1e9))  # type: ignore[operator]
                 self._off.append(time.monotonic_ns())
                 t_ns += (on_s + off_s) * 1e9
-        except BaseException as e:  # reported by the caller after join
+        except Exception as e:  # noqa: BLE001 - any failure is re-raised as CalibrationError by schedule()
             self.error = e
 
     def schedule(self) -> Schedule:

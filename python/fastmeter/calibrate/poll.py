@@ -10,6 +10,7 @@ import ctypes
 import os
 import time
 from dataclasses import dataclass
+from typing import Self
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class NvmlFields:
             raise SourceUnavailableError(f"cannot load NVML ({path}): {e}; install the NVIDIA driver") from None
         self._handles: dict[int, ctypes.c_void_p] = {}
 
-    def __enter__(self) -> NvmlFields:
+    def __enter__(self) -> Self:
         rc = self._lib.nvmlInit_v2()
         if rc != 0:
             raise SourceUnavailableError(f"nvmlInit failed with NVML return code {rc}; is the driver loaded?")
