@@ -18,12 +18,15 @@ from tests.emulators.nvml import GpuSpec
 T0_NS = 10**12
 
 
-def model_stream(gpu: GpuSpec, start_ns: int, duration_s: float, poll_us: float, seed: int = 1
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """What a poller sees: irregular polls (+-50% around poll_us), integer mJ and floored mW like NVML."""
+def model_stream(gpu: GpuSpec, start_ns: int, duration_s: float, poll_us: float, seed: int = 1,
+                 stall_ms: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What a poller sees: irregular polls (+-50% around poll_us), integer mJ and floored mW like NVML; with
+    stall_ms, about one poll in 150 comes up to stall_ms late (a descheduled poller)."""
     rng = np.random.default_rng(seed)
     n = int(duration_s * 1e6 / poll_us)
-    t = start_ns + np.cumsum(rng.uniform(0.5, 1.5, n) * poll_us * 1e3).astype(np.int64)
+    gaps_us = rng.uniform(0.5, 1.5, n) * poll_us
+    gaps_us += (rng.random(n) < 1 / 150) * rng.uniform(0, stall_ms * 1e3, n)
+    t = start_ns + np.cumsum(gaps_us * 1e3).astype(np.int64)
     counter = np.array([gpu.counter_mj(int(x)) for x in t], float)
     instant = np.array([math.floor(gpu.instant_power_mw(int(x))) for x in t], float) * 1e-3
     average = np.array([math.floor(gpu.average_power_mw(int(x))) for x in t], float) * 1e-3
@@ -39,14 +42,16 @@ CONFIGS = [
 ]
 
 
+@pytest.mark.parametrize("stall_ms", [0.0, 40.0])
 @pytest.mark.parametrize(("counter_ms", "power_ms", "window_ms", "average_ms", "delay_ms", "cdelay_ms"), CONFIGS)
 def test_recovers_configured_period_window_and_delay(counter_ms: float, power_ms: float, window_ms: float,
-                                                     average_ms: float, delay_ms: float, cdelay_ms: float) -> None:
+                                                     average_ms: float, delay_ms: float, cdelay_ms: float,
+                                                     stall_ms: float) -> None:
     wave, sched = jittered_load(T0_NS, 370.0, 7.0)
     gpu = GpuSpec(waveform=wave, t0_ns=T0_NS, counter_refresh_ms=counter_ms, power_refresh_ms=power_ms,
                   power_window_ms=window_ms, average_window_ms=average_ms, power_delay_ms=delay_ms,
                   counter_delay_ms=cdelay_ms)
-    result = calibrate_gpu(*model_stream(gpu, T0_NS + 10**9, 5.0, 700.0), sched)
+    result = calibrate_gpu(*model_stream(gpu, T0_NS + 10**9, 5.0, 700.0, stall_ms=stall_ms), sched)
     f = result["fields"]
     truth = {"energy_counter": (counter_ms, counter_ms, cdelay_ms), "instant_power": (power_ms, window_ms, delay_ms),
              "average_power": (power_ms, average_ms, delay_ms)}

@@ -36,23 +36,25 @@ class Updates:
 
 def find_updates(t_ns: np.ndarray, values: np.ndarray) -> Updates:
     """Update grid from change points: a change between polls i-1 and i was published in (t[i-1], t[i]], so the
-    midpoint is an unbiased estimate; a line through the midpoints (integer k from local spacing) gives P."""
+    midpoint is an unbiased estimate; a line through the midpoints (integer k from their spacing) gives P.
+    Changes seen across a polling stall are dated loosely and left out, so one stall cannot shift every k."""
     ok = np.isfinite(values)
     t, v = np.asarray(t_ns, np.float64)[ok], np.asarray(values)[ok]
     ch = np.nonzero(v[1:] != v[:-1])[0] + 1
     if ch.size < MIN_UPDATES:
         raise CalibrationError(
             f"the field changed only {ch.size} times; run longer (--duration-s) or check that the load runs")
-    mid = (t[ch - 1] + t[ch]) / 2
     gap = float(np.median(np.diff(t)))
-    sharp = (t[ch] - t[ch - 1]) <= 3 * gap  # a change seen across a polling stall is dated loosely: not fitted
-    d = np.diff(mid)
-    q = np.quantile(d, 0.05)
-    p0 = float(np.median(d[d <= 1.5 * q]))
-    if p0 >= 2.5 * gap and np.count_nonzero(sharp) >= MIN_UPDATES:
-        k = np.concatenate([[0], np.cumsum(np.maximum(np.rint(d / p0), 1))])
-        slope, intercept = np.polyfit(k[sharp], mid[sharp], 1)
-        if np.quantile(np.abs(mid - (intercept + slope * k))[sharp], 0.9) < 0.25 * slope:
+    d_all = np.diff((t[ch - 1] + t[ch]) / 2)
+    p0 = float(np.median(d_all[d_all <= 1.5 * np.quantile(d_all, 0.05)]))
+    sharp = ch[(t[ch] - t[ch - 1]) <= max(3 * gap, 0.05 * p0)]
+    mid = (t[sharp - 1] + t[sharp]) / 2
+    if p0 >= 2.5 * gap and mid.size >= MIN_UPDATES:
+        k = np.concatenate([[0], np.cumsum(np.maximum(np.rint(np.diff(mid) / p0), 1))])
+        slope, intercept = np.polyfit(k, mid, 1)
+        k = np.rint((mid - intercept) / slope)  # re-index against the fitted line: no drift from p0's error
+        slope, intercept = np.polyfit(k, mid, 1)
+        if np.quantile(np.abs(mid - (intercept + slope * k)), 0.9) < 0.25 * slope:
             return Updates(float(slope), float(intercept), int(ch.size), True)
     return Updates(gap, float(t[0]), int(ch.size), False)
 
@@ -71,7 +73,8 @@ def per_update_readings(t_ns: np.ndarray, values: np.ndarray, up: Updates, max_p
     r = up.phase_ns + np.arange(k_first, k_last + 1) * up.period_ns
     i = np.clip(np.searchsorted(t, r + up.period_ns / 2), 1, t.size - 1)
     i = np.where(np.abs(t[i - 1] - (r + up.period_ns / 2)) < np.abs(t[i] - (r + up.period_ns / 2)), i - 1, i)
-    return r, v[i]
+    inside = np.abs(t[i] - (r + up.period_ns / 2)) < 0.4 * up.period_ns  # a stall may leave an update unpolled
+    return r[inside], v[i][inside]
 
 
 @dataclass(frozen=True)
@@ -150,8 +153,10 @@ def calibrate_field(name: str, t_ns: np.ndarray, values: np.ndarray, sched: Sche
     up = find_updates(t_ns, values)
     r, v = per_update_readings(t_ns, values, up)
     if name == "energy_counter":  # implied power between consecutive readings, published at the later one
-        y = np.diff(v) * 1e-3 / (np.diff(r) * 1e-9)
-        r = r[1:]
+        dr = np.diff(r)
+        y = np.diff(v) * 1e-3 / (dr * 1e-9)
+        adjacent = dr < 1.5 * np.median(dr)  # one window length for all: skip pairs a polling stall split
+        r, y = r[1:][adjacent], y[adjacent]
         max_window_ms = min(max_window_ms, 4.0 * float(np.max(np.diff(r))) * 1e-6 + 10.0)
     else:
         y = v

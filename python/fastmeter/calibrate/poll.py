@@ -98,7 +98,8 @@ class NvmlFields:
 
 
 def poll(gpus: list[int], duration_s: float, poll_us: int) -> dict[int, PolledStream]:
-    """Reads every GPU's three fields each poll_us (sleeping, then spinning the last 200 us) for duration_s."""
+    """Reads every GPU's three fields each poll_us (sleeping, then spinning the last 200 us) for duration_s;
+    a late poll moves the following deadlines rather than being made up."""
     if poll_us <= 0 or duration_s <= 0:
         raise ConfigError("--poll-us and --duration-s must be positive")
     rows: dict[int, list[tuple[float, float, float, float]]] = {g: [] for g in gpus}
@@ -113,7 +114,7 @@ def poll(gpus: list[int], duration_s: float, poll_us: int) -> dict[int, PolledSt
                 t0 = time.monotonic_ns()
                 c, i, a = nvml.read(g, buf)
                 rows[g].append(((t0 + time.monotonic_ns()) / 2, c, i, a))
-            next_ns += poll_us * 1000
+            next_ns = max(next_ns + poll_us * 1000, time.monotonic_ns())  # late: no burst of catch-up polls
             remaining_s = (next_ns - time.monotonic_ns()) * 1e-9
             if remaining_s > 2e-4:
                 time.sleep(remaining_s - 2e-4)
