@@ -6,6 +6,7 @@ source: FASTMETER_NVML_LIBRARY when set (the emulator in tests), else libnvidia-
 
 from __future__ import annotations
 
+import _ctypes
 import ctypes
 import os
 import time
@@ -17,6 +18,7 @@ import numpy as np
 from fastmeter.errors import ConfigError, SourceUnavailableError
 
 FIELDS = (83, 186, 185)  # energy counter (mJ), instant power (mW), average power (mW)
+SLOW_CALL_NS = 200_000
 _VALUE_GETTERS = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
 
 
@@ -35,7 +37,7 @@ class _FieldValue(ctypes.Structure):
 @dataclass
 class PolledStream:
     """One GPU's readings: t_ns (midpoint of the call), counter_mj, instant_w, average_w (NaN where a field
-    failed or is unsupported)."""
+    failed or is unsupported, and for calls slower than max(5 x median, 200 us))."""
 
     t_ns: np.ndarray
     counter_mj: np.ndarray
@@ -62,6 +64,8 @@ class NvmlFields:
 
     def __exit__(self, *exc: object) -> None:
         self._lib.nvmlShutdown()
+        # Unload too: a library left resident would answer every later dlopen("libnvidia-ml.so.1") by soname.
+        _ctypes.dlclose(self._lib._handle)
 
     def count(self) -> int:
         n = ctypes.c_uint(0)
@@ -113,7 +117,8 @@ def poll(gpus: list[int], duration_s: float, poll_us: int) -> dict[int, PolledSt
             for g in gpus:
                 t0 = time.monotonic_ns()
                 c, i, a = nvml.read(g, buf)
-                rows[g].append(((t0 + time.monotonic_ns()) / 2, c, i, a))
+                t1 = time.monotonic_ns()
+                rows[g].append(((t0 + t1) / 2, t1 - t0, c, i, a))
             next_ns = max(next_ns + poll_us * 1000, time.monotonic_ns())  # late: no burst of catch-up polls
             remaining_s = (next_ns - time.monotonic_ns()) * 1e-9
             if remaining_s > 2e-4:
@@ -123,5 +128,8 @@ def poll(gpus: list[int], duration_s: float, poll_us: int) -> dict[int, PolledSt
     out = {}
     for g, r in rows.items():
         a = np.asarray(r, np.float64)
-        out[g] = PolledStream(a[:, 0].astype(np.int64), a[:, 1], a[:, 2], a[:, 3])
+        # A call that took long (descheduled mid-call) is dated no better than its length: drop its values.
+        slow = a[:, 1] > max(5 * float(np.median(a[:, 1])), SLOW_CALL_NS)
+        a[slow, 2:] = np.nan
+        out[g] = PolledStream(a[:, 0].astype(np.int64), a[:, 2], a[:, 3], a[:, 4])
     return out
