@@ -56,8 +56,9 @@ def _torch_player(gpu: int) -> tuple[object, object]:
 
     def busy_until(end_ns: int) -> None:
         while time.monotonic_ns() < end_ns:
-            torch.matmul(a, b)
-            torch.cuda.synchronize(dev)  # a short queue: the GPU stops within one matmul of the host
+            for _ in range(8):  # a few ms of work per sync: the GPU stays busy while this thread awaits the GIL
+                torch.matmul(a, b)
+            torch.cuda.synchronize(dev)  # the off edge is recorded after this: when the GPU really stopped
 
     return busy_until, lambda: torch.cuda.synchronize(dev)
 

@@ -102,7 +102,7 @@ class NvmlFields:
 
 
 def poll(gpus: list[int], duration_s: float, poll_us: int) -> dict[int, PolledStream]:
-    """Reads every GPU's three fields each poll_us (sleeping, then spinning the last 200 us) for duration_s;
+    """Reads every GPU's three fields each poll_us for duration_s (polls land ~50-100 us late: sleep precision);
     a late poll moves the following deadlines rather than being made up."""
     if poll_us <= 0 or duration_s <= 0:
         raise ConfigError("--poll-us and --duration-s must be positive")
@@ -120,11 +120,8 @@ def poll(gpus: list[int], duration_s: float, poll_us: int) -> dict[int, PolledSt
                 t1 = time.monotonic_ns()
                 rows[g].append(((t0 + t1) / 2, t1 - t0, c, i, a))
             next_ns = max(next_ns + poll_us * 1000, time.monotonic_ns())  # late: no burst of catch-up polls
-            remaining_s = (next_ns - time.monotonic_ns()) * 1e-9
-            if remaining_s > 2e-4:
-                time.sleep(remaining_s - 2e-4)
-            while time.monotonic_ns() < next_ns:
-                pass
+            # Sleep, never spin: a spinning poller would hold the GIL and starve the load thread.
+            time.sleep(max(0.0, (next_ns - time.monotonic_ns()) * 1e-9))
     out = {}
     for g, r in rows.items():
         a = np.asarray(r, np.float64)
