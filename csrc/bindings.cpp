@@ -1,10 +1,11 @@
 // The only file that includes pybind11: the boundary between the plain C++ core and Python.
-#include <pybind11/pybind11.h>
 #include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <cmath>
 
+#include "fastmeter/attribute.h"
 #include "fastmeter/clock.h"
 #include "fastmeter/integrate.h"
 #include "fastmeter/meter.h"
@@ -167,6 +168,20 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("t0_ns"), py::arg("t1_ns"), py::arg("wait_final_ns") = 0,
           "Per-channel (energy_j, final) between two CLOCK_MONOTONIC instants.")
+      .def(
+          "cumulative_at",
+          [](Meter& self, size_t channel, py::array_t<int64_t, py::array::c_style | py::array::forcecast> t) {
+            py::array_t<double> out(t.size());
+            const int64_t* tp = t.data();
+            double* op = out.mutable_data();
+            const auto n = static_cast<size_t>(t.size());
+            {
+              py::gil_scoped_release nogil;
+              self.cumulative_at(channel, tp, n, op);
+            }
+            return out;
+          },
+          py::arg("channel"), py::arg("t_ns"), "Cumulative joules of one channel at each t_ns (numpy int64).")
       .def("sample_count", &Meter::sample_count, nogil())
       .def("samples", &meter_samples, py::arg("start") = 0, py::arg("stop") = SIZE_MAX,
            "Columns (t_ns, channel, energy_j, power_w) of samples [start, stop) as numpy arrays.")
@@ -201,4 +216,142 @@ PYBIND11_MODULE(_core, m) {
       py::arg("device"), py::arg("duration_ns"), "Busy every SM of one GPU for duration_ns (calibration load).");
 #endif
   // --- end calibrate ---
+
+  // --- attribution (per-request energy; owner: attribution) ---
+  using I64 = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+  using F64 = py::array_t<double, py::array::c_style | py::array::forcecast>;
+  using U8 = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+  m.def(
+      "attribute",
+      [](I64 t_ns, F64 energy_j, I64 start_ns, I64 end_ns, I64 first_token_ns, U8 has_first_token,
+         I64 chunk_offsets, I64 chunk_t_ns, I64 chunk_tokens, const std::string& method, double update_period_s) {
+        const size_t n = static_cast<size_t>(start_ns.size());
+        if (t_ns.size() != energy_j.size() || end_ns.size() != start_ns.size() ||
+            first_token_ns.size() != start_ns.size() || has_first_token.size() != start_ns.size() ||
+            chunk_t_ns.size() != chunk_tokens.size())
+          throw std::invalid_argument("attribute: array lengths do not match");
+        if (method != "time-share" && method != "token-weighted")
+          throw std::invalid_argument("attribute: method must be 'time-share' or 'token-weighted'");
+        const bool tokens = method == "token-weighted";
+        if (tokens && static_cast<size_t>(chunk_offsets.size()) != n + 1)
+          throw std::invalid_argument("attribute: chunk_offsets needs one more entry than there are requests");
+        AttributionInput in;
+        in.t_ns = t_ns.data();
+        in.energy_j = energy_j.data();
+        in.n_points = static_cast<size_t>(t_ns.size());
+        in.start_ns = start_ns.data();
+        in.end_ns = end_ns.data();
+        in.first_token_ns = first_token_ns.data();
+        in.has_first_token = has_first_token.data();
+        in.n_requests = n;
+        in.chunk_offsets = tokens ? chunk_offsets.data() : nullptr;
+        in.chunk_t_ns = chunk_t_ns.data();
+        in.chunk_tokens = chunk_tokens.data();
+        in.n_chunks = static_cast<size_t>(chunk_t_ns.size());
+        in.method = tokens ? AttributionMethod::kTokenWeighted : AttributionMethod::kTimeShare;
+        in.update_period_s = update_period_s;
+        py::array_t<double> energy(n), prefill(n), share_s(n), unc(n);
+        AttributionOutput out;
+        out.energy_j = energy.mutable_data();
+        out.prefill_energy_j = prefill.mutable_data();
+        out.attributed_s = share_s.mutable_data();
+        out.uncertainty_j = unc.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          attribute(in, out);
+        }
+        py::dict d;
+        d["energy_j"] = energy;
+        d["prefill_energy_j"] = prefill;
+        d["attributed_s"] = share_s;
+        d["uncertainty_j"] = unc;
+        d["idle_j"] = out.idle_j;
+        d["idle_s"] = out.idle_s;
+        d["total_j"] = out.total_j;
+        d["span_s"] = out.span_s;
+        return d;
+      },
+      py::arg("t_ns"), py::arg("energy_j"), py::arg("start_ns"), py::arg("end_ns"), py::arg("first_token_ns"),
+      py::arg("has_first_token"), py::arg("chunk_offsets"), py::arg("chunk_t_ns"), py::arg("chunk_tokens"),
+      py::arg("method"), py::arg("update_period_s"),
+      "Per-request energy attribution kernel; use fastmeter.attribution.attribute, which validates input.");
+  // --- end attribution ---
+  // ---- integrate kernels on whole arrays, for tests against python/fastmeter/reference (integrate helper) ----
+  using I64 = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+  using U64 = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>;
+  using U32 = py::array_t<uint32_t, py::array::c_style | py::array::forcecast>;
+  using F64 = py::array_t<double, py::array::c_style | py::array::forcecast>;
+  using B8 = py::array_t<bool, py::array::c_style | py::array::forcecast>;
+  auto same_length = [](py::ssize_t n, std::initializer_list<py::ssize_t> others) {
+    for (py::ssize_t o : others)
+      if (o != n) throw std::invalid_argument("integrate kernels: all input arrays must have the same length");
+  };
+  m.def(
+      "accumulate",
+      [same_length](I64 t_ns, U64 counter_raw, F64 power_w, U32 flags, double unit_j, uint64_t range,
+                    bool has_counter) {
+        const py::ssize_t n = t_ns.size();
+        same_length(n, {counter_raw.size(), power_w.size(), flags.size()});
+        ChannelInfo info;
+        info.has_counter = has_counter;
+        info.counter_unit_j = unit_j;
+        info.counter_range = range;
+        ChannelAccumulator acc(info);
+        F64 energy_j(n);
+        B8 counter(n), changed(n);
+        for (py::ssize_t i = 0; i < n; ++i) {
+          Reading r;
+          r.counter_raw = counter_raw.at(i);
+          r.power_w = power_w.at(i);
+          r.flags = flags.at(i);
+          const ChannelAccumulator::Step s = acc.push(t_ns.at(i), r);
+          energy_j.mutable_at(i) = s.energy_j;
+          counter.mutable_at(i) = s.counter;
+          changed.mutable_at(i) = s.changed;
+        }
+        return py::make_tuple(energy_j, counter, changed);
+      },
+      py::arg("t_ns"), py::arg("counter_raw"), py::arg("power_w"), py::arg("flags"), py::arg("unit_j"),
+      py::arg("range"), py::arg("has_counter"), "ChannelAccumulator over a polled stream: (energy_j, counter, changed).");
+  m.def(
+      "build_knots",
+      [same_length](I64 t_ns, F64 energy_j, F64 power_w, B8 counter, B8 changed, int64_t power_window_ns) {
+        const py::ssize_t n = t_ns.size();
+        same_length(n, {energy_j.size(), power_w.size(), counter.size(), changed.size()});
+        KnotBuilder kb(power_window_ns);
+        for (py::ssize_t i = 0; i < n; ++i)
+          kb.push(t_ns.at(i), energy_j.at(i), power_w.at(i), counter.at(i), changed.at(i));
+        const std::vector<Knot>& k = kb.knots();
+        const auto m_k = static_cast<py::ssize_t>(k.size());
+        I64 kt(m_k);
+        F64 ke(m_k), kp(m_k);
+        for (py::ssize_t i = 0; i < m_k; ++i) {
+          const Knot& x = k[static_cast<size_t>(i)];
+          kt.mutable_at(i) = x.t_ns;
+          ke.mutable_at(i) = x.energy_j;
+          kp.mutable_at(i) = x.power_w;
+        }
+        return py::make_tuple(kt, ke, kp, kb.observed_update_period_s());
+      },
+      py::arg("t_ns"), py::arg("energy_j"), py::arg("power_w"), py::arg("counter"), py::arg("changed"),
+      py::arg("power_window_ns") = kNvmlPowerWindowNs,
+      "KnotBuilder over a sample stream: (knot_t_ns, knot_energy_j, knot_power_w, observed_update_period_s).");
+  m.def(
+      "energy_at",
+      [same_length](I64 knot_t_ns, F64 knot_energy_j, F64 knot_power_w, I64 t_ns) {
+        const py::ssize_t n = knot_t_ns.size();
+        same_length(n, {knot_energy_j.size(), knot_power_w.size()});
+        std::vector<Knot> k(static_cast<size_t>(n));
+        for (py::ssize_t i = 0; i < n; ++i) {
+          if (i > 0 && knot_t_ns.at(i) < knot_t_ns.at(i - 1))
+            throw std::invalid_argument("energy_at: knot_t_ns must be sorted ascending");
+          k[static_cast<size_t>(i)] = {knot_t_ns.at(i), knot_energy_j.at(i), knot_power_w.at(i)};
+        }
+        F64 out(t_ns.size());
+        for (py::ssize_t i = 0; i < t_ns.size(); ++i) out.mutable_at(i) = energy_at(k.data(), k.size(), t_ns.at(i));
+        return out;
+      },
+      py::arg("knot_t_ns"), py::arg("knot_energy_j"), py::arg("knot_power_w"), py::arg("t_ns"),
+      "Cumulative energy on the knot curve at each query instant.");
+  // ---- end integrate kernels block ----
 }

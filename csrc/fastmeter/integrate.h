@@ -1,5 +1,6 @@
 // Turning raw readings into joules, and the cumulative-energy curve between them.
-// Every function here has a pure-Python twin in python/fastmeter/reference/ used by the property tests.
+// Every function here has a pure-Python twin in python/fastmeter/reference/integrate.py used by the property tests;
+// the two mirror each other operation by operation, so change both together.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -9,11 +10,17 @@
 
 namespace fastmeter {
 
+// NVML instant power (field 186) on A100/H100 is the average of the ~25 ms before the value becomes visible.
+constexpr int64_t kNvmlPowerWindowNs = 25'000'000;
+
 // Raw ticks between two counter readings. range > 0: the counter wraps to 0 at range, so cur < prev is one wrap.
 // range == 0: a 64-bit counter that never wraps; cur < prev means it was reset, which contributes nothing.
 uint64_t counter_delta(uint64_t prev, uint64_t cur, uint64_t range) noexcept;
 
 // Cumulative joules of one channel, fed one Reading per poll by the sampler thread.
+// Counter channels (info.has_counter) take energy from the counter only: a poll without a counter reading adds
+// nothing, and the next good reading is differenced against the last good one, so a missed poll loses no energy.
+// Other channels integrate power with the trapezoid rule between consecutive good power readings.
 class ChannelAccumulator {
  public:
   explicit ChannelAccumulator(const ChannelInfo& info) noexcept;
@@ -21,7 +28,7 @@ class ChannelAccumulator {
   struct Step {
     double energy_j;  // cumulative since the first reading
     bool counter;     // energy came from the hardware counter at this poll
-    bool changed;     // the counter moved since the previous poll (a change point)
+    bool changed;     // the counter moved since the previous good reading (a change point)
   };
   Step push(int64_t t_ns, const Reading& r) noexcept;
   double energy_j() const noexcept { return energy_j_; }
@@ -29,6 +36,7 @@ class ChannelAccumulator {
  private:
   double unit_j_;
   uint64_t range_;
+  bool has_counter_;
   bool have_counter_ = false, have_power_ = false;
   uint64_t last_counter_ = 0;
   int64_t last_power_t_ns_ = 0;
@@ -36,34 +44,66 @@ class ChannelAccumulator {
   double energy_j_ = 0.0;
 };
 
-// A point of a channel's cumulative-energy curve known from the hardware, with the power read at that instant
-// (NaN when unknown) as the curve's slope there.
+// A point of a channel's cumulative-energy curve, with the power there as the curve's slope. power_w is NaN where
+// no power reading applies: the curve then takes the secant to the neighbouring knot as the slope.
 struct Knot {
   int64_t t_ns;
   double energy_j;
   double power_w;
 };
 
-// Collects knots from a channel's samples in time order. Counter channels refresh far slower than we poll
-// (~100 ms on A100/H100), so only polls where the value changed are knots, placed at the midpoint between the
-// last poll that saw the old value and the poll that saw the new one. Power-integrated channels: every sample.
+// A power reading as a measurement: the average power over [lo_ns, hi_ns].
+struct PowerWindow {
+  int64_t lo_ns, hi_ns;
+  double power_w;
+};
+
+// Collects knots from a channel's samples in time order.
+//
+// Counter channels (any sample with counter set switches the builder to this mode for good): the counter refreshes
+// far slower than we poll (~100 ms on A100/H100), so only polls where it changed are knots, placed at the midpoint
+// between the last poll that read the old value and the poll that read the new one (at the poll itself when the
+// previous poll saw a change too: such a counter is current when read). Between two such knots the
+// energy is known exactly, but not how it was spread. Each change of the power reading tells the average power over
+// the power_window_ns before the change (NVML: a 25 ms trailing average), so inside an interval those windows get
+// their measured power and the time no window covers gets the constant power that makes the interval's energy
+// exact; each piece's ends become knots, whose slope is the measured power next to them. Knots never change once
+// made, so only a query after the newest knot is provisional.
+//
+// Power-integrated channels: every sample is a knot, placed power_window_ns / 2 before the poll because a trailing
+// average describes the middle of its window (pass 0 for instantaneous power).
 class KnotBuilder {
  public:
+  KnotBuilder() = default;
+  explicit KnotBuilder(int64_t power_window_ns) : power_window_ns_(power_window_ns) {}
+
   void push(int64_t t_ns, double energy_j, double power_w, bool counter, bool changed);
   const std::vector<Knot>& knots() const noexcept { return knots_; }
   int64_t first_poll_ns() const noexcept { return first_poll_ns_; }
   int64_t last_poll_ns() const noexcept { return last_poll_ns_; }
-  // Median interval between consecutive knots in seconds; NaN with fewer than two intervals.
+  // Median interval between updates (counter change points; power changes on power channels) in seconds;
+  // NaN with fewer than two intervals.
   double observed_update_period_s() const;
 
  private:
+  void note_update(int64_t t_ns);
+  void close_interval(int64_t b_ns, double energy_j, double latest_power_w);
+
+  int64_t power_window_ns_ = kNvmlPowerWindowNs;
   std::vector<Knot> knots_;
+  std::vector<PowerWindow> pending_;  // power windows seen since the newest counter knot
+  std::vector<int64_t> update_intervals_ns_;
   int64_t first_poll_ns_ = 0, last_poll_ns_ = 0;
-  bool any_ = false;
+  int64_t last_valid_ns_ = 0, last_power_ns_ = 0, last_update_ns_ = 0;
+  double last_power_w_ = 0.0;
+  bool any_ = false, counter_mode_ = false, have_valid_ = false, have_power_ = false, have_update_ = false;
+  bool valid_prev_changed_ = false, power_prev_changed_ = false;  // the previous good poll saw a change
 };
 
-// Cumulative energy at t_ns on the curve through knots[0..n) (sorted by t_ns, n >= 1). Between knots the curve is a
-// cubic Hermite fused from the energies (values) and powers (slopes); outside [first, last] it extends linearly.
+// Cumulative energy at t_ns on the curve through knots[0..n) (sorted by t_ns): between knots a cubic Hermite with
+// the knots' power_w as slopes, limited (Fritsch-Carlson) so it never decreases; a piece with equal end slopes and
+// secant is a straight line. Outside the knots it extends linearly with the end knot's slope. 0 when n == 0.
+// O(log n).
 double energy_at(const Knot* knots, size_t n, int64_t t_ns) noexcept;
 
 }  // namespace fastmeter

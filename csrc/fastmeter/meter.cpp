@@ -21,9 +21,11 @@ std::string ns_text(int64_t t_ns) { return std::to_string(t_ns) + " ns"; }
 
 Meter::Meter(const std::vector<std::pair<std::string, SourceOptions>>& sources, SamplerConfig config)
     : sampler_(make_sampler(sources, config)),
-      knots_(sampler_->channels().size()),
+      knots_(),
       last_t_ns_(sampler_->channels().size(), std::numeric_limits<int64_t>::min()),
-      buf_(8192) {}
+      buf_(8192) {
+  for (const auto& c : sampler_->channels()) knots_.emplace_back(c.power_window_ns);
+}
 
 Meter::~Meter() {
   try {
@@ -111,8 +113,8 @@ SpanEnergy Meter::energy_between(int64_t t0_ns, int64_t t1_ns, int64_t wait_fina
     throw MeterError("span ends at " + ns_text(t1_ns) + ", after the meter stopped at " + ns_text(stop_ns_));
   if (running() && t1_ns > monotonic_ns() + 1000000)
     throw MeterError("span ends in the future (" + ns_text(t1_ns) + "); use a time from meter.now_ns()");
-  // The sampler polls every period; allow a few periods of scheduling delay.
-  const int64_t poll_deadline = monotonic_ns() + 4 * sampler_->period_ns() + 100000000;
+  // The sampler polls every period; allow a few periods plus a second of scheduling delay on a busy machine.
+  const int64_t poll_deadline = monotonic_ns() + 4 * sampler_->period_ns() + 1000000000;
   if (!wait_for_poll(lock, t1_ns, poll_deadline) && newest_t_ns_ < t1_ns && running())
     throw MeterError("the sampler has not polled past the span's end; is the machine overloaded?");
 
@@ -127,8 +129,10 @@ SpanEnergy Meter::energy_between(int64_t t0_ns, int64_t t1_ns, int64_t wait_fina
       const auto& k = knots_[i].knots();
       const bool failed = !sampler_->channel_error(i).empty();
       if (k.empty() || (failed && t1_ns > k.back().t_ns)) {
+        // No change point yet (a slow counter early in the run): wait for one. A failed channel: nothing comes.
         out.energy_j[i] = std::numeric_limits<double>::quiet_NaN();
-        out.final[i] = true;  // nothing more will come
+        out.final[i] = failed;
+        all_final = all_final && failed;
         continue;
       }
       out.energy_j[i] = energy_at(k.data(), k.size(), t1_ns) - energy_at(k.data(), k.size(), t0_ns);
@@ -155,6 +159,15 @@ size_t Meter::copy_samples(size_t from, size_t to, int64_t* t_ns, uint32_t* chan
   std::copy_n(rec_energy_j_.data() + from, k, energy_j);
   std::copy_n(rec_power_w_.data() + from, k, power_w);
   return k;
+}
+
+void Meter::cumulative_at(size_t channel, const int64_t* t_ns, size_t n, double* out) {
+  if (channel >= channels().size()) throw MeterError("channel index out of range");
+  std::lock_guard<std::mutex> lock(mu_);
+  drain_locked();
+  const auto& k = knots_[channel].knots();
+  for (size_t i = 0; i < n; ++i)
+    out[i] = k.empty() ? std::numeric_limits<double>::quiet_NaN() : energy_at(k.data(), k.size(), t_ns[i]);
 }
 
 size_t Meter::sample_count() {

@@ -45,6 +45,9 @@ class Meter {
   // Energy per channel between two CLOCK_MONOTONIC instants. Waits (bounded) for the sampler to poll past t1, then
   // up to wait_final_ns more for every channel's next hardware update after t1.
   SpanEnergy energy_between(int64_t t0_ns, int64_t t1_ns, int64_t wait_final_ns);
+  // Cumulative joules of one channel at each of t_ns[0..n) on the interpolated curve (the one energy_between
+  // uses); NaN where the channel has no knots. For evaluating many event times at once (attribution).
+  void cumulative_at(size_t channel, const int64_t* t_ns, size_t n, double* out);
   // Drains the ring; returns how many samples the record holds.
   size_t sample_count();
   // Copies samples with sequence numbers [from, to) into caller-owned columns; returns how many were copied

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from fastmeter.attribution import Attribution, attribute
 from fastmeter.errors import (
     ConfigError,
     FastmeterError,
@@ -11,7 +12,6 @@ from fastmeter.errors import (
     SourceUnavailableError,
     SpanError,
 )
-
 from fastmeter.meter import SAMPLES_SCHEMA, Meter
 from fastmeter.sources import Channel, SourceInfo, available_sources
 from fastmeter.window import Window
@@ -22,11 +22,13 @@ except PackageNotFoundError:  # running from a source tree without an install
     __version__ = "0+unknown"
 
 __all__ = [
+    "Attribution",
     "SAMPLES_SCHEMA",
     "Channel",
     "Meter",
     "SourceInfo",
     "Window",
+    "attribute",
     "available_sources",
     "ConfigError",
     "FastmeterError",

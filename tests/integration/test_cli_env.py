@@ -4,13 +4,13 @@ version changes), error handling; GPUs come from the NVML emulator."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from fastmeter.cli import main
 
 EMULATOR_DIR = Path(__file__).resolve().parents[1] / "emulators"
@@ -24,19 +24,6 @@ uuid GPU-00000000-aaaa
 power_limit_w {power_limit_w}
 temperature_c 30
 """
-
-
-@pytest.fixture(scope="session")
-def fake_nvml_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The emulator compiled once per session (replace with the shared emulator fixture once it exists)."""
-    out = tmp_path_factory.mktemp("fake_nvml") / "libfake_nvml.so"
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    assert compiler, "a C compiler is needed to build the NVML emulator"
-    sources = [str(EMULATOR_DIR / "fake_nvml.c"), str(EMULATOR_DIR / "fake_nvml_model.c")]
-    subprocess.run(
-        [compiler, "-shared", "-fPIC", "-O1", "-o", str(out), *sources, "-lm", "-lpthread"], check=True
-    )
-    return out
 
 
 class Host:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -26,8 +25,12 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def start_trace(out: Path, *extra: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([*FASTMETER, "trace", "--source", "synthetic", "-o", str(out), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*FASTMETER, "trace", "--source", "synthetic", "-o", str(out), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     # Wait until at least one flush has reached the file.
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 2000):
@@ -39,8 +42,9 @@ def start_trace(out: Path, *extra: str) -> subprocess.Popen[str]:
 @pytest.mark.parametrize("suffix", [".arrow", ".parquet"])
 def test_trace_for_a_duration_writes_a_complete_file(tmp_path: Path, suffix: str) -> None:
     out = tmp_path / f"t{suffix}"
-    r = CliRunner().invoke(main, ["trace", "--source", "synthetic", "--duration", "0.4", "--period-us", "2000",
-                                  "-o", str(out)])
+    r = CliRunner().invoke(
+        main, ["trace", "--source", "synthetic", "--duration", "0.4", "--period-us", "2000", "-o", str(out)]
+    )
     assert r.exit_code == 0, r.output
     t = read_trace(out)
     assert t.complete and t.channels == ["synthetic0"]
@@ -59,8 +63,9 @@ def test_trace_for_a_duration_writes_a_complete_file(tmp_path: Path, suffix: str
 
 def test_files_read_in_pandas_and_duckdb(tmp_path: Path) -> None:
     for suffix in (".arrow", ".parquet"):
-        r = CliRunner().invoke(main, ["trace", "--source", "synthetic", "--duration", "0.2",
-                                      "-o", str(tmp_path / f"t{suffix}")])
+        r = CliRunner().invoke(
+            main, ["trace", "--source", "synthetic", "--duration", "0.2", "-o", str(tmp_path / f"t{suffix}")]
+        )
         assert r.exit_code == 0, r.output
     with pa.OSFile(str(tmp_path / "t.arrow")) as f:
         table = pa.ipc.open_file(f).read_all()
@@ -70,14 +75,25 @@ def test_files_read_in_pandas_and_duckdb(tmp_path: Path) -> None:
     con = duckdb.connect()
     con.register("samples", table)
     assert con.execute("select count(*) from samples").fetchone()[0] == table.num_rows
-    n_pq, max_e = con.execute(f"select count(*), max(energy_j) from read_parquet('{tmp_path / 't.parquet'}')").fetchone()
+    n_pq, max_e = con.execute(
+        f"select count(*), max(energy_j) from read_parquet('{tmp_path / 't.parquet'}')"
+    ).fetchone()
     assert n_pq > 100 and max_e > 0
 
 
 def test_trace_of_a_command_returns_its_exit_code(tmp_path: Path) -> None:
     out = tmp_path / "cmd.arrow"
-    r = run_cli("trace", "--source", "synthetic", "-o", str(out), "--",
-                sys.executable, "-c", "import time, sys; time.sleep(0.3); sys.exit(3)")
+    r = run_cli(
+        "trace",
+        "--source",
+        "synthetic",
+        "-o",
+        str(out),
+        "--",
+        sys.executable,
+        "-c",
+        "import time, sys; time.sleep(0.3); sys.exit(3)",
+    )
     assert r.returncode == 3, r.stderr
     t = read_trace(out)
     assert t.complete and t.metadata["exit_code"] == 3
@@ -115,8 +131,9 @@ def test_sigkill_leaves_a_readable_file_up_to_the_last_flush(tmp_path: Path) -> 
 
 def test_idle_baseline_gives_net_energy(tmp_path: Path) -> None:
     out = tmp_path / "idle.arrow"
-    r = CliRunner().invoke(main, ["trace", "--source", "synthetic", "--duration", "0.3", "--idle-baseline", "0.2",
-                                  "-o", str(out)])
+    r = CliRunner().invoke(
+        main, ["trace", "--source", "synthetic", "--duration", "0.3", "--idle-baseline", "0.2", "-o", str(out)]
+    )
     assert r.exit_code == 0, r.output
     t = read_trace(out)
     idle_w = t.metadata["idle_baseline_w"]["synthetic0"]
@@ -132,7 +149,9 @@ def test_idle_baseline_gives_net_energy(tmp_path: Path) -> None:
 def test_show_plot_writes_a_png(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     out = tmp_path / "p.arrow"
-    assert CliRunner().invoke(main, ["trace", "--source", "synthetic", "--duration", "0.2", "-o", str(out)]).exit_code == 0
+    assert (
+        CliRunner().invoke(main, ["trace", "--source", "synthetic", "--duration", "0.2", "-o", str(out)]).exit_code == 0
+    )
     png = tmp_path / "p.png"
     r = CliRunner().invoke(main, ["show", str(out), "--plot", str(png)])
     assert r.exit_code == 0, r.output

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastmeter import _core
-from fastmeter.reference.counters import counter_delta
 from hypothesis import given
 from hypothesis import strategies as st
+
+from fastmeter import _core
+from fastmeter.reference.counters import counter_delta
 
 U64 = 2**64 - 1
 

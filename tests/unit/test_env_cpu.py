@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from fastmeter.env.cpu import collect_cpu, parse_cpu_model
 from fastmeter.env.readers import is_unavailable, parse_cpu_list
 

@@ -7,6 +7,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+
 from fastmeter import ConfigError
 from fastmeter.env import SCHEMA_VERSION, collect_fingerprint, load_fingerprint, save_fingerprint
 from fastmeter.env.fingerprint import validate_fingerprint

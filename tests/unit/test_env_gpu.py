@@ -3,14 +3,14 @@ FASTMETER_NVML_LIBRARY and configured through FAKE_NVML_CONFIG."""
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
 from fastmeter.env import collect_fingerprint, noise_warnings
 from fastmeter.env.gpu import collect_gpu, cuda_version_text
 
@@ -36,19 +36,6 @@ persistence 0
 mig 1 0
 temperature_c 30
 """
-
-
-@pytest.fixture(scope="session")
-def fake_nvml_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The emulator compiled once per session (replace with the shared emulator fixture once it exists)."""
-    out = tmp_path_factory.mktemp("fake_nvml") / "libfake_nvml.so"
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    assert compiler, "a C compiler is needed to build the NVML emulator"
-    sources = [str(EMULATOR_DIR / "fake_nvml.c"), str(EMULATOR_DIR / "fake_nvml_model.c")]
-    subprocess.run(
-        [compiler, "-shared", "-fPIC", "-O1", "-o", str(out), *sources, "-lm", "-lpthread"], check=True
-    )
-    return out
 
 
 @pytest.fixture
@@ -126,15 +113,18 @@ def test_unsetting_the_library_variable_restores_the_default(
 ) -> None:
     assert collect_gpu()[0]["driver_version"] == "999.88.77-emulated"
     monkeypatch.delenv("FASTMETER_NVML_LIBRARY")
-    controlled, _ = collect_gpu()
+    # A fresh process: in this one the emulator (soname libnvidia-ml.so.1) may already be loaded by another
+    # test, and the dynamic loader then hands it out for the default name too.
+    code = (
+        "import ctypes, json; from fastmeter.env.gpu import collect_gpu\n"
+        "try:\n    ctypes.CDLL('libnvidia-ml.so.1'); found = True\nexcept OSError:\n    found = False\n"
+        "print(json.dumps([found, collect_gpu()[0]]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    found, controlled = json.loads(out)
     assert "999.88.77-emulated" not in json.dumps(controlled)
-    try:
-        ctypes.CDLL("libnvidia-ml.so.1")
-    except OSError:  # no driver on this machine: the default library is missing, and we say what to set
-        assert (
-            controlled
-            == "unavailable: NVML library not found (libnvidia-ml.so.1); set FASTMETER_NVML_LIBRARY"
-        )
+    if not found:  # no driver on this machine: the default library is missing, and we say what to set
+        assert controlled == "unavailable: NVML library not found (libnvidia-ml.so.1); set FASTMETER_NVML_LIBRARY"
 
 
 @pytest.mark.parametrize(

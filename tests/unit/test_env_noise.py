@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from fastmeter.env import noise_warnings
 from fastmeter.env.noise import GPU_WARM_C
 

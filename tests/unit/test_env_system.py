@@ -6,6 +6,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+
 from fastmeter.env.readers import is_unavailable
 from fastmeter.env.system import (
     NOT_INSTALLED,

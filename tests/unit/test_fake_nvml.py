@@ -8,10 +8,11 @@ import subprocess
 import sys
 
 import pytest
-from tests.emulators.nvml import Constant, FakeNvml, GpuSpec, Square, Steps
-from fastmeter import _core
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from fastmeter import _core
+from tests.emulators.nvml import Constant, FakeNvml, GpuSpec, Square, Steps
 
 T0_NS = 10**12
 

@@ -7,6 +7,7 @@ import math
 import threading
 import time
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -24,6 +25,14 @@ def make_meter(wave: SyntheticWave, period_us: int = 1000) -> tuple[fastmeter.Me
     return fastmeter.Meter("synthetic", period_us, source_options={"synthetic": wave.options(t0_ns)}), t0_ns
 
 
+def edge_gap_s(m: fastmeter.Meter, t_ns: int) -> float:
+    """Length of the poll interval holding t_ns: inside it the curve is interpolated, so a busy machine that
+    delays the sampler widens what a window edge can know."""
+    t = m.samples().column("t_ns").to_numpy()
+    i = int(np.searchsorted(t, t_ns))
+    return float(t[min(i, len(t) - 1)] - t[max(i - 1, 0)]) * 1e-9
+
+
 @pytest.mark.parametrize("window_ms", [1, 10, 100, 1000])
 @pytest.mark.parametrize("waveform", ["sine", "square"])
 def test_window_energy_matches_analytic_truth(window_ms: int, waveform: str) -> None:
@@ -35,11 +44,11 @@ def test_window_energy_matches_analytic_truth(window_ms: int, waveform: str) -> 
             busy_until(time.monotonic_ns() + window_ms * 1_000_000)
         truth = wave.energy_between_j(t0, w.t0_ns, w.t1_ns)
         got = w.energy_j
-    # A square edge inside the window is located to within one poll (1 ms) at most: 80 W x 1 ms per edge.
-    edges = 2 * math.ceil(window_ms / 370 / 0.3) + 2 if waveform == "square" else 0
-    tol = 0.005 * truth + 1e-3 * 80 * edges + 1e-4
+    # Between polls the sine is smooth (error second order in the gap); a square edge can sit anywhere in it.
+    swing_w = 80 if waveform == "square" else 80 * 2 * math.pi * edge_gap_s(m, w.t1_ns) / 0.37
+    tol = (edge_gap_s(m, w.t0_ns) + edge_gap_s(m, w.t1_ns)) * swing_w + 1e-3 * truth
     assert got == pytest.approx(truth, abs=tol)
-    assert w.duration_s == pytest.approx(window_ms / 1000, rel=0.02)
+    assert w.duration_s == (w.t1_ns - w.t0_ns) * 1e-9 >= window_ms / 1000
     assert w.avg_power_w == pytest.approx(got / w.duration_s)
     assert not w.provisional
 

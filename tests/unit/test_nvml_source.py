@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.emulators.nvml import Constant, FakeNvml, GpuSpec, Square, Steps
+
 from fastmeter import _core
+from tests.emulators.nvml import Constant, FakeNvml, GpuSpec, Square, Steps
 
 GPU_IS_LOST = 15
 TIMEOUT = 10

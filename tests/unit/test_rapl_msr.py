@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
+
 from fastmeter import _core
 from fastmeter.reference.counters import counter_delta
-
 from tests.emulators.msr import (
     AMD_UNIT,
     INTEL_DRAM,

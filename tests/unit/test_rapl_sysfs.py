@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
+
 from fastmeter import _core
 from fastmeter.reference.counters import counter_delta
-
 from tests.emulators.powercap import DEFAULT_MAX_ENERGY_RANGE_UJ, FakePowercap
 from tests.emulators.unprivileged import probe_unprivileged, world_readable_dir
 

@@ -18,6 +18,8 @@ struct ChannelInfo {
   double counter_unit_j = 0.0;  // joules per raw counter tick (1e-3 for NVML mJ, 1e-6 for powercap uJ)
   uint64_t counter_range = 0;   // raw counter wraps to 0 at this value; 0 = does not wrap in practice
   bool has_power = false;       // the source reads instantaneous power for this channel
+  // A power reading is the mean over this trailing window (NVML instant power: ~25 ms); 0 = truly instantaneous.
+  int64_t power_window_ns = 0;
   bool in_total = true;  // false when another channel already covers this energy (subzones, packages under psys)
 };
 

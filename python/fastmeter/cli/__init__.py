@@ -10,8 +10,11 @@ from typing import Any
 
 import click
 
+from fastmeter.cli.bench import bench_command
 from fastmeter.cli.calibrate import calibrate_command
+from fastmeter.cli.compare import compare_command
 from fastmeter.cli.env import env_command
+from fastmeter.cli.report import report_command
 from fastmeter.cli.show import show_command
 from fastmeter.cli.sources import sources_command
 from fastmeter.cli.trace import trace_command
@@ -41,5 +44,14 @@ def main() -> None:
     """Rigorous, low-overhead energy measurement for AI models and inference servers."""
 
 
-for command in (calibrate_command, env_command, show_command, sources_command, trace_command):
+for command in (
+    bench_command,
+    calibrate_command,
+    compare_command,
+    env_command,
+    report_command,
+    show_command,
+    sources_command,
+    trace_command,
+):
     main.add_command(command)

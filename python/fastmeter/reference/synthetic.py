@@ -40,7 +40,9 @@ class SyntheticWave:
         if self.waveform == "square":
             cycles = math.floor(t_s / self.period_s)
             rem = t_s - cycles * self.period_s
-            e = self.base_w * t_s + self.amp_w * (cycles * self.duty * self.period_s + min(rem, self.duty * self.period_s))
+            e = self.base_w * t_s + self.amp_w * (
+                cycles * self.duty * self.period_s + min(rem, self.duty * self.period_s)
+            )
         else:
             w = 2 * math.pi / self.period_s
             e = self.base_w * t_s + self.amp_w / w * (1 - math.cos(w * t_s))

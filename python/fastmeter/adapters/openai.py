@@ -1,0 +1,117 @@
+"""OpenAI-compatible streaming (vLLM, SGLang, TensorRT-LLM trtllm-serve, llama.cpp server).
+
+POST /v1/completions or /v1/chat/completions with ``stream: true`` and ``stream_options.include_usage: true``.
+Events are ``data: {json}``; the stream ends with ``data: [DONE]``; the usage chunk has ``choices: []``. Servers
+that ignore ``include_usage`` (llama.cpp) get their tokens counted and the record marked ``tokens_counted``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from fastmeter.adapters.base import (
+    STATUS_OK,
+    GenRequest,
+    RequestRecord,
+    StreamError,
+    count_words,
+)
+from fastmeter.errors import ConfigError
+
+ENDPOINTS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
+_DONE = b"[DONE]"
+
+
+@dataclass(frozen=True)
+class OpenAIAdapter:
+    """``endpoint`` is "completions" or "chat"; ``ignore_eos`` (vLLM, SGLang) forces exactly max_tokens outputs;
+    ``extra_body`` is merged into every request body (sampling parameters and the like)."""
+
+    model: str
+    endpoint: str = "completions"
+    ignore_eos: bool = False
+    extra_body: dict[str, Any] | None = None
+    name: str = "openai"
+
+    def __post_init__(self) -> None:
+        if self.endpoint not in ENDPOINTS:
+            raise ConfigError(f"openai endpoint {self.endpoint!r} is not one of {sorted(ENDPOINTS)}")
+
+    def build(self, request: GenRequest, request_id: str) -> tuple[str, dict[str, Any]]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": request.max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if self.endpoint == "chat":
+            body["messages"] = [{"role": "user", "content": request.prompt}]
+        else:
+            body["prompt"] = request.prompt
+        if self.ignore_eos:
+            body["ignore_eos"] = True
+        if self.extra_body:
+            body.update(self.extra_body)
+        return ENDPOINTS[self.endpoint], body
+
+    def open_stream(self, record: RequestRecord) -> _OpenAIStream:
+        return _OpenAIStream(record)
+
+
+class _OpenAIStream:
+    __slots__ = ("_done", "_pieces", "_rec")
+
+    def __init__(self, record: RequestRecord) -> None:
+        self._rec = record
+        self._pieces: list[str] = []
+        self._done = False
+
+    def event(self, data: bytes, t_ns: int) -> bool:
+        if data == _DONE:
+            self._done = True
+            return True
+        try:
+            obj = json.loads(data)
+        except ValueError as exc:
+            raise StreamError(f"event is not JSON: {data[:200]!r}") from exc
+        if not isinstance(obj, dict):
+            raise StreamError(f"event is not a JSON object: {data[:200]!r}")
+        if "error" in obj or obj.get("object") == "error":
+            err = obj.get("error", obj)
+            msg = err.get("message", err) if isinstance(err, dict) else err
+            raise StreamError(f"server error in stream: {msg}")
+        usage = obj.get("usage")
+        if usage:
+            self._rec.prompt_tokens = usage.get("prompt_tokens")
+            self._rec.completion_tokens = usage.get("completion_tokens")
+        choices = obj.get("choices")
+        if choices:
+            choice = choices[0]
+            delta = choice.get("delta")
+            text = choice.get("text") if delta is None else delta.get("content")
+            n_tokens = 1 if text else 0
+            rec = self._rec
+            rec.chunk_t_ns.append(t_ns)
+            rec.chunk_tokens.append(n_tokens)
+            if text:
+                self._pieces.append(text)
+                if rec.first_token_ns is None:
+                    rec.first_token_ns = t_ns
+            reason = choice.get("finish_reason")
+            if reason is not None:
+                rec.finish_reason = reason
+        return False
+
+    def finish(self) -> None:
+        rec = self._rec
+        rec.text = "".join(self._pieces)
+        if rec.completion_tokens is None:
+            rec.completion_tokens = sum(rec.chunk_tokens)
+            rec.tokens_counted = True
+        if rec.prompt_tokens is None:
+            rec.prompt_tokens = count_words(rec.prompt)
+            rec.tokens_counted = True
+        if rec.status == STATUS_OK and not self._done:
+            raise StreamError("stream ended without data: [DONE]")

@@ -1,0 +1,1 @@
+"""`fastmeter bench`: serving benchmarks with measured energy per request and per token."""

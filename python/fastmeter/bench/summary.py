@@ -1,0 +1,122 @@
+"""The figures a serving benchmark prints: throughput, latency percentiles and energy per unit of work.
+
+Per-token and per-request energy count only successful requests: the energy attributed to failed requests is
+taken out of the numerator and their tokens are not in the denominator. Idle (unattributed) energy stays in: it
+is part of what serving those requests cost."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fastmeter.adapters.base import RequestRecord
+
+J_PER_KWH = 3.6e6
+
+
+@dataclass(frozen=True)
+class RunEnergy:
+    energy_j: float  # measured span, each physical quantity once
+    by_channel_j: dict[str, float]
+    duration_s: float
+    failed_energy_j: float = 0.0  # attributed to failed requests
+    idle_power_w: float | None = None  # summed over counted channels
+
+
+def _pct(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(values, q)) if len(values) else math.nan
+
+
+def _div(a: float, b: float) -> float:
+    return a / b if b else math.nan
+
+
+def latencies_ms(records: Sequence[RequestRecord]) -> dict[str, list[float]]:
+    """TTFT, inter-token gaps (between chunks that carried tokens) and end-to-end latency of ok requests."""
+    ttft, itl, e2e = [], [], []
+    for r in records:
+        if not r.ok or r.send_ns is None or r.end_ns is None:
+            continue
+        e2e.append((r.end_ns - r.send_ns) / 1e6)
+        if r.first_token_ns is not None:
+            ttft.append((r.first_token_ns - r.send_ns) / 1e6)
+        times = [t for t, k in zip(r.chunk_t_ns, r.chunk_tokens) if k > 0]
+        itl.extend((b - a) / 1e6 for a, b in zip(times, times[1:]))
+    return {"ttft": ttft, "itl": itl, "e2e": e2e}
+
+
+def summarize(records: Sequence[RequestRecord], energy: RunEnergy) -> dict[str, float | int | None]:
+    """Summary of the measured (non-warm-up) requests of one run."""
+    ok = [r for r in records if r.ok and r.end_ns is not None]
+    out_tokens = sum(r.completion_tokens or 0 for r in ok)
+    in_tokens = sum(r.prompt_tokens or 0 for r in ok)
+    useful_j = energy.energy_j - energy.failed_energy_j
+    lat = latencies_ms(records)
+    s: dict[str, float | int | None] = {
+        "requests_ok": len(ok),
+        "requests_failed": len(records) - len(ok),
+        "duration_s": energy.duration_s,
+        "input_tokens": in_tokens,
+        "output_tokens": out_tokens,
+        "output_tokens_per_s": _div(out_tokens, energy.duration_s),
+        "requests_per_s": _div(len(ok), energy.duration_s),
+        "avg_power_w": _div(energy.energy_j, energy.duration_s),
+        "energy_j": energy.energy_j,
+        "failed_energy_j": energy.failed_energy_j,
+        "energy_per_output_token_j": _div(useful_j, out_tokens),
+        "energy_per_token_j": _div(useful_j, out_tokens + in_tokens),
+        "energy_per_request_j": _div(useful_j, len(ok)),
+        "output_tokens_per_j": _div(out_tokens, useful_j),
+        "inferences_per_kwh": _div(len(ok), useful_j / J_PER_KWH),
+    }
+    for name, values in lat.items():
+        s[f"{name}_ms_p50"] = _pct(values, 50)
+        s[f"{name}_ms_p99"] = _pct(values, 99)
+    if energy.idle_power_w is not None:
+        net = energy.energy_j - energy.idle_power_w * energy.duration_s
+        s["idle_power_w"] = energy.idle_power_w
+        s["net_energy_j"] = net
+        s["net_energy_per_output_token_j"] = _div(net - energy.failed_energy_j, out_tokens)
+    return s
+
+
+SUMMARY_LINES = (
+    ("requests ok / failed", "{requests_ok} / {requests_failed}"),
+    ("duration", "{duration_s:.2f} s"),
+    ("output tokens/s", "{output_tokens_per_s:.1f}"),
+    ("average power", "{avg_power_w:.1f} W"),
+    ("energy-to-solution", "{energy_j:.2f} J"),
+    ("J / output token", "{energy_per_output_token_j:.4f}"),
+    ("J / token (in+out)", "{energy_per_token_j:.4f}"),
+    ("J / request", "{energy_per_request_j:.3f}"),
+    ("output tokens / J", "{output_tokens_per_j:.2f}"),
+    ("inferences / kWh", "{inferences_per_kwh:.0f}"),
+    ("TTFT p50 / p99", "{ttft_ms_p50:.1f} / {ttft_ms_p99:.1f} ms"),
+    ("ITL p50 / p99", "{itl_ms_p50:.2f} / {itl_ms_p99:.2f} ms"),
+    ("E2E p50 / p99", "{e2e_ms_p50:.1f} / {e2e_ms_p99:.1f} ms"),
+    ("idle baseline", "{idle_power_w:.1f} W"),
+    ("net energy (above idle)", "{net_energy_j:.2f} J"),
+)
+
+
+def render_summary(s: dict[str, Any]) -> str:
+    lines = []
+    for label, fmt in SUMMARY_LINES:
+        try:
+            lines.append(f"{label:<26}{fmt.format(**s)}")
+        except (KeyError, TypeError, ValueError):
+            continue  # a figure this run does not have (no idle baseline measured)
+    if s.get("accuracy") is not None:
+        per_kwh = s.get("accuracy_per_kwh")
+        lines.append(f"{'accuracy':<26}{s['accuracy']:.4g}" + (f"  ({per_kwh:.4g} per kWh)" if per_kwh else ""))
+    if isinstance(s.get("carbon"), dict):
+        c = s["carbon"]
+        lines.append(f"{'carbon':<26}{c['gco2e']:.3g} gCO2e  (grid {c['grid_gco2_per_kwh']:g} g/kWh, PUE {c['pue']:g})")
+    if isinstance(s.get("cost"), dict):
+        c = s["cost"]
+        lines.append(f"{'electricity cost':<26}{c['cost']:.4g} {c['currency']}")
+    return "\n".join(lines)

@@ -1,0 +1,81 @@
+"""Sweeps: one benchmark point per concurrency or rate, ending with tokens/J against latency and the best
+operating point that meets the latency SLOs (the highest tokens/J among points whose p99s are within them)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fastmeter.bench.point import _finite, prepare_run_dir, run_point
+from fastmeter.load.config import BenchConfig
+
+
+def sweep_points(cfg: BenchConfig) -> list[tuple[str, BenchConfig]]:
+    """(label, config) per point; a single point when no sweep is configured."""
+    b = cfg.bench
+    if b["sweep_concurrency"]:
+        return [(f"concurrency-{c}", replace(cfg, load={**cfg.load, "concurrency": c})) for c in b["sweep_concurrency"]]
+    if b["sweep_rate"]:
+        return [(f"rate-{r:g}", replace(cfg, load={**cfg.load, "rate": r})) for r in b["sweep_rate"]]
+    return [("run", cfg)]
+
+
+def meets_slo(summary: dict[str, Any], b: dict[str, Any]) -> bool:
+    for key, slo in (("ttft_ms_p99", b["slo_ttft_p99_ms"]), ("itl_ms_p99", b["slo_itl_p99_ms"])):
+        value = summary.get(key)
+        if slo is not None and (value is None or math.isnan(value) or value > slo):
+            return False
+    return True
+
+
+def best_point(rows: list[dict[str, Any]]) -> str | None:
+    ok = [r for r in rows if r["meets_slo"] and not math.isnan(r["output_tokens_per_j"])]
+    return max(ok, key=lambda r: r["output_tokens_per_j"])["point"] if ok else None
+
+
+def render_sweep(rows: list[dict[str, Any]], best: str | None) -> str:
+    head = f"{'point':<18}{'tok/s':>9}{'avg W':>9}{'J/tok':>9}{'tok/J':>9}{'TTFT p99':>10}{'ITL p99':>9}  SLO"
+    lines = [head]
+    for r in rows:
+        mark = "  <- best" if r["point"] == best else ""
+        lines.append(
+            f"{r['point']:<18}{r['output_tokens_per_s']:>9.1f}{r['avg_power_w']:>9.1f}"
+            f"{r['energy_per_output_token_j']:>9.4f}{r['output_tokens_per_j']:>9.2f}{r['ttft_ms_p99']:>10.1f}"
+            f"{r['itl_ms_p99']:>9.2f}  {'yes' if r['meets_slo'] else 'no'}{mark}"
+        )
+    return "\n".join(lines)
+
+
+def run_sweep(cfg: BenchConfig, out_dir: Path, config_dict: dict[str, Any]) -> dict[str, Any]:
+    points = sweep_points(cfg)
+    if len(points) == 1:
+        return run_point(cfg, out_dir, config_dict)
+    prepare_run_dir(out_dir)
+    rows = []
+    for label, point_cfg in points:
+        click.echo(f"== {label}", err=True)
+        run = run_point(point_cfg, out_dir / label, {**config_dict, "load": {**config_dict.get("load", {}),
+                                                                              **_load_override(point_cfg)}})
+        s = run["summary"]
+        rows.append({"point": label, **{k: (math.nan if v is None else v) for k, v in s.items()},
+                     "meets_slo": meets_slo({k: (math.nan if v is None else v) for k, v in s.items()}, cfg.bench)})
+        if run["interrupted"]:
+            break
+    best = best_point(rows)
+    click.echo("")
+    click.echo(render_sweep(rows, best))
+    if best is None and (cfg.bench["slo_ttft_p99_ms"] or cfg.bench["slo_itl_p99_ms"]):
+        click.echo("no point meets the SLO", err=True)
+    sweep = {"points": rows, "best": best, "slo": {k: cfg.bench[k] for k in ("slo_ttft_p99_ms", "slo_itl_p99_ms")}}
+    (out_dir / "sweep.json").write_text(json.dumps(_finite(sweep), indent=2) + "\n")
+    return sweep
+
+
+def _load_override(cfg: BenchConfig) -> dict[str, Any]:
+    rate = cfg.load["rate"]
+    return {"concurrency": cfg.load["concurrency"], "rate": "inf" if math.isinf(rate) else rate}

@@ -1,0 +1,77 @@
+"""Request records and metric scrapes as Arrow tables (requests.arrow, chunks.arrow, metrics.arrow)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from fastmeter.adapters.base import RequestRecord
+from fastmeter.adapters.prometheus import MetricRow
+
+# A request still in flight when the run was interrupted: it has no end, and is kept with this status.
+STATUS_CANCELLED = "cancelled"
+
+
+def status_of(r: RequestRecord) -> str:
+    return r.status if r.end_ns is not None else STATUS_CANCELLED
+
+
+def requests_table(records: Sequence[RequestRecord], per_request: dict[str, np.ndarray] | None = None) -> pa.Table:
+    """One row per request; `per_request` adds aligned columns (energy_j, prefill_energy_j, ...)."""
+    cols: dict[str, pa.Array] = {
+        "request_id": pa.array([r.request_id for r in records], pa.string()),
+        "warmup": pa.array([r.warmup for r in records], pa.bool_()),
+        "status": pa.array([status_of(r) for r in records], pa.string()),
+        "http_status": pa.array([r.http_status for r in records], pa.int32()),
+        "error": pa.array([r.error for r in records], pa.string()),
+        "finish_reason": pa.array([r.finish_reason for r in records], pa.string()),
+        "scheduled_ns": pa.array([r.scheduled_ns for r in records], pa.int64()),
+        "send_ns": pa.array([r.send_ns for r in records], pa.int64()),
+        "first_token_ns": pa.array([r.first_token_ns for r in records], pa.int64()),
+        "end_ns": pa.array([r.end_ns for r in records], pa.int64()),
+        "max_tokens": pa.array([r.max_tokens for r in records], pa.int32()),
+        "prompt_tokens": pa.array([r.prompt_tokens for r in records], pa.int64()),
+        "completion_tokens": pa.array([r.completion_tokens for r in records], pa.int64()),
+        "tokens_counted": pa.array([r.tokens_counted for r in records], pa.bool_()),
+        "n_chunks": pa.array([len(r.chunk_t_ns) for r in records], pa.int32()),
+    }
+    for name, values in (per_request or {}).items():
+        cols[name] = pa.array(values, pa.float64(), mask=np.isnan(values))
+    return pa.table(cols)
+
+
+def chunks_table(records: Sequence[RequestRecord]) -> pa.Table:
+    """One row per streamed chunk: when its bytes arrived and how many tokens it carried."""
+    ids = [r.request_id for r in records for _ in r.chunk_t_ns]
+    return pa.table(
+        {
+            "request_id": pa.array(ids, pa.string()).dictionary_encode(),
+            "t_ns": pa.array([t for r in records for t in r.chunk_t_ns], pa.int64()),
+            "tokens": pa.array([k for r in records for k in r.chunk_tokens], pa.int32()),
+        }
+    )
+
+
+def metrics_table(rows: Sequence[MetricRow]) -> pa.Table:
+    return pa.table(
+        {
+            "t_ns": pa.array([r.t_ns for r in rows], pa.int64()),
+            "name": pa.array([r.name for r in rows], pa.string()).dictionary_encode(),
+            "labels": pa.array([json.dumps(r.labels, sort_keys=True) for r in rows], pa.string()),
+            "value": pa.array([r.value for r in rows], pa.float64()),
+        }
+    )
+
+
+def write_arrow(table: pa.Table, path: Path) -> None:
+    with pa.OSFile(str(path), "wb") as f, pa.ipc.new_file(f, table.schema) as w:
+        w.write_table(table)
+
+
+def read_arrow(path: Path) -> pa.Table:
+    with pa.OSFile(str(path)) as f:
+        return pa.ipc.open_file(f).read_all()

@@ -1,0 +1,136 @@
+"""Workloads: lists of ``GenRequest`` (prompt text, max_tokens) built from synthetic text or dataset files.
+
+Without a tokenizer we count tokens as whitespace-separated words. The ``random`` workload draws from short,
+common English words, each of which is a single token in the usual BPE/SentencePiece vocabularies, so a prompt
+of N words is about N tokens (most tokenizers add a few special tokens; the server's usage numbers are the truth
+and are what gets recorded). For ShareGPT without ``max_tokens``, the output budget is the word count of the
+reference reply, as ``vllm bench serve`` does with its tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fastmeter.adapters.base import GenRequest
+from fastmeter.errors import ConfigError
+
+PROMPT_PLACEHOLDER = "{prompt}"
+
+_WORDS = (  # noqa: SIM905 (one string reads better than a hundred quoted words)
+    "the of and to in is for on that with as it at by from this be or are an was not but all can had "
+    "her one our out day get has him his how man new now old see two way who boy did its let put say "
+    "she too use time year people good first last long great little own other right big high small "
+    "large next early young few public bad same able water light place world house point school work"
+).split()
+
+
+def random_workload(n: int, input_tokens: int, output_tokens: int, seed: int = 0) -> list[GenRequest]:
+    """``n`` prompts of exactly ``input_tokens`` words each, asking for ``output_tokens`` tokens.
+
+    Each prompt starts with its index so no two share a prefix cache entry beyond the first word.
+    """
+    if n < 1 or input_tokens < 1 or output_tokens < 1:
+        raise ConfigError(
+            f"random workload needs n, input_tokens, output_tokens >= 1, got {n}, "
+            f"{input_tokens}, {output_tokens}"
+        )
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        words = [str(i)] + rng.choices(_WORDS, k=input_tokens - 1)
+        out.append(GenRequest(" ".join(words), output_tokens))
+    return out
+
+
+def jsonl_workload(path: str | Path, default_max_tokens: int | None = None) -> list[GenRequest]:
+    """One JSON object per line with ``prompt`` and optional ``max_tokens`` (else ``default_max_tokens``)."""
+    out = []
+    for lineno, obj in _jsonl(path):
+        prompt = obj.get("prompt")
+        if not isinstance(prompt, str):
+            raise ConfigError(f"{path}:{lineno}: needs a string field 'prompt'")
+        max_tokens = obj.get("max_tokens", default_max_tokens)
+        if not isinstance(max_tokens, int) or max_tokens < 1:
+            raise ConfigError(
+                f"{path}:{lineno}: 'max_tokens' must be an integer >= 1 (or set the workload's "
+                f"max_tokens default), got {max_tokens!r}"
+            )
+        out.append(GenRequest(prompt, max_tokens))
+    return _nonempty(out, path)
+
+
+def mtbench_workload(path: str | Path, max_tokens: int) -> list[GenRequest]:
+    """MT-Bench ``question.jsonl`` (question_id, category, turns): the first turn of each question."""
+    out = []
+    for lineno, obj in _jsonl(path):
+        turns = obj.get("turns")
+        if not (isinstance(turns, list) and turns and isinstance(turns[0], str)):
+            raise ConfigError(f"{path}:{lineno}: MT-Bench question needs 'turns', a list of strings")
+        out.append(GenRequest(turns[0], max_tokens))
+    return _nonempty(out, path)
+
+
+def sharegpt_workload(path: str | Path, max_tokens: int | None = None) -> list[GenRequest]:
+    """ShareGPT JSON: the first human turn of each conversation that has a human turn followed by a reply."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read ShareGPT file {path}: {exc}") from None
+    if not isinstance(data, list):
+        raise ConfigError(f"{path}: ShareGPT file must hold a JSON list of conversations")
+    out = []
+    for conv in data:
+        turns = conv.get("conversations") if isinstance(conv, dict) else None
+        if not isinstance(turns, list) or len(turns) < 2:
+            continue
+        first, reply = turns[0], turns[1]
+        if first.get("from") != "human" or not first.get("value"):
+            continue
+        budget = max_tokens if max_tokens is not None else len(str(reply.get("value", "")).split())
+        if budget >= 1:
+            out.append(GenRequest(first["value"], budget))
+    return _nonempty(out, path)
+
+
+def apply_template(requests: Sequence[GenRequest], template: str) -> list[GenRequest]:
+    """Put each prompt into ``template`` at ``{prompt}`` (other braces are left alone)."""
+    if PROMPT_PLACEHOLDER not in template:
+        raise ConfigError(f"prompt template must contain {PROMPT_PLACEHOLDER}, got {template!r}")
+    return [GenRequest(template.replace(PROMPT_PLACEHOLDER, r.prompt), r.max_tokens) for r in requests]
+
+
+def take(requests: Sequence[GenRequest], n: int, shuffle: bool = False, seed: int = 0) -> list[GenRequest]:
+    """``n`` requests: in file order (or a seeded shuffle), cycling when the dataset is shorter than ``n``."""
+    order = list(requests)
+    if shuffle:
+        random.Random(seed).shuffle(order)
+    return [order[i % len(order)] for i in range(n)]
+
+
+def _jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read workload file {path}: {exc}") from None
+    out = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            raise ConfigError(f"{path}:{lineno}: not valid JSON ({exc})") from None
+        if not isinstance(obj, dict):
+            raise ConfigError(f"{path}:{lineno}: each line must be a JSON object")
+        out.append((lineno, obj))
+    return out
+
+
+def _nonempty(requests: list[GenRequest], path: str | Path) -> list[GenRequest]:
+    if not requests:
+        raise ConfigError(f"{path}: no usable prompts in this file")
+    return requests

@@ -1,0 +1,156 @@
+"""Read run directories and sweep directories (as `fastmeter bench` writes them) into one structure.
+
+Every problem with the input (a path that is not a run directory, a missing or corrupt file) becomes one
+FastmeterError naming the path and what to pass instead.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fastmeter.errors import FastmeterError
+from fastmeter.io import Trace, read_trace
+
+_WHAT_TO_PASS = "pass a run directory or a sweep directory written by `fastmeter bench -o DIR`"
+
+
+@dataclass
+class Run:
+    """One run directory: run.json, the power trace and the per-request table."""
+
+    path: Path
+    label: str
+    meta: dict[str, Any]  # run.json
+    trace: Trace  # samples.arrow
+    requests: pa.Table  # requests.arrow
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.meta.get("summary") or {}
+
+    def measured_requests(self) -> pa.Table:
+        """Requests outside warm-up (the ones the summary and per-request energy cover)."""
+        return self.requests.filter(pc.invert(pc.fill_null(self.requests.column("warmup"), False)))
+
+
+@dataclass
+class Sweep:
+    """A sweep directory: its points in sweep.json's order, the best point's label and the SLOs."""
+
+    path: Path
+    label: str
+    points: list[Run]
+    best: str | None  # label of the best point, as a run label
+    slo: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    runs: list[Run]  # every run, sweep points included, in the order given
+    sweeps: list[Sweep]  # sweep directories; loose runs (two or more) are compared as one unnamed group
+    loose: list[Run]  # runs given directly, not as part of a sweep directory
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as e:
+        raise FastmeterError(f"cannot read {path}: {e.strerror}; {_WHAT_TO_PASS}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FastmeterError(f"{path} is corrupt (not valid JSON: {e}); re-run the benchmark that wrote it") from None
+    if not isinstance(data, dict):
+        raise FastmeterError(f"{path} is corrupt (expected a JSON object); re-run the benchmark that wrote it")
+    return data
+
+
+def _read_arrow(path: Path) -> pa.Table:
+    if not path.is_file():
+        raise FastmeterError(f"{path} is missing: the run directory is incomplete; {_WHAT_TO_PASS}")
+    try:
+        with pa.OSFile(str(path)) as f:
+            return pa.ipc.open_file(f).read_all()
+    except (pa.ArrowInvalid, OSError) as e:
+        raise FastmeterError(f"{path} is corrupt (not an Arrow IPC file: {e}); re-run the benchmark") from None
+
+
+_REQUEST_COLUMNS = ("warmup", "send_ns", "end_ns", "completion_tokens", "energy_j", "prefill_energy_j",
+                    "decode_energy_j")
+
+
+def load_run(path: Path, label: str) -> Run:
+    meta = _read_json(path / "run.json")
+    if "summary" not in meta or "format_version" not in meta:
+        raise FastmeterError(f"{path / 'run.json'} is not a fastmeter run.json (no summary); {_WHAT_TO_PASS}")
+    samples = path / "samples.arrow"
+    if not samples.is_file():
+        raise FastmeterError(f"{samples} is missing: the run directory is incomplete; {_WHAT_TO_PASS}")
+    trace = read_trace(samples)
+    requests = _read_arrow(path / "requests.arrow")
+    missing = [c for c in _REQUEST_COLUMNS if c not in requests.column_names]
+    if missing:
+        raise FastmeterError(f"{path / 'requests.arrow'} lacks columns {missing}; re-run the benchmark")
+    return Run(path, label, meta, trace, requests)
+
+
+def load_sweep(path: Path, label: str) -> Sweep:
+    sweep = _read_json(path / "sweep.json")
+    points_meta = sweep.get("points")
+    if not isinstance(points_meta, list) or not all(isinstance(p, dict) and "point" in p for p in points_meta):
+        raise FastmeterError(f"{path / 'sweep.json'} is corrupt (no list of points); re-run the sweep")
+    points = [load_run(path / str(p["point"]), f"{label}/{p['point']}") for p in points_meta]
+    best = f"{label}/{sweep['best']}" if sweep.get("best") else None
+    return Sweep(path, label, points, best, dict(sweep.get("slo") or {}))
+
+
+def _labels(paths: list[Path]) -> list[str]:
+    """Directory names, or longer path tails where names repeat, so every label is unique."""
+    for depth in range(1, 64):
+        labels = ["/".join(p.resolve().parts[-depth:]) for p in paths]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [str(p) for p in paths]
+
+
+def load_report(paths: list[str | Path]) -> Report:
+    """Runs and sweeps from the given directories, in order."""
+    if not paths:
+        raise FastmeterError(f"no run directories given; {_WHAT_TO_PASS}")
+    dirs = [Path(p) for p in paths]
+    runs: list[Run] = []
+    sweeps: list[Sweep] = []
+    loose: list[Run] = []
+    for path, label in zip(dirs, _labels(dirs)):
+        if not path.is_dir():
+            raise FastmeterError(f"{path} is not a directory; {_WHAT_TO_PASS}")
+        if (path / "sweep.json").is_file():
+            sweep = load_sweep(path, label)
+            sweeps.append(sweep)
+            runs.extend(sweep.points)
+        elif (path / "run.json").is_file():
+            run = load_run(path, label)
+            loose.append(run)
+            runs.append(run)
+        else:
+            raise FastmeterError(f"{path} is not a run directory (no run.json or sweep.json in it); {_WHAT_TO_PASS}")
+    return Report(runs, sweeps, loose)
+
+
+def in_flight(requests: pa.Table, end_default_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """(t_ns, number of requests in flight from that instant on), a step function from send_ns/end_ns; a request
+    with no end (cancelled by an interrupt) counts as in flight until `end_default_ns`."""
+    sent = requests.filter(pc.is_valid(requests.column("send_ns")))
+    send = sent.column("send_ns").to_numpy()
+    end = pc.fill_null(sent.column("end_ns"), end_default_ns).to_numpy()  # ints stay exact: no float round trip
+    t = np.concatenate([send, end]).astype(np.int64)
+    step = np.concatenate([np.ones(len(send), np.int64), -np.ones(len(end), np.int64)])
+    order = np.lexsort((step, t))  # at equal instants apply ends first: a request never overlaps its successor
+    t, count = t[order], np.cumsum(step[order])
+    keep = np.append(t[1:] != t[:-1], True)  # one value per instant: the count after all its events
+    return t[keep], count[keep]

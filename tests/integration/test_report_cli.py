@@ -1,0 +1,112 @@
+"""`fastmeter report` end to end on recorded runs: text summary, PNG figures, the HTML page's content, and the
+exit code and one-line message for bad input."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fastmeter.cli import main
+from fastmeter.report import load_report
+from fastmeter.report.load import in_flight
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    r = CliRunner().invoke(main, ["report", *args])
+    return r.exit_code, r.stdout, r.stderr
+
+
+@pytest.fixture(scope="module")
+def rendered(report_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """One report over every recorded run: (HTML page, PNG folder)."""
+    out = tmp_path_factory.mktemp("report_out")
+    code, _, err = _run(*(str(report_runs[k]) for k in ("low", "high", "sweep")), "--html", str(out / "r.html"),
+                        "--png", str(out / "png"))
+    assert code == 0, err
+    return out / "r.html", out / "png"
+
+
+EXPECTED_PNGS = {"runs", "sweep-sweep", "low-power", "low-requests", "high-power", "high-requests",
+                 "sweep_concurrency-1-power", "sweep_concurrency-1-requests", "sweep_concurrency-4-power",
+                 "sweep_concurrency-4-requests"}
+
+
+def _decode_png(data: bytes) -> np.ndarray:
+    from io import BytesIO
+
+    from matplotlib.image import imread
+
+    return imread(BytesIO(data), format="png")
+
+
+def test_png_figures_are_written_and_not_blank(rendered: tuple[Path, Path]) -> None:
+    _, png_dir = rendered
+    assert {p.stem for p in png_dir.glob("*.png")} == EXPECTED_PNGS
+    for p in png_dir.glob("*.png"):
+        pixels = _decode_png(p.read_bytes())
+        assert pixels.shape[0] > 200 and pixels.shape[1] > 600
+        assert pixels[..., :3].std() > 0.05, f"{p.name} is blank"
+
+
+def test_html_is_self_contained_and_holds_every_figure(rendered: tuple[Path, Path]) -> None:
+    html = rendered[0].read_text()
+    # Nothing fetched: every src/href is inline data, and no stylesheet, font or script is linked.
+    refs = re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', html)
+    assert refs and all(r.startswith("data:image/png;base64,") for r in refs)
+    assert not re.search(r"<link|@import|url\(|https?://", html)
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(images) == len(EXPECTED_PNGS)
+    for b64 in images:
+        assert _decode_png(base64.b64decode(b64))[..., :3].std() > 0.05
+
+
+def test_html_tables_hold_the_runs_figures(report_runs: dict[str, Path], rendered: tuple[Path, Path]) -> None:
+    html = rendered[0].read_text()
+    report = load_report([report_runs[k] for k in ("low", "high", "sweep")])
+    for run in report.runs:
+        s = run.summary
+        assert f"<td>{run.label}</td><td>{s['energy_per_output_token_j']:.4g}</td>" in html
+    best = report.sweeps[0].best
+    assert f'<tr class="best"><td>{best}</td>' in html
+    assert "best point <b>" + best + "</b>" in html
+    for text in ("Controlled (should match between runs)", "gpu.devices[0].power_limit_w", "Sampler quality",
+                 "jitter p99 µs", "counter update period"):
+        assert text in html
+
+
+def test_in_flight_reaches_the_configured_concurrency(report_runs: dict[str, Path]) -> None:
+    """The overlay's ground truth: a closed loop of concurrency c with 8 equal requests keeps c in flight."""
+    report = load_report([report_runs["low"], report_runs["sweep"]])
+    for run, c in zip(report.runs, (2, 1, 4)):
+        _, n = in_flight(run.measured_requests(), run.meta["span_ns"][1])
+        assert n.max() == c and n[-1] == 0
+
+
+def test_text_summary_without_output_options(report_runs: dict[str, Path]) -> None:
+    code, out, _ = _run(str(report_runs["low"]), str(report_runs["sweep"]))
+    assert code == 0
+    low = json.loads((report_runs["low"] / "run.json").read_text())["summary"]
+    row = next(line for line in out.splitlines() if line.startswith("low "))
+    assert f"{low['energy_per_output_token_j']:.4g}" in row.split()
+    assert "sweep sweep: SLO TTFT p99 <= 5000 ms; best point sweep/concurrency-" in out
+
+
+@pytest.mark.parametrize(
+    ("run_json", "message"),
+    [(None, "is not a run directory (no run.json or sweep.json in it)"), ("{", "run.json is corrupt (not valid JSON")],
+)
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, run_json: str | None, message: str) -> None:
+    d = tmp_path / "run"
+    d.mkdir()
+    if run_json is not None:
+        (d / "run.json").write_text(run_json)
+    code, out, err = _run(str(d), "--html", str(tmp_path / "r.html"))
+    assert code == 2 and out == ""
+    assert err.startswith("Error: ") and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r.html").exists()
