@@ -22,8 +22,13 @@ import numpy as np
 
 def _percentiles_us(samples_ns: list[int]) -> dict[str, float]:
     a = np.asarray(samples_ns, np.float64) * 1e-3
-    return {"p50_us": float(np.percentile(a, 50)), "p99_us": float(np.percentile(a, 99)),
-            "mean_us": float(a.mean()), "max_us": float(a.max()), "n": int(a.size)}
+    return {
+        "p50_us": float(np.percentile(a, 50)),
+        "p99_us": float(np.percentile(a, 99)),
+        "mean_us": float(a.mean()),
+        "max_us": float(a.max()),
+        "n": int(a.size),
+    }
 
 
 def latency(out: Path, calls: int) -> dict[str, Any]:
@@ -75,16 +80,38 @@ def rate(out: Path, seconds: float) -> dict[str, Any]:
             with fastmeter.Meter(("nvml",), period_us) as m:
                 time.sleep(seconds)
         except FastmeterError as e:
-            rows.append({"period_us": period_us, "nominal_hz": 1e6 / period_us, "rate_hz": 0.0,
-                         "jitter_p99_us": float("nan"), "missed": None, "polls": 0, "dropped": 0, "errors": str(e)})
+            rows.append(
+                {
+                    "period_us": period_us,
+                    "nominal_hz": 1e6 / period_us,
+                    "rate_hz": 0.0,
+                    "jitter_p99_us": float("nan"),
+                    "missed": None,
+                    "polls": 0,
+                    "dropped": 0,
+                    "errors": str(e),
+                }
+            )
             continue
         s = m.stats()
-        rows.append({"period_us": period_us, "nominal_hz": 1e6 / period_us, "rate_hz": s["rate_hz"],
-                     "jitter_p99_us": s["jitter_p99_us"], "missed": s["missed"], "polls": s["polls"],
-                     "dropped": s["dropped"], "errors": s["errors"]})
+        rows.append(
+            {
+                "period_us": period_us,
+                "nominal_hz": 1e6 / period_us,
+                "rate_hz": s["rate_hz"],
+                "jitter_p99_us": s["jitter_p99_us"],
+                "missed": s["missed"],
+                "polls": s["polls"],
+                "dropped": s["dropped"],
+                "errors": s["errors"],
+            }
+        )
     ok = [r for r in rows if r["rate_hz"] >= 0.95 * r["nominal_hz"] and not r["errors"]]
-    result = {"seconds_each": seconds, "rows": rows,
-              "highest_sustained_hz": max((r["rate_hz"] for r in ok), default=None)}
+    result = {
+        "seconds_each": seconds,
+        "rows": rows,
+        "highest_sustained_hz": max((r["rate_hz"] for r in ok), default=None),
+    }
     _write(out / "nvml_rate.json", result)
     return result
 
@@ -140,8 +167,7 @@ def attribution(out: Path, streams: int, seconds: float, calibration: Path | Non
         with m.window("idle") as idle:
             time.sleep(1.0)
         t_start = time.monotonic() + 0.2
-        threads = [threading.Thread(target=_burst_stream, args=(0, plans[i], t_start, logs[i]))
-                   for i in range(streams)]
+        threads = [threading.Thread(target=_burst_stream, args=(0, plans[i], t_start, logs[i])) for i in range(streams)]
         for th in threads:
             th.start()
         for th in threads:
@@ -159,8 +185,12 @@ def attribution(out: Path, streams: int, seconds: float, calibration: Path | Non
         cal = json.loads(calibration.read_text())
         f = cal["gpus"][0]["fields"].get("energy_counter")
         delay_ns = round(f["delay_ms"] * 1e6) if f else 0
-    results: dict[str, Any] = {"streams": streams, "requests": int(start.size),
-                               "idle_power_w": idle.avg_power_w, "counter_delay_ms_used": delay_ns * 1e-6}
+    results: dict[str, Any] = {
+        "streams": streams,
+        "requests": int(start.size),
+        "idle_power_w": idle.avg_power_w,
+        "counter_delay_ms_used": delay_ns * 1e-6,
+    }
     try:
         from fastmeter.attribution import attribute
 
@@ -175,9 +205,14 @@ def attribution(out: Path, streams: int, seconds: float, calibration: Path | Non
         pred = slope * dur_s + intercept
         r2 = 1 - float(np.sum((energy - pred) ** 2) / np.sum((energy - energy.mean()) ** 2))
         span_j = float(np.interp(end.max() + delay_ns, t_ns, e_j) - np.interp(start.min() + delay_ns, t_ns, e_j))
-        results[key] = {"j_per_s_of_burst": float(slope), "intercept_j": float(intercept), "r2_vs_duration": r2,
-                        "attributed_j": float(energy.sum()), "span_energy_j": span_j,
-                        "median_j": float(statistics.median(energy))}
+        results[key] = {
+            "j_per_s_of_burst": float(slope),
+            "intercept_j": float(intercept),
+            "r2_vs_duration": r2,
+            "attributed_j": float(energy.sum()),
+            "span_energy_j": span_j,
+            "median_j": float(statistics.median(energy)),
+        }
     results["method"] = method
     _write(out / "attribution.json", results)
     return results
@@ -196,21 +231,27 @@ def summary(out: Path) -> None:
                 print(f"  {k:<40} p50 {v['p50_us']:8.1f} us  p99 {v['p99_us']:8.1f} us")
     if r := load("nvml_rate.json"):
         for row in r["rows"]:
-            print(f"  nvml source @ {row['period_us']:>5} us: {row['rate_hz']:8.0f} Hz  "
-                  f"p99 jitter {row['jitter_p99_us']:7.1f} us  missed {row['missed']}")
+            print(
+                f"  nvml source @ {row['period_us']:>5} us: {row['rate_hz']:8.0f} Hz  "
+                f"p99 jitter {row['jitter_p99_us']:7.1f} us  missed {row['missed']}"
+            )
         print(f"  highest sustained rate: {r['highest_sustained_hz']} Hz")
     if cal := load("calibration.json"):
         for g in cal["gpus"]:
             for name, f in g["fields"].items():
-                print(f"  gpu{g['index']} {name:<15} update {f['update_period_ms']:7.1f} ms  window "
-                      f"{f['averaging_window_ms']:7.1f} ms  delay {f['delay_ms']:6.1f} ms")
+                print(
+                    f"  gpu{g['index']} {name:<15} update {f['update_period_ms']:7.1f} ms  window "
+                    f"{f['averaging_window_ms']:7.1f} ms  delay {f['delay_ms']:6.1f} ms"
+                )
             print(f"  gpu{g['index']} instant power vs counter: {g['counter_vs_power_pct']} %")
     if a := load("attribution.json"):
         for key in ("raw", "delay"):
             x = a[key]
-            print(f"  attribution[{key}] {a['requests']} req on {a['streams']} streams: "
-                  f"{x['j_per_s_of_burst']:.1f} J/s, R2 {x['r2_vs_duration']:.3f}, "
-                  f"attributed {x['attributed_j']:.0f} of {x['span_energy_j']:.0f} J")
+            print(
+                f"  attribution[{key}] {a['requests']} req on {a['streams']} streams: "
+                f"{x['j_per_s_of_burst']:.1f} J/s, R2 {x['r2_vs_duration']:.3f}, "
+                f"attributed {x['attributed_j']:.0f} of {x['span_energy_j']:.0f} J"
+            )
     if st := load("stages.json"):
         print("  stages: " + ", ".join(f"{k}={v}" for k, v in st.items()))
 

@@ -19,10 +19,8 @@ print(n.value)
 
 def real_gpu_count() -> int:
     """GPUs the real driver reports, asked in a clean subprocess so no NVML emulator can answer."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("FASTMETER_NVML_LIBRARY", "FAKE_NVML_CONFIG", "LD_PRELOAD")}
-    r = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, env=env, timeout=60,
-                       check=False)
+    env = {k: v for k, v in os.environ.items() if k not in ("FASTMETER_NVML_LIBRARY", "FAKE_NVML_CONFIG", "LD_PRELOAD")}
+    r = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, env=env, timeout=60, check=False)
     return int(r.stdout) if r.returncode == 0 and r.stdout.strip().isdigit() else 0
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import math
 import time
 
-import fastmeter
 import pytest
+
+import fastmeter
 from fastmeter import _core
 from fastmeter.calibrate import run_calibration
 from fastmeter.calibrate.poll import NvmlFields

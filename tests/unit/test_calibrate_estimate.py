@@ -6,20 +6,21 @@ import math
 
 import numpy as np
 import pytest
-from fastmeter.calibrate.estimate import calibrate_gpu, counter_vs_power_pct, find_updates
-from fastmeter.calibrate.schedule import Schedule, jittered_square, schedule_from_durations, square_schedule
-from fastmeter.errors import CalibrationError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fastmeter.calibrate.estimate import calibrate_gpu, counter_vs_power_pct, find_updates
+from fastmeter.calibrate.schedule import Schedule, jittered_square, schedule_from_durations, square_schedule
+from fastmeter.errors import CalibrationError
 from tests.calibration_helpers import HIGH_W, LOW_W, jittered_load
 from tests.emulators.nvml import GpuSpec
 
 T0_NS = 10**12
 
 
-def model_stream(gpu: GpuSpec, start_ns: int, duration_s: float, poll_us: float, seed: int = 1,
-                 stall_ms: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def model_stream(
+    gpu: GpuSpec, start_ns: int, duration_s: float, poll_us: float, seed: int = 1, stall_ms: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """What a poller sees: irregular polls (+-50% around poll_us), integer mJ and floored mW like NVML; with
     stall_ms, about one poll in 150 comes up to stall_ms late (a descheduled poller)."""
     rng = np.random.default_rng(seed)
@@ -44,17 +45,33 @@ CONFIGS = [
 
 @pytest.mark.parametrize("stall_ms", [0.0, 40.0])
 @pytest.mark.parametrize(("counter_ms", "power_ms", "window_ms", "average_ms", "delay_ms", "cdelay_ms"), CONFIGS)
-def test_recovers_configured_period_window_and_delay(counter_ms: float, power_ms: float, window_ms: float,
-                                                     average_ms: float, delay_ms: float, cdelay_ms: float,
-                                                     stall_ms: float) -> None:
+def test_recovers_configured_period_window_and_delay(
+    counter_ms: float,
+    power_ms: float,
+    window_ms: float,
+    average_ms: float,
+    delay_ms: float,
+    cdelay_ms: float,
+    stall_ms: float,
+) -> None:
     wave, sched = jittered_load(T0_NS, 370.0, 7.0)
-    gpu = GpuSpec(waveform=wave, t0_ns=T0_NS, counter_refresh_ms=counter_ms, power_refresh_ms=power_ms,
-                  power_window_ms=window_ms, average_window_ms=average_ms, power_delay_ms=delay_ms,
-                  counter_delay_ms=cdelay_ms)
+    gpu = GpuSpec(
+        waveform=wave,
+        t0_ns=T0_NS,
+        counter_refresh_ms=counter_ms,
+        power_refresh_ms=power_ms,
+        power_window_ms=window_ms,
+        average_window_ms=average_ms,
+        power_delay_ms=delay_ms,
+        counter_delay_ms=cdelay_ms,
+    )
     result = calibrate_gpu(*model_stream(gpu, T0_NS + 10**9, 5.0, 700.0, stall_ms=stall_ms), sched)
     f = result["fields"]
-    truth = {"energy_counter": (counter_ms, counter_ms, cdelay_ms), "instant_power": (power_ms, window_ms, delay_ms),
-             "average_power": (power_ms, average_ms, delay_ms)}
+    truth = {
+        "energy_counter": (counter_ms, counter_ms, cdelay_ms),
+        "instant_power": (power_ms, window_ms, delay_ms),
+        "average_power": (power_ms, average_ms, delay_ms),
+    }
     for name, (period, window, delay) in truth.items():
         assert f[name]["update_resolved"]
         assert f[name]["update_period_ms"] == pytest.approx(period, abs=0.05)
@@ -87,7 +104,9 @@ def test_part_time_power_disagrees_with_the_counter_as_the_model_says() -> None:
     t, c, i, _ = model_stream(gpu, T0_NS + 10**9, 3.0, 500.0)
     ch = np.nonzero(np.diff(c))[0] + 1
     i0, i1 = ch[0], ch[-1]
-    expected = 100 * (np.sum(i[i0:i1] * np.diff(t[i0:i1 + 1])) * 1e-9 - (c[i1] - c[i0]) * 1e-3) / ((c[i1] - c[i0]) * 1e-3)
+    expected = (
+        100 * (np.sum(i[i0:i1] * np.diff(t[i0 : i1 + 1])) * 1e-9 - (c[i1] - c[i0]) * 1e-3) / ((c[i1] - c[i0]) * 1e-3)
+    )
     assert counter_vs_power_pct(t, c, i) == pytest.approx(expected, rel=1e-12)
     assert abs(expected) > 0.5  # the part-time view really is off here
 

@@ -24,9 +24,16 @@ from fastmeter.calibrate.schedule import jittered_square
 LEAD_S = 1.5  # idle polling before the load starts: the 1 s average field needs an idle past to compare with
 
 
-def run_calibration(gpus: list[int] | None = None, *, period_ms: float = 400.0, duty: float = 0.5,
-                    duration_s: float = 10.0, poll_us: int = 500, load: str = "auto", seed: int = 0
-                    ) -> dict[str, Any]:
+def run_calibration(
+    gpus: list[int] | None = None,
+    *,
+    period_ms: float = 400.0,
+    duty: float = 0.5,
+    duration_s: float = 10.0,
+    poll_us: int = 500,
+    load: str = "auto",
+    seed: int = 0,
+) -> dict[str, Any]:
     """Runs the load and the poller together; returns a result in the SCHEMA format."""
     kind = resolve_kind(load)
     with NvmlFields() as nvml:
@@ -44,20 +51,38 @@ def run_calibration(gpus: list[int] | None = None, *, period_ms: float = 400.0, 
     gpus_out = []
     for i, g in enumerate(indices):
         s = streams[g]
-        sched = (threads[i].schedule() if threads
-                 else emulator_schedule(g, int(s.t_ns[0]) - 2 * 10**9, int(s.t_ns[-1])))
+        sched = threads[i].schedule() if threads else emulator_schedule(g, int(s.t_ns[0]) - 2 * 10**9, int(s.t_ns[-1]))
         est = calibrate_gpu(s.t_ns, s.counter_mj, s.instant_w, s.average_w, sched)
-        gpus_out.append({"index": g, **identity[g], "n_polls": int(s.t_ns.size),
-                         "poll_interval_us": float(np.median(np.diff(s.t_ns))) * 1e-3, **est})
+        gpus_out.append(
+            {
+                "index": g,
+                **identity[g],
+                "n_polls": int(s.t_ns.size),
+                "poll_interval_us": float(np.median(np.diff(s.t_ns))) * 1e-3,
+                **est,
+            }
+        )
     return {
         "schema": SCHEMA,
         "created_unix_s": time.time(),
         "fastmeter_version": fastmeter.__version__,
-        "load": {"kind": kind, "period_ms": period_ms, "duty": duty, "duration_s": duration_s,
-                 "poll_us": poll_us, "seed": seed},
+        "load": {
+            "kind": kind,
+            "period_ms": period_ms,
+            "duty": duty,
+            "duration_s": duration_s,
+            "poll_us": poll_us,
+            "seed": seed,
+        },
         "gpus": gpus_out,
     }
 
 
-__all__ = ["SCHEMA", "default_calibration_path", "field_delay_ns", "load_calibration", "run_calibration",
-           "save_calibration"]
+__all__ = [
+    "SCHEMA",
+    "default_calibration_path",
+    "field_delay_ns",
+    "load_calibration",
+    "run_calibration",
+    "save_calibration",
+]

@@ -43,7 +43,8 @@ def find_updates(t_ns: np.ndarray, values: np.ndarray) -> Updates:
     ch = np.nonzero(v[1:] != v[:-1])[0] + 1
     if ch.size < MIN_UPDATES:
         raise CalibrationError(
-            f"the field changed only {ch.size} times; run longer (--duration-s) or check that the load runs")
+            f"the field changed only {ch.size} times; run longer (--duration-s) or check that the load runs"
+        )
     gap = float(np.median(np.diff(t)))
     d_all = np.diff((t[ch - 1] + t[ch]) / 2)
     p0 = float(np.median(d_all[d_all <= 1.5 * np.quantile(d_all, 0.05)]))
@@ -59,8 +60,9 @@ def find_updates(t_ns: np.ndarray, values: np.ndarray) -> Updates:
     return Updates(gap, float(t[0]), int(ch.size), False)
 
 
-def per_update_readings(t_ns: np.ndarray, values: np.ndarray, up: Updates, max_points: int = 1000
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def per_update_readings(
+    t_ns: np.ndarray, values: np.ndarray, up: Updates, max_points: int = 1000
+) -> tuple[np.ndarray, np.ndarray]:
     """(publish instants, values): one poll per update, the one nearest the middle of its interval, so it holds
     the value published at r_k; for an unresolved field, the polls themselves (thinned to max_points)."""
     ok = np.isfinite(values)
@@ -86,16 +88,20 @@ class Fit:
     rms_residual_w: float
 
 
-def _sse_grid(r_ns: np.ndarray, y: np.ndarray, sched: Schedule, windows_ms: np.ndarray, delay_ms: float
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _sse_grid(
+    r_ns: np.ndarray, y: np.ndarray, sched: Schedule, windows_ms: np.ndarray, delay_ms: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For one delay and many windows: residual sum of squares of y ~ low + (high - low) * m, with the levels
     solved by least squares per window (closed form), plus the fitted slope and intercept."""
     a = r_ns - delay_ms * 1e6
     fa = sched.on_time_s(a)
     w = windows_ms[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
-        m = np.where(w > 0, (fa[None, :] - sched.on_time_s(a[None, :] - w * 1e6)) / (w * 1e-3),
-                     sched.is_on(a)[None, :].astype(np.float64))
+        m = np.where(
+            w > 0,
+            (fa[None, :] - sched.on_time_s(a[None, :] - w * 1e6)) / (w * 1e-3),
+            sched.is_on(a)[None, :].astype(np.float64),
+        )
     mc = m - m.mean(axis=1, keepdims=True)
     yc = y - y.mean()
     sxx = (mc * mc).sum(axis=1)
@@ -108,8 +114,13 @@ def _sse_grid(r_ns: np.ndarray, y: np.ndarray, sched: Schedule, windows_ms: np.n
     return sse, slope, intercept
 
 
-def fit_window_delay(r_ns: np.ndarray, y_w: np.ndarray, sched: Schedule, max_window_ms: float,
-                     delay_range_ms: tuple[float, float] = (-20.0, 250.0)) -> Fit:
+def fit_window_delay(
+    r_ns: np.ndarray,
+    y_w: np.ndarray,
+    sched: Schedule,
+    max_window_ms: float,
+    delay_range_ms: tuple[float, float] = (-20.0, 250.0),
+) -> Fit:
     """Grid search (2 ms, then 0.1 ms around the best) for the window and delay minimizing squared error."""
     r, y = np.asarray(r_ns, np.float64), np.asarray(y_w, np.float64)
     if r.size < MIN_UPDATES:
@@ -147,8 +158,9 @@ class FieldCalibration:
     n_readings: int
 
 
-def calibrate_field(name: str, t_ns: np.ndarray, values: np.ndarray, sched: Schedule,
-                    max_window_ms: float = 1500.0) -> FieldCalibration:
+def calibrate_field(
+    name: str, t_ns: np.ndarray, values: np.ndarray, sched: Schedule, max_window_ms: float = 1500.0
+) -> FieldCalibration:
     """values: watts for the power fields, cumulative millijoules for the energy counter."""
     up = find_updates(t_ns, values)
     r, v = per_update_readings(t_ns, values, up)
@@ -161,8 +173,18 @@ def calibrate_field(name: str, t_ns: np.ndarray, values: np.ndarray, sched: Sche
     else:
         y = v
     fit = fit_window_delay(r, y, sched, max_window_ms)
-    return FieldCalibration(name, FIELD_IDS[name], up.period_ns * 1e-6, up.resolved, fit.window_ms, fit.delay_ms,
-                            fit.low_w, fit.high_w, fit.rms_residual_w, int(r.size))
+    return FieldCalibration(
+        name,
+        FIELD_IDS[name],
+        up.period_ns * 1e-6,
+        up.resolved,
+        fit.window_ms,
+        fit.delay_ms,
+        fit.low_w,
+        fit.high_w,
+        fit.rms_residual_w,
+        int(r.size),
+    )
 
 
 def counter_vs_power_pct(t_ns: np.ndarray, counter_mj: np.ndarray, instant_w: np.ndarray) -> float:
@@ -175,16 +197,18 @@ def counter_vs_power_pct(t_ns: np.ndarray, counter_mj: np.ndarray, instant_w: np
         raise CalibrationError("the energy counter did not advance; run longer (--duration-s)")
     i0, i1 = int(ch[0]), int(ch[-1])
     energy_counter_j = (c[i1] - c[i0]) * 1e-3
-    energy_power_j = float(np.sum(p[i0:i1] * np.diff(t[i0:i1 + 1]))) * 1e-9
+    energy_power_j = float(np.sum(p[i0:i1] * np.diff(t[i0 : i1 + 1]))) * 1e-9
     return 100.0 * (energy_power_j - energy_counter_j) / energy_counter_j
 
 
-def calibrate_gpu(t_ns: np.ndarray, counter_mj: np.ndarray, instant_w: np.ndarray, average_w: np.ndarray,
-                  sched: Schedule) -> dict[str, object]:
+def calibrate_gpu(
+    t_ns: np.ndarray, counter_mj: np.ndarray, instant_w: np.ndarray, average_w: np.ndarray, sched: Schedule
+) -> dict[str, object]:
     """All fields a GPU supports (an all-NaN column is a field it lacks) plus the counter/power agreement."""
     columns = {"energy_counter": counter_mj, "instant_power": instant_w, "average_power": average_w}
-    fields = {name: asdict(calibrate_field(name, t_ns, col, sched))
-              for name, col in columns.items() if np.isfinite(col).any()}
+    fields = {
+        name: asdict(calibrate_field(name, t_ns, col, sched)) for name, col in columns.items() if np.isfinite(col).any()
+    }
     agreement = None
     if "energy_counter" in fields and "instant_power" in fields:
         agreement = counter_vs_power_pct(t_ns, counter_mj, instant_w)

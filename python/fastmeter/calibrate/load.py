@@ -33,15 +33,18 @@ def resolve_kind(kind: str) -> str:
     if kind in ("auto", "cuda") and _cuda_spin() is not None:
         return "cuda"
     if kind == "cuda":
-        raise SourceUnavailableError("this fastmeter build has no CUDA load; rebuild with nvcc on PATH "
-                                     "(-Ccmake.define.FASTMETER_CUDA=ON) or use --load torch")
+        raise SourceUnavailableError(
+            "this fastmeter build has no CUDA load; rebuild with nvcc on PATH "
+            "(-Ccmake.define.FASTMETER_CUDA=ON) or use --load torch"
+        )
     if kind == "none":
         return kind
     try:
         import torch
     except ImportError:
-        raise SourceUnavailableError("no GPU load available: build fastmeter with a CUDA toolkit or install "
-                                     "PyTorch with CUDA (--load torch)") from None
+        raise SourceUnavailableError(
+            "no GPU load available: build fastmeter with a CUDA toolkit or install PyTorch with CUDA (--load torch)"
+        ) from None
     if not torch.cuda.is_available():
         raise SourceUnavailableError("PyTorch cannot see a CUDA GPU; check the driver and CUDA_VISIBLE_DEVICES")
     return "torch"
@@ -134,4 +137,3 @@ def emulator_schedule(gpu: int, start_ns: int, end_ns: int) -> Schedule:
     on = t0_ns + np.rint(t_s[starts] * 1e9).astype(np.int64)
     off = np.array([t0_ns + round(t_s[j] * 1e9) if j < len(w) else end_ns for j in ends], np.int64)
     return Schedule(on, off)
-

@@ -11,7 +11,6 @@ import ctypes
 import os
 import time
 from dataclasses import dataclass
-from typing import Self
 
 import numpy as np
 
@@ -23,15 +22,27 @@ _VALUE_GETTERS = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5
 
 
 class _Value(ctypes.Union):
-    _fields_ = [("dVal", ctypes.c_double), ("uiVal", ctypes.c_uint), ("ulVal", ctypes.c_ulong),
-                ("ullVal", ctypes.c_ulonglong), ("sllVal", ctypes.c_longlong), ("siVal", ctypes.c_int),
-                ("usVal", ctypes.c_ushort)]
+    _fields_ = [
+        ("dVal", ctypes.c_double),
+        ("uiVal", ctypes.c_uint),
+        ("ulVal", ctypes.c_ulong),
+        ("ullVal", ctypes.c_ulonglong),
+        ("sllVal", ctypes.c_longlong),
+        ("siVal", ctypes.c_int),
+        ("usVal", ctypes.c_ushort),
+    ]
 
 
 class _FieldValue(ctypes.Structure):
-    _fields_ = [("fieldId", ctypes.c_uint), ("scopeId", ctypes.c_uint), ("timestamp", ctypes.c_longlong),
-                ("latencyUsec", ctypes.c_longlong), ("valueType", ctypes.c_int), ("nvmlReturn", ctypes.c_int),
-                ("value", _Value)]
+    _fields_ = [
+        ("fieldId", ctypes.c_uint),
+        ("scopeId", ctypes.c_uint),
+        ("timestamp", ctypes.c_longlong),
+        ("latencyUsec", ctypes.c_longlong),
+        ("valueType", ctypes.c_int),
+        ("nvmlReturn", ctypes.c_int),
+        ("value", _Value),
+    ]
 
 
 @dataclass
@@ -56,7 +67,7 @@ class NvmlFields:
             raise SourceUnavailableError(f"cannot load NVML ({path}): {e}; install the NVIDIA driver") from None
         self._handles: dict[int, ctypes.c_void_p] = {}
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> NvmlFields:
         rc = self._lib.nvmlInit_v2()
         if rc != 0:
             raise SourceUnavailableError(f"nvmlInit failed with NVML return code {rc}; is the driver loaded?")

@@ -54,8 +54,9 @@ def square_schedule(t0_ns: int, period_s: float, duty: float, start_ns: int, end
     return Schedule(on, on + round(duty * period_s * 1e9))
 
 
-def jittered_square(period_ms: float, duty: float, duration_s: float, seed: int = 0, jitter: float = 0.5
-                    ) -> list[tuple[float, float]]:
+def jittered_square(
+    period_ms: float, duty: float, duration_s: float, seed: int = 0, jitter: float = 0.5
+) -> list[tuple[float, float]]:
     """[(on_s, off_s) durations] covering duration_s: each drawn uniformly within +-jitter of its nominal."""
     if not (period_ms > 0 and 0 < duty < 1 and duration_s > 0 and 0 <= jitter < 1):
         raise CalibrationError("a square load needs period_ms > 0, 0 < duty < 1 and duration_s > 0")
