@@ -137,16 +137,29 @@ def _burst_stream(gpu: int, plan: list[tuple[float, float]], t_start: float, log
             t = time.monotonic()
 
 
-def _time_share(t_ns: np.ndarray, e_j: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """Fallback when fastmeter.attribution is absent: each elementary interval's energy split equally among the
-    requests active in it (the curve linear between its points)."""
-    cuts = np.unique(np.concatenate([start, end]))
-    e_cut = np.interp(cuts.astype(np.float64), t_ns.astype(np.float64), e_j)
-    out = np.zeros(start.size)
-    for i in range(cuts.size - 1):
-        active = (start <= cuts[i]) & (end >= cuts[i + 1])
-        if active.any():
-            out[active] += (e_cut[i + 1] - e_cut[i]) / active.sum()
+def attribute_bursts(samples: Any, start: np.ndarray, end: np.ndarray, delay_ns: int) -> dict[str, Any]:
+    """Time-share attribution of the Meter's curve to bursts, as read ("raw") and shifted by the counter's
+    measured delay ("delay": work in [s, e] shows in the curve over [s + delay, e + delay]); a linear fit of
+    energy against burst length says how well per-request energy tracks the work."""
+    from fastmeter.attribution import attribute, total_curve
+
+    t_ns, e_j = total_curve(samples)
+    out: dict[str, Any] = {"requests": int(start.size), "method": "fastmeter.attribution time-share"}
+    dur_s = (end - start) * 1e-9
+    for key, d in (("raw", 0), ("delay", delay_ns)):
+        energy = attribute(t_ns, e_j, start + d, end + d).energy_j
+        slope, intercept = np.polyfit(dur_s, energy, 1)
+        pred = slope * dur_s + intercept
+        r2 = 1 - float(np.sum((energy - pred) ** 2) / np.sum((energy - energy.mean()) ** 2))
+        span_j = float(np.interp(end.max() + d, t_ns, e_j) - np.interp(start.min() + d, t_ns, e_j))
+        out[key] = {
+            "j_per_s_of_burst": float(slope),
+            "intercept_j": float(intercept),
+            "r2_vs_duration": r2,
+            "attributed_j": float(energy.sum()),
+            "span_energy_j": span_j,
+            "median_j": float(statistics.median(energy)),
+        }
     return out
 
 
@@ -173,11 +186,6 @@ def attribution(out: Path, streams: int, seconds: float, calibration: Path | Non
         for th in threads:
             th.join()
         time.sleep(0.5)  # the counter publishes the end of the last burst
-    table = m.samples()
-    t_all = table.column("t_ns").to_numpy()
-    order = np.argsort(t_all, kind="stable")
-    t_ns = t_all[order]
-    e_j = table.column("energy_j").to_numpy()[order]  # one GPU, one in-total channel assumed below
     start = np.array([s for log in logs for s, _ in log], np.int64)
     end = np.array([e for log in logs for _, e in log], np.int64)
     delay_ns = 0
@@ -187,33 +195,10 @@ def attribution(out: Path, streams: int, seconds: float, calibration: Path | Non
         delay_ns = round(f["delay_ms"] * 1e6) if f else 0
     results: dict[str, Any] = {
         "streams": streams,
-        "requests": int(start.size),
         "idle_power_w": idle.avg_power_w,
         "counter_delay_ms_used": delay_ns * 1e-6,
+        **attribute_bursts(m.samples(), start, end, delay_ns),
     }
-    try:
-        from fastmeter.attribution import attribute
-
-        method = "fastmeter.attribution (time-share)"
-        per = {k: attribute(t_ns, e_j, start + d, end + d).energy_j for k, d in (("raw", 0), ("delay", delay_ns))}
-    except ImportError:
-        method = "fallback time-share over Meter samples"
-        per = {k: _time_share(t_ns, e_j, start + d, end + d) for k, d in (("raw", 0), ("delay", delay_ns))}
-    dur_s = (end - start) * 1e-9
-    for key, energy in per.items():
-        slope, intercept = np.polyfit(dur_s, energy, 1)
-        pred = slope * dur_s + intercept
-        r2 = 1 - float(np.sum((energy - pred) ** 2) / np.sum((energy - energy.mean()) ** 2))
-        span_j = float(np.interp(end.max() + delay_ns, t_ns, e_j) - np.interp(start.min() + delay_ns, t_ns, e_j))
-        results[key] = {
-            "j_per_s_of_burst": float(slope),
-            "intercept_j": float(intercept),
-            "r2_vs_duration": r2,
-            "attributed_j": float(energy.sum()),
-            "span_energy_j": span_j,
-            "median_j": float(statistics.median(energy)),
-        }
-    results["method"] = method
     _write(out / "attribution.json", results)
     return results
 
