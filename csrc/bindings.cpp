@@ -10,6 +10,13 @@
 #include "fastmeter/integrate.h"
 #include "fastmeter/meter.h"
 #include "fastmeter/sources/source.h"
+// --- calibrate: optional CUDA load (owner: calibrate) ---
+#ifdef FASTMETER_HAVE_CUDA
+#include <stdexcept>
+
+#include "fastmeter/calibrate/spin.h"
+#endif
+// --- end calibrate ---
 
 namespace py = pybind11;
 using namespace fastmeter;
@@ -194,6 +201,21 @@ PYBIND11_MODULE(_core, m) {
   m.def("probe", &probe, py::arg("name"), py::arg("options") = SourceOptions{},
         "Open a source, read every channel once, close it. Returns {t_ns, channels, readings}.");
   m.def("counter_delta", &counter_delta, py::arg("prev"), py::arg("cur"), py::arg("range"));
+  // --- calibrate: optional CUDA load (owner: calibrate) ---
+#ifdef FASTMETER_HAVE_CUDA
+  m.def(
+      "calibrate_spin_ns",
+      [](int device, std::int64_t duration_ns) {
+        std::string err;
+        {
+          py::gil_scoped_release release;
+          err = calibrate::spin_ns(device, duration_ns);
+        }
+        if (!err.empty()) throw std::runtime_error("CUDA calibration load: " + err);
+      },
+      py::arg("device"), py::arg("duration_ns"), "Busy every SM of one GPU for duration_ns (calibration load).");
+#endif
+  // --- end calibrate ---
 
   // --- attribution (per-request energy; owner: attribution) ---
   using I64 = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;

@@ -21,3 +21,7 @@ class MeterStateError(FastmeterError, RuntimeError):
 
 class SpanError(FastmeterError, ValueError):
     """A time range lies outside what the meter recorded."""
+
+
+class CalibrationError(FastmeterError):
+    """Sensor calibration could not estimate what it was asked to (too few updates, no visible load)."""

@@ -115,14 +115,15 @@ static void spend_latency(nvmlDevice_t d, int64_t start_ns) {
 }
 
 static unsigned long long counter_mj(nvmlDevice_t d, int64_t t_ns) {
-  const double s = fake_refresh_s(d, t_ns, d->counter_refresh_ns);
+  const double s = fake_refresh_s(d, t_ns, d->counter_refresh_ns) - d->counter_delay_s;
   const long long v = d->energy_offset_mj + (long long)floor(fake_energy_j(&d->wave, s) * 1000.0);
   return v < 0 ? 0ULL : (unsigned long long)v;
 }
 
-/* Mean true power over the trailing window ending at the latest power refresh instant (window 0: exact). */
+/* Mean true power over the trailing window ending power_delay before the latest power refresh instant
+ * (window 0: exact). */
 static double mean_power_w(nvmlDevice_t d, int64_t t_ns, double window_s) {
-  const double s = fake_refresh_s(d, t_ns, d->power_refresh_ns);
+  const double s = fake_refresh_s(d, t_ns, d->power_refresh_ns) - d->power_delay_s;
   if (window_s <= 0) return fake_power_w(&d->wave, s);
   return (fake_energy_j(&d->wave, s) - fake_energy_j(&d->wave, s - window_s)) / window_s;
 }

@@ -33,6 +33,7 @@ struct fake_gpu {
   struct wave wave;
   long long energy_offset_mj;
   int64_t counter_refresh_ns, power_refresh_ns;
+  double counter_delay_s, power_delay_s; /* calibrate: a published value describes the past by this much */
   double power_window_s, average_window_s;
   long latency_us;
   long fail_after_calls; /* < 0: never */

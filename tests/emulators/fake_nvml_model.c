@@ -19,6 +19,9 @@
  *   power_refresh_ms <ms>    power values are evaluated at the latest t0 + k*refresh <= now (0 = now)
  *   power_window_ms <ms>     instant power (field 186) = mean true power over this trailing window (0 = exact)
  *   average_window_ms <ms>   field 185 and nvmlDeviceGetPowerUsage: mean over this window (default 1000)
+ *   power_delay_ms <ms>      fields 185/186 and nvmlDeviceGetPowerUsage: the value published at refresh instant r
+ *                            is the mean over [r - delay - window, r - delay] (default 0)
+ *   counter_delay_ms <ms>    the counter published at refresh instant tc holds E(tc - delay) (default 0)
  *   latency_us <us>          every value call busy-waits this long after taking its value
  *   fail_after_calls <N> <code>  after N field/energy/power calls every device call returns <code> (15 = lost)
  *   no_energy_counter        field 83 and nvmlDeviceGetTotalEnergyConsumption: NOT_SUPPORTED
@@ -175,6 +178,8 @@ static int apply(struct fake_system* sys, char* key, char* rest, char** tok, int
   else if (strcmp(key, "power_refresh_ms") == 0 && n == 1) g->power_refresh_ns = ms_to_ns(tok[0]);
   else if (strcmp(key, "power_window_ms") == 0 && n == 1) g->power_window_s = atof(tok[0]) * 1e-3;
   else if (strcmp(key, "average_window_ms") == 0 && n == 1) g->average_window_s = atof(tok[0]) * 1e-3;
+  else if (strcmp(key, "power_delay_ms") == 0 && n == 1) g->power_delay_s = atof(tok[0]) * 1e-3;
+  else if (strcmp(key, "counter_delay_ms") == 0 && n == 1) g->counter_delay_s = atof(tok[0]) * 1e-3;
   else if (strcmp(key, "latency_us") == 0 && n == 1) g->latency_us = atol(tok[0]);
   else if (strcmp(key, "fail_after_calls") == 0 && n == 2) {
     g->fail_after_calls = atol(tok[0]);

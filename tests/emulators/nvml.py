@@ -114,6 +114,8 @@ class GpuSpec:
     power_refresh_ms: float = 0.0
     power_window_ms: float = 0.0
     average_window_ms: float = 1000.0
+    power_delay_ms: float = 0.0  # a published power value describes [r - delay - window, r - delay]
+    counter_delay_ms: float = 0.0  # the counter published at tc holds E(tc - delay)
     latency_us: int = 0
     fail_after_calls: tuple[int, int] | None = None  # (N calls, nvmlReturn code)
     no_energy_counter: bool = False
@@ -152,11 +154,11 @@ class GpuSpec:
 
     def counter_mj(self, t_ns: int) -> int:
         """The emulator's energy counter (field 83, nvmlDeviceGetTotalEnergyConsumption) at t_ns."""
-        e_j = self.waveform.energy_to(self._s(t_ns, self.counter_refresh_ms))
+        e_j = self.waveform.energy_to(self._s(t_ns, self.counter_refresh_ms) - self.counter_delay_ms * 1e-3)
         return max(0, self.energy_offset_mj + math.floor(e_j * 1000.0))
 
     def _mean_power_mw(self, t_ns: int, window_ms: float) -> float:
-        s = self._s(t_ns, self.power_refresh_ms)
+        s = self._s(t_ns, self.power_refresh_ms) - self.power_delay_ms * 1e-3
         window_s = window_ms * 1e-3
         if window_s <= 0:
             return self.waveform.power_at(s) * 1000.0
@@ -185,6 +187,8 @@ class GpuSpec:
             f"power_refresh_ms {self.power_refresh_ms!r}",
             f"power_window_ms {self.power_window_ms!r}",
             f"average_window_ms {self.average_window_ms!r}",
+            f"power_delay_ms {self.power_delay_ms!r}",
+            f"counter_delay_ms {self.counter_delay_ms!r}",
             f"latency_us {self.latency_us}",
             f"field_types {self.field_types[0]} {self.field_types[1]}",
             f"power_limit_w {self.power_limit_w!r}",

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from fastmeter.cli.bench import bench_command
+from fastmeter.cli.calibrate import calibrate_command
 from fastmeter.cli.compare import compare_command
 from fastmeter.cli.env import env_command
 from fastmeter.cli.report import report_command
@@ -45,6 +46,7 @@ def main() -> None:
 
 for command in (
     bench_command,
+    calibrate_command,
     compare_command,
     env_command,
     report_command,

@@ -68,9 +68,15 @@ def _measure_idle(m: fastmeter.Meter, seconds: float, stop: _StopRequested) -> d
 @click.option("--gpu", "gpus", multiple=True, help="GPU index or UUID to read (repeatable; default all).")
 @click.option("--idle-baseline", type=click.FloatRange(min=0), default=0.0,
               help="Seconds of idle measurement before the run; reports net energy above idle.")
+# --- calibration (owner: calibrate) ---
+@click.option("--calibration", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Sensor calibration to record in the metadata [default: ~/.cache/fastmeter/calibration.json "
+                   "when it exists; see `fastmeter calibrate`].")
+# --- end calibration ---
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def trace_command(output: str, duration: float | None, period_us: int, sources: tuple[str, ...],
-                  gpus: tuple[str, ...], idle_baseline: float, command: tuple[str, ...]) -> None:
+                  gpus: tuple[str, ...], idle_baseline: float, calibration: str | None,
+                  command: tuple[str, ...]) -> None:
     """Trace power for a duration, until Ctrl-C, or while COMMAND runs (`fastmeter trace -- python train.py`);
     exits with COMMAND's exit code."""
     from fastmeter.env import collect_fingerprint, noise_warnings
@@ -96,6 +102,7 @@ def trace_command(output: str, duration: float | None, period_us: int, sources: 
             "channels": [asdict(c) for c in m.channels],
             "command": list(command),
             "fastmeter_version": fastmeter.__version__,
+            "calibration": _calibration(calibration),  # calibrate
         })
         written = 0
         try:
@@ -138,6 +145,17 @@ def trace_command(output: str, duration: float | None, period_us: int, sources: 
     if exit_code is not None:
         # A command killed by a signal reports -N; shells report 128 + N.
         sys.exit(exit_code if exit_code >= 0 else 128 - exit_code)
+
+
+# --- calibration (owner: calibrate) ---
+def _calibration(path: str | None) -> dict[str, object] | None:
+    """The given calibration file, else the default one when it exists, else None."""
+    from fastmeter.calibrate.result import default_calibration_path, load_calibration
+
+    if path is None and default_calibration_path().is_file():
+        path = str(default_calibration_path())
+    return None if path is None else load_calibration(path)
+# --- end calibration ---
 
 
 def _spawn(command: tuple[str, ...]) -> subprocess.Popen[bytes]:
