@@ -132,9 +132,15 @@ def main(argv: list[str] | None = None) -> None:
                 traceback.print_exc(limit=3, file=sys.stderr)
         seconds[name] = round(time.perf_counter() - t, 1)
     report.update(
-        load_avg_end=os.getloadavg(), seconds=seconds, skipped=skipped, rows=[r.to_json() for r in rows]
+        load_avg_end=os.getloadavg(),
+        seconds=seconds,
+        skipped=skipped,
+        rows=[r.to_json() for r in rows],
+        external=external,
     )
     print(markdown(rows))
+    for name, text in external.items():
+        print(f"\n{name} (benchmarks/{SCRIPTS[name][0]}):\n{text}")
     for name, why in skipped.items():
         print(f"\nskipped {name}: {why}")
     args.out.mkdir(parents=True, exist_ok=True)
