@@ -10,7 +10,7 @@
 #include "fastmeter/integrate.h"
 #include "fastmeter/meter.h"
 #include "fastmeter/sources/source.h"
-// --- calibrate: optional CUDA load (owner: calibrate) ---
+// --- calibrate: optional CUDA load ---
 #ifdef FASTMETER_HAVE_CUDA
 #include <stdexcept>
 
@@ -201,7 +201,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("probe", &probe, py::arg("name"), py::arg("options") = SourceOptions{},
         "Open a source, read every channel once, close it. Returns {t_ns, channels, readings}.");
   m.def("counter_delta", &counter_delta, py::arg("prev"), py::arg("cur"), py::arg("range"));
-  // --- calibrate: optional CUDA load (owner: calibrate) ---
+  // --- calibrate: optional CUDA load ---
 #ifdef FASTMETER_HAVE_CUDA
   m.def(
       "calibrate_spin_ns",
@@ -217,7 +217,7 @@ PYBIND11_MODULE(_core, m) {
 #endif
   // --- end calibrate ---
 
-  // --- attribution (per-request energy; owner: attribution) ---
+  // --- attribution (per-request energy) ---
   using I64 = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
   using F64 = py::array_t<double, py::array::c_style | py::array::forcecast>;
   using U8 = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
@@ -276,7 +276,7 @@ PYBIND11_MODULE(_core, m) {
       py::arg("method"), py::arg("update_period_s"),
       "Per-request energy attribution kernel; use fastmeter.attribution.attribute, which validates input.");
   // --- end attribution ---
-  // ---- integrate kernels on whole arrays, for tests against python/fastmeter/reference (integrate helper) ----
+  // ---- integrate kernels on whole arrays, for tests against python/fastmeter/reference ----
   using I64 = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
   using U64 = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>;
   using U32 = py::array_t<uint32_t, py::array::c_style | py::array::forcecast>;

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-# --- NVML emulator (owner: nvml) ---
+# --- NVML emulator ---
 from tests.emulators.nvml import FakeNvml, build_fake_nvml, default_cache_dir
 from tests.servers.vllm_server import (
     VllmServer,
@@ -33,7 +33,7 @@ def fake_nvml(fake_nvml_library: Path, tmp_path: Path, monkeypatch: pytest.Monke
 # --- end NVML emulator ---
 
 
-# --- real vLLM server (owner: vllmenv; venv from tests/servers/vllm_env.sh) ---
+# --- real vLLM server (venv from tests/servers/vllm_env.sh) ---
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +58,7 @@ def vllm_server(
 
 
 # --- end real vLLM server ---
-# --- recorded run directories for report tests (owner: report) ---
+# --- recorded run directories for report tests ---
 @pytest.fixture(scope="session")
 def report_runs(fake_nvml_library: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Real run directories, recorded once per session: "low" (power x1, with an idle baseline), "high" (power

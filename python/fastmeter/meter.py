@@ -131,6 +131,10 @@ class Meter:
     def running(self) -> bool:
         return bool(self._core.running)
 
+    @property
+    def channel_names(self) -> list[str]:
+        return list(self._names)
+
     # --- clock and windows -----------------------------------------------------------------------------------
     @staticmethod
     def now_ns() -> int:

@@ -116,3 +116,30 @@ def test_bench_rejects_bad_config_with_the_key_named(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["bench", str(bad), "--server-kind", "openai", "--model", "m",
                                   "--input-tokens", "4", "--output-tokens", "4"])
     assert r.exit_code == 2 and "no run directory given" in r.output
+
+
+def test_calibrated_counter_delay_is_corrected(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    """A GPU whose counter lags reality by 40 ms: with a calibration file saying so, per-request energy matches the
+    waveform over the requests' true intervals; without it, the lag shifts energy between requests."""
+    (spec,) = fake_nvml.configure([GpuSpec(waveform=Square(100.0, 600.0, 0.06, 0.5), counter_delay_ms=40.0)])
+    calibration = tmp_path / "calibration.json"
+    calibration.write_text(json.dumps({
+        "schema": "fastmeter.calibration/1",
+        "gpus": [{"index": 0, "uuid": spec.uuid or "", "fields": {"energy_counter": {"delay_ms": 40.0}}}],
+    }))
+    errors = {}
+    for name, extra in (("calibrated", {"calibration": str(calibration)}), ("raw", {})):
+        out = tmp_path / name
+        with openai_server(token_gap_s=0.004, prefill_s=0.01) as server:
+            r = CliRunner().invoke(main, bench_args(server.url, out, concurrency="1", **extra))
+        assert r.exit_code == 0, r.output
+        run = json.loads((out / "run.json").read_text())
+        req = read(out / "requests.arrow").to_pandas()
+        measured = req[~req.warmup]
+        truth = time_share_truth(spec, measured.send_ns.to_numpy(), measured.end_ns.to_numpy(), tuple(run["span_ns"]))
+        errors[name] = float(np.median(np.abs(measured.energy_j.to_numpy() - truth) / truth))
+        if name == "calibrated":
+            assert run["counter_delay_ns"] == {"gpu0": 40_000_000}
+            assert run["calibration"]["gpus"][0]["uuid"] == spec.uuid
+    assert errors["calibrated"] < 0.05
+    assert errors["calibrated"] < errors["raw"] / 2, errors

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from fastmeter.adapters.base import RequestRecord
 from fastmeter.attribution import Attribution, attribute
+from fastmeter.calibrate.result import field_delay_ns
 from fastmeter.meter import Meter
 
 
@@ -16,16 +18,41 @@ def counted_channels(m: Meter) -> list[str]:
     return [c.name for c in m.channels if c.in_total]
 
 
-def total_curve(m: Meter, t_ns: np.ndarray) -> np.ndarray:
-    """Cumulative joules at each instant summed over counted channels (each physical quantity once)."""
-    curves = m.cumulative_at(t_ns)
+def channel_delays_ns(m: Meter, calibration: dict[str, Any] | None) -> dict[str, int]:
+    """Measured lag of each GPU's energy counter (`fastmeter calibrate`), by channel name; GPUs are matched by UUID,
+    the last word of the channel's device."""
+    if not calibration:
+        return {}
+    out = {}
+    for c in m.channels:
+        if c.domain == "gpu":
+            delay = field_delay_ns(calibration, c.device.split()[-1], "energy_counter")
+            if delay:
+                out[c.name] = delay
+    return out
+
+
+def total_curve(m: Meter, t_ns: np.ndarray, delays_ns: dict[str, int] | None = None) -> np.ndarray:
+    """Cumulative joules at each instant summed over counted channels (each physical quantity once). A channel
+    whose counter lags reality by d (calibrated) is read at t + d: what it reported then happened at t."""
+    delays_ns = delays_ns or {}
     total = np.zeros(len(t_ns))
     for name in counted_channels(m):
-        c = curves[name]
+        c = m.cumulative_at(t_ns + delays_ns.get(name, 0))[name]
         if not np.all(np.isnan(c)):
             total += np.nan_to_num(c)
     # Each channel's curve is monotone; rounding in the sum must not make the total step backwards.
     return np.maximum.accumulate(total)
+
+
+def span_energy_by_channel(m: Meter, span_ns: tuple[int, int], delays_ns: dict[str, int]) -> dict[str, float]:
+    """Joules per channel over the span, on the same (delay-corrected) curve the attribution uses."""
+    out = {}
+    for name in m.channel_names:
+        d = delays_ns.get(name, 0)
+        e = m.cumulative_at(np.array([span_ns[0] + d, span_ns[1] + d], dtype=np.int64))[name]
+        out[name] = float(e[1] - e[0])
+    return out
 
 
 def attributable(records: Sequence[RequestRecord]) -> list[RequestRecord]:
@@ -39,6 +66,7 @@ def attribute_requests(
     span_ns: tuple[int, int],
     method: str,
     idle_power_w: float | None,
+    delays_ns: dict[str, int] | None = None,
 ) -> Attribution:
     """Split the span's energy among `records` (all attributable) on the meter's interpolated curve, evaluated at
     every event instant: span edges, request starts, first tokens, ends and chunk arrivals."""
@@ -59,7 +87,7 @@ def attribute_requests(
     periods = [p for p in m.stats()["update_period_s"].values() if not math.isnan(p)]
     return attribute(
         events,
-        total_curve(m, events),
+        total_curve(m, events, delays_ns),
         np.clip(starts, lo, hi),
         np.clip(ends, lo, hi),
         first,

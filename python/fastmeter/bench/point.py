@@ -24,10 +24,17 @@ from fastmeter.adapters.base import RequestRecord
 from fastmeter.adapters.prometheus import MetricRow
 from fastmeter.analysis.accuracy import accuracy_summary, load_scorer
 from fastmeter.analysis.carbon import carbon_cost_summary
-from fastmeter.bench.energy import attributable, attribute_requests, counted_channels
+from fastmeter.bench.energy import (
+    attributable,
+    attribute_requests,
+    channel_delays_ns,
+    counted_channels,
+    span_energy_by_channel,
+)
 from fastmeter.bench.recorder import StreamingRecorder
 from fastmeter.bench.summary import RunEnergy, render_summary, summarize
 from fastmeter.bench.tables import chunks_table, metrics_table, requests_table, write_arrow
+from fastmeter.calibrate.result import default_calibration_path, load_calibration
 from fastmeter.errors import ConfigError
 from fastmeter.load.config import BenchConfig
 from fastmeter.load.runner import run_config
@@ -73,8 +80,9 @@ def run_point(cfg: BenchConfig, run_dir: Path, config_dict: dict[str, Any]) -> d
     """Run the load of `cfg` while measuring; write `run_dir`; return run.json's content."""
     from fastmeter.env import collect_fingerprint, noise_warnings
 
-    if cfg.bench["scorer"] is not None:  # helper "compare": a scorer that cannot load fails before measuring
+    if cfg.bench["scorer"] is not None:  # a scorer that cannot load fails before measuring
         load_scorer(cfg.bench["scorer"])
+    calibration = _calibration(cfg)
     prepare_run_dir(run_dir)
     meter = _make_meter(cfg)
     fingerprint = collect_fingerprint()
@@ -85,6 +93,7 @@ def run_point(cfg: BenchConfig, run_dir: Path, config_dict: dict[str, Any]) -> d
         "sampler": {"period_us": meter.period_us, "sources": meter.sources},
         "channels": [asdict(c) for c in meter.channels],
         "fastmeter_version": fastmeter.__version__,
+        "calibration": calibration,
     })
     records: list[RequestRecord] = []
     metrics: list[MetricRow] = []
@@ -111,7 +120,17 @@ def run_point(cfg: BenchConfig, run_dir: Path, config_dict: dict[str, Any]) -> d
         if progress.live:
             click.echo("", err=True)
         recorder.close({"idle_baseline_w": idle_w, "interrupted": interrupted})
-    return _finish(cfg, run_dir, meter, records, metrics, span, idle_w, fingerprint, config_dict, interrupted)
+    context = {"fingerprint": fingerprint, "config": config_dict, "calibration": calibration}
+    return _finish(cfg, run_dir, meter, records, metrics, span, idle_w, context, interrupted)
+
+
+def _calibration(cfg: BenchConfig) -> dict[str, Any] | None:
+    """The sensor calibration to correct counter delays with: [bench].calibration, else the file `fastmeter
+    calibrate` saves by default, when it exists."""
+    path = cfg.bench["calibration"]
+    if path is None and default_calibration_path().is_file():
+        path = str(default_calibration_path())
+    return None if path is None else load_calibration(path)
 
 
 def _idle_baseline(meter: fastmeter.Meter, seconds: float) -> dict[str, float]:
@@ -123,10 +142,12 @@ def _idle_baseline(meter: fastmeter.Meter, seconds: float) -> dict[str, float]:
 
 def _finish(cfg: BenchConfig, run_dir: Path, meter: fastmeter.Meter, records: list[RequestRecord],
             metrics: list[MetricRow], span: tuple[int, int], idle_w: dict[str, float],
-            fingerprint: dict[str, Any], config_dict: dict[str, Any], interrupted: bool) -> dict[str, Any]:
+            context: dict[str, Any], interrupted: bool) -> dict[str, Any]:
     measured = [r for r in records if not r.warmup]
     span = (max(span[0], meter.start_ns), min(span[1], meter.stop_ns or span[1]))
-    by_channel = meter.energy_between(*span) if span[1] > span[0] else {c.name: 0.0 for c in meter.channels}
+    delays_ns = channel_delays_ns(meter, context["calibration"])
+    by_channel = (span_energy_by_channel(meter, span, delays_ns) if span[1] > span[0]
+                  else {c.name: 0.0 for c in meter.channels})
     counted = counted_channels(meter)
     energy_j = math.fsum(by_channel[n] for n in counted if not math.isnan(by_channel[n]))
     idle_total_w = math.fsum(idle_w.get(n, 0.0) for n in counted) if idle_w else None
@@ -136,7 +157,8 @@ def _finish(cfg: BenchConfig, run_dir: Path, meter: fastmeter.Meter, records: li
     targets = [i for i, r in enumerate(records) if not r.warmup and attributable([r])]
     failed_j = 0.0
     if targets and span[1] > span[0]:
-        a = attribute_requests(meter, [records[i] for i in targets], span, cfg.bench["attribution"], idle_total_w)
+        a = attribute_requests(meter, [records[i] for i in targets], span, cfg.bench["attribution"], idle_total_w,
+                               delays_ns)
         for k in ENERGY_COLUMNS:
             per_request[k][targets] = getattr(a, k)
         failed_j = math.fsum(a.energy_j[j] for j, i in enumerate(targets) if not records[i].ok)
@@ -149,17 +171,18 @@ def _finish(cfg: BenchConfig, run_dir: Path, meter: fastmeter.Meter, records: li
     write_arrow(requests_table(records, per_request), run_dir / "requests.arrow")
     write_arrow(chunks_table(records), run_dir / "chunks.arrow")
     write_arrow(metrics_table(metrics), run_dir / "metrics.arrow")
-    # accuracy, carbon, cost (helper "compare"): after the tables are written, so a failing scorer loses nothing
+    # accuracy, carbon, cost: after the tables are written, so a failing scorer loses nothing
     summary.update(accuracy_summary(cfg.bench, measured, energy_j))
     summary.update(carbon_cost_summary(cfg.bench, summary))
     if "accuracy_error" in summary:
         click.echo(f"warning: the scorer failed, no accuracy recorded: {summary['accuracy_error']}", err=True)
-    # end (helper "compare")
     run = {
         "format_version": RUN_FORMAT_VERSION,
         "fastmeter_version": fastmeter.__version__,
-        "config": config_dict,
-        "fingerprint": fingerprint,
+        "config": context["config"],
+        "fingerprint": context["fingerprint"],
+        "calibration": context["calibration"],
+        "counter_delay_ns": delays_ns,
         "summary": summary,
         "energy_by_channel_j": by_channel,
         "counted_channels": counted,

@@ -68,7 +68,7 @@ def _measure_idle(m: fastmeter.Meter, seconds: float, stop: _StopRequested) -> d
 @click.option("--gpu", "gpus", multiple=True, help="GPU index or UUID to read (repeatable; default all).")
 @click.option("--idle-baseline", type=click.FloatRange(min=0), default=0.0,
               help="Seconds of idle measurement before the run; reports net energy above idle.")
-# --- calibration (owner: calibrate) ---
+# --- calibration ---
 @click.option("--calibration", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Sensor calibration to record in the metadata [default: ~/.cache/fastmeter/calibration.json "
                    "when it exists; see `fastmeter calibrate`].")
@@ -147,7 +147,7 @@ def trace_command(output: str, duration: float | None, period_us: int, sources: 
         sys.exit(exit_code if exit_code >= 0 else 128 - exit_code)
 
 
-# --- calibration (owner: calibrate) ---
+# --- calibration ---
 def _calibration(path: str | None) -> dict[str, object] | None:
     """The given calibration file, else the default one when it exists, else None."""
     from fastmeter.calibrate.result import default_calibration_path, load_calibration

@@ -146,13 +146,13 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[str, Any], Any], Any]]] = {
         "slo_ttft_p99_ms": (_pos_float(), None),
         "slo_itl_p99_ms": (_pos_float(), None),
         "accuracy": (_non_neg_float, None),
-        # accuracy hook, carbon and cost (helper "compare"; see fastmeter.analysis.accuracy / .carbon)
+        "calibration": (_str, None),
+        # accuracy hook, carbon and cost (see fastmeter.analysis.accuracy / .carbon)
         "scorer": (_str, None),
         "grid_gco2_per_kwh": (_non_neg_float, None),
         "pue": (_pue, 1.0),
         "price_per_kwh": (_non_neg_float, None),
         "currency": (_str, "USD"),
-        # end (helper "compare")
     },
     "metrics": {
         "enabled": (_bool, True),
@@ -241,5 +241,5 @@ def _check_combinations(source: str, t: dict[str, dict[str, Any]]) -> None:
         raise ConfigError(f'{source}: [workload].path is required for kind = "{kind}"')
     if kind == "mtbench" and workload["max_tokens"] is None:
         raise ConfigError(f'{source}: [workload].max_tokens is required for kind = "mtbench"')
-    if t["bench"]["accuracy"] is not None and t["bench"]["scorer"] is not None:  # helper "compare"
+    if t["bench"]["accuracy"] is not None and t["bench"]["scorer"] is not None:
         raise ConfigError(f"{source}: set either [bench].accuracy or [bench].scorer, not both")
