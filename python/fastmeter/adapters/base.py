@@ -9,6 +9,7 @@ its status and error text, never raised to the caller and never dropped.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -174,6 +175,42 @@ async def _exchange(
                 return
     if parser.truncated:
         raise StreamError("stream ended in the middle of an event")
+
+
+class JsonEventStream:
+    """What the JSON-over-SSE handlers share: the record, the text pieces, whether the server's terminator came,
+    event parsing, and the token-count fallback at the end. Subclasses implement ``event``."""
+
+    __slots__ = ("_done", "_pieces", "_rec")
+    # finish() says this when the stream ended without the server's terminator.
+    missing_terminator = "stream ended without the server's final event"
+
+    def __init__(self, record: RequestRecord) -> None:
+        self._rec = record
+        self._pieces: list[str] = []
+        self._done = False
+
+    @staticmethod
+    def parse(data: bytes) -> dict[str, Any]:
+        try:
+            obj = json.loads(data)
+        except ValueError as exc:
+            raise StreamError(f"event is not JSON: {data[:200]!r}") from exc
+        if not isinstance(obj, dict):
+            raise StreamError(f"event is not a JSON object: {data[:200]!r}")
+        return obj
+
+    def finish(self) -> None:
+        rec = self._rec
+        rec.text = "".join(self._pieces)
+        if rec.completion_tokens is None:
+            rec.completion_tokens = sum(rec.chunk_tokens)
+            rec.tokens_counted = True
+        if rec.prompt_tokens is None:
+            rec.prompt_tokens = count_words(rec.prompt)
+            rec.tokens_counted = True
+        if rec.status == STATUS_OK and not self._done:
+            raise StreamError(self.missing_terminator)
 
 
 def _apply(handler: StreamHandler, data: bytes, t_ns: int) -> bool:

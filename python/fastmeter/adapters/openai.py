@@ -7,16 +7,14 @@ that ignore ``include_usage`` (llama.cpp) get their tokens counted and the recor
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from fastmeter.adapters.base import (
-    STATUS_OK,
     GenRequest,
+    JsonEventStream,
     RequestRecord,
     StreamError,
-    count_words,
 )
 from fastmeter.errors import ConfigError
 
@@ -60,24 +58,15 @@ class OpenAIAdapter:
         return _OpenAIStream(record)
 
 
-class _OpenAIStream:
-    __slots__ = ("_done", "_pieces", "_rec")
-
-    def __init__(self, record: RequestRecord) -> None:
-        self._rec = record
-        self._pieces: list[str] = []
-        self._done = False
+class _OpenAIStream(JsonEventStream):
+    __slots__ = ()
+    missing_terminator = "stream ended without data: [DONE]"
 
     def event(self, data: bytes, t_ns: int) -> bool:
         if data == _DONE:
             self._done = True
             return True
-        try:
-            obj = json.loads(data)
-        except ValueError as exc:
-            raise StreamError(f"event is not JSON: {data[:200]!r}") from exc
-        if not isinstance(obj, dict):
-            raise StreamError(f"event is not a JSON object: {data[:200]!r}")
+        obj = self.parse(data)
         if "error" in obj or obj.get("object") == "error":
             err = obj.get("error", obj)
             msg = err.get("message", err) if isinstance(err, dict) else err
@@ -103,15 +92,3 @@ class _OpenAIStream:
             if reason is not None:
                 rec.finish_reason = reason
         return False
-
-    def finish(self) -> None:
-        rec = self._rec
-        rec.text = "".join(self._pieces)
-        if rec.completion_tokens is None:
-            rec.completion_tokens = sum(rec.chunk_tokens)
-            rec.tokens_counted = True
-        if rec.prompt_tokens is None:
-            rec.prompt_tokens = count_words(rec.prompt)
-            rec.tokens_counted = True
-        if rec.status == STATUS_OK and not self._done:
-            raise StreamError("stream ended without data: [DONE]")

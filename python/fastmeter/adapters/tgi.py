@@ -8,16 +8,14 @@ event with ``generated_text`` ends the stream. TGI has no ignore_eos, so output 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from fastmeter.adapters.base import (
-    STATUS_OK,
     GenRequest,
+    JsonEventStream,
     RequestRecord,
     StreamError,
-    count_words,
 )
 
 
@@ -38,21 +36,12 @@ class TGIAdapter:
         return _TGIStream(record)
 
 
-class _TGIStream:
-    __slots__ = ("_done", "_pieces", "_rec")
-
-    def __init__(self, record: RequestRecord) -> None:
-        self._rec = record
-        self._pieces: list[str] = []
-        self._done = False
+class _TGIStream(JsonEventStream):
+    __slots__ = ()
+    missing_terminator = "stream ended before the event carrying generated_text"
 
     def event(self, data: bytes, t_ns: int) -> bool:
-        try:
-            obj = json.loads(data)
-        except ValueError as exc:
-            raise StreamError(f"event is not JSON: {data[:200]!r}") from exc
-        if not isinstance(obj, dict):
-            raise StreamError(f"event is not a JSON object: {data[:200]!r}")
+        obj = self.parse(data)
         if "error" in obj:
             raise StreamError(f"server error in stream: {obj.get('error_type', 'error')}: {obj['error']}")
         rec = self._rec
@@ -74,15 +63,3 @@ class _TGIStream:
         rec.completion_tokens = details.get("generated_tokens")
         rec.prompt_tokens = details.get("input_length")
         return True
-
-    def finish(self) -> None:
-        rec = self._rec
-        rec.text = "".join(self._pieces)
-        if rec.completion_tokens is None:
-            rec.completion_tokens = sum(rec.chunk_tokens)
-            rec.tokens_counted = True
-        if rec.prompt_tokens is None:
-            rec.prompt_tokens = count_words(rec.prompt)
-            rec.tokens_counted = True
-        if rec.status == STATUS_OK and not self._done:
-            raise StreamError("stream ended before the event carrying generated_text")
