@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from fastmeter import _core
 from fastmeter.errors import ConfigError, MeterStateError, SourceUnavailableError, SpanError
-from fastmeter.sources import HARDWARE_SOURCES, Channel, check_source_name, probe_source
+from fastmeter.sources import HARDWARE_SOURCES, Channel, SourceInfo, check_source_name, probe_source
 from fastmeter.window import Window
 
 MIN_PERIOD_US = 50
@@ -31,8 +31,9 @@ SAMPLES_SCHEMA = pa.schema(
 
 def _resolve_sources(
     sources: str | Iterable[str], options: Mapping[str, Mapping[str, str]]
-) -> list[tuple[str, dict[str, str]]]:
-    """"auto" = every hardware source that works here, else the synthetic one."""
+) -> tuple[list[tuple[str, dict[str, str]]], list[SourceInfo]]:
+    """(sources to open, hardware sources "auto" left out and why). "auto" = every hardware source that works
+    here, else the synthetic one."""
     if isinstance(sources, str):
         sources = (sources,)
     names = list(sources)
@@ -43,16 +44,18 @@ def _resolve_sources(
             check_source_name(n)
     for n in options:
         check_source_name(n)
+    skipped: list[SourceInfo] = []
     if names == ["auto"]:
         infos = [probe_source(n, options.get(n)) for n in HARDWARE_SOURCES]
         found = [i.name for i in infos if i.available]
+        skipped = [i for i in infos if not i.available]
         # rapl-msr reads the same counters as rapl: prefer the sysfs interface when both work.
         if "rapl" in found and "rapl-msr" in found:
             found.remove("rapl-msr")
         names = found or ["synthetic"]
     elif "auto" in names:
         raise ConfigError('"auto" cannot be combined with named sources')
-    return [(n, {k: str(v) for k, v in options.get(n, {}).items()}) for n in dict.fromkeys(names)]
+    return [(n, {k: str(v) for k, v in options.get(n, {}).items()}) for n in dict.fromkeys(names)], skipped
 
 
 class Meter:
@@ -95,7 +98,9 @@ class Meter:
             raise ConfigError(f"spin_us={spin_us!r} must be within 0..period_us ({period_us})")
         if ring_capacity < 1024:
             raise ConfigError(f"ring_capacity={ring_capacity} is too small; use at least 1024 samples")
-        specs = _resolve_sources(sources, source_options or {})
+        specs, skipped = _resolve_sources(sources, source_options or {})
+        # With sources="auto": hardware sources left out and why ("permission" ones name the fix).
+        self.skipped_sources: list[SourceInfo] = skipped
         self.period_us = int(period_us)
         self._wait_final_s = wait_final_s
         try:

@@ -67,3 +67,9 @@ def available_sources(options: Mapping[str, Mapping[str, str]] | None = None) ->
     """Every source fastmeter knows, available or not and why."""
     options = options or {}
     return [probe_source(n, options.get(n)) for n in SOURCE_NAMES]
+
+
+def permission_warnings(skipped: list[SourceInfo]) -> list[str]:
+    """Hardware that is present but not readable by this user (RAPL since CVE-2020-8694) would silently drop out
+    of an "auto" measurement: one line each, with the fix."""
+    return [f"{i.name} is not measured: {i.reason}" for i in skipped if i.kind == "permission"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -198,3 +200,28 @@ def test_sources_lists_every_source_with_reasons(monkeypatch: pytest.MonkeyPatch
     assert "FASTMETER_NVML_LIBRARY" in r.output
     line = next(ln for ln in r.output.splitlines() if ln.strip().startswith("synthetic0"))
     assert 50 <= float(line.split()[1]) <= 150
+
+
+def test_unreadable_rapl_is_named_with_its_fix_not_silently_dropped() -> None:
+    """As a non-root user (the child drops to nobody after importing), RAPL counters are root-only: "auto" falls
+    back to what it can read and names the source it left out with the fix, which trace and bench print."""
+    from tests.emulators.powercap import FakePowercap
+    from tests.emulators.unprivileged import NOBODY, world_readable_dir
+
+    base = world_readable_dir()
+    fake = FakePowercap(base / "powercap")
+    fake.deny_energy_uj(fake.add_package(0, energy_uj=1000))
+    child = (
+        "import json, os\nimport fastmeter\nfrom fastmeter.sources import permission_warnings\n"
+        f"if os.geteuid() == 0:\n    os.setgroups([]); os.setgid({NOBODY}); os.setuid({NOBODY})\n"
+        "m = fastmeter.Meter('auto')\n"
+        "print(json.dumps([m.sources, permission_warnings(m.skipped_sources)]))\n"
+    )
+    env = {**os.environ, "FASTMETER_POWERCAP_ROOT": str(fake.root), "FASTMETER_MSR_ROOT": str(base / "no-msr"),
+           "FASTMETER_NVML_LIBRARY": str(base / "no-nvml.so")}
+    r = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True, text=True, timeout=60, cwd="/")
+    assert r.returncode == 0, r.stderr
+    sources, warnings = json.loads(r.stdout)
+    assert sources == ["synthetic"]
+    assert len(warnings) == 1 and warnings[0].startswith("rapl is not measured: ")
+    assert "energy_uj" in warnings[0] and "chmod" in warnings[0]

@@ -34,10 +34,11 @@ from fastmeter.bench.energy import (
 from fastmeter.bench.recorder import StreamingRecorder
 from fastmeter.bench.summary import RunEnergy, render_summary, summarize
 from fastmeter.bench.tables import chunks_table, metrics_table, requests_table, write_arrow
-from fastmeter.calibrate.result import default_calibration_path, load_calibration
+from fastmeter.calibrate.result import calibration_for
 from fastmeter.errors import ConfigError
 from fastmeter.load.config import BenchConfig
 from fastmeter.load.runner import run_config
+from fastmeter.sources import permission_warnings
 
 RUN_FORMAT_VERSION = 1
 ENERGY_COLUMNS = ("energy_j", "prefill_energy_j", "decode_energy_j", "net_energy_j", "uncertainty_j")
@@ -82,12 +83,14 @@ def run_point(cfg: BenchConfig, run_dir: Path, config_dict: dict[str, Any]) -> d
 
     if cfg.bench["scorer"] is not None:  # a scorer that cannot load fails before measuring
         load_scorer(cfg.bench["scorer"])
-    calibration = _calibration(cfg)
+    calibration = calibration_for(cfg.bench["calibration"])
     prepare_run_dir(run_dir)
     meter = _make_meter(cfg)
     fingerprint = collect_fingerprint()
     for w in noise_warnings(fingerprint):
         click.echo(f"warning: {w.message}", err=True)
+    for text in permission_warnings(meter.skipped_sources):
+        click.echo(f"warning: {text}", err=True)
     recorder = StreamingRecorder(meter, run_dir / "samples.arrow", {
         "fingerprint": fingerprint,
         "sampler": {"period_us": meter.period_us, "sources": meter.sources},
@@ -122,15 +125,6 @@ def run_point(cfg: BenchConfig, run_dir: Path, config_dict: dict[str, Any]) -> d
         recorder.close({"idle_baseline_w": idle_w, "interrupted": interrupted})
     context = {"fingerprint": fingerprint, "config": config_dict, "calibration": calibration}
     return _finish(cfg, run_dir, meter, records, metrics, span, idle_w, context, interrupted)
-
-
-def _calibration(cfg: BenchConfig) -> dict[str, Any] | None:
-    """The sensor calibration to correct counter delays with: [bench].calibration, else the file `fastmeter
-    calibrate` saves by default, when it exists."""
-    path = cfg.bench["calibration"]
-    if path is None and default_calibration_path().is_file():
-        path = str(default_calibration_path())
-    return None if path is None else load_calibration(path)
 
 
 def _idle_baseline(meter: fastmeter.Meter, seconds: float) -> dict[str, float]:

@@ -27,6 +27,19 @@ def default_calibration_path() -> Path:
     return Path(base) / "fastmeter" / "calibration.json"
 
 
+def calibration_for(path: str | Path | None) -> dict[str, Any] | None:
+    """The calibration to use: the file given, else the default one when this user can see it, else None."""
+    if path is None:
+        default = default_calibration_path()
+        try:
+            if not default.is_file():
+                return None
+        except OSError:  # e.g. HOME belongs to another user (sudo -u): no default calibration
+            return None
+        path = default
+    return load_calibration(path)
+
+
 def save_calibration(result: dict[str, Any], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

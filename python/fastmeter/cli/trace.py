@@ -13,9 +13,10 @@ from typing import Any
 import click
 
 import fastmeter
+from fastmeter.calibrate.result import calibration_for
 from fastmeter.errors import ConfigError, FastmeterError
 from fastmeter.io.stream import TraceWriter, check_output_path
-from fastmeter.sources import SOURCE_NAMES
+from fastmeter.sources import SOURCE_NAMES, permission_warnings
 
 FLUSH_INTERVAL_S = 0.5  # at most this much is lost to a SIGKILL
 
@@ -68,11 +69,9 @@ def _measure_idle(m: fastmeter.Meter, seconds: float, stop: _StopRequested) -> d
 @click.option("--gpu", "gpus", multiple=True, help="GPU index or UUID to read (repeatable; default all).")
 @click.option("--idle-baseline", type=click.FloatRange(min=0), default=0.0,
               help="Seconds of idle measurement before the run; reports net energy above idle.")
-# --- calibration ---
 @click.option("--calibration", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Sensor calibration to record in the metadata [default: ~/.cache/fastmeter/calibration.json "
                    "when it exists; see `fastmeter calibrate`].")
-# --- end calibration ---
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def trace_command(output: str, duration: float | None, period_us: int, sources: tuple[str, ...],
                   gpus: tuple[str, ...], idle_baseline: float, calibration: str | None,
@@ -89,6 +88,8 @@ def trace_command(output: str, duration: float | None, period_us: int, sources: 
     fingerprint = collect_fingerprint()
     for warning in noise_warnings(fingerprint):
         click.echo(f"warning: {warning.message}", err=True)
+    for text in permission_warnings(m.skipped_sources):
+        click.echo(f"warning: {text}", err=True)
 
     exit_code: int | None = None
     idle_w: dict[str, float] = {}
@@ -102,7 +103,7 @@ def trace_command(output: str, duration: float | None, period_us: int, sources: 
             "channels": [asdict(c) for c in m.channels],
             "command": list(command),
             "fastmeter_version": fastmeter.__version__,
-            "calibration": _calibration(calibration),  # calibrate
+            "calibration": calibration_for(calibration),
         })
         written = 0
         try:
@@ -145,17 +146,6 @@ def trace_command(output: str, duration: float | None, period_us: int, sources: 
     if exit_code is not None:
         # A command killed by a signal reports -N; shells report 128 + N.
         sys.exit(exit_code if exit_code >= 0 else 128 - exit_code)
-
-
-# --- calibration ---
-def _calibration(path: str | None) -> dict[str, object] | None:
-    """The given calibration file, else the default one when it exists, else None."""
-    from fastmeter.calibrate.result import default_calibration_path, load_calibration
-
-    if path is None and default_calibration_path().is_file():
-        path = str(default_calibration_path())
-    return None if path is None else load_calibration(path)
-# --- end calibration ---
 
 
 def _spawn(command: tuple[str, ...]) -> subprocess.Popen[bytes]:
