@@ -1,0 +1,114 @@
+"""The validity model: every figure fastmeter publishes is a measurement, a degraded one, an invalid one, or the
+synthetic waveform, and says why (docs/methodology.md, "Validity").
+
+A `Validity` is a verdict plus machine-readable reasons. Verdicts combine by severity: a run is as bad as its worst
+part. Thresholds are named constants here, each with the reason for its value, so every check in the package uses
+the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Verdict(str, Enum):
+    """Ordered by severity (see `SEVERITY`)."""
+
+    MEASURED = "measured"  # every input was read from hardware as expected
+    DEGRADED = "degraded"  # measured, but with a named flaw that widens the error (reasons say which)
+    SYNTHETIC = "synthetic"  # the documented synthetic waveform or an emulator, not a measurement of this machine
+    INVALID = "invalid"  # the figure cannot be trusted at all (a channel lost inside the span, nothing measured)
+
+
+SEVERITY = {Verdict.MEASURED: 0, Verdict.DEGRADED: 1, Verdict.SYNTHETIC: 2, Verdict.INVALID: 3}
+
+# --- thresholds ----------------------------------------------------------------------------------------------------
+# A poll gap longer than the counter's update period means an update may have gone unseen at its true instant: the
+# change point is then placed with an error up to the gap, so the span's edge error grows with it.
+MAX_GAP_UPDATE_PERIODS = 1.0
+# Missed deadlines above this share mean the sampler was starved (CPU contention): timing of change points is off.
+# 1% tolerates the occasional scheduler hiccup on a busy host; above it the rate the user asked for was not kept.
+MAX_MISSED_SHARE = 0.01
+# A stream whose chunks all arrived within this interval of each other was delivered bunched (buffered by a proxy
+# or a loaded host): its inter-token latencies measure the client's reads, not the server's generation.
+BUNCHED_WINDOW_NS = 1_000_000
+# A request needs this many content chunks before bunching can be told apart from a one-token answer.
+BUNCHED_MIN_CHUNKS = 3
+# A run where more than this share of streamed requests were bunched has untrustworthy ITL figures.
+MAX_BUNCHED_SHARE = 0.05
+# Relative error bound above which an energy figure is flagged degraded (not invalid: the bound is still honest).
+MAX_RELATIVE_BOUND = 0.10
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One machine-readable reason. `code` is a stable identifier (documented in docs/methodology.md)."""
+
+    code: str
+    message: str
+    verdict: Verdict = Verdict.DEGRADED
+    channel: str | None = None
+    t_ns: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"code": self.code, "verdict": self.verdict.value, "message": self.message}
+        if self.channel is not None:
+            d["channel"] = self.channel
+        if self.t_ns is not None:
+            d["t_ns"] = int(self.t_ns)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Reason:
+        return cls(
+            code=str(d["code"]),
+            message=str(d.get("message", "")),
+            verdict=Verdict(d.get("verdict", Verdict.DEGRADED.value)),
+            channel=d.get("channel"),
+            t_ns=d.get("t_ns"),
+        )
+
+
+@dataclass(frozen=True)
+class Validity:
+    """A verdict and the reasons for it. `Validity()` is a clean measurement."""
+
+    reasons: tuple[Reason, ...] = field(default_factory=tuple)
+
+    @property
+    def verdict(self) -> Verdict:
+        return max((r.verdict for r in self.reasons), key=SEVERITY.__getitem__, default=Verdict.MEASURED)
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict is Verdict.MEASURED
+
+    def with_reasons(self, reasons: Iterable[Reason]) -> Validity:
+        return combine([self, Validity(tuple(reasons))])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict.value, "reasons": [r.to_dict() for r in self.reasons]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Validity:
+        if not d:
+            return cls()
+        return cls(tuple(Reason.from_dict(r) for r in d.get("reasons", ())))
+
+    def summary(self) -> str:
+        """One line for a terminal: 'measured' or 'degraded: reason; reason'."""
+        if not self.reasons:
+            return self.verdict.value
+        return f"{self.verdict.value}: " + "; ".join(r.message for r in self.reasons)
+
+
+def combine(parts: Iterable[Validity]) -> Validity:
+    """The union of the parts' reasons (deduplicated, in order): the verdict is the worst of them."""
+    seen: dict[Reason, None] = {}
+    for p in parts:
+        for r in p.reasons:
+            seen.setdefault(r, None)
+    return Validity(tuple(seen))
