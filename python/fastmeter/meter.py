@@ -47,6 +47,11 @@ def _resolve_sources(
     skipped: list[SourceInfo] = []
     if names == ["auto"]:
         infos = [probe_source(n, options.get(n)) for n in HARDWARE_SOURCES]
+        # Hardware asked for is hardware required: a source the caller configured (e.g. nvml gpus="5") or one
+        # rejecting its options must not quietly drop out of "auto" and leave the synthetic waveform measuring.
+        for i in infos:
+            if not i.available and (i.kind == "config" or options.get(i.name)):
+                raise SourceUnavailableError(f"{i.name} was asked for but cannot be used: {i.reason}")
         found = [i.name for i in infos if i.available]
         skipped = [i for i in infos if not i.available]
         # rapl-msr reads the same counters as rapl: prefer the sysfs interface when both work.

@@ -24,6 +24,7 @@ from fastmeter.adapters.base import RequestRecord
 from fastmeter.adapters.prometheus import MetricRow
 from fastmeter.analysis.accuracy import accuracy_summary, load_scorer
 from fastmeter.analysis.carbon import carbon_cost_summary
+from fastmeter.assess import channel_failures, meter_validity
 from fastmeter.bench.energy import (
     attributable,
     attribute_requests,
@@ -32,13 +33,14 @@ from fastmeter.bench.energy import (
     span_energy_by_channel,
 )
 from fastmeter.bench.recorder import StreamingRecorder
-from fastmeter.bench.summary import RunEnergy, render_summary, summarize
+from fastmeter.bench.summary import RunEnergy, render_summary, requests_validity, summarize
 from fastmeter.bench.tables import chunks_table, metrics_table, requests_table, write_arrow
 from fastmeter.calibrate.result import calibration_for
 from fastmeter.errors import ConfigError
 from fastmeter.load.config import BenchConfig
 from fastmeter.load.runner import run_config
 from fastmeter.sources import permission_warnings
+from fastmeter.validity import combine
 
 RUN_FORMAT_VERSION = 1
 ENERGY_COLUMNS = ("energy_j", "prefill_energy_j", "decode_energy_j", "net_energy_j", "uncertainty_j")
@@ -139,6 +141,15 @@ def _finish(cfg: BenchConfig, run_dir: Path, meter: fastmeter.Meter, records: li
             context: dict[str, Any], interrupted: bool) -> dict[str, Any]:
     measured = [r for r in records if not r.warmup]
     span = (max(span[0], meter.start_ns), min(span[1], meter.stop_ns or span[1]))
+    # --- validity: a counted channel lost mid-run ends the measured span at its last sample; requests that had
+    # not ended by then get no energy (NaN) and their tokens and time are not in the figures.
+    validity = meter_validity(meter, span)
+    lost_ns = min((t for n, t in channel_failures(meter).items() if n in counted_channels(meter)), default=None)
+    if lost_ns is not None and lost_ns < span[1]:
+        span = (span[0], max(span[0], lost_ns))
+    unmeasured = [r for r in measured if r.end_ns is not None and r.end_ns > span[1]]
+    measured = [r for r in measured if r.end_ns is None or r.end_ns <= span[1]]
+    # --- end validity
     delays_ns = channel_delays_ns(meter, context["calibration"])
     by_channel = (span_energy_by_channel(meter, span, delays_ns) if span[1] > span[0]
                   else {c.name: 0.0 for c in meter.channels})
@@ -148,7 +159,7 @@ def _finish(cfg: BenchConfig, run_dir: Path, meter: fastmeter.Meter, records: li
 
     per_request = {k: np.full(len(records), np.nan) for k in ENERGY_COLUMNS}
     attr_info: dict[str, Any] = {"method": cfg.bench["attribution"]}
-    targets = [i for i, r in enumerate(records) if not r.warmup and attributable([r])]
+    targets = [i for i, r in enumerate(records) if not r.warmup and attributable([r]) and r.end_ns <= span[1]]
     failed_j = 0.0
     if targets and span[1] > span[0]:
         a = attribute_requests(meter, [records[i] for i in targets], span, cfg.bench["attribution"], idle_total_w,
@@ -161,6 +172,9 @@ def _finish(cfg: BenchConfig, run_dir: Path, meter: fastmeter.Meter, records: li
 
     duration_s = (span[1] - span[0]) * 1e-9
     summary = summarize(measured, RunEnergy(energy_j, by_channel, duration_s, failed_j, idle_total_w))
+    validity = combine([validity, requests_validity(measured, interrupted)])
+    summary["requests_unmeasured"] = len(unmeasured)
+    summary["verdict"] = validity.verdict.value
 
     write_arrow(requests_table(records, per_request), run_dir / "requests.arrow")
     write_arrow(chunks_table(records), run_dir / "chunks.arrow")
@@ -185,9 +199,10 @@ def _finish(cfg: BenchConfig, run_dir: Path, meter: fastmeter.Meter, records: li
         "attribution": attr_info,
         "sampler_stats": meter.stats(),
         "interrupted": interrupted,
+        "validity": validity.to_dict(),
     }
     (run_dir / "run.json").write_text(json.dumps(_finite(run), indent=2, default=_json_default) + "\n")
-    click.echo(render_summary(summary))
+    click.echo(render_summary(summary, validity))
     return run
 
 

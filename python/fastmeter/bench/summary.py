@@ -14,6 +14,14 @@ from typing import Any
 import numpy as np
 
 from fastmeter.adapters.base import RequestRecord
+from fastmeter.validity import (
+    BUNCHED_MIN_CHUNKS,
+    BUNCHED_WINDOW_NS,
+    MAX_BUNCHED_SHARE,
+    Reason,
+    Validity,
+    Verdict,
+)
 
 J_PER_KWH = 3.6e6
 
@@ -35,8 +43,16 @@ def _div(a: float, b: float) -> float:
     return a / b if b else math.nan
 
 
+def is_bunched(r: RequestRecord) -> bool:
+    """Delivered in one burst: at least BUNCHED_MIN_CHUNKS token-carrying chunks, all within BUNCHED_WINDOW_NS.
+    Its gaps time the client's reads of a buffer, not the server's generation."""
+    times = [t for t, k in zip(r.chunk_t_ns, r.chunk_tokens) if k > 0]
+    return len(times) >= BUNCHED_MIN_CHUNKS and times[-1] - times[0] <= BUNCHED_WINDOW_NS
+
+
 def latencies_ms(records: Sequence[RequestRecord]) -> dict[str, list[float]]:
-    """TTFT, inter-token gaps (between chunks that carried tokens) and end-to-end latency of ok requests."""
+    """TTFT, inter-token gaps (between chunks that carried tokens; only of requests that really streamed, not
+    bunched ones) and end-to-end latency of ok requests."""
     ttft, itl, e2e = [], [], []
     for r in records:
         if not r.ok or r.send_ns is None or r.end_ns is None:
@@ -44,9 +60,29 @@ def latencies_ms(records: Sequence[RequestRecord]) -> dict[str, list[float]]:
         e2e.append((r.end_ns - r.send_ns) / 1e6)
         if r.first_token_ns is not None:
             ttft.append((r.first_token_ns - r.send_ns) / 1e6)
+        if is_bunched(r):
+            continue
         times = [t for t, k in zip(r.chunk_t_ns, r.chunk_tokens) if k > 0]
         itl.extend((b - a) / 1e6 for a, b in zip(times, times[1:]))
     return {"ttft": ttft, "itl": itl, "e2e": e2e}
+
+
+def requests_validity(records: Sequence[RequestRecord], interrupted: bool) -> Validity:
+    """What the requests of a measured span say about its figures: none succeeded (invalid), streams bunched
+    above MAX_BUNCHED_SHARE (degraded: ITL figures cover the rest), interrupted (degraded: part of the load)."""
+    ok = [r for r in records if r.ok and r.end_ns is not None]
+    reasons = []
+    if not ok:
+        reasons.append(Reason("no_successful_request", "no request succeeded inside the measured span: there is "
+                              "no work to divide the energy by", Verdict.INVALID))
+    n = sum(is_bunched(r) for r in ok)
+    if ok and n / len(ok) > MAX_BUNCHED_SHARE:
+        reasons.append(Reason("bunched_streams", f"{n} of {len(ok)} responses arrived bunched (all chunks within "
+                              f"{BUNCHED_WINDOW_NS / 1e6:g} ms): ITL figures cover only the {len(ok) - n} that "
+                              "streamed"))
+    if interrupted:
+        reasons.append(Reason("interrupted", "the run was interrupted: figures cover part of the workload"))
+    return Validity(tuple(reasons))
 
 
 def summarize(records: Sequence[RequestRecord], energy: RunEnergy) -> dict[str, float | int | None]:
@@ -73,6 +109,8 @@ def summarize(records: Sequence[RequestRecord], energy: RunEnergy) -> dict[str, 
         "output_tokens_per_j": _div(out_tokens, useful_j),
         "inferences_per_kwh": _div(len(ok), useful_j / J_PER_KWH),
     }
+    s["bunched_requests"] = sum(is_bunched(r) for r in ok)
+    s["streamed_requests"] = len(ok) - s["bunched_requests"]
     for name, values in lat.items():
         s[f"{name}_ms_p50"] = _pct(values, 50)
         s[f"{name}_ms_p99"] = _pct(values, 99)
@@ -103,8 +141,14 @@ SUMMARY_LINES = (
 )
 
 
-def render_summary(s: dict[str, Any]) -> str:
-    lines = []
+def verdict_line(validity: Validity) -> str:
+    """The line every output that shows figures carries: the verdict, and each reason on its own line."""
+    head = f"{'validity':<26}{validity.verdict.value.upper()}"
+    return "\n".join([head, *(f"{'':<26}- {r.message} [{r.code}]" for r in validity.reasons)])
+
+
+def render_summary(s: dict[str, Any], validity: Validity) -> str:
+    lines = [verdict_line(validity)]
     for label, fmt in SUMMARY_LINES:
         try:
             lines.append(f"{label:<26}{fmt.format(**s)}")

@@ -13,6 +13,7 @@ import click
 
 from fastmeter.bench.point import _finite, prepare_run_dir, run_point
 from fastmeter.load.config import BenchConfig
+from fastmeter.validity import Validity, Verdict, combine
 
 
 def sweep_points(cfg: BenchConfig) -> list[tuple[str, BenchConfig]]:
@@ -34,20 +35,26 @@ def meets_slo(summary: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 def best_point(rows: list[dict[str, Any]]) -> str | None:
-    ok = [r for r in rows if r["meets_slo"] and not math.isnan(r["output_tokens_per_j"])]
+    """The highest tokens/J among points within the SLO; an invalid point cannot be best."""
+    ok = [r for r in rows if r["meets_slo"] and not math.isnan(r["output_tokens_per_j"])
+          and r.get("verdict") != Verdict.INVALID.value]
     return max(ok, key=lambda r: r["output_tokens_per_j"])["point"] if ok else None
 
 
 def render_sweep(rows: list[dict[str, Any]], best: str | None) -> str:
-    head = f"{'point':<18}{'tok/s':>9}{'avg W':>9}{'J/tok':>9}{'tok/J':>9}{'TTFT p99':>10}{'ITL p99':>9}  SLO"
+    head = (f"{'point':<18}{'tok/s':>9}{'avg W':>9}{'J/tok':>9}{'tok/J':>9}{'TTFT p99':>10}{'ITL p99':>9}  SLO"
+            "  validity")
     lines = [head]
     for r in rows:
         mark = "  <- best" if r["point"] == best else ""
         lines.append(
             f"{r['point']:<18}{r['output_tokens_per_s']:>9.1f}{r['avg_power_w']:>9.1f}"
             f"{r['energy_per_output_token_j']:>9.4f}{r['output_tokens_per_j']:>9.2f}{r['ttft_ms_p99']:>10.1f}"
-            f"{r['itl_ms_p99']:>9.2f}  {'yes' if r['meets_slo'] else 'no'}{mark}"
+            f"{r['itl_ms_p99']:>9.2f}  {'yes' if r['meets_slo'] else 'no'}  {r.get('verdict', '?')}{mark}"
         )
+        if r.get("bunched_requests"):
+            lines.append(f"{'':<18}ITL p99 and its SLO check cover {r['streamed_requests']} streamed requests; "
+                         f"{r['bunched_requests']} arrived bunched and are left out")
     return "\n".join(lines)
 
 
@@ -57,6 +64,7 @@ def run_sweep(cfg: BenchConfig, out_dir: Path, config_dict: dict[str, Any]) -> d
         return run_point(cfg, out_dir, config_dict)
     prepare_run_dir(out_dir)
     rows = []
+    validities: list[Validity] = []
     for label, point_cfg in points:
         click.echo(f"== {label}", err=True)
         run = run_point(point_cfg, out_dir / label, {**config_dict, "load": {**config_dict.get("load", {}),
@@ -64,6 +72,7 @@ def run_sweep(cfg: BenchConfig, out_dir: Path, config_dict: dict[str, Any]) -> d
         s = run["summary"]
         rows.append({"point": label, **{k: (math.nan if v is None else v) for k, v in s.items()},
                      "meets_slo": meets_slo({k: (math.nan if v is None else v) for k, v in s.items()}, cfg.bench)})
+        validities.append(Validity.from_dict(run["validity"]))
         if run["interrupted"]:
             break
     best = best_point(rows)
@@ -71,7 +80,8 @@ def run_sweep(cfg: BenchConfig, out_dir: Path, config_dict: dict[str, Any]) -> d
     click.echo(render_sweep(rows, best))
     if best is None and (cfg.bench["slo_ttft_p99_ms"] or cfg.bench["slo_itl_p99_ms"]):
         click.echo("no point meets the SLO", err=True)
-    sweep = {"points": rows, "best": best, "slo": {k: cfg.bench[k] for k in ("slo_ttft_p99_ms", "slo_itl_p99_ms")}}
+    sweep = {"points": rows, "best": best, "slo": {k: cfg.bench[k] for k in ("slo_ttft_p99_ms", "slo_itl_p99_ms")},
+             "validity": combine(validities).to_dict()}  # the sweep is as trustworthy as its worst point
     (out_dir / "sweep.json").write_text(json.dumps(_finite(sweep), indent=2) + "\n")
     return sweep
 

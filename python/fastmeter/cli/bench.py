@@ -10,6 +10,7 @@ import click
 
 from fastmeter.errors import ConfigError
 from fastmeter.load.config import config_keys, read_config_file, validate_config
+from fastmeter.validity import Validity, Verdict, exit_code
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -72,11 +73,17 @@ def _options(f: Any) -> Any:
 @click.command("bench")
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("-o", "output_dir_flag", default=None, help="Run directory (same as --output-dir).")
+@click.option("--allow-degraded", is_flag=True,
+              help="Exit 0 for a degraded run, and for a synthetic one when the synthetic source (or an emulator "
+                   "through a FASTMETER_* override) was chosen; never for an invalid run.")
 @_options
-def bench_command(config: str | None, output_dir_flag: str | None, **flags: str | None) -> None:
+def bench_command(config: str | None, output_dir_flag: str | None, allow_degraded: bool, **flags: str | None) -> None:
     """Benchmark an inference server while measuring energy; writes a run directory (samples.arrow,
     requests.arrow, chunks.arrow, metrics.arrow, run.json). `--concurrency 1,2,4,8` or `--rate 1,2,inf` runs a
-    sweep and marks the best point within `--slo-ttft-p99-ms` / `--slo-itl-p99-ms`."""
+    sweep and marks the best point within `--slo-ttft-p99-ms` / `--slo-itl-p99-ms`.
+
+    Exit code by the run's validity (run.json "validity"): 0 measured, 3 degraded, 4 invalid, 5 synthetic
+    (see docs/methodology.md, "Validity"); 2 bad input."""
     from fastmeter.bench.sweep import run_sweep
 
     data = read_config_file(config) if config else {}
@@ -87,4 +94,11 @@ def bench_command(config: str | None, output_dir_flag: str | None, **flags: str 
     out = cfg.bench["output_dir"]
     if out is None:
         raise ConfigError("no run directory given: pass -o DIR (or set [bench].output_dir)")
-    run_sweep(cfg, Path(out), data)
+    validity = Validity.from_dict(run_sweep(cfg, Path(out), data)["validity"])
+    code = exit_code(validity, allow_degraded)
+    click.echo(f"validity: {validity.summary()}", err=True)
+    if code:
+        hint = "" if validity.verdict is Verdict.INVALID else " (--allow-degraded accepts it)" if exit_code(
+            validity, True) == 0 else ""
+        click.echo(f"exit {code}: the run is {validity.verdict.value}, not a clean measurement{hint}", err=True)
+        raise SystemExit(code)
