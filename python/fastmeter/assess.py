@@ -58,16 +58,33 @@ def source_validity(
     if "synthetic" in sources:
         if skipped:  # "auto" fell back: say what hardware was missing and why
             why = "; ".join(f"{s.name}: {s.reason.splitlines()[0]}" for s in skipped)
-            reasons.append(Reason("synthetic_fallback", "no hardware source is available, so these numbers are "
-                                  f"the synthetic waveform, not a measurement ({why})", Verdict.SYNTHETIC))
+            reasons.append(
+                Reason(
+                    "synthetic_fallback",
+                    "no hardware source is available, so these numbers are "
+                    f"the synthetic waveform, not a measurement ({why})",
+                    Verdict.SYNTHETIC,
+                )
+            )
         else:
-            reasons.append(Reason("synthetic_source", "the synthetic source was asked for: these numbers are a "
-                                  "synthetic waveform, not a measurement", Verdict.SYNTHETIC))
+            reasons.append(
+                Reason(
+                    "synthetic_source",
+                    "the synthetic source was asked for: these numbers are a synthetic waveform, not a measurement",
+                    Verdict.SYNTHETIC,
+                )
+            )
     for source in sources:
         for name in EMULATING_OVERRIDES.get(source, ()):
             if name in overrides:
-                reasons.append(Reason("emulated_source", f"{source} reads {name}={overrides[name]}: an emulator "
-                                      "or a fake tree, not this machine's hardware", Verdict.SYNTHETIC))
+                reasons.append(
+                    Reason(
+                        "emulated_source",
+                        f"{source} reads {name}={overrides[name]}: an emulator "
+                        "or a fake tree, not this machine's hardware",
+                        Verdict.SYNTHETIC,
+                    )
+                )
     return Validity(tuple(reasons))
 
 
@@ -94,12 +111,21 @@ def sampler_validity(stats: Mapping[str, Any], period_us: int) -> Validity:
     missed, polls = int(stats.get("missed") or 0), int(stats.get("polls") or 0)
     if missed + polls and missed / (missed + polls) > MAX_MISSED_SHARE:
         share = missed / (missed + polls)
-        reasons.append(Reason("missed_deadlines", f"the sampler skipped {missed} of {missed + polls} deadlines "
-                              f"({share:.1%} > {MAX_MISSED_SHARE:.0%}) at {period_us} us: the host starved it"))
+        reasons.append(
+            Reason(
+                "missed_deadlines",
+                f"the sampler skipped {missed} of {missed + polls} deadlines "
+                f"({share:.1%} > {MAX_MISSED_SHARE:.0%}) at {period_us} us: the host starved it",
+            )
+        )
     dropped = int(stats.get("dropped") or 0)
     if dropped:
-        reasons.append(Reason("samples_dropped", f"{dropped} samples were dropped (the ring was full): the curve "
-                              "is interpolated across the gaps"))
+        reasons.append(
+            Reason(
+                "samples_dropped",
+                f"{dropped} samples were dropped (the ring was full): the curve is interpolated across the gaps",
+            )
+        )
     return Validity(tuple(reasons))
 
 
@@ -116,29 +142,52 @@ def record_validity(meter: Meter, span_ns: tuple[int, int] | None = None) -> Val
         if not c.in_total:
             continue
         if c.name in failed and failed[c.name] < hi:
-            reasons.append(Reason("channel_failed", f"channel {c.name} failed ({stats['errors'][c.name]}); "
-                                  "nothing is measured after its last sample", Verdict.INVALID, c.name,
-                                  failed[c.name]))
+            reasons.append(
+                Reason(
+                    "channel_failed",
+                    f"channel {c.name} failed ({stats['errors'][c.name]}); nothing is measured after its last sample",
+                    Verdict.INVALID,
+                    c.name,
+                    failed[c.name],
+                )
+            )
             continue
         t = times[c.name]
         inside = t[(t >= lo) & (t <= hi)]
         period_s = periods.get(c.name, math.nan)
         if c.has_counter and math.isnan(period_s):
-            reasons.append(Reason("counter_stale", f"channel {c.name}'s counter never changed while it was read: "
-                                  "its energy is not measured", Verdict.INVALID, c.name))
+            reasons.append(
+                Reason(
+                    "counter_stale",
+                    f"channel {c.name}'s counter never changed while it was read: its energy is not measured",
+                    Verdict.INVALID,
+                    c.name,
+                )
+            )
             continue
         # Gaps around the span's edges count too: they decide where the edges' energy lies.
-        around = t[max(0, np.searchsorted(t, lo) - 1): np.searchsorted(t, hi, side="right") + 1]
+        around = t[max(0, np.searchsorted(t, lo) - 1) : np.searchsorted(t, hi, side="right") + 1]
         gap_ns = int(np.max(np.diff(around))) if len(around) > 1 else 0
         limit_ns = max(MAX_GAP_UPDATE_PERIODS * period_s * 1e9, GAP_JITTER_PERIODS * meter.period_us * 1e3)
         if gap_ns > limit_ns:
-            reasons.append(Reason("poll_gap", f"channel {c.name} went {gap_ns / 1e6:.1f} ms unread (counter updates "
-                                  f"every {period_s * 1e3:.1f} ms): an update's instant may be off by the gap",
-                                  channel=c.name))
+            reasons.append(
+                Reason(
+                    "poll_gap",
+                    f"channel {c.name} went {gap_ns / 1e6:.1f} ms unread (counter updates "
+                    f"every {period_s * 1e3:.1f} ms): an update's instant may be off by the gap",
+                    channel=c.name,
+                )
+            )
         if c.has_counter and len(inside) and period_s * 1e9 > (hi - lo):
-            reasons.append(Reason("counter_stale", f"the span ({(hi - lo) / 1e6:.1f} ms) is shorter than channel "
-                                  f"{c.name}'s update period ({period_s * 1e3:.1f} ms): its energy is interpolated "
-                                  "between updates outside it", channel=c.name))
+            reasons.append(
+                Reason(
+                    "counter_stale",
+                    f"the span ({(hi - lo) / 1e6:.1f} ms) is shorter than channel "
+                    f"{c.name}'s update period ({period_s * 1e3:.1f} ms): its energy is interpolated "
+                    "between updates outside it",
+                    channel=c.name,
+                )
+            )
     return combine([Validity(tuple(reasons)), sampler_validity(stats, meter.period_us)])
 
 

@@ -113,6 +113,7 @@ def combine(parts: Iterable[Validity]) -> Validity:
             seen.setdefault(r, None)
     return Validity(tuple(seen))
 
+
 # --- thresholds added with the checks in fastmeter/assess.py ---------------------------------------------------
 # A gap of up to this many sampling periods is ordinary poll jitter (one late or skipped deadline), not starvation:
 # below it, a continuous counter (updating every poll) would flag every run on a shared host.
