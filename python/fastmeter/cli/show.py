@@ -4,23 +4,33 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import click
 
 from fastmeter.analysis.trace_summary import channel_columns, summarize_channels
 from fastmeter.errors import ConfigError
 from fastmeter.io.read import Trace, read_trace
+from fastmeter.validity import Validity
 
 
 def _fmt(x: float | None, spec: str) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
+def validity_line(meta: dict[str, Any]) -> str:
+    """The trace's verdict first: a synthetic or invalid trace must not read like a measurement."""
+    if "validity" not in meta:
+        return "validity      UNKNOWN: not recorded (an unfinished trace, or one written before fastmeter judged them)"
+    v = Validity.from_dict(meta["validity"])
+    return "\n".join([f"validity      {v.verdict.value.upper()}", *(f"  - {r.message} [{r.code}]" for r in v.reasons)])
+
+
 def render_summary(trace: Trace) -> str:
     meta = trace.metadata
     idle = meta.get("idle_baseline_w") or {}
     duration_s, rows = summarize_channels(trace.table, trace.channels, idle)
-    lines = [f"duration      {duration_s:.3f} s   samples {trace.table.num_rows}"]
+    lines = [validity_line(meta), f"duration      {duration_s:.3f} s   samples {trace.table.num_rows}"]
     if not trace.complete:
         lines.append("status        INCOMPLETE: the recorder stopped before finishing; samples up to its last flush")
     if meta.get("command"):

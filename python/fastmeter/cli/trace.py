@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 import fastmeter
+from fastmeter.assess import meter_validity, source_validity
 from fastmeter.calibrate.result import calibration_for
 from fastmeter.errors import ConfigError, FastmeterError
 from fastmeter.io.stream import TraceWriter, check_output_path
@@ -90,6 +91,8 @@ def trace_command(output: str, duration: float | None, period_us: int, sources: 
         click.echo(f"warning: {warning.message}", err=True)
     for text in permission_warnings(m.skipped_sources):
         click.echo(f"warning: {text}", err=True)
+    for reason in source_validity(m.sources, m.skipped_sources).reasons:
+        click.echo(f"warning: {reason.message}", err=True)
 
     exit_code: int | None = None
     idle_w: dict[str, float] = {}
@@ -133,7 +136,9 @@ def trace_command(output: str, duration: float | None, period_us: int, sources: 
         finally:
             m.stop()
             writer.write(m.samples(written))
+            validity = meter_validity(m)  # judged on the whole record, written with it
             final = writer.close({
+                "validity": validity.to_dict(),
                 "sampler_stats": m.stats(),
                 "exit_code": exit_code,
                 "idle_baseline_w": idle_w,
@@ -143,6 +148,7 @@ def trace_command(output: str, duration: float | None, period_us: int, sources: 
     if live:
         click.echo("", err=True)
     click.echo(f"wrote {writer.rows} samples to {final}", err=True)
+    click.echo(f"validity: {validity.summary()}", err=True)
     if exit_code is not None:
         # A command killed by a signal reports -N; shells report 128 + N.
         sys.exit(exit_code if exit_code >= 0 else 128 - exit_code)
