@@ -88,7 +88,7 @@ def run_point(cfg: BenchConfig, run_dir: Path, config_dict: dict[str, Any]) -> d
     calibration = calibration_for(cfg.bench["calibration"])
     prepare_run_dir(run_dir)
     meter = _make_meter(cfg)
-    fingerprint = collect_fingerprint()
+    fingerprint = collect_fingerprint(server=(cfg.server["base_url"], cfg.server["kind"]))
     for w in noise_warnings(fingerprint):
         click.echo(f"warning: {w.message}", err=True)
     for text in permission_warnings(meter.skipped_sources):
@@ -140,10 +140,11 @@ def _finish(cfg: BenchConfig, run_dir: Path, meter: fastmeter.Meter, records: li
             metrics: list[MetricRow], span: tuple[int, int], idle_w: dict[str, float],
             context: dict[str, Any], interrupted: bool) -> dict[str, Any]:
     measured = [r for r in records if not r.warmup]
-    span = (max(span[0], meter.start_ns), min(span[1], meter.stop_ns or span[1]))
     # --- validity: a counted channel lost mid-run ends the measured span at its last sample; requests that had
-    # not ended by then get no energy (NaN) and their tokens and time are not in the figures.
-    validity = meter_validity(meter, span)
+    # not ended by then get no energy (NaN) and their tokens and time are not in the figures. Judged on the span
+    # the load asked for: a lost channel may have stopped the record (stop_ns) before the load ended.
+    validity = meter_validity(meter, (max(span[0], meter.start_ns), span[1]))
+    span = (max(span[0], meter.start_ns), min(span[1], meter.stop_ns or span[1]))
     lost_ns = min((t for n, t in channel_failures(meter).items() if n in counted_channels(meter)), default=None)
     if lost_ns is not None and lost_ns < span[1]:
         span = (span[0], max(span[0], lost_ns))
