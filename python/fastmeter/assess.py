@@ -159,7 +159,7 @@ def record_validity(meter: Meter, span_ns: tuple[int, int] | None = None) -> Val
             reasons.append(
                 Reason(
                     "counter_stale",
-                    f"channel {c.name}'s counter never changed while it was read: its energy is not measured",
+                    f"channel {c.name}'s counter did not update (twice) while it was read: its energy is not measured",
                     Verdict.INVALID,
                     c.name,
                 )
