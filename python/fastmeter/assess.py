@@ -141,7 +141,8 @@ def record_validity(meter: Meter, span_ns: tuple[int, int] | None = None) -> Val
     for c in meter.channels:
         if not c.in_total:
             continue
-        if c.name in failed and failed[c.name] < hi:
+        # Over the whole record any failure loses data: the record ends at the stop, after the channel's last sample.
+        if c.name in failed and (span_ns is None or failed[c.name] < hi):
             reasons.append(
                 Reason(
                     "channel_failed",

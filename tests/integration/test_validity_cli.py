@@ -101,6 +101,17 @@ def test_gpu_lost_mid_bench_is_invalid_and_publishes_nothing_over_the_lost_part(
     assert r.exit_code == 2 and "invalid runs cannot be compared" in r.output and "lost" in r.output
 
 
+def test_a_trace_whose_gpu_was_lost_is_invalid_in_its_metadata_and_in_show(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    fake_nvml.configure([GpuSpec(fail_after_calls=(100, 15))])
+    out = tmp_path / "t.arrow"
+    r = CliRunner().invoke(main, ["trace", "--source", "nvml", "--duration", "0.4", "-o", str(out)])
+    assert r.exit_code == 0, r.output  # trace's own exit code is its command's; the verdict is in the file
+    meta = read_trace(out).metadata
+    assert meta["validity"]["verdict"] == "invalid" and "channel_failed" in codes(meta["validity"])
+    r = CliRunner().invoke(main, ["show", str(out)])
+    assert r.output.startswith("validity      INVALID") and "[channel_failed]" in r.output
+
+
 # --- 4: hardware asked for is hardware required ---------------------------------------------------------------
 
 
