@@ -225,3 +225,32 @@ def test_bunched_streams_are_left_out_of_itl_and_degrade_the_run(fake_nvml: Fake
     # The ITL percentiles are the streamed requests' 6 ms gaps, not the bunched ones' microseconds.
     assert s["itl_ms_p50"] >= 5.0
     assert not math.isnan(s["itl_ms_p99"])
+
+
+# --- 7: server-side deltas exclude warm-up --------------------------------------------------------------------
+
+
+def test_server_metric_deltas_start_after_warm_up(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    from tests.emulators.fake_server import FakeServer, Request, Script, Send
+    from tests.emulators.openai_server import completion_script
+
+    arrived = {"n": 0}
+
+    def handler(req: Request) -> Script:
+        if req.method == "GET" and req.path == "/metrics":
+            text = f"# TYPE vllm:request_arrivals counter\nvllm:request_arrivals_total {arrived['n']}\n"
+            return Script([Send(text.encode())], content_type="text/plain", chunked=False)
+        if req.method == "GET":
+            return Script([Send(b"{}")], status=404, content_type="application/json", chunked=False)
+        arrived["n"] += 1  # counted on arrival: warm-ups all arrive before the baseline scrape
+        return completion_script(4, 0.002, 0.002)
+
+    out = tmp_path / "run"
+    with FakeServer(handler) as server:
+        r = CliRunner().invoke(main, bench(server.url, out, "--allow-degraded", sources="nvml",
+                                           **{"metrics-enabled": "true", "metrics-interval-s": "0.05",
+                                              "warmup-requests": "3", "num-requests": "6"}))
+    assert r.exit_code == 0, r.output
+    sm = json.loads((out / "run.json").read_text())["server_metrics"]
+    assert sm["deltas"] == {"vllm:request_arrivals_total": 6.0}  # the 3 warm-up requests are not in it
+    assert sm["baseline_t_ns"] < sm["end_t_ns"]

@@ -24,6 +24,7 @@ from fastmeter.adapters.base import RequestRecord
 from fastmeter.adapters.prometheus import MetricRow
 from fastmeter.analysis.accuracy import accuracy_summary, load_scorer
 from fastmeter.analysis.carbon import carbon_cost_summary
+from fastmeter.analysis.server_metrics import counter_deltas
 from fastmeter.assess import channel_failures, meter_validity
 from fastmeter.bench.energy import (
     attributable,
@@ -140,6 +141,7 @@ def _finish(cfg: BenchConfig, run_dir: Path, meter: fastmeter.Meter, records: li
             metrics: list[MetricRow], span: tuple[int, int], idle_w: dict[str, float],
             context: dict[str, Any], interrupted: bool) -> dict[str, Any]:
     measured = [r for r in records if not r.warmup]
+    server_deltas = counter_deltas(metrics, span)  # the load's span: the baseline scrape follows the warm-up
     # --- validity: a counted channel lost mid-run ends the measured span at its last sample; requests that had
     # not ended by then get no energy (NaN) and their tokens and time are not in the figures. Judged on the span
     # the load asked for: a lost channel may have stopped the record (stop_ns) before the load ended.
@@ -201,6 +203,7 @@ def _finish(cfg: BenchConfig, run_dir: Path, meter: fastmeter.Meter, records: li
         "sampler_stats": meter.stats(),
         "interrupted": interrupted,
         "validity": validity.to_dict(),
+        "server_metrics": server_deltas,
     }
     (run_dir / "run.json").write_text(json.dumps(_finite(run), indent=2, default=_json_default) + "\n")
     click.echo(render_summary(summary, validity))
