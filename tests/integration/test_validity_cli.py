@@ -225,6 +225,17 @@ def test_bunched_streams_are_left_out_of_itl_and_degrade_the_run(fake_nvml: Fake
     # The ITL percentiles are the streamed requests' 6 ms gaps, not the bunched ones' microseconds.
     assert s["itl_ms_p50"] >= 5.0
     assert not math.isnan(s["itl_ms_p99"])
+    # The split is marked client-side; a bunched response has none (its first token was read with its last).
+    assert run["attribution"]["prefill_split"]["first_token"] == "client_side"
+    req = read(out / "requests.arrow").to_pandas()
+    req = req[~req.warmup]
+    chunks = read(out / "chunks.arrow").to_pandas()
+    spread = chunks.groupby("request_id", observed=True).t_ns.agg(lambda t: t.max() - t.min())
+    bunched = req.request_id.map(spread) <= 1_000_000
+    assert bunched.sum() == s["bunched_requests"]
+    assert req[bunched].prefill_energy_j.isna().all() and req[bunched].decode_energy_j.isna().all()
+    assert (req[bunched].energy_j > 0).all()
+    assert (req[~bunched].prefill_energy_j > 0).all() and (req[~bunched].decode_energy_j > 0).all()
 
 
 # --- 7: server-side deltas exclude warm-up --------------------------------------------------------------------

@@ -34,7 +34,7 @@ from fastmeter.bench.energy import (
     span_energy_by_channel,
 )
 from fastmeter.bench.recorder import StreamingRecorder
-from fastmeter.bench.summary import RunEnergy, render_summary, requests_validity, summarize
+from fastmeter.bench.summary import RunEnergy, is_bunched, render_summary, requests_validity, summarize
 from fastmeter.bench.tables import chunks_table, metrics_table, requests_table, write_arrow
 from fastmeter.calibrate.result import calibration_for
 from fastmeter.errors import ConfigError
@@ -44,6 +44,14 @@ from fastmeter.sources import permission_warnings
 from fastmeter.validity import combine
 
 RUN_FORMAT_VERSION = 1
+# Over HTTP the first token's instant is when the client read it, never the server's own (no server reports it per
+# request in its stream or /metrics): the prefill/decode split is shifted toward prefill by network and buffering.
+CLIENT_SIDE_SPLIT = {
+    "first_token": "client_side",
+    "reason": "first-token instants are the client's reads of the stream, later than the server produced them by "
+              "network and buffering delay: prefill_energy_j is an upper bound of the true prefill energy and "
+              "decode_energy_j a lower bound; bunched responses have no split (NaN)",
+}
 ENERGY_COLUMNS = ("energy_j", "prefill_energy_j", "decode_energy_j", "net_energy_j", "uncertainty_j")
 
 
@@ -161,7 +169,7 @@ def _finish(cfg: BenchConfig, run_dir: Path, meter: fastmeter.Meter, records: li
     idle_total_w = math.fsum(idle_w.get(n, 0.0) for n in counted) if idle_w else None
 
     per_request = {k: np.full(len(records), np.nan) for k in ENERGY_COLUMNS}
-    attr_info: dict[str, Any] = {"method": cfg.bench["attribution"]}
+    attr_info: dict[str, Any] = {"method": cfg.bench["attribution"], "prefill_split": CLIENT_SIDE_SPLIT}
     targets = [i for i, r in enumerate(records) if not r.warmup and attributable([r]) and r.end_ns <= span[1]]
     failed_j = 0.0
     if targets and span[1] > span[0]:
@@ -169,6 +177,10 @@ def _finish(cfg: BenchConfig, run_dir: Path, meter: fastmeter.Meter, records: li
                                delays_ns)
         for k in ENERGY_COLUMNS:
             per_request[k][targets] = getattr(a, k)
+        # A bunched response's first token was read with its last: the split would call it all prefill. Unknown.
+        bunched = [i for i in targets if is_bunched(records[i])]
+        per_request["prefill_energy_j"][bunched] = np.nan
+        per_request["decode_energy_j"][bunched] = np.nan
         failed_j = math.fsum(a.energy_j[j] for j, i in enumerate(targets) if not records[i].ok)
         attr_info.update(total_j=a.total_j, idle_j=a.idle_j, requests_j=math.fsum(a.energy_j),
                          update_period_s=a.update_period_s)
