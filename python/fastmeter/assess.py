@@ -169,13 +169,15 @@ def record_validity(meter: Meter, span_ns: tuple[int, int] | None = None) -> Val
         # Gaps around the span's edges count too: they decide where the edges' energy lies.
         around = t[max(0, np.searchsorted(t, lo) - 1) : np.searchsorted(t, hi, side="right") + 1]
         gap_ns = int(np.max(np.diff(around))) if len(around) > 1 else 0
-        limit_ns = max(MAX_GAP_UPDATE_PERIODS * period_s * 1e9, GAP_JITTER_PERIODS * meter.period_us * 1e3)
+        # A power-only channel has no observed update period: its readings are due every poll.
+        update_ns = meter.period_us * 1e3 if math.isnan(period_s) else period_s * 1e9
+        limit_ns = max(MAX_GAP_UPDATE_PERIODS * update_ns, GAP_JITTER_PERIODS * meter.period_us * 1e3)
         if gap_ns > limit_ns:
             reasons.append(
                 Reason(
                     "poll_gap",
-                    f"channel {c.name} went {gap_ns / 1e6:.1f} ms unread (counter updates "
-                    f"every {period_s * 1e3:.1f} ms): an update's instant may be off by the gap",
+                    f"channel {c.name} went {gap_ns / 1e6:.1f} ms unread (it updates every "
+                    f"{update_ns / 1e6:.1f} ms): an update's instant may be off by the gap",
                     channel=c.name,
                 )
             )

@@ -112,6 +112,16 @@ def test_a_trace_whose_gpu_was_lost_is_invalid_in_its_metadata_and_in_show(fake_
     assert r.output.startswith("validity      INVALID") and "[channel_failed]" in r.output
 
 
+def test_a_starved_sampler_shows_in_the_verdict(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    # Each NVML call takes 3 ms: at a 1 ms period most deadlines pass unpolled, as under heavy CPU contention.
+    fake_nvml.configure([GpuSpec(latency_us=3000)])
+    out = tmp_path / "t.arrow"
+    r = CliRunner().invoke(main, ["trace", "--source", "nvml", "--duration", "0.3", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    (missed,) = [x for x in read_trace(out).metadata["validity"]["reasons"] if x["code"] == "missed_deadlines"]
+    assert missed["verdict"] == "degraded" and "deadlines" in missed["message"]
+
+
 # --- 4: hardware asked for is hardware required ---------------------------------------------------------------
 
 
