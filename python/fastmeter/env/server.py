@@ -8,6 +8,9 @@ first, and record which one answered. Nothing is guessed: a server that answers 
 
 from __future__ import annotations
 
+import http.client
+import json
+import urllib.parse
 from typing import Any
 
 from fastmeter.env.readers import unavailable
@@ -41,36 +44,42 @@ PROBES = {
 _IDENTITY_KEYS = {"/props": "default_generation_settings"}
 
 
-def collect_server(base_url: str, kind: str) -> dict[str, Any]:
-    """{"name", "version", "endpoint"} of the server at `base_url`; name/version "unknown: <why>" when no
-    endpoint identifies it."""
-    import httpx
+def _get_json(root: str, path: str) -> tuple[int, Any]:
+    """(HTTP status, parsed JSON body or None) of GET root+path; raises OSError or ValueError."""
+    url = urllib.parse.urlsplit(root + path)
+    conn_type = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+    conn = conn_type(url.hostname or "", url.port, timeout=TIMEOUT_S)
+    try:
+        conn.request("GET", url.path or "/", headers={"Accept": "application/json"})
+        resp = conn.getresponse()
+        body = resp.read()
+    finally:
+        conn.close()
+    return resp.status, json.loads(body) if resp.status == 200 else None
 
+
+def collect_server(base_url: str, kind: str) -> dict[str, Any]:
+    """{"name", "version", "endpoint"} of the server at `base_url`; name/version "unavailable: <why>" when no
+    endpoint identifies it."""
     tried = []
     root = base_url.rstrip("/")
     root = root[: -len("/v1")] if root.endswith("/v1") else root
-    with httpx.Client(timeout=TIMEOUT_S) as client:
-        for path, reader in PROBES.get(kind, ()):
-            try:
-                resp = client.get(root + path)
-                body = resp.json() if resp.status_code == 200 else None
-            except (httpx.HTTPError, ValueError) as exc:
-                tried.append(f"GET {path}: {type(exc).__name__}")
-                continue
-            if not isinstance(body, dict):
-                tried.append(f"GET {path}: HTTP {resp.status_code}")
-                continue
-            name, version = reader(body)
-            identity = _IDENTITY_KEYS.get(path, "version")
-            if identity not in body:
-                tried.append(f"GET {path}: no {identity!r} in the answer")
-                continue
-            return {
-                "name": name,
-                "version": str(version)
-                if version is not None
-                else unavailable(f"GET {path} does not report a version"),
-                "endpoint": f"GET {path}",
-            }
+    for path, reader in PROBES.get(kind, ()):
+        try:
+            status, body = _get_json(root, path)
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            tried.append(f"GET {path}: {type(exc).__name__}")
+            continue
+        if not isinstance(body, dict):
+            tried.append(f"GET {path}: HTTP {status}")
+            continue
+        identity = _IDENTITY_KEYS.get(path, "version")
+        if identity not in body:
+            tried.append(f"GET {path}: no {identity!r} in the answer")
+            continue
+        name, version = reader(body)
+        if version is None:
+            version = unavailable(f"GET {path} does not report a version")
+        return {"name": name, "version": str(version), "endpoint": f"GET {path}"}
     why = unavailable("no version endpoint answered (" + "; ".join(tried or [f"none known for kind {kind!r}"]) + ")")
     return {"name": why, "version": why, "endpoint": None}
