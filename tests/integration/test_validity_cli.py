@@ -122,6 +122,20 @@ def test_a_starved_sampler_shows_in_the_verdict(fake_nvml: FakeNvml, tmp_path: P
     assert missed["verdict"] == "degraded" and "deadlines" in missed["message"]
 
 
+def test_gpu_lost_before_the_measured_phase_publishes_unknown_not_zero(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    fake_nvml.configure([GpuSpec(fail_after_calls=(5, 15))])  # lost within the first polls, during warm-up
+    out = tmp_path / "lost"
+    with openai_server(token_gap_s=0.004, prefill_s=0.005) as server:
+        r = CliRunner().invoke(main, bench(server.url, out, sources="nvml", **{"warmup-requests": "2"}))
+    assert r.exit_code == 4, r.output
+    run = json.loads((out / "run.json").read_text())
+    s = run["summary"]
+    assert s["energy_j"] is None and s["energy_per_output_token_j"] is None  # null in JSON: unknown, never 0
+    assert run["energy_by_channel_j"] == {"gpu0": None}
+    req = read(out / "requests.arrow").to_pandas()
+    assert req[~req.warmup].energy_j.isna().all()
+
+
 # --- 4: hardware asked for is hardware required ---------------------------------------------------------------
 
 

@@ -163,9 +163,11 @@ def _finish(cfg: BenchConfig, run_dir: Path, meter: fastmeter.Meter, records: li
     # --- end validity
     delays_ns = channel_delays_ns(meter, context["calibration"])
     by_channel = (span_energy_by_channel(meter, span, delays_ns) if span[1] > span[0]
-                  else {c.name: 0.0 for c in meter.channels})
+                  else {c.name: math.nan for c in meter.channels})  # nothing measured: unknown, not 0
     counted = counted_channels(meter)
-    energy_j = math.fsum(by_channel[n] for n in counted if not math.isnan(by_channel[n]))
+    # A counted channel whose energy is unknown makes the total unknown: leaving it out would publish a part as
+    # the whole.
+    energy_j = math.fsum(by_channel[n] for n in counted)
     idle_total_w = math.fsum(idle_w.get(n, 0.0) for n in counted) if idle_w else None
 
     per_request = {k: np.full(len(records), np.nan) for k in ENERGY_COLUMNS}
