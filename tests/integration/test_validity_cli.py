@@ -246,6 +246,8 @@ def test_bunched_streams_are_left_out_of_itl_and_degrade_the_run(fake_nvml: Fake
     s = run["summary"]
     assert s["bunched_requests"] >= 4 and s["streamed_requests"] >= 4
     assert "bunched_streams" in codes(run["validity"])
+    share = s["bunched_requests"] / (s["bunched_requests"] + s["streamed_requests"])
+    assert f"{s['bunched_requests']} ({share:.0%}) arrived bunched and are left out" in r.output
     # The ITL percentiles are the streamed requests' 6 ms gaps, not the bunched ones' microseconds.
     assert s["itl_ms_p50"] >= 5.0
     assert not math.isnan(s["itl_ms_p99"])

@@ -141,6 +141,15 @@ SUMMARY_LINES = (
 )
 
 
+def bunched_note(s: dict[str, Any]) -> str | None:
+    """Said wherever ITL figures or an ITL SLO check appear on a run with bunched responses."""
+    bunched, streamed = s.get("bunched_requests") or 0, s.get("streamed_requests") or 0
+    if not bunched:
+        return None
+    return (f"ITL covers the {streamed} streamed requests: {bunched} ({bunched / (bunched + streamed):.0%}) "
+            "arrived bunched and are left out")
+
+
 def verdict_line(validity: Validity) -> str:
     """The line every output that shows figures carries: the verdict, and each reason on its own line."""
     head = f"{'validity':<26}{validity.verdict.value.upper()}"
@@ -154,6 +163,8 @@ def render_summary(s: dict[str, Any], validity: Validity) -> str:
             lines.append(f"{label:<26}{fmt.format(**s)}")
         except (KeyError, TypeError, ValueError):
             continue  # a figure this run does not have (no idle baseline measured)
+        if label.startswith("ITL") and (note := bunched_note(s)):
+            lines.append(f"{'':<26}{note}")
     if s.get("accuracy") is not None:
         per_kwh = s.get("accuracy_per_kwh")
         lines.append(f"{'accuracy':<26}{s['accuracy']:.4g}" + (f"  ({per_kwh:.4g} per kWh)" if per_kwh else ""))

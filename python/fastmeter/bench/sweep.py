@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from fastmeter.bench.point import _finite, prepare_run_dir, run_point
+from fastmeter.bench.summary import bunched_note
 from fastmeter.load.config import BenchConfig
 from fastmeter.validity import Validity, Verdict, combine
 
@@ -52,9 +53,8 @@ def render_sweep(rows: list[dict[str, Any]], best: str | None) -> str:
             f"{r['energy_per_output_token_j']:>9.4f}{r['output_tokens_per_j']:>9.2f}{r['ttft_ms_p99']:>10.1f}"
             f"{r['itl_ms_p99']:>9.2f}  {'yes' if r['meets_slo'] else 'no'}  {r.get('verdict', '?')}{mark}"
         )
-        if r.get("bunched_requests"):
-            lines.append(f"{'':<18}ITL p99 and its SLO check cover {r['streamed_requests']} streamed requests; "
-                         f"{r['bunched_requests']} arrived bunched and are left out")
+        if note := bunched_note(r):
+            lines.append(f"{'':<18}{note} (and out of the ITL SLO check)")
     return "\n".join(lines)
 
 
