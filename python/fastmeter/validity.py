@@ -115,9 +115,10 @@ def combine(parts: Iterable[Validity]) -> Validity:
 
 
 # --- thresholds added with the checks in fastmeter/assess.py ---------------------------------------------------
-# A gap of up to this many sampling periods is ordinary poll jitter (one late or skipped deadline), not starvation:
-# below it, a continuous counter (updating every poll) would flag every run on a shared host.
-GAP_JITTER_PERIODS = 2.0
+# A gap of up to this many sampling periods is ordinary poll jitter (a few late or skipped deadlines in a row), not
+# starvation: below it, a counter updating every poll (RAPL, 1 ms) would flag every run on a shared host, while a
+# starved sampler's gaps are tens to hundreds of periods (366 ms at 1 kHz under a CPU-bound neighbour, issue 9).
+GAP_JITTER_PERIODS = 5.0
 # Exit codes of `fastmeter bench` by verdict (0 only for `measured`); 130/143 (interrupts) belong to the recorder.
 EXIT_CODES = {Verdict.MEASURED: 0, Verdict.DEGRADED: 3, Verdict.INVALID: 4, Verdict.SYNTHETIC: 5}
 # Reasons that make a figure synthetic because the user chose it (the synthetic source, or an emulator named by a
