@@ -88,7 +88,9 @@ def test_gpu_lost_mid_bench_is_invalid_and_publishes_nothing_over_the_lost_part(
     assert s["output_tokens"] == within.completion_tokens.sum()
     assert s["duration_s"] == pytest.approx((span[1] - span[0]) * 1e-9)
     assert s["output_tokens_per_s"] == pytest.approx(s["output_tokens"] / s["duration_s"])
-    assert s["energy_j"] == pytest.approx(spec.energy_j(*span), rel=0.01)
+    # The span's energy is the waveform's over the measured span (not over the load's): each edge is placed within
+    # a poll, and a loaded host may stretch a poll to a few ms (300 W x 5 ms of ~60 J).
+    assert s["energy_j"] == pytest.approx(spec.energy_j(*span), rel=0.05)
 
     good = tmp_path / "good"
     fake_nvml.configure([GpuSpec(waveform=Square(100.0, 300.0, 0.05, 0.5))])
