@@ -59,12 +59,13 @@ def no_hardware(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_gpu_lost_mid_bench_is_invalid_and_publishes_nothing_over_the_lost_part(
     fake_nvml: FakeNvml, tmp_path: Path
 ) -> None:
-    # Every poll makes one NVML value call: the GPU is lost after ~300 polls, while requests are still running.
-    (spec,) = fake_nvml.configure([GpuSpec(waveform=Square(100.0, 300.0, 0.05, 0.5), fail_after_calls=(300, 15))])
+    # Every poll makes one NVML value call: the GPU is lost after 1500 polls (>= 1.5 s, well after the load's start
+    # even on a loaded host), while the 200 requests (~4 s at concurrency 2) are still running.
+    (spec,) = fake_nvml.configure([GpuSpec(waveform=Square(100.0, 300.0, 0.05, 0.5), fail_after_calls=(1500, 15))])
     out = tmp_path / "lost"
     with openai_server(token_gap_s=0.004, prefill_s=0.005) as server:
         r = CliRunner().invoke(
-            main, bench(server.url, out, "--allow-degraded", **{"sources": "nvml", "num-requests": "60"})
+            main, bench(server.url, out, "--allow-degraded", **{"sources": "nvml", "num-requests": "200"})
         )
     assert r.exit_code == 4, r.output  # invalid: --allow-degraded never accepts it
     assert "INVALID" in r.output and "channel_failed" in r.output
@@ -96,7 +97,7 @@ def test_gpu_lost_mid_bench_is_invalid_and_publishes_nothing_over_the_lost_part(
     fake_nvml.configure([GpuSpec(waveform=Square(100.0, 300.0, 0.05, 0.5))])
     with openai_server(token_gap_s=0.004, prefill_s=0.005) as server:
         r = CliRunner().invoke(
-            main, bench(server.url, good, "--allow-degraded", **{"sources": "nvml", "num-requests": "60"})
+            main, bench(server.url, good, "--allow-degraded", **{"sources": "nvml", "num-requests": "20"})
         )
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(main, ["compare", str(good), str(out)])
@@ -286,9 +287,21 @@ def test_server_metric_deltas_start_after_warm_up(fake_nvml: FakeNvml, tmp_path:
 
     out = tmp_path / "run"
     with FakeServer(handler) as server:
-        r = CliRunner().invoke(main, bench(server.url, out, "--allow-degraded", sources="nvml",
-                                           **{"metrics-enabled": "true", "metrics-interval-s": "0.05",
-                                              "warmup-requests": "3", "num-requests": "6"}))
+        r = CliRunner().invoke(
+            main,
+            bench(
+                server.url,
+                out,
+                "--allow-degraded",
+                sources="nvml",
+                **{
+                    "metrics-enabled": "true",
+                    "metrics-interval-s": "0.05",
+                    "warmup-requests": "3",
+                    "num-requests": "6",
+                },
+            ),
+        )
     assert r.exit_code == 0, r.output
     sm = json.loads((out / "run.json").read_text())["server_metrics"]
     assert sm["deltas"] == {"vllm:request_arrivals_total": 6.0}  # the 3 warm-up requests are not in it
