@@ -58,10 +58,24 @@ def run(quick: bool) -> list[Row]:
         inside = [r[length_ms][2] * 100 for r in results]
         spread = f"{rounds} rounds of {run_s:g} s, {WINDOWS_MS[length_ms]} spans each; range"
         rows += [
-            Row("bound", case, "relative bound median", median(rel), "%", None,
-                f"{spread} {min(rel):.3g}-{max(rel):.3g}"),
-            Row("bound", case, "bound / |true error| median", median(ratio), "x", None,
-                f"{spread} {min(ratio):.3g}-{max(ratio):.3g}"),
+            Row(
+                "bound",
+                case,
+                "relative bound median",
+                median(rel),
+                "%",
+                None,
+                f"{spread} {min(rel):.3g}-{max(rel):.3g}",
+            ),
+            Row(
+                "bound",
+                case,
+                "bound / |true error| median",
+                median(ratio),
+                "x",
+                None,
+                f"{spread} {min(ratio):.3g}-{max(ratio):.3g}",
+            ),
             Row("bound", case, "truth inside the bound", min(inside), "%", (">=", 100.0), "worst round"),
         ]
     return rows

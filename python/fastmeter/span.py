@@ -38,20 +38,48 @@ class SpanResult:
 def _channel_reasons(c: Channel, status: str, bound_j: float, failed_at_ns: int | None) -> list[Reason]:
     reasons = []
     if c.domain == "synthetic":
-        reasons.append(Reason("synthetic_source", f"{c.name} is the synthetic waveform, not a measurement",
-                              Verdict.SYNTHETIC, c.name))
+        reasons.append(
+            Reason(
+                "synthetic_source", f"{c.name} is the synthetic waveform, not a measurement", Verdict.SYNTHETIC, c.name
+            )
+        )
     if status == "failed":
-        return reasons + [Reason("channel_failed", f"{c.name} failed at t_ns={failed_at_ns}, before the span ended: its energy "
-                       "is unknown", Verdict.INVALID, c.name, failed_at_ns)]
+        return reasons + [
+            Reason(
+                "channel_failed",
+                f"{c.name} failed at t_ns={failed_at_ns}, before the span ended: its energy is unknown",
+                Verdict.INVALID,
+                c.name,
+                failed_at_ns,
+            )
+        ]
     if status == "unknown":
-        return reasons + [Reason("counter_not_updated", f"{c.name}'s counter did not update inside or after the span: its "
-                       "energy is unknown", Verdict.INVALID, c.name)]
+        return reasons + [
+            Reason(
+                "counter_not_updated",
+                f"{c.name}'s counter did not update inside or after the span: its energy is unknown",
+                Verdict.INVALID,
+                c.name,
+            )
+        ]
     if status == "provisional":
-        reasons.append(Reason("provisional_end", f"{c.name} has not updated since the span ended: its end is "
-                              "extrapolated, within the bound", Verdict.DEGRADED, c.name))
+        reasons.append(
+            Reason(
+                "provisional_end",
+                f"{c.name} has not updated since the span ended: its end is extrapolated, within the bound",
+                Verdict.DEGRADED,
+                c.name,
+            )
+        )
     if math.isnan(bound_j):
-        reasons.append(Reason("bound_unavailable", f"{c.name} has no energy counter: no error bound can be derived",
-                              Verdict.DEGRADED, c.name))
+        reasons.append(
+            Reason(
+                "bound_unavailable",
+                f"{c.name} has no energy counter: no error bound can be derived",
+                Verdict.DEGRADED,
+                c.name,
+            )
+        )
     return reasons
 
 
@@ -70,8 +98,14 @@ def span_result(
     reasons = [r for c in counted for r in _channel_reasons(c, status[c.name], bound[c.name], failed_at_ns[c.name])]
     if not unknown and not math.isnan(total_bound_j) and total_bound_j > MAX_RELATIVE_BOUND * total_j:
         share = f"{100 * total_bound_j / total_j:.0f}%" if total_j > 0 else "unbounded"
-        reasons.append(Reason("bound_above_limit", f"error bound {total_bound_j:.3g} J is {share} of {total_j:.3g} J "
-                              f"(limit {100 * MAX_RELATIVE_BOUND:.0f}%)", Verdict.DEGRADED))
+        reasons.append(
+            Reason(
+                "bound_above_limit",
+                f"error bound {total_bound_j:.3g} J is {share} of {total_j:.3g} J "
+                f"(limit {100 * MAX_RELATIVE_BOUND:.0f}%)",
+                Verdict.DEGRADED,
+            )
+        )
     return SpanResult(
         t0_ns=int(raw["t0_ns"]),
         t1_ns=int(raw["t1_ns"]),

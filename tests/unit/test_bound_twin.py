@@ -75,9 +75,13 @@ def test_truth_lies_inside_the_bound_and_the_twin_agrees(case: dict, data: st.Da
     np.testing.assert_allclose(lo, tlo, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(hi, thi, rtol=1e-12, atol=1e-12)
     # The cumulative curve counts from the first reading, which held the energy of the refresh before the first poll.
-    held0 = s.t_ns[0] if case["counter_refresh_ns"] == 0 else (
-        (s.t_ns[0] - case["counter_phase_ns"]) // case["counter_refresh_ns"] * case["counter_refresh_ns"]
-        + case["counter_phase_ns"]
+    held0 = (
+        s.t_ns[0]
+        if case["counter_refresh_ns"] == 0
+        else (
+            (s.t_ns[0] - case["counter_phase_ns"]) // case["counter_refresh_ns"] * case["counter_refresh_ns"]
+            + case["counter_phase_ns"]
+        )
     )
     truth_at = case["load"].energy_j(q * 1e-9) - case["load"].energy_j(held0 * 1e-9)
     assert np.all((lo <= truth_at) & (truth_at <= hi))
@@ -96,7 +100,12 @@ def test_truth_lies_inside_the_bound_and_the_twin_agrees(case: dict, data: st.Da
 
 def test_bound_is_nan_without_observations() -> None:
     lo, hi, p_max = _core.energy_range(
-        np.array([], np.int64), np.array([]), np.array([]), np.array([], bool), np.array([], bool), 1e-3,
+        np.array([], np.int64),
+        np.array([]),
+        np.array([]),
+        np.array([], bool),
+        np.array([], bool),
+        1e-3,
         np.array([5], np.int64),
     )
     assert math.isinf(p_max) and lo[0] == -math.inf and hi[0] == math.inf

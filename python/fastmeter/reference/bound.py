@@ -104,13 +104,19 @@ def energy_range(
 
 
 def span_range(
-    lo0_j: np.ndarray, hi0_j: np.ndarray, lo1_j: np.ndarray, hi1_j: np.ndarray, pmax_w: float, t0_ns: np.ndarray,
+    lo0_j: np.ndarray,
+    hi0_j: np.ndarray,
+    lo1_j: np.ndarray,
+    hi1_j: np.ndarray,
+    pmax_w: float,
+    t0_ns: np.ndarray,
     t1_ns: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Same signature as fastmeter._core.span_range."""
     lo = np.maximum(lo1_j - hi0_j, 0.0)
-    reach = np.array([_energy_over(pmax_w, int(b - a)) if math.isfinite(pmax_w) or b <= a else INF
-                      for a, b in zip(t0_ns, t1_ns)])
+    reach = np.array(
+        [_energy_over(pmax_w, int(b - a)) if math.isfinite(pmax_w) or b <= a else INF for a, b in zip(t0_ns, t1_ns)]
+    )
     hi = np.minimum(hi1_j - lo0_j, reach)
     return lo, hi
 
