@@ -420,7 +420,8 @@ PYBIND11_MODULE(_core, m) {
         const py::ssize_t n = t_ns.size();
         same_length(n, {energy_j.size(), power_w.size(), counter.size(), changed.size()});
         BoundBuilder b(unit_j);
-        for (py::ssize_t i = 0; i < n; ++i) b.push(t_ns.at(i), energy_j.at(i), power_w.at(i), counter.at(i), changed.at(i));
+        for (py::ssize_t i = 0; i < n; ++i)
+          b.push(t_ns.at(i), energy_j.at(i), power_w.at(i), counter.at(i), changed.at(i));
         F64 lo(query_t_ns.size()), hi(query_t_ns.size());
         for (py::ssize_t i = 0; i < query_t_ns.size(); ++i) {
           const EnergyRange r = b.range_at(query_t_ns.at(i));
