@@ -72,8 +72,8 @@ class Meter {
   // unknown. clamp_to_stop: a span ending after the stop instant is cut there (else MeterError).
   SpanEnergy energy_between(int64_t t0_ns, int64_t t1_ns, int64_t wait_ns, bool clamp_to_stop = false);
   // Cumulative joules of one channel at each of t_ns[0..n) on the interpolated curve (the one energy_between
-  // uses); NaN outside the record (before start, after the newest poll), after the channel's failure and before
-  // its first knot. bound_out (may be null): each value's error bound (bound.h), NaN where not derivable.
+  // uses); NaN outside the record (before start, after the newest poll), after the channel's failure and while
+  // it has no knot yet. bound_out (may be null): each value's error bound (bound.h), NaN where not derivable.
   void cumulative_at(size_t channel, const int64_t* t_ns, size_t n, double* out, double* bound_out = nullptr);
   // Per channel: t_ns of the first failed sample seen, kNotFailed while it works.
   std::vector<int64_t> failed_at_ns();

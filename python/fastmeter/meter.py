@@ -213,7 +213,7 @@ class Meter:
         """Cumulative joules since start of every channel at each instant of `t_ns` (int64 CLOCK_MONOTONIC ns),
         on the same interpolated curve as `energy_between`. For many instants at once (per-request attribution).
         NaN outside the record (before start, after the newest poll or the stop), after the channel's failure and
-        before its first update: never extrapolated. with_bound: {channel: (values, error bounds)}."""
+        while it has not updated yet: never extrapolated. with_bound: {channel: (values, error bounds)}."""
         self._check_started()
         t = np.ascontiguousarray(t_ns, dtype=np.int64)
         return {n: self._core.cumulative_at(i, t, with_bound) for i, n in enumerate(self._names)}

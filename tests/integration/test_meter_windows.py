@@ -96,6 +96,9 @@ def test_truth_lies_inside_every_span_bound_on_the_nvml_emulator(
                 assert span.validity.verdict is Verdict.INVALID
                 continue
             assert abs(value - truth) <= bound, (length_ms, value, truth, bound)
+            # The span's interval is the edges' intervals intersected with 0 <= E <= P_max x length: never wider.
+            _, edge_bounds = m.cumulative_at(np.array([t0, t1], dtype=np.int64), with_bound=True)["gpu0"]
+            assert bound <= edge_bounds.sum() * (1 + 1e-12)
             assert span.total_bound_j == bound
             relative_ok = bound <= 0.10 * span.total_j
             assert ("bound_above_limit" in [r.code for r in span.validity.reasons]) != relative_ok
