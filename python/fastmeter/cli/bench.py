@@ -80,13 +80,14 @@ def help_line(fl: Flag) -> str:
 
 
 class _ConfigOption(click.Option):
-    """Shows only the first flag name in help (the others are aliases kept for scripts)."""
+    """Shows only the first flag name in help, or `-o, --output-dir` (the others are aliases kept for scripts)."""
 
     def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
         record = super().get_help_record(ctx)
         if record is None:
             return None
-        return f"{self.opts[0]} {self.metavar}", record[1]
+        names = ", ".join(self.opts[:2]) if self.opts[0] == "-o" else self.opts[0]
+        return f"{names} {self.metavar}", record[1]
 
 
 def parse_value(text: str, is_list: bool) -> Any:

@@ -38,10 +38,11 @@ TEXT_MAP = Shape(lambda v: v is None or (isinstance(v, dict) and all(isinstance(
                  "an object of strings or null")
 INT_PAIR = Shape(lambda v: v is None or (isinstance(v, list) and len(v) == 2 and all(
     isinstance(x, int) and not isinstance(x, bool) for x in v)), "a list of two integers or null")
-# A summary: figures are numbers; the few text entries (scorer, accuracy_error) are strings; carbon and cost
-# are objects of numbers and strings.
-SUMMARY_VALUE = Shape(lambda v: v is None or _number(v) or isinstance(v, str) or (isinstance(v, dict) and all(
-    x is None or _number(x) or isinstance(x, str) for x in v.values())), "a number, a string or an object")
+# A run's summary: figures are numbers; these few entries are text, and these are objects of figures and text.
+SUMMARY_TEXT_KEYS = ("scorer", "accuracy_error")
+SUMMARY_OBJECT_KEYS = ("carbon", "cost")
+_FIGURES_AND_TEXT = Shape(lambda v: v is None or (isinstance(v, dict) and all(
+    x is None or _number(x) or isinstance(x, str) for x in v.values())), "an object of numbers and strings or null")
 
 
 def check_object(obj: Any, shapes: Mapping[str, Shape | Mapping[str, Any]], where: str) -> dict[str, Any]:
@@ -62,15 +63,13 @@ def check_object(obj: Any, shapes: Mapping[str, Shape | Mapping[str, Any]], wher
 
 
 def check_summary(summary: Any, where: str) -> dict[str, Any]:
-    """Every value of a run's summary has a figure's shape; a number written as text ("12.5") is refused."""
+    """Every value of a run's summary has its figure's shape; a number written as text ("12.5") is refused."""
     if not isinstance(summary, dict):
         raise FastmeterError(f"{where} must be a JSON object, got {_short(summary)}")
-    text_keys = ("scorer", "accuracy_error")
     for key, value in summary.items():
-        if isinstance(value, str) and key not in text_keys:
-            raise FastmeterError(f"{where}: {key!r} must be a number or null, got the string {_short(value)}")
-        if not SUMMARY_VALUE.ok(value):
-            raise FastmeterError(f"{where}: {key!r} must be {SUMMARY_VALUE.expected}, got {_short(value)}")
+        shape = TEXT if key in SUMMARY_TEXT_KEYS else _FIGURES_AND_TEXT if key in SUMMARY_OBJECT_KEYS else NUMBER
+        if not shape.ok(value):
+            raise FastmeterError(f"{where}: {key!r} must be {shape.expected}, got {_short(value)}")
     return summary
 
 

@@ -116,6 +116,7 @@ class Text(Check):
 
 
 TEXT = Text("TEXT", "a non-empty string")
+PATH = Text("PATH", "a file or directory path")
 
 
 @dataclass(frozen=True)

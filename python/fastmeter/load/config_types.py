@@ -20,6 +20,7 @@ from fastmeter.load.config_check import (
     MAX_SECONDS,
     MAX_SEED,
     MIN_PERIOD_US,
+    PATH,
     TABLE,
     TEXT,
     URL,
@@ -77,7 +78,7 @@ class ServerConfig:
 @dataclass(frozen=True)
 class WorkloadConfig:
     kind: str = opt(choice(*WORKLOAD_KINDS), "Prompts: random words, or a jsonl, mtbench or sharegpt file.", 5)
-    path: str | None = opt(TEXT, "Dataset file (kinds jsonl, mtbench, sharegpt).", 6, None)
+    path: str | None = opt(PATH, "Dataset file (kinds jsonl, mtbench, sharegpt).", 6, None)
     input_tokens: int | None = opt(integer(1, MAX_PROMPT_TOKENS, _TOKENS), "Prompt length in words (kind random).",
                                    7, None)
     output_tokens: int | None = opt(integer(1, MAX_OUTPUT_TOKENS), "Tokens to generate per request (kind random).",
@@ -106,7 +107,7 @@ class LoadConfig:
 
 @dataclass(frozen=True)
 class BenchSettings:
-    output_dir: str | None = opt(TEXT, "Run directory to write (must not exist or be empty).", 1, None)
+    output_dir: str | None = opt(PATH, "Run directory to write (must not exist or be empty).", 1, None)
     sources: tuple[str, ...] = opt(list_of(choice("auto", *SOURCE_NAMES), "source names"),
                                    "Power sources to read; auto = every hardware source available.", 15, ("auto",))
     gpus: tuple[int | str, ...] = opt(list_of(GPU, "GPU indices or UUIDs", allow_empty=True),
@@ -123,7 +124,7 @@ class BenchSettings:
                                                     None)
     sweep_rate: tuple[float, ...] | None = opt(list_of(number(0, lo_open=True, allow_inf=True), "rates"),
                                                "One point per rate (or pass --rate 1,2,inf).", 37, None)
-    calibration: str | None = opt(TEXT, "Sensor calibration file (see `fastmeter calibrate`).", 38, None)
+    calibration: str | None = opt(PATH, "Sensor calibration file (see `fastmeter calibrate`).", 38, None)
     accuracy: float | None = opt(number(0), "A known accuracy score of this configuration.", 42, None)
     scorer: str | None = opt(TEXT, 'Accuracy scorer, "module:function" or "file.py:function".', 43, None)
     grid_gco2_per_kwh: float | None = opt(number(0), "Grid carbon intensity for gCO2e figures.", 44, None)
@@ -136,7 +137,7 @@ class BenchSettings:
 @dataclass(frozen=True)
 class MetricsConfig:
     enabled: bool = opt(BOOL, "Scrape the server's Prometheus /metrics during the run.", 39, True)
-    path: str = opt(TEXT, "Path of the metrics endpoint.", 51, "/metrics")
+    path: str = opt(TEXT, "URL path of the metrics endpoint.", 51, "/metrics")
     interval_s: float = opt(number(0, lo_open=True, hi=3600.0), "Seconds between scrapes.", 52, 1.0)
     prefixes: tuple[str, ...] | None = opt(list_of(TEXT, "non-empty strings"),
                                            "Metric name prefixes to keep (default: vLLM's and TGI's).", 53, None)
@@ -144,7 +145,7 @@ class MetricsConfig:
 
 TABLES: dict[str, type] = {"server": ServerConfig, "workload": WorkloadConfig, "load": LoadConfig,
                            "bench": BenchSettings, "metrics": MetricsConfig}
-OPTIONAL_TABLES = ("bench", "metrics")
+OPTIONAL_TABLES = ("load", "bench", "metrics")  # every key of these has a default
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from fastmeter.errors import FastmeterError
 from fastmeter.io import Trace
 from fastmeter.io.rundir import WHAT_TO_PASS, read_json, read_run_dir
+from fastmeter.io.schema import SUFFIXES
 from fastmeter.io.shape import NUMBER_MAP, TEXT, check_object
 
 
@@ -91,6 +92,9 @@ def load_report(paths: list[str | Path]) -> Report:
     sweeps: list[Sweep] = []
     loose: list[Run] = []
     for path, label in zip(dirs, _labels(dirs)):
+        if path.is_file() and path.suffix in SUFFIXES:
+            raise FastmeterError(f"{path} is a trace file: use `fastmeter show {path}` (report reads run "
+                                 "directories of `fastmeter bench`)")
         if not path.is_dir():
             raise FastmeterError(f"{path} is not a directory; {WHAT_TO_PASS}")
         if (path / "sweep.json").is_file():
