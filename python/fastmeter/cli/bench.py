@@ -12,7 +12,8 @@ from typing import Any
 import click
 
 from fastmeter.errors import ConfigError
-from fastmeter.load.config import config_fields, read_config_file, validate_config
+from fastmeter.load import workloads
+from fastmeter.load.config import BenchConfig, config_fields, read_config_file, validate_config
 from fastmeter.load.config_check import ListOf
 from fastmeter.load.config_types import Option
 
@@ -148,4 +149,23 @@ def bench_command(config: str | None, **flags: str | None) -> None:
     out = cfg.bench.output_dir
     if out is None:
         raise ConfigError("no run directory given: pass -o DIR (or set [bench].output_dir)")
+    note = _workload_note(cfg)
+    if note:
+        click.echo(f"warning: {note}", err=True)
     run_sweep(cfg, Path(out))
+    if note:  # again under the summary, where the figures it qualifies are
+        click.echo(f"warning: {note}", err=True)
+
+
+def _workload_note(cfg: BenchConfig) -> str | None:
+    """Reads the workload (so a missing or malformed dataset fails before anything is measured or created) and
+    says when its prompts will repeat."""
+    from fastmeter.load.runner import build_workload
+
+    prompts = build_workload(cfg)
+    if cfg.load.num_requests is None:
+        return None
+    points = max(len(cfg.bench.sweep_concurrency or ()), len(cfg.bench.sweep_rate or ()), 1)
+    per_point = cfg.load.num_requests + cfg.load.warmup_requests
+    note = workloads.cycling_note(len(prompts), per_point)
+    return f"{note} (per sweep point)" if note and points > 1 else note

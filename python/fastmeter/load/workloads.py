@@ -115,6 +115,16 @@ def apply_template(requests: Sequence[GenRequest], template: str) -> list[GenReq
     return [GenRequest(template.replace(PROMPT_PLACEHOLDER, r.prompt), r.max_tokens) for r in requests]
 
 
+def cycling_note(n_prompts: int, n_requests: int) -> str | None:
+    """What to tell the user when a run sends more requests than the dataset has prompts (requests cycle through
+    the prompts, so a prompt repeats, and a server's prefix cache can answer a repeat cheaper than a new one)."""
+    if n_requests <= n_prompts:
+        return None
+    return (f"the workload has {n_prompts} prompts but the run sends {n_requests} requests (warm-up included): "
+            f"prompts repeat, each about {n_requests / n_prompts:.1f} times; a server's prefix cache may make repeats "
+            "cheaper than new prompts (lower num_requests, or use a larger dataset)")
+
+
 def take(requests: Sequence[GenRequest], n: int, shuffle: bool = False, seed: int = 0) -> list[GenRequest]:
     """``n`` requests: in file order (or a seeded shuffle), cycling when the dataset is shorter than ``n``."""
     order = list(requests)
