@@ -77,7 +77,7 @@ def edit(table: str, key: str, value: Any) -> dict[str, Any]:
             {**base(), "extra": {}},
             r"unknown table \[extra\]; allowed tables: server, workload, load, bench, metrics",
         ),
-        ({"server": base()["server"], "workload": base()["workload"]}, r"missing table \[load\]"),
+        ({"server": base()["server"], "load": base()["load"]}, r"missing table \[workload\]"),
         (
             {**base(), "workload": {"kind": "sharegpt"}},
             r"\[workload\]\.path is required for kind = \"sharegpt\"",
