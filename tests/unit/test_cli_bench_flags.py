@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from fastmeter.cli import main
-from fastmeter.cli.bench import FLAGS
+from fastmeter.cli.bench import FLAGS, merge_overrides
 from fastmeter.load.config import config_fields
 
 # Everything a run needs except a run directory: a command that gets past validation stops at "no run directory".
@@ -94,3 +95,17 @@ def test_help_is_generated_from_the_typed_config() -> None:
     first = [o.split()[0].rstrip(",") for o, _ in options[:8]]
     assert first[:4] == ["-o", "--base-url", "--server-kind", "--model"]
     assert not any(h.startswith("[") for _, h in options)
+
+
+@pytest.mark.parametrize(("check_flag", "text", "value"), [
+    ("--model", "7", "7"), ("--model", "inf", "inf"), ("--rate", "inf", float("inf")), ("--concurrency", "4", 4),
+    ("--gpus", "0,GPU-ab12", [0, "GPU-ab12"]), ("--ignore-eos", "true", True), ("--rate", "1,2.5,inf", None),
+])
+def test_flag_text_becomes_the_keys_type(check_flag: str, text: str, value: Any) -> None:
+    fl = next(f for f in FLAGS if f.names[0] == check_flag)
+    merged, origins = merge_overrides({}, {fl.param: (check_flag, text)})
+    if value is None:  # a comma list of rates is a sweep
+        assert merged["bench"]["sweep_rate"] == [1, 2.5, float("inf")]
+        assert origins == {("bench", "sweep_rate"): "--rate"}
+    else:
+        assert merged[fl.table][fl.key] == value and origins == {(fl.table, fl.key): check_flag}

@@ -14,7 +14,7 @@ import click
 from fastmeter.errors import ConfigError
 from fastmeter.load import workloads
 from fastmeter.load.config import BenchConfig, config_fields, read_config_file, validate_config
-from fastmeter.load.config_check import ListOf
+from fastmeter.load.config_check import Check, Choice, ListOf, Text, Url
 from fastmeter.load.config_types import Option
 
 if sys.version_info >= (3, 11):
@@ -91,12 +91,14 @@ class _ConfigOption(click.Option):
         return f"{names} {self.metavar}", record[1]
 
 
-def parse_value(text: str, is_list: bool) -> Any:
-    """A flag's text as a TOML value (numbers, booleans, "inf" stay typed); bare words stay strings."""
-    if is_list:
-        return [parse_value(part.strip(), False) for part in text.split(",") if part.strip()]
-    if text in ("inf", "nan", "+inf", "-inf"):
-        return float(text)
+def parse_value(text: str, check: Check) -> Any:
+    """A flag's text as the value its config key takes: text stays text for text keys (a model named "7"), a list
+    is comma-separated, anything else is read as a TOML value (numbers, booleans, inf and nan stay typed for the
+    check to judge); a bare word the check will refuse stays as typed."""
+    if isinstance(check, ListOf):
+        return [parse_value(part.strip(), check.item) for part in text.split(",") if part.strip()]
+    if isinstance(check, (Text, Choice, Url)):
+        return text
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
@@ -112,10 +114,11 @@ def merge_overrides(data: dict[str, Any], overrides: dict[str, tuple[str, str]]
     for param, (flag, text) in overrides.items():
         fl = _BY_PARAM[param]
         table, key = fl.table, fl.key
-        value = parse_value(text, isinstance(fl.option.check, ListOf))
+        value = parse_value(text, fl.option.check)
         # `--concurrency 1,2,4` / `--rate 1,5,inf` is a sweep: one point per value.
         if key in ("concurrency", "rate") and "," in text:
-            table, key, value = "bench", f"sweep_{key}", parse_value(text, True)
+            table, key = "bench", f"sweep_{key}"
+            value = parse_value(text, ListOf("LIST", "", fl.option.check))
         target = merged.setdefault(table, {})
         if not isinstance(target, dict):
             raise ConfigError(f"{flag}: the config's [{table}] is not a table")
