@@ -159,3 +159,10 @@ def test_non_utf8_toml_is_one_error_naming_file_and_line(tmp_path: Path) -> None
     offset = data.index(b"\xe9")
     with pytest.raises(ConfigError, match=rf"latin1.toml:3: not UTF-8 text \(byte 0xe9 at offset {offset}\)"):
         load_config(p)
+
+
+def test_deeply_nested_toml_is_one_error(tmp_path: Path) -> None:
+    p = tmp_path / "deep.toml"
+    p.write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(ConfigError, match="deep.toml"):
+        load_config(p)

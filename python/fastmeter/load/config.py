@@ -69,6 +69,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"config {path} nests arrays or tables too deeply to read") from None
 
 
 def load_config(path: str | Path) -> BenchConfig:

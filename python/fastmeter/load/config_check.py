@@ -44,7 +44,8 @@ class Check:
         raise NotImplementedError
 
     def fail(self, v: Any) -> Invalid:
-        return Invalid(f"must be {self.allowed}; got {v!r}")
+        got = repr(v)
+        return Invalid(f"must be {self.allowed}; got {got if len(got) <= 60 else got[:57] + '...'}")
 
 
 def _is_number(v: Any) -> bool:
@@ -77,9 +78,9 @@ class Number(Check):
     allow_inf: bool = False
 
     def __call__(self, v: Any) -> float:
-        if self.allow_inf and (v == "inf" or (_is_number(v) and v == math.inf)):
+        if self.allow_inf and (v == "inf" or (isinstance(v, float) and v == math.inf)):
             return math.inf
-        if not _is_number(v) or not math.isfinite(v):
+        if not _is_number(v) or abs(v) > 1e300 or not math.isfinite(v):  # TOML integers have no size limit
             raise self.fail(v)
         if (v <= self.lo if self.lo_open else v < self.lo) or (self.hi is not None and v > self.hi):
             raise self.fail(v)
