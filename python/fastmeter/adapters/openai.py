@@ -15,6 +15,7 @@ from fastmeter.adapters.base import (
     JsonEventStream,
     RequestRecord,
     StreamError,
+    apply_event,
 )
 from fastmeter.errors import ConfigError
 
@@ -59,13 +60,39 @@ class OpenAIAdapter:
 
 
 class _OpenAIStream(JsonEventStream):
-    __slots__ = ()
+    """Inside data_received only the terminator is checked; the JSON of each chunk is decoded in ``finish``,
+    off the path where arrival times are stamped."""
+
+    __slots__ = ("_raw",)
     missing_terminator = "stream ended without data: [DONE]"
+
+    def __init__(self, record: RequestRecord) -> None:
+        super().__init__(record)
+        self._raw: list[tuple[bytes, int]] = []
 
     def event(self, data: bytes, t_ns: int) -> bool:
         if data == _DONE:
             self._done = True
             return True
+        self._raw.append((data, t_ns))
+        return False
+
+    def finish(self) -> None:
+        raw, self._raw = self._raw, []
+        error: StreamError | None = None
+        try:
+            for data, t_ns in raw:
+                apply_event(self._interpret, data, t_ns)
+        except StreamError as exc:  # what arrived before it stays recorded
+            error = exc
+        try:
+            super().finish()
+        except StreamError as exc:
+            error = error or exc
+        if error is not None:
+            raise error
+
+    def _interpret(self, data: bytes, t_ns: int) -> bool:
         obj = self.parse(data)
         if "error" in obj or obj.get("object") == "error":
             err = obj.get("error", obj)
@@ -80,10 +107,9 @@ class _OpenAIStream(JsonEventStream):
             choice = choices[0]
             delta = choice.get("delta")
             text = choice.get("text") if delta is None else delta.get("content")
-            n_tokens = 1 if text else 0
             rec = self._rec
             rec.chunk_t_ns.append(t_ns)
-            rec.chunk_tokens.append(n_tokens)
+            rec.chunk_tokens.append(1 if text else 0)
             if text:
                 self._pieces.append(text)
                 if rec.first_token_ns is None:
