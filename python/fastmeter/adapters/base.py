@@ -176,9 +176,9 @@ class _StreamSink:
         if self._error_body is not None:
             self._error_body += data
             return len(self._error_body) >= _ERROR_BODY_CHARS
-        handler = self._handler
+        event = self._handler.event
         for ev in self._parser.feed(data):
-            if apply_event(handler.event, ev.data, t_ns):
+            if apply_event(event, ev.data, t_ns):
                 self._rec.end_ns = t_ns
                 self.done = True
                 return True
@@ -244,12 +244,13 @@ class JsonEventStream:
             raise StreamError(self.missing_terminator)
 
 
-def apply_event(event: Callable[[bytes, int], bool], data: bytes, t_ns: int) -> bool:
+def apply_event(event: Callable[[Any, int], bool], data: Any, t_ns: int) -> bool:
     """Run one event's interpretation; valid JSON of an unexpected shape becomes a StreamError."""
     try:
         return event(data, t_ns)
     except (TypeError, AttributeError, KeyError, IndexError) as exc:  # valid JSON of an unexpected shape
-        raise StreamError(f"unexpected event shape ({type(exc).__name__}: {exc}): {data[:200]!r}") from None
+        shown = repr(data[:200]) if isinstance(data, bytes) else repr(data)[:200]  # raw bytes or decoded JSON
+        raise StreamError(f"unexpected event shape ({type(exc).__name__}: {exc}): {shown}") from None
 
 
 def _fail(record: RequestRecord, status: str, error: str) -> None:

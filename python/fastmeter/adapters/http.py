@@ -227,18 +227,24 @@ class _Conn(asyncio.Protocol):
     # --- parsing ---------------------------------------------------------------------------------------------
 
     def _feed(self, data: bytes, t_ns: int) -> None:
+        """Linear in the bytes: every search starts where the last one ended, and only a line split between
+        reads (a chunk-size line or the head, both capped) is ever copied to be joined with the next read."""
+        if self._line:
+            data, self._line = self._line + data, b""
         pos, n = 0, len(data)
         while pos < n:
             state = self._state
             if state == _DATA or state == _LENGTH:
                 end = min(n, pos + self._remaining)
                 self._remaining -= end - pos
-                piece = data if (pos == 0 and end == n) else data[pos:end]
+                self._deliver(data if (pos == 0 and end == n) else data[pos:end], t_ns)
                 pos = end
-                self._deliver(piece, t_ns)
                 if self._remaining == 0:
                     if state == _LENGTH:
                         self._complete()
+                    elif data[pos : pos + 2] == b"\r\n":  # the CRLF after a chunk's data, usually in the same read
+                        pos += 2
+                        self._state = _SIZE
                     else:
                         self._state = _DATA_END
             elif state == _UNTIL_CLOSE:
@@ -247,32 +253,30 @@ class _Conn(asyncio.Protocol):
             elif state == _IDLE:
                 raise TransportError("the server sent bytes outside any response")
             else:
-                cap = _MAX_HEAD_BYTES if state == _HEAD else _MAX_CHUNK_LINE_BYTES
-                end_mark = b"\r\n\r\n" if state == _HEAD else b"\n"
-                buf = self._line + data[pos:] if self._line else (data[pos:] if pos else data)
-                i = buf.find(end_mark)
+                mark = b"\r\n\r\n" if state == _HEAD else b"\n"
+                i = data.find(mark, pos)
                 if i == -1:
-                    if len(buf) > cap:
-                        raise TransportError(f"response line or head longer than {cap} bytes")
-                    self._line = buf
+                    cap = _MAX_HEAD_BYTES if state == _HEAD else _MAX_CHUNK_LINE_BYTES
+                    if n - pos > cap:
+                        raise TransportError(f"response head or chunk line longer than {cap} bytes")
+                    self._line = data[pos:]
                     return
-                consumed = i + len(end_mark) - len(self._line)
-                line, self._line = buf[:i], b""
-                pos += consumed
+                line = data[pos:i]
+                pos = i + len(mark)
                 self._line_done(state, line)
 
     def _line_done(self, state: int, line: bytes) -> None:
-        if state == _HEAD:
-            self._head(line)
-        elif state == _SIZE:
+        if state == _SIZE:
             try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
+                size = int(line.split(b";", 1)[0] if b";" in line else line, 16)  # int() ignores the CR
             except ValueError:
                 raise TransportError(f"bad chunk size line {line[:80]!r}") from None
             if size:
                 self._state, self._remaining = _DATA, size
             else:
                 self._state = _TRAILER
+        elif state == _HEAD:
+            self._head(line)
         elif state == _DATA_END:
             if line.strip():
                 raise TransportError("chunk data longer than its size line said")

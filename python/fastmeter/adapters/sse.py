@@ -70,9 +70,15 @@ class SSEParser:
         self._cr = chunk[-1:] == b"\r"
         if b"\r" in chunk:
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        events: list[SSEEvent] = []
         buf = self._buf
-        if not buf and chunk.endswith(b"\n"):  # the common case: whole lines in one read, nothing buffered
+        if not buf and not self._data and chunk[:5] == b"data:" and chunk.find(b"\n") == len(chunk) - 2:
+            # The common case, one whole event per HTTP chunk ("data: {...}" + blank line): no line splitting.
+            if chunk[-1:] == b"\n" and len(chunk) - 2 <= self.max_line_bytes:
+                value = chunk[6:-2] if chunk[5:6] == b" " else chunk[5:-2]
+                if len(value) < self.max_event_bytes:
+                    return [SSEEvent(value)]
+        events: list[SSEEvent] = []
+        if not buf and chunk.endswith(b"\n"):  # whole lines in one read, nothing buffered
             lines = chunk.split(b"\n")
             lines.pop()
             for line in lines:
