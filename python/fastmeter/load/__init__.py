@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastmeter.load.config import BenchConfig, load_config, validate_config
-from fastmeter.load.runner import LoadResult, LoadSpec, make_client, run, run_config, run_event_loop, run_load
+from fastmeter.load.runner import LoadResult, LoadSpec, make_client, run, run_config, run_load
 
 __all__ = [
     "BenchConfig",
@@ -13,7 +13,6 @@ __all__ = [
     "make_client",
     "run",
     "run_config",
-    "run_event_loop",
     "run_load",
     "validate_config",
 ]

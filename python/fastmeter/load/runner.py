@@ -13,9 +13,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
 
 from fastmeter.adapters.base import Adapter, GenRequest, RequestRecord, stream_request
 from fastmeter.adapters.http import HttpClient
@@ -26,8 +25,6 @@ from fastmeter.errors import ConfigError
 from fastmeter.load import workloads
 from fastmeter.load.arrivals import arrival_offsets_s, check_rate
 from fastmeter.load.config import BenchConfig
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -71,7 +68,6 @@ class LoadResult:
     end_ns: int
     metrics: list[MetricRow] = field(default_factory=list)
     scrape_errors: int = 0
-    event_loop: str = ""  # the running loop's module: "asyncio" or "uvloop"
 
     @property
     def measured(self) -> list[RequestRecord]:
@@ -171,8 +167,7 @@ async def run_load(
         all_records.append(rec)
         tasks.append(asyncio.create_task(send(workload[(spec.warmup_requests + i) % len(workload)], rec, holding)))
     await asyncio.gather(*tasks)
-    loop_module = type(asyncio.get_running_loop()).__module__.split(".")[0]
-    return LoadResult(warm + measured, start_ns, time.monotonic_ns(), event_loop=loop_module)
+    return LoadResult(warm + measured, start_ns, time.monotonic_ns())
 
 
 def build_adapter(cfg: BenchConfig) -> Adapter:
@@ -234,17 +229,4 @@ async def run_config(
 
 def run(cfg: BenchConfig) -> LoadResult:
     """Synchronous entry point: ``run(load_config("configs/vllm-random.toml"))``."""
-    return run_event_loop(run_config(cfg))
-
-
-def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(main)`` on uvloop when it is installed (extra ``fast``), else on asyncio's own loop.
-
-    uvloop runs the transport callbacks, where chunks are stamped, from C: with many streams the stamps wait less
-    behind other streams' work (benchmarks/bench_client.py measures both). ``LoadResult.event_loop`` records
-    which loop ran."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
+    return asyncio.run(run_config(cfg))
