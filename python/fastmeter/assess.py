@@ -3,8 +3,8 @@
 Three questions, each answered from what was actually observed, never from what was asked for:
 - Where did the numbers come from? The synthetic waveform, an emulator or fake tree named by a FASTMETER_* override,
   or hardware.
-- Did every counted channel keep working? A channel that failed stops contributing at its last sample; a span that
-  runs past that instant has no measurement for the rest.
+- Did every counted channel keep working, and did its counter update? `Meter.span` answers for a span (with its
+  error bound); a whole record is judged here. A channel that failed has no measurement after its last sample.
 - Was the sampler able to keep time? Missed deadlines, dropped samples and poll gaps longer than the counter's
   update period each widen the error of the span's edges.
 """
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fastmeter.span import synthetic_reason
 from fastmeter.validity import (
     GAP_JITTER_PERIODS,
     MAX_GAP_UPDATE_PERIODS,
@@ -31,7 +32,7 @@ from fastmeter.validity import (
 
 if TYPE_CHECKING:
     from fastmeter.meter import Meter
-    from fastmeter.sources import SourceInfo
+    from fastmeter.sources import Channel, SourceInfo
 
 OVERRIDE_PREFIX = "FASTMETER_"
 # Which overrides replace the hardware a source reads: with one set, that source reads an emulator or a fake tree.
@@ -49,39 +50,33 @@ def overrides_in_effect(environ: Mapping[str, str] | None = None) -> dict[str, s
 
 
 def source_validity(
-    sources: Sequence[str], skipped: Sequence[SourceInfo] = (), overrides: Mapping[str, str] | None = None
+    sources: Sequence[str],
+    skipped: Sequence[SourceInfo] = (),
+    overrides: Mapping[str, str] | None = None,
+    channels: Sequence[Channel] = (),
 ) -> Validity:
-    """Synthetic when a source is the synthetic waveform (asked for, or "auto" found no hardware) or reads an
-    emulator through an override; measured otherwise."""
+    """Synthetic when a counted channel is the synthetic waveform (asked for, or "auto" found no hardware; the
+    reason is the one `Meter.span` gives) or a source reads an emulator through an override; measured otherwise."""
     overrides = overrides_in_effect() if overrides is None else overrides
-    reasons = []
-    if "synthetic" in sources:
-        if skipped:  # "auto" fell back: say what hardware was missing and why
-            why = "; ".join(f"{s.name}: {s.reason.splitlines()[0]}" for s in skipped)
-            reasons.append(
-                Reason(
-                    "synthetic_fallback",
-                    "no hardware source is available, so these numbers are "
-                    f"the synthetic waveform, not a measurement ({why})",
-                    Verdict.SYNTHETIC,
-                )
+    reasons = [synthetic_reason(c) for c in channels if c.in_total and c.domain == "synthetic"]
+    if "synthetic" in sources and skipped:  # "auto" fell back: say what hardware was missing and why
+        why = "; ".join(f"{s.name}: {s.reason.splitlines()[0]}" for s in skipped)
+        reasons.append(
+            Reason(
+                "synthetic_fallback",
+                f"no hardware source is available, so these numbers are the synthetic waveform, not a measurement "
+                f"({why})",
+                Verdict.SYNTHETIC,
             )
-        else:
-            reasons.append(
-                Reason(
-                    "synthetic_source",
-                    "the synthetic source was asked for: these numbers are a synthetic waveform, not a measurement",
-                    Verdict.SYNTHETIC,
-                )
-            )
+        )
     for source in sources:
         for name in EMULATING_OVERRIDES.get(source, ()):
             if name in overrides:
                 reasons.append(
                     Reason(
                         "emulated_source",
-                        f"{source} reads {name}={overrides[name]}: an emulator "
-                        "or a fake tree, not this machine's hardware",
+                        f"{source} reads {name}={overrides[name]}: an emulator or a fake tree, not this machine's "
+                        "hardware",
                         Verdict.SYNTHETIC,
                     )
                 )
@@ -96,13 +91,14 @@ def _channel_times(meter: Meter) -> dict[str, np.ndarray]:
     return {n: np.sort(t_ns[idx == i]) for i, n in enumerate(names)}
 
 
-def channel_failures(meter: Meter) -> dict[str, int]:
-    """{channel: instant of its last good sample} for each channel that failed: nothing is known after it."""
-    errors = meter.stats()["errors"]
-    if not errors:
+def measured_until_ns(meter: Meter) -> dict[str, int]:
+    """{channel: instant of its last good sample} for each channel that failed: the record of it ends there
+    (`Meter.failed_at_ns` is the first failed reading, a poll later)."""
+    failed = {n: t for n, t in meter.failed_at_ns.items() if t is not None}
+    if not failed:
         return {}
     times = _channel_times(meter)
-    return {n: int(times[n][-1]) if len(times[n]) else meter.start_ns for n in errors}
+    return {n: int(times[n][times[n] < t][-1]) if np.any(times[n] < t) else meter.start_ns for n, t in failed.items()}
 
 
 def sampler_validity(stats: Mapping[str, Any], period_us: int) -> Validity:
@@ -129,44 +125,55 @@ def sampler_validity(stats: Mapping[str, Any], period_us: int) -> Validity:
     return Validity(tuple(reasons))
 
 
+def _record_channel_reasons(meter: Meter, c: Channel, period_s: float) -> list[Reason]:
+    """A whole record's channel verdicts (Meter.span judges spans): a failure anywhere loses the rest of the
+    record; a counter seen to change less than twice has no measured energy."""
+    failed_at = meter.failed_at_ns[c.name]
+    if failed_at is not None:
+        error = meter.stats()["errors"].get(c.name, "")
+        return [
+            Reason(
+                "channel_failed",
+                f"{c.name} failed at t_ns={failed_at} ({error}): nothing is measured after its last sample",
+                Verdict.INVALID,
+                c.name,
+                failed_at,
+            )
+        ]
+    if c.has_counter and math.isnan(period_s):
+        return [
+            Reason(
+                "counter_not_updated",
+                f"{c.name}'s counter did not update (twice) while it was read: its energy is unknown",
+                Verdict.INVALID,
+                c.name,
+            )
+        ]
+    return []
+
+
 def record_validity(meter: Meter, span_ns: tuple[int, int] | None = None) -> Validity:
-    """Channel failures, stale counters and poll gaps inside `span_ns` (default: the whole record), plus the
-    sampler's statistics. Only counted channels (`in_total`) decide: the others are shown, not summed."""
+    """Channel verdicts of `span_ns` (`Meter.span`: failure, counter not updated, provisional end, error bound) or,
+    without a span, of the whole record; poll gaps in and around it; the sampler's statistics. Only counted
+    channels (`in_total`) decide: the others are shown, not summed."""
     stats = meter.stats()
-    lo, hi = span_ns if span_ns is not None else (meter.start_ns, meter.stop_ns or time.monotonic_ns())
+    stop_ns = meter.stop_ns or time.monotonic_ns()
+    lo, hi = span_ns if span_ns is not None else (meter.start_ns, stop_ns)
     times = _channel_times(meter)
     periods = stats["update_period_s"]
     reasons: list[Reason] = []
-    failed = channel_failures(meter)
+    # The record may end before the span does (a lost channel, a stop): Meter.span judges the part inside it.
+    judged_by_span = span_ns is not None and min(hi, stop_ns) > lo
+    if judged_by_span:
+        reasons += meter.span(lo, min(hi, stop_ns)).validity.reasons
     for c in meter.channels:
         if not c.in_total:
             continue
-        # Over the whole record any failure loses data: the record ends at the stop, after the channel's last sample.
-        if c.name in failed and (span_ns is None or failed[c.name] < hi):
-            reasons.append(
-                Reason(
-                    "channel_failed",
-                    f"channel {c.name} failed ({stats['errors'][c.name]}); nothing is measured after its last sample",
-                    Verdict.INVALID,
-                    c.name,
-                    failed[c.name],
-                )
-            )
-            continue
-        t = times[c.name]
-        inside = t[(t >= lo) & (t <= hi)]
         period_s = periods.get(c.name, math.nan)
-        if c.has_counter and math.isnan(period_s):
-            reasons.append(
-                Reason(
-                    "counter_stale",
-                    f"channel {c.name}'s counter did not update (twice) while it was read: its energy is not measured",
-                    Verdict.INVALID,
-                    c.name,
-                )
-            )
-            continue
+        if not judged_by_span:
+            reasons += _record_channel_reasons(meter, c, period_s)
         # Gaps around the span's edges count too: they decide where the edges' energy lies.
+        t = times[c.name]
         around = t[max(0, np.searchsorted(t, lo) - 1) : np.searchsorted(t, hi, side="right") + 1]
         gap_ns = int(np.max(np.diff(around))) if len(around) > 1 else 0
         # A power-only channel has no observed update period: its readings are due every poll.
@@ -181,19 +188,10 @@ def record_validity(meter: Meter, span_ns: tuple[int, int] | None = None) -> Val
                     channel=c.name,
                 )
             )
-        if c.has_counter and len(inside) and period_s * 1e9 > (hi - lo):
-            reasons.append(
-                Reason(
-                    "counter_stale",
-                    f"the span ({(hi - lo) / 1e6:.1f} ms) is shorter than channel "
-                    f"{c.name}'s update period ({period_s * 1e3:.1f} ms): its energy is interpolated "
-                    "between updates outside it",
-                    channel=c.name,
-                )
-            )
     return combine([Validity(tuple(reasons)), sampler_validity(stats, meter.period_us)])
 
 
 def meter_validity(meter: Meter, span_ns: tuple[int, int] | None = None) -> Validity:
     """Everything the meter alone can say about the figures of `span_ns`: source, channels, sampler."""
-    return combine([source_validity(meter.sources, meter.skipped_sources), record_validity(meter, span_ns)])
+    sources = source_validity(meter.sources, meter.skipped_sources, channels=meter.channels)
+    return combine([sources, record_validity(meter, span_ns)])

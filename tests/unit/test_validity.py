@@ -6,9 +6,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastmeter.adapters.base import RequestRecord
+from fastmeter.adapters.base import RequestRecord, is_bunched
 from fastmeter.assess import sampler_validity, source_validity
-from fastmeter.bench.summary import is_bunched, latencies_ms, requests_validity
+from fastmeter.bench.summary import latencies_ms, requests_validity
 from fastmeter.validity import (
     BUNCHED_MIN_CHUNKS,
     BUNCHED_WINDOW_NS,
@@ -70,21 +70,24 @@ def test_missed_deadlines_above_the_share_degrade_and_at_it_do_not() -> None:
 
 
 def test_sources_say_where_the_numbers_came_from() -> None:
-    from fastmeter.sources import SourceInfo
+    from fastmeter.sources import Channel, SourceInfo
 
     assert source_validity(["nvml", "rapl"], overrides={}).ok
     v = source_validity(["nvml"], overrides={"FASTMETER_NVML_LIBRARY": "/x.so", "FASTMETER_POWERCAP_ROOT": "/p"})
     assert [(r.code, r.verdict) for r in v.reasons] == [("emulated_source", Verdict.SYNTHETIC)]
     assert "FASTMETER_NVML_LIBRARY=/x.so" in v.reasons[0].message  # rapl is not in use: its override is not named
-    assert [r.code for r in source_validity(["synthetic"], overrides={}).reasons] == ["synthetic_source"]
+    synthetic0 = Channel("synthetic0", "synthetic", "synthetic", True, True, True)
+    (r,) = source_validity(["synthetic"], overrides={}, channels=[synthetic0]).reasons
+    assert (r.code, r.channel) == ("synthetic_source", "synthetic0")
     missing = [SourceInfo("nvml", False, "no driver\nmore text", "unavailable")]
     (r,) = source_validity(["synthetic"], missing, overrides={}).reasons
     assert r.code == "synthetic_fallback" and "nvml: no driver" in r.message and "more text" not in r.message
 
 
 def record(chunk_gaps_ns: list[int], t0: int = 10**12) -> RequestRecord:
+    """A finished request as the client leaves it: chunk times, and `bunched` judged from them."""
     times = [t0 + sum(chunk_gaps_ns[:i]) for i in range(len(chunk_gaps_ns) + 1)]
-    return RequestRecord(
+    rec = RequestRecord(
         "r",
         send_ns=t0 - 5_000_000,
         first_token_ns=times[0],
@@ -93,6 +96,8 @@ def record(chunk_gaps_ns: list[int], t0: int = 10**12) -> RequestRecord:
         chunk_tokens=[1] * len(times),
         status="ok",
     )
+    rec.bunched = is_bunched(rec)
+    return rec
 
 
 @given(st.lists(st.integers(0, 3 * BUNCHED_WINDOW_NS), min_size=0, max_size=20))

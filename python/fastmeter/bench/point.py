@@ -25,7 +25,7 @@ from fastmeter.adapters.prometheus import MetricRow
 from fastmeter.analysis.accuracy import accuracy_summary, load_scorer
 from fastmeter.analysis.carbon import carbon_cost_summary
 from fastmeter.analysis.server_metrics import counter_deltas
-from fastmeter.assess import channel_failures, meter_validity
+from fastmeter.assess import measured_until_ns, meter_validity
 from fastmeter.bench.energy import (
     attributable,
     attribute_requests,
@@ -34,7 +34,7 @@ from fastmeter.bench.energy import (
     span_energy_by_channel,
 )
 from fastmeter.bench.recorder import StreamingRecorder
-from fastmeter.bench.summary import RunEnergy, is_bunched, render_summary, requests_validity, summarize
+from fastmeter.bench.summary import RunEnergy, render_summary, requests_validity, summarize
 from fastmeter.bench.tables import chunks_table, metrics_table, requests_table, write_arrow
 from fastmeter.calibrate.result import calibration_for
 from fastmeter.errors import ConfigError
@@ -64,9 +64,9 @@ def prepare_run_dir(path: Path) -> Path:
 
 def _make_meter(cfg: BenchConfig) -> fastmeter.Meter:
     b = cfg.bench
-    options = {"nvml": {"gpus": ",".join(b["gpus"])}} if b["gpus"] else {}
-    sources = b["sources"] if b["sources"] != ("auto",) else "auto"
-    return fastmeter.Meter(sources, b["period_us"], source_options=options)
+    options = {"nvml": {"gpus": ",".join(map(str, b.gpus))}} if b.gpus else {}
+    sources = b.sources if b.sources != ("auto",) else "auto"
+    return fastmeter.Meter(sources, b.period_us, source_options=options)
 
 
 class _Progress:
@@ -92,12 +92,12 @@ def run_point(cfg: BenchConfig, run_dir: Path, config_dict: dict[str, Any]) -> d
     """Run the load of `cfg` while measuring; write `run_dir`; return run.json's content."""
     from fastmeter.env import collect_fingerprint, noise_warnings
 
-    if cfg.bench["scorer"] is not None:  # a scorer that cannot load fails before measuring
-        load_scorer(cfg.bench["scorer"])
-    calibration = calibration_for(cfg.bench["calibration"])
+    if cfg.bench.scorer is not None:  # a scorer that cannot load fails before measuring
+        load_scorer(cfg.bench.scorer)
+    calibration = calibration_for(cfg.bench.calibration)
     prepare_run_dir(run_dir)
     meter = _make_meter(cfg)
-    fingerprint = collect_fingerprint(server=(cfg.server["base_url"], cfg.server["kind"]))
+    fingerprint = collect_fingerprint(server=(cfg.server.base_url, cfg.server.kind))
     for w in noise_warnings(fingerprint):
         click.echo(f"warning: {w.message}", err=True)
     for text in permission_warnings(meter.skipped_sources):
@@ -111,7 +111,7 @@ def run_point(cfg: BenchConfig, run_dir: Path, config_dict: dict[str, Any]) -> d
     })
     records: list[RequestRecord] = []
     metrics: list[MetricRow] = []
-    n_total = (cfg.load["num_requests"] or 0) + cfg.load["warmup_requests"] or None
+    n_total = (cfg.load.num_requests or 0) + cfg.load.warmup_requests or None
     progress = _Progress(n_total)
     idle_w: dict[str, float] = {}
     interrupted = False
@@ -119,10 +119,13 @@ def run_point(cfg: BenchConfig, run_dir: Path, config_dict: dict[str, Any]) -> d
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     recorder.start()
     try:
-        if cfg.bench["idle_baseline_s"] > 0:
-            idle_w = _idle_baseline(meter, cfg.bench["idle_baseline_s"])
+        if cfg.bench.idle_baseline_s > 0:
+            idle_w = _idle_baseline(meter, cfg.bench.idle_baseline_s)
         result = asyncio.run(run_config(cfg, records=records, metrics=metrics, on_done=progress))
         span = (result.start_ns, result.end_ns)
+        # validity: wait (bounded) for each counter's next update after the load, so the span's end is measured,
+        # not extrapolated (`provisional_end`).
+        meter.span(*span)
     except KeyboardInterrupt:
         interrupted = True
         click.echo("\ninterrupted: writing what was measured", err=True)
@@ -155,7 +158,7 @@ def _finish(cfg: BenchConfig, run_dir: Path, meter: fastmeter.Meter, records: li
     # the load asked for: a lost channel may have stopped the record (stop_ns) before the load ended.
     validity = meter_validity(meter, (max(span[0], meter.start_ns), span[1]))
     span = (max(span[0], meter.start_ns), min(span[1], meter.stop_ns or span[1]))
-    lost_ns = min((t for n, t in channel_failures(meter).items() if n in counted_channels(meter)), default=None)
+    lost_ns = min((t for n, t in measured_until_ns(meter).items() if n in counted_channels(meter)), default=None)
     if lost_ns is not None and lost_ns < span[1]:
         span = (span[0], max(span[0], lost_ns))
     unmeasured = [r for r in measured if r.end_ns is not None and r.end_ns > span[1]]
@@ -171,16 +174,16 @@ def _finish(cfg: BenchConfig, run_dir: Path, meter: fastmeter.Meter, records: li
     idle_total_w = math.fsum(idle_w.get(n, 0.0) for n in counted) if idle_w else None
 
     per_request = {k: np.full(len(records), np.nan) for k in ENERGY_COLUMNS}
-    attr_info: dict[str, Any] = {"method": cfg.bench["attribution"], "prefill_split": CLIENT_SIDE_SPLIT}
+    attr_info: dict[str, Any] = {"method": cfg.bench.attribution, "prefill_split": CLIENT_SIDE_SPLIT}
     targets = [i for i, r in enumerate(records) if not r.warmup and attributable([r]) and r.end_ns <= span[1]]
     failed_j = 0.0
     if targets and span[1] > span[0]:
-        a = attribute_requests(meter, [records[i] for i in targets], span, cfg.bench["attribution"], idle_total_w,
+        a = attribute_requests(meter, [records[i] for i in targets], span, cfg.bench.attribution, idle_total_w,
                                delays_ns)
         for k in ENERGY_COLUMNS:
             per_request[k][targets] = getattr(a, k)
         # A bunched response's first token was read with its last: the split would call it all prefill. Unknown.
-        bunched = [i for i in targets if is_bunched(records[i])]
+        bunched = [i for i in targets if records[i].bunched]
         per_request["prefill_energy_j"][bunched] = np.nan
         per_request["decode_energy_j"][bunched] = np.nan
         failed_j = math.fsum(a.energy_j[j] for j, i in enumerate(targets) if not records[i].ok)
@@ -191,7 +194,8 @@ def _finish(cfg: BenchConfig, run_dir: Path, meter: fastmeter.Meter, records: li
     summary = summarize(measured, RunEnergy(energy_j, by_channel, duration_s, failed_j, idle_total_w))
     validity = combine([validity, requests_validity(measured, interrupted)])
     summary["requests_unmeasured"] = len(unmeasured)
-    summary["verdict"] = validity.verdict.value
+    # The error bound of the measured span's energy (docs/methodology.md, "Error bound"); NaN when unknown.
+    summary["energy_bound_j"] = meter.span(*span).total_bound_j if span[1] > span[0] else math.nan
 
     write_arrow(requests_table(records, per_request), run_dir / "requests.arrow")
     write_arrow(chunks_table(records), run_dir / "chunks.arrow")

@@ -15,7 +15,6 @@ import numpy as np
 
 from fastmeter.adapters.base import RequestRecord
 from fastmeter.validity import (
-    BUNCHED_MIN_CHUNKS,
     BUNCHED_WINDOW_NS,
     MAX_BUNCHED_SHARE,
     Reason,
@@ -43,13 +42,6 @@ def _div(a: float, b: float) -> float:
     return a / b if b else math.nan
 
 
-def is_bunched(r: RequestRecord) -> bool:
-    """Delivered in one burst: at least BUNCHED_MIN_CHUNKS token-carrying chunks, all within BUNCHED_WINDOW_NS.
-    Its gaps time the client's reads of a buffer, not the server's generation."""
-    times = [t for t, k in zip(r.chunk_t_ns, r.chunk_tokens) if k > 0]
-    return len(times) >= BUNCHED_MIN_CHUNKS and times[-1] - times[0] <= BUNCHED_WINDOW_NS
-
-
 def latencies_ms(records: Sequence[RequestRecord]) -> dict[str, list[float]]:
     """TTFT, inter-token gaps (between chunks that carried tokens; only of requests that really streamed, not
     bunched ones) and end-to-end latency of ok requests."""
@@ -60,7 +52,7 @@ def latencies_ms(records: Sequence[RequestRecord]) -> dict[str, list[float]]:
         e2e.append((r.end_ns - r.send_ns) / 1e6)
         if r.first_token_ns is not None:
             ttft.append((r.first_token_ns - r.send_ns) / 1e6)
-        if is_bunched(r):
+        if r.bunched:  # set by the client (adapters.base.is_bunched)
             continue
         times = [t for t, k in zip(r.chunk_t_ns, r.chunk_tokens) if k > 0]
         itl.extend((b - a) / 1e6 for a, b in zip(times, times[1:]))
@@ -75,7 +67,7 @@ def requests_validity(records: Sequence[RequestRecord], interrupted: bool) -> Va
     if not ok:
         reasons.append(Reason("no_successful_request", "no request succeeded inside the measured span: there is "
                               "no work to divide the energy by", Verdict.INVALID))
-    n = sum(is_bunched(r) for r in ok)
+    n = sum(r.bunched for r in ok)
     if ok and n / len(ok) > MAX_BUNCHED_SHARE:
         reasons.append(Reason("bunched_streams", f"{n} of {len(ok)} responses arrived bunched (all chunks within "
                               f"{BUNCHED_WINDOW_NS / 1e6:g} ms): ITL figures cover only the {len(ok) - n} that "
@@ -109,7 +101,7 @@ def summarize(records: Sequence[RequestRecord], energy: RunEnergy) -> dict[str, 
         "output_tokens_per_j": _div(out_tokens, useful_j),
         "inferences_per_kwh": _div(len(ok), useful_j / J_PER_KWH),
     }
-    s["bunched_requests"] = sum(is_bunched(r) for r in ok)
+    s["bunched_requests"] = sum(r.bunched for r in ok)
     s["streamed_requests"] = len(ok) - s["bunched_requests"]
     for name, values in lat.items():
         s[f"{name}_ms_p50"] = _pct(values, 50)
@@ -165,6 +157,9 @@ def render_summary(s: dict[str, Any], validity: Validity) -> str:
             continue  # a figure this run does not have (no idle baseline measured)
         if label.startswith("ITL") and (note := bunched_note(s)):
             lines.append(f"{'':<26}{note}")
+    if s.get("requests_unmeasured"):
+        lines.append(f"{'requests not measured':<26}{s['requests_unmeasured']} (still running when a counted channel "
+                     "was lost: no energy, not in the figures)")
     if s.get("accuracy") is not None:
         per_kwh = s.get("accuracy_per_kwh")
         lines.append(f"{'accuracy':<26}{s['accuracy']:.4g}" + (f"  ({per_kwh:.4g} per kWh)" if per_kwh else ""))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastmeter.report.banner import banner
 from fastmeter.report.load import Report
-from fastmeter.report.tables import Row, headline_rows, slo_text, warnings
+from fastmeter.report.tables import Row, headline_rows, slo_text, sweep_title, warnings
 
 # Columns of the text table (a terminal is narrower than the page): header text as in tables.HEADLINE.
 TEXT_COLUMNS = ("J / output token", "output tokens / J", "output tokens / s", "avg power W", "inferences / kWh",
@@ -28,7 +28,7 @@ def render_text(report: Report) -> str:
     lines = [b.headline, *(f"  {label}: {text}" for label, text in b.lines), ""]
     lines += _aligned([header[i] for i in keep], [[r[i] for i in keep] for r in rows])
     for s in report.sweeps:
-        lines.append(f"sweep {s.label}: SLO {slo_text(s)}; best point {s.best or 'none meets the SLO'}")
+        lines.append(f"{sweep_title(s.label)}: SLO {slo_text(s)}; best point {s.best or 'none meets the SLO'}")
     found = [f"  {r.label}: {w}" for r in report.runs for w in warnings(r)]
     lines += ["", "warnings:", *found] if found else ["", "no warnings"]
     return "\n".join(lines)
