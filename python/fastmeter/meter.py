@@ -11,7 +11,14 @@ import pyarrow as pa
 
 from fastmeter import _core
 from fastmeter.errors import ConfigError, MeterStateError, SourceUnavailableError, SpanError
-from fastmeter.sources import HARDWARE_SOURCES, Channel, SourceInfo, check_source_name, probe_source
+from fastmeter.sources import (
+    HARDWARE_SOURCES,
+    Channel,
+    SourceInfo,
+    auto_options,
+    check_source_name,
+    probe_source,
+)
 from fastmeter.window import Window
 
 MIN_PERIOD_US = 50
@@ -46,9 +53,10 @@ def _resolve_sources(
         check_source_name(n)
     skipped: list[SourceInfo] = []
     if names == ["auto"]:
-        infos = [probe_source(n, options.get(n)) for n in HARDWARE_SOURCES]
+        options = {n: auto_options(n, options.get(n)) for n in HARDWARE_SOURCES}
+        infos = [probe_source(n, options[n]) for n in HARDWARE_SOURCES]
         found = [i.name for i in infos if i.available]
-        skipped = [i for i in infos if not i.available]
+        skipped = [i for i in infos if not i.available or i.left_out]
         # rapl-msr reads the same counters as rapl: prefer the sysfs interface when both work.
         if "rapl" in found and "rapl-msr" in found:
             found.remove("rapl-msr")
@@ -99,7 +107,8 @@ class Meter:
         if ring_capacity < 1024:
             raise ConfigError(f"ring_capacity={ring_capacity} is too small; use at least 1024 samples")
         specs, skipped = _resolve_sources(sources, source_options or {})
-        # With sources="auto": hardware sources left out and why ("permission" ones name the fix).
+        # With sources="auto": hardware sources left out, or partly left out (SourceInfo.left_out), and why
+        # ("permission" ones name the fix).
         self.skipped_sources: list[SourceInfo] = skipped
         self.period_us = int(period_us)
         self._wait_final_s = wait_final_s

@@ -140,9 +140,7 @@ class ScheduleRun:
     relocks: int
 
 
-def simulate(
-    update_t_ns: Sequence[int], start_ns: int, end_ns: int, poll_ns: int, guard_ns: int
-) -> ScheduleRun:
+def simulate(update_t_ns: Sequence[int], start_ns: int, end_ns: int, poll_ns: int, guard_ns: int) -> ScheduleRun:
     """Drive one tracker with a made-up field: polls on the grid start_ns + k * poll_ns that it asks for, up to
     end_ns; a poll sees a change when an update instant (sorted) lies in (previous poll, poll]."""
     tr = Tracker(poll_ns, guard_ns)
