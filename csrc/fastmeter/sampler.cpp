@@ -298,9 +298,10 @@ void Sampler::poll_source(size_t s) noexcept {
   const int64_t t_end = monotonic_ns();
   // A read takes from ~0.1 µs (synthetic) to hundreds of µs (old GPUs): stamp it at its middle.
   const int64_t t = t_a + (t_end - t_a) / 2;
+  // Gaps run from the start of one read to the start of the next: a read that hangs counts whole.
   SourceState& ss = src_state_[s];
-  const int64_t gap = ss.last_poll_ns > 0 ? t - ss.last_poll_ns : 0;
-  ss.last_poll_ns = t;
+  const int64_t gap = ss.last_poll_ns > 0 ? t_a - ss.last_poll_ns : 0;
+  ss.last_poll_ns = t_a;
   std::unique_lock<std::mutex> track_lock(track_mu_, std::defer_lock);
   if (!trackers_.empty()) track_lock.lock();
   for (size_t i = base; i < base + n; ++i) {

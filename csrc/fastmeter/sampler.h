@@ -47,7 +47,7 @@ constexpr uint64_t kFailAfterReadErrors = 3;
 struct ChannelStats {
   uint64_t polls = 0;
   uint64_t read_errors = 0;     // transient read failures skipped (the channel stayed alive)
-  int64_t poll_gap_max_ns = 0;  // largest interval between successive polls of this channel's source
+  int64_t poll_gap_max_ns = 0;  // largest interval between the starts of successive reads of this channel
 };
 
 struct FieldSchedule {
@@ -117,7 +117,7 @@ class Sampler {
   };
   struct SourceState {
     int64_t next_ns = 0;  // its next deadline on the grid
-    int64_t last_poll_ns = 0;
+    int64_t last_poll_ns = 0;  // start of its latest read
   };
 
   void run() noexcept;

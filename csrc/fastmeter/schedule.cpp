@@ -86,14 +86,28 @@ void UpdateTracker::learn(int64_t located_ns) noexcept {
     state_ = TrackState::kFixed;  // a continuous counter: every poll has news
     return;
   }
+  // Intervals may span several updates: a value can repeat across an update (a power reading at a steady load),
+  // so each interval must be a whole number of periods. Estimate the period from the shortest interval, refine it
+  // over all of them, then check each against its multiple.
+  const int64_t shortest = sorted[0];
+  int64_t periods = 0;
+  for (int64_t x : d) periods += (2 * x + shortest) / (2 * shortest);
+  const int64_t period = (hist_[kN - 1] - hist_[0]) / periods;
+  if (period <= 0) return;
   const int64_t tol = guard_ns_ * 3 / 4;
+  // At least half the intervals must be one period (the lower median), and none more than kMaxMultiple:
+  // otherwise a short enough "period" would fit any sequence.
+  const int64_t lower_median = sorted[kLockIntervals / 2 - 1];
+  bool ok = (2 * lower_median + period) / (2 * period) == 1;
   for (int64_t x : d) {
-    if (x - median > tol || median - x > tol) {
-      if (unlocked_changes_ >= kIrregularChanges) state_ = TrackState::kFixed;
-      return;
-    }
+    const int64_t k = (2 * x + period) / (2 * period);
+    ok = ok && k >= 1 && k <= kMaxMultiple && x - k * period <= tol && k * period - x <= tol;
   }
-  period_ns_ = (hist_[kN - 1] - hist_[0]) / kLockIntervals;
+  if (!ok) {
+    if (unlocked_changes_ >= kIrregularChanges) state_ = TrackState::kFixed;
+    return;
+  }
+  period_ns_ = period;
   expected_ns_ = located_ns + period_ns_;
   state_ = TrackState::kLocked;
   if (ever_locked_) ++relocks_;

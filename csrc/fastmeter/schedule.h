@@ -4,13 +4,14 @@
 // NVML counters and power on A100/H100 refresh every ~100 ms (FACTS.md): of 1000 polls a second at 1 kHz only ~10
 // carry news. An UpdateTracker watches one field's polls (t_ns, changed) and moves between states:
 //   learning  dense polling; every change is located at the middle of (previous poll, poll that saw it]. Once the
-//             last kLockIntervals intervals between changes all lie within guard_ns * 3/4 of their median (and the
-//             median is at least kContinuousPolls polls), it locks with that period.
+//             last kLockIntervals intervals between changes are each within guard_ns * 3/4 of 1..kMaxMultiple
+//             periods (a value may repeat across an update; the period is refined over all of them), at least half
+//             of them are one period, and the median is at least kContinuousPolls polls, it locks with that period.
 //   locked    the next update is expected at e = last located update + period; the field needs polls only in
 //             [e - guard_ns, e + guard_ns] (on the sampler's grid). A change seen there re-anchors e at the located
 //             update and nudges the period by the prediction error / kPeriodGain (tracks phase drift). A change seen
 //             at the first poll of the band (it happened before the band) or kMaxQuietBands bands in a row without
-//             a change is a miss: back to learning (dense), and a later lock counts as a re-lock. One quiet band is
+//             a change is a miss: back to learning (dense), and a later lock counts as a re-lock. Quiet bands are
 //             tolerated because a value can repeat across an update (a power reading at a constant load).
 //   fixed     dense polling for good reasons: changes come at nearly every poll (a continuous counter such as
 //             RAPL: median interval below kContinuousPolls polls) or stay irregular for kIrregularChanges changes.
@@ -34,7 +35,8 @@ class UpdateTracker {
   static constexpr int kLockIntervals = 8;
   static constexpr int kContinuousPolls = 4;
   static constexpr int kIrregularChanges = 32;
-  static constexpr int kMaxQuietBands = 2;
+  static constexpr int kMaxQuietBands = 3;
+  static constexpr int64_t kMaxMultiple = 4;
   static constexpr int64_t kPeriodGain = 8;
   static constexpr int64_t kQuietNs = 1'000'000'000;
 

@@ -23,6 +23,7 @@ from fastmeter.window import Window
 
 MIN_PERIOD_US = 50
 MAX_PERIOD_US = 10_000_000
+SCHEDULES = ("fixed", "adaptive")
 # How long a window's result waits for the counters' next update at most, whatever their observed period.
 MAX_WAIT_FINAL_S = 1.0
 
@@ -85,6 +86,11 @@ class Meter:
         and counts.
     wait_final_s: how long a window's result waits for the counters' next update after its end (default:
         1.5 observed update periods, at most 1 s); then the value is provisional.
+    schedule: "fixed" polls every source at every period; "adaptive" learns when each hardware field (NVML
+        counter, power) updates and polls only within a guard band around expected updates, falling back to every
+        period on a miss (stats()["schedule"] shows lock states); continuous counters (RAPL) stay on every period.
+    realtime: ask for SCHED_FIFO (lowest real-time priority) for the sampler thread, so CPU-bound neighbours
+        cannot starve it; without the privilege it stays SCHED_OTHER. stats()["sched_policy"] says which.
     """
 
     def __init__(
@@ -96,6 +102,8 @@ class Meter:
         spin_us: int | None = None,
         ring_capacity: int = 1 << 20,
         wait_final_s: float | None = None,
+        schedule: str = "fixed",
+        realtime: bool = True,
     ) -> None:
         if not isinstance(period_us, (int, np.integer)) or not MIN_PERIOD_US <= period_us <= MAX_PERIOD_US:
             raise ConfigError(
@@ -104,6 +112,8 @@ class Meter:
             )
         if spin_us is not None and not 0 <= spin_us <= period_us:
             raise ConfigError(f"spin_us={spin_us!r} must be within 0..period_us ({period_us})")
+        if schedule not in SCHEDULES:
+            raise ConfigError(f"schedule={schedule!r} is not one of {', '.join(SCHEDULES)}")
         if ring_capacity < 1024:
             raise ConfigError(f"ring_capacity={ring_capacity} is too small; use at least 1024 samples")
         specs, skipped = _resolve_sources(sources, source_options or {})
@@ -114,7 +124,12 @@ class Meter:
         self._wait_final_s = wait_final_s
         try:
             self._core = _core.Meter(
-                specs, self.period_us * 1000, -1 if spin_us is None else spin_us * 1000, ring_capacity
+                specs,
+                self.period_us * 1000,
+                -1 if spin_us is None else spin_us * 1000,
+                ring_capacity,
+                schedule=schedule,
+                realtime=bool(realtime),
             )
         except _core.SourceError as e:
             message, kind = e.args
@@ -212,8 +227,11 @@ class Meter:
         return pa.Table.from_arrays([pa.array(t), channel, pa.array(e), power], schema=SAMPLES_SCHEMA)
 
     def stats(self) -> dict[str, object]:
-        """Sampler quality: rate_hz, jitter_p50_us, jitter_p99_us, jitter_max_us, missed, dropped, polls,
-        errors ({channel: text} for failed channels), update_period_s ({channel: observed s between updates})."""
+        """Sampler quality: rate_hz, jitter_p50_us, jitter_p99_us, jitter_max_us, missed, missed_share (missed /
+        scheduled deadlines), poll_gap_max_ns (largest interval between wake-ups), dropped, polls, sched_policy,
+        channels ({channel: {polls, read_errors, poll_gap_max_ns}}), schedule ({channel: {state, period_s, misses,
+        relocks, fields}} with schedule="adaptive"), errors ({channel: text} for failed channels),
+        update_period_s ({channel: observed s between updates})."""
         s = dict(self._core.stats())
         s["errors"] = {n: err for i, n in enumerate(self._names) if (err := self._core.channel_error(i))}
         s["update_period_s"] = dict(zip(self._names, self._core.update_periods_s()))

@@ -129,12 +129,15 @@ def test_phase_jump_is_a_miss_then_a_relock(jump_ms):
     assert max(located_errors(run, u, relocked_at)) <= POLL_NS // 2
 
 
-def test_one_update_without_a_change_keeps_the_lock():
-    # A power reading can repeat its value across an update (constant load): one quiet band is not a miss.
-    end_ns = 5_000 * MS
-    u = updates(100 * MS, 40 * MS, end_ns, drop_every=20)
+@pytest.mark.parametrize("drop_every", [20, 3])
+def test_updates_without_a_change_still_lock_and_keep_the_lock(drop_every):
+    # A power reading can repeat its value across an update (a steady load): the intervals between changes are
+    # then whole multiples of the period, and a quiet band is not a miss.
+    end_ns = 6_000 * MS
+    u = updates(100 * MS, 40 * MS, end_ns, drop_every=drop_every)
     run = native(u, end_ns)
     assert run.misses == 0 and run.states[-1] == ref.LOCKED
+    assert abs(run.period_ns - 100 * MS) <= POLL_NS // 8
 
 
 def test_continuous_counter_stays_fixed_and_silent_field_goes_quiet():

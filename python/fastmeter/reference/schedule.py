@@ -7,11 +7,13 @@ then asks for polls only within `guard_ns` of each expected update:
 - learning: dense polls. A change is *located* at the middle of (previous poll, poll that saw it], but only when
   the previous poll is at most two dense periods back (else the instant is unknown and the evidence restarts).
   With the last 9 located changes, the 8 intervals between them decide: median below 4 polls = a continuous
-  counter (state fixed); all within 3/4 of the guard of the median = lock, period = (newest - oldest) / 8;
-  otherwise keep learning (fixed after 32 changes without a lock).
+  counter (state fixed). Otherwise an interval may span several updates (a value can repeat across one), so:
+  period = (newest - oldest) // sum(round(interval / shortest interval)); it locks when at least half the intervals
+  round to one period and every interval lies within 3/4 of the guard of k = round(interval / period) periods with
+  1 <= k <= 4; otherwise it keeps learning (fixed after 32 changes without a lock). Rounding is half up.
 - locked: the next update is expected at e = last located + period; polls only from e - guard on. A located change
   moves e to located + period and corrects period by (located - expected) / 8 (integer division truncating toward
-  zero, as C++ does). A change that cannot be located, or two bands in a row without a change, is a miss: back to
+  zero, as C++ does). A change that cannot be located, or three bands in a row without a change, is a miss: back to
   learning with no evidence; the next lock is a re-lock.
 - quiet: no change for 1 s while not locked. A change makes it learning again.
 
@@ -29,7 +31,8 @@ STATE_NAMES = {LEARNING: "learning", LOCKED: "locked", FIXED: "fixed", QUIET: "q
 LOCK_INTERVALS = 8
 CONTINUOUS_POLLS = 4
 IRREGULAR_CHANGES = 32
-MAX_QUIET_BANDS = 2
+MAX_QUIET_BANDS = 3
+MAX_MULTIPLE = 4
 PERIOD_GAIN = 8
 QUIET_NS = 1_000_000_000
 
@@ -37,6 +40,11 @@ QUIET_NS = 1_000_000_000
 def _div_trunc(a: int, b: int) -> int:
     q = abs(a) // abs(b)
     return q if (a < 0) == (b < 0) else -q
+
+
+def _round_div(a: int, b: int) -> int:
+    """a / b rounded half up (a >= 0, b > 0)."""
+    return (2 * a + b) // (2 * b)
 
 
 @dataclass
@@ -106,11 +114,19 @@ class Tracker:
         if median < CONTINUOUS_POLLS * self.poll_ns:
             self.state = FIXED
             return
-        if any(abs(g - median) > self.guard_ns * 3 // 4 for g in gaps):
+        shortest = min(gaps)
+        period = (self._located[-1] - self._located[0]) // sum(_round_div(g, shortest) for g in gaps)
+        if period <= 0:
+            return
+        tol = self.guard_ns * 3 // 4
+        multiples = [_round_div(g, period) for g in gaps]
+        fits = all(1 <= k <= MAX_MULTIPLE and abs(g - k * period) <= tol for g, k in zip(gaps, multiples))
+        at_least_half_one_period = _round_div(sorted(gaps)[LOCK_INTERVALS // 2 - 1], period) == 1
+        if not at_least_half_one_period or not fits:
             if self._changes_unlocked >= IRREGULAR_CHANGES:
                 self.state = FIXED
             return
-        self.period_ns = (self._located[-1] - self._located[0]) // LOCK_INTERVALS
+        self.period_ns = period
         self.expected_ns = located + self.period_ns
         self.state = LOCKED
         self.relocks += int(self._ever_locked)
