@@ -5,6 +5,7 @@
 #include <sys/prctl.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -238,15 +239,19 @@ void Sampler::run() noexcept {
 
 void Sampler::wait_until(int64_t deadline_ns) noexcept {
   const int64_t spin = config_.spin_ns;
-  constexpr int64_t kSleepChunkNs = 2000000;  // bound on how long stop() can wait for the thread to notice
+  // Below this a sleep uses clock_nanosleep, which stop() cannot interrupt: it bounds how long stop() can wait.
+  constexpr int64_t kSleepChunkNs = 2000000;
   for (;;) {
     if (stop_flag_.load(std::memory_order_acquire)) return;
     const int64_t remaining = deadline_ns - monotonic_ns();
     if (remaining <= 0) return;
     if (remaining > spin + kSleepChunkNs) {
+      // One wake-up for a long sleep (the adaptive schedule sleeps ~100 ms between bands): wait on the condition
+      // variable right up to the spin start. steady_clock is CLOCK_MONOTONIC, and the timer slack set in run()
+      // applies to this wait as to clock_nanosleep.
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, std::chrono::nanoseconds(remaining - spin - kSleepChunkNs / 2),
-                   [this] { return stop_requested_; });
+      const std::chrono::steady_clock::time_point wake{std::chrono::nanoseconds(deadline_ns - spin)};
+      cv_.wait_until(lock, wake, [this] { return stop_requested_; });
     } else if (remaining > spin) {
       const int64_t wake = deadline_ns - spin;
       timespec ts{static_cast<time_t>(wake / 1000000000LL), static_cast<long>(wake % 1000000000LL)};

@@ -82,8 +82,8 @@ class Meter:
     period_us: sampling period, 50 (20 kHz) to 10_000_000.
     spin_us: busy-wait before each deadline; default 40 us below a 200 us period, else 0 (sleep only, the cheap
         choice). 50 at 1 kHz trades ~5% of a core for p99 deadline lateness of tens of us.
-    ring_capacity: samples the ring holds between drains (every 50 ms, and at every query); a full ring drops
-        and counts.
+    ring_capacity: samples the ring holds between drains (at every query, and on a timer when it could be a
+        quarter full, 10 ms to 1 s); a full ring drops and counts.
     wait_final_s: how long a window's result waits for the counters' next update after its end (default:
         1.5 observed update periods, at most 1 s); then the value is provisional.
     schedule: "fixed" polls every source at every period; "adaptive" learns when each hardware field (NVML
