@@ -94,3 +94,18 @@ def test_without_the_privilege_the_sampler_stays_sched_other_quietly() -> None:
     )
     assert json.loads(out.stdout) == "SCHED_OTHER"
     assert out.stderr == ""
+
+
+@pytest.mark.parametrize("period_ns", [0, -1_000_000])
+def test_native_sampler_rejects_a_non_positive_period(period_ns: int) -> None:
+    from fastmeter import _core
+
+    with pytest.raises(ValueError, match="sampler period_ns must be positive"):
+        _core.Meter([("synthetic", {})], period_ns)
+
+
+def test_unknown_schedule_is_one_clear_error() -> None:
+    from fastmeter.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="schedule='dense' is not one of fixed, adaptive"):
+        Meter("synthetic", 1000, schedule="dense")
