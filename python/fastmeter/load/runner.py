@@ -17,9 +17,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import httpx
-
 from fastmeter.adapters.base import Adapter, GenRequest, RequestRecord, stream_request
+from fastmeter.adapters.http import HttpClient
 from fastmeter.adapters.openai import OpenAIAdapter
 from fastmeter.adapters.prometheus import DEFAULT_PREFIXES, MetricRow, PrometheusScraper
 from fastmeter.adapters.tgi import TGIAdapter
@@ -75,19 +74,31 @@ class LoadResult:
     def measured(self) -> list[RequestRecord]:
         return [r for r in self.records if not r.warmup]
 
+    def send_lag_ns(self) -> dict[str, int | None]:
+        """How late measured requests went out after their scheduled time (``send_ns - scheduled_ns``):
+        ``p50``, ``p99`` and ``max`` in ns, None without requests. With a concurrency cap the lag includes the
+        wait for a free slot, so an open-loop run that outpaces the server shows it here."""
+        lags = sorted(
+            r.send_ns - r.scheduled_ns for r in self.measured if r.send_ns is not None and r.scheduled_ns is not None
+        )
+        if not lags:
+            return {"p50": None, "p99": None, "max": None}
+        return {"p50": _quantile(lags, 0.5), "p99": _quantile(lags, 0.99), "max": lags[-1]}
 
-def make_client(base_url: str, concurrency: int | None) -> httpx.AsyncClient:
-    """A client whose pool never queues requests (queueing belongs to the load generator, where it is timed)."""
-    keepalive = concurrency if concurrency is not None else 1024
-    return httpx.AsyncClient(
-        base_url=base_url,
-        timeout=None,  # the per-request timeout wraps the whole exchange instead
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=keepalive),
-    )
+
+def _quantile(sorted_ns: list[int], q: float) -> int:
+    """Nearest-rank quantile: an observed lag, never an interpolated one."""
+    return sorted_ns[min(len(sorted_ns) - 1, max(0, math.ceil(q * len(sorted_ns)) - 1))]
+
+
+def make_client(base_url: str, concurrency: int | None) -> HttpClient:
+    """A keep-alive client holding up to ``concurrency`` idle connections. It never queues requests: queueing
+    belongs to the load generator, where it is timed."""
+    return HttpClient(base_url, concurrency)
 
 
 async def run_load(
-    client: httpx.AsyncClient,
+    client: HttpClient,
     adapter: Adapter,
     workload: Sequence[GenRequest],
     spec: LoadSpec,
@@ -155,9 +166,7 @@ async def run_load(
         rec = RequestRecord(f"{id_prefix}-{i}", scheduled_ns=scheduled_ns)
         measured.append(rec)
         all_records.append(rec)
-        tasks.append(
-            asyncio.create_task(send(workload[(spec.warmup_requests + i) % len(workload)], rec, holding))
-        )
+        tasks.append(asyncio.create_task(send(workload[(spec.warmup_requests + i) % len(workload)], rec, holding)))
     await asyncio.gather(*tasks)
     return LoadResult(warm + measured, start_ns, time.monotonic_ns())
 
