@@ -25,7 +25,7 @@ def test_config_defaults_and_checks() -> None:
     assert (b.pue, b.currency, b.scorer, b.grid_gco2_per_kwh, b.price_per_kwh) == (1.0, "USD", None, None, None)
     with pytest.raises(ConfigError, match="pue.*>= 1"):
         bench(pue=0.9)
-    with pytest.raises(ConfigError, match="either \\[bench\\].accuracy or \\[bench\\].scorer"):
+    with pytest.raises(ConfigError, match="set either \\[bench\\].accuracy or \\[bench\\].scorer, not both"):
         bench(accuracy=0.5, scorer="m:f")
 
 

@@ -60,12 +60,14 @@ def test_exit_codes_follow_the_verdict_and_allow_degraded_only_accepts_chosen_sy
 
 
 def test_missed_deadlines_above_the_share_degrade_and_at_it_do_not() -> None:
-    polls = 10_000
-    at_limit = int(MAX_MISSED_SHARE * polls / (1 - MAX_MISSED_SHARE))  # missed / (missed + polls) <= the share
-    assert sampler_validity({"missed": at_limit, "polls": polls, "dropped": 0}, 1000).ok
-    v = sampler_validity({"missed": at_limit + 2, "polls": polls, "dropped": 0}, 1000)
+    def stats(missed_share: float, dropped: int = 0) -> dict[str, object]:
+        return {"missed": 7, "missed_share": missed_share, "dropped": dropped, "sched_policy": "SCHED_OTHER"}
+
+    assert sampler_validity(stats(MAX_MISSED_SHARE), 1000).ok
+    v = sampler_validity(stats(MAX_MISSED_SHARE * 1.01), 1000)
     assert v.verdict is Verdict.DEGRADED and [r.code for r in v.reasons] == ["missed_deadlines"]
-    v = sampler_validity({"missed": 0, "polls": polls, "dropped": 3}, 1000)
+    assert "SCHED_OTHER" in v.reasons[0].message
+    v = sampler_validity(stats(0.0, dropped=3), 1000)
     assert [r.code for r in v.reasons] == ["samples_dropped"] and "3 samples" in v.reasons[0].message
 
 
