@@ -3,15 +3,13 @@ operating point that meets the latency SLOs (the highest tokens/J among points w
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import click
-
-from fastmeter.bench.point import _finite, prepare_run_dir, run_point
+from fastmeter.bench.point import BenchHooks, run_point
+from fastmeter.bench.run_files import prepare_run_dir, write_run_json
 from fastmeter.load.config import BenchConfig
 
 
@@ -51,28 +49,34 @@ def render_sweep(rows: list[dict[str, Any]], best: str | None) -> str:
     return "\n".join(lines)
 
 
-def run_sweep(cfg: BenchConfig, out_dir: Path, config_dict: dict[str, Any]) -> dict[str, Any]:
+def run_sweep(cfg: BenchConfig, out_dir: Path, config_dict: dict[str, Any], *, force: bool = False,
+              hooks: BenchHooks = BenchHooks()) -> dict[str, Any]:
+    """One run directory per point under `out_dir`, plus sweep.json; a single point writes `out_dir` itself.
+    Stops after a point interrupted by a signal (`interrupted_by_signal` in the result)."""
     points = sweep_points(cfg)
     if len(points) == 1:
-        return run_point(cfg, out_dir, config_dict)
-    prepare_run_dir(out_dir)
+        return run_point(cfg, out_dir, config_dict, force=force, hooks=hooks)
+    prepare_run_dir(out_dir, force=force)
     rows = []
+    signum = None
     for label, point_cfg in points:
-        click.echo(f"== {label}", err=True)
+        hooks.notify("phase", f"== {label}")
         run = run_point(point_cfg, out_dir / label, {**config_dict, "load": {**config_dict.get("load", {}),
-                                                                              **_load_override(point_cfg)}})
+                                                                              **_load_override(point_cfg)}},
+                        force=force, hooks=hooks)
         s = run["summary"]
         rows.append({"point": label, **{k: (math.nan if v is None else v) for k, v in s.items()},
                      "meets_slo": meets_slo({k: (math.nan if v is None else v) for k, v in s.items()}, cfg.bench)})
-        if run["interrupted"]:
+        if run["interrupted_by_signal"] is not None:
+            signum = run["interrupted_by_signal"]
             break
     best = best_point(rows)
-    click.echo("")
-    click.echo(render_sweep(rows, best))
+    hooks.notify("summary", "\n" + render_sweep(rows, best))
     if best is None and (cfg.bench["slo_ttft_p99_ms"] or cfg.bench["slo_itl_p99_ms"]):
-        click.echo("no point meets the SLO", err=True)
-    sweep = {"points": rows, "best": best, "slo": {k: cfg.bench[k] for k in ("slo_ttft_p99_ms", "slo_itl_p99_ms")}}
-    (out_dir / "sweep.json").write_text(json.dumps(_finite(sweep), indent=2) + "\n")
+        hooks.notify("warning", "no point meets the SLO")
+    sweep = {"points": rows, "best": best, "slo": {k: cfg.bench[k] for k in ("slo_ttft_p99_ms", "slo_itl_p99_ms")},
+             "interrupted_by_signal": signum}
+    write_run_json(out_dir, sweep, "sweep.json")
     return sweep
 
 

@@ -8,8 +8,10 @@ from typing import Any
 
 import click
 
-from fastmeter.errors import ConfigError
+from fastmeter.adapters.base import RequestRecord
+from fastmeter.errors import ConfigError, FastmeterError
 from fastmeter.load.config import config_keys, read_config_file, validate_config
+from fastmeter.recorder import exit_code_for_signal
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -69,14 +71,54 @@ def _options(f: Any) -> Any:
     return f
 
 
+class _Progress:
+    """Requests done / failed, redrawn in place on a terminal."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.failed = 0
+
+    def __call__(self, rec: RequestRecord) -> None:
+        self.done += 1
+        self.failed += not rec.ok
+        click.echo(f"\r  requests {self.done}  failed {self.failed} ", nl=False, err=True)
+
+
+def _notify(kind: str, text: str) -> None:
+    if kind == "summary":
+        click.echo(text)
+    elif kind == "warning":
+        click.echo(f"warning: {text}", err=True)
+    else:
+        click.echo(text, err=True)
+
+
+def _exit_status(result: dict[str, Any]) -> None:
+    """SIGINT/SIGTERM: 128 + N, after everything measured is written. No successful request: one error."""
+    signum = result.get("interrupted_by_signal")
+    if signum is not None:
+        click.echo(f"interrupted by signal {signum}: the run directory holds what was measured", err=True)
+        sys.exit(exit_code_for_signal(signum))
+    summaries = list(result["points"]) if "points" in result else [result["summary"]]
+    empty = [s.get("point", "the run") for s in summaries if not s.get("requests_ok")]
+    if empty:
+        raise FastmeterError(
+            f"no request succeeded in {', '.join(empty)}: see the status and error columns of requests.arrow "
+            "(is the server up at base_url, and does it serve the model?)"
+        )
+
+
 @click.command("bench")
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("-o", "output_dir_flag", default=None, help="Run directory (same as --output-dir).")
+@click.option("--force", is_flag=True, help="Write into an existing non-empty run directory, replacing our files.")
 @_options
-def bench_command(config: str | None, output_dir_flag: str | None, **flags: str | None) -> None:
+def bench_command(config: str | None, output_dir_flag: str | None, force: bool, **flags: str | None) -> None:
     """Benchmark an inference server while measuring energy; writes a run directory (samples.arrow,
     requests.arrow, chunks.arrow, metrics.arrow, run.json). `--concurrency 1,2,4,8` or `--rate 1,2,inf` runs a
-    sweep and marks the best point within `--slo-ttft-p99-ms` / `--slo-itl-p99-ms`."""
+    sweep and marks the best point within `--slo-ttft-p99-ms` / `--slo-itl-p99-ms`. Ctrl-C/SIGTERM stop it with
+    what was measured written, exit 130/143; a run where no request succeeded exits 2."""
+    from fastmeter.bench.point import BenchHooks
     from fastmeter.bench.sweep import run_sweep
 
     data = read_config_file(config) if config else {}
@@ -87,4 +129,11 @@ def bench_command(config: str | None, output_dir_flag: str | None, **flags: str 
     out = cfg.bench["output_dir"]
     if out is None:
         raise ConfigError("no run directory given: pass -o DIR (or set [bench].output_dir)")
-    run_sweep(cfg, Path(out), data)
+    live = sys.stderr.isatty()
+    hooks = BenchHooks(notify=_notify, on_request=_Progress() if live else None)
+    try:
+        result = run_sweep(cfg, Path(out), data, force=force, hooks=hooks)
+    finally:
+        if live:
+            click.echo("", err=True)
+    _exit_status(result)
