@@ -26,6 +26,10 @@ from fastmeter.io.schema import FORMAT_VERSION, METADATA_KEY, SUFFIXES
 from fastmeter.meter import SAMPLES_SCHEMA
 
 
+# Rows per record batch: a write torn by a full disk loses at most this many, and a reader holds one at a time.
+MAX_BATCH_ROWS = 8192
+
+
 class OutputError(FastmeterError):
     """Writing an output file failed; the message names the file and what was kept."""
 
@@ -119,7 +123,7 @@ class ArrowStreamFile:
             return
         try:
             # Every batch carries the full dictionaries, so each one reads on its own.
-            for batch in table.to_batches():
+            for batch in table.to_batches(max_chunksize=MAX_BATCH_ROWS):
                 self._writer.write_batch(batch)
             self._sink.flush()
         except OSError as e:
