@@ -49,7 +49,7 @@ from fastmeter.bench.tables import (
 from fastmeter.calibrate.result import calibration_for
 from fastmeter.load.config import BenchConfig
 from fastmeter.load.runner import build_workload, run_config
-from fastmeter.recorder import Interrupt, Recorder, RecordStream
+from fastmeter.recorder import Interrupt, Recorder
 from fastmeter.sources import permission_warnings
 
 RUN_FORMAT_VERSION = 1
@@ -127,11 +127,12 @@ def run_point(
         _close_in_flight(records, interrupt.t_ns)
         first = [r.scheduled_ns or r.send_ns for r in records if not r.warmup and (r.scheduled_ns or r.send_ns)]
         span = (min(first, default=interrupt.t_ns), interrupt.t_ns)
-    requests_stream.abandon()  # rewritten whole, with energy, below
+    # Both are rewritten whole below (requests with their energy; cancelled requests trimmed to the interrupt).
+    requests_stream.abandon()
+    chunks_stream.abandon()
     recorder.close({"idle_baseline_w": measured.idle_w, "interrupted": interrupt.signum is not None})
     context = {"fingerprint": fingerprint, "config": config_dict, "calibration": calibration}
-    return _finish(cfg, run_dir, meter, records, metrics, span, measured.idle_w, context, chunks_stream, hooks,
-                   interrupt.signum)
+    return _finish(cfg, run_dir, meter, records, metrics, span, measured.idle_w, context, hooks, interrupt.signum)
 
 
 @dataclass
@@ -172,9 +173,11 @@ async def _measure(cfg: BenchConfig, recorder: Recorder, records: list[RequestRe
 
 
 def _close_in_flight(records: list[RequestRecord], t_ns: int) -> None:
-    """Requests unfinished at the interrupt instant end there, as `cancelled`; their energy up to it is theirs."""
+    """Requests unfinished at the interrupt instant end there, as `cancelled`; their energy up to it is theirs. One
+    that completed after the instant, before the load stopped, keeps its record (attribution clips it to the span);
+    one that failed after the instant failed because the load was stopped, so it is cancelled too."""
     for r in records:
-        if r.end_ns is not None and r.end_ns <= t_ns:
+        if r.end_ns is not None and (r.end_ns <= t_ns or r.ok):
             continue
         r.status, r.error = STATUS_CANCELLED, "the run was interrupted while this request was in flight"
         if r.send_ns is None or r.send_ns > t_ns:
@@ -190,8 +193,7 @@ def _close_in_flight(records: list[RequestRecord], t_ns: int) -> None:
 
 def _finish(cfg: BenchConfig, run_dir: Path, meter: fastmeter.Meter, records: list[RequestRecord],
             metrics: list[MetricRow], span: tuple[int, int], idle_w: dict[str, float] | None,
-            context: dict[str, Any], chunks_stream: RecordStream, hooks: BenchHooks,
-            signum: int | None) -> dict[str, Any]:
+            context: dict[str, Any], hooks: BenchHooks, signum: int | None) -> dict[str, Any]:
     idle_w = idle_w or {}
     measured = [r for r in records if not r.warmup]
     span = (max(span[0], meter.start_ns), min(span[1], meter.stop_ns or span[1]))
@@ -226,10 +228,7 @@ def _finish(cfg: BenchConfig, run_dir: Path, meter: fastmeter.Meter, records: li
     summary = summarize(measured, RunEnergy(energy_j, by_channel, duration_s, failed_j, idle_total_w, net_j))
 
     write_arrow(requests_table(records, per_request), run_dir / "requests.arrow")
-    # Requests that never finished were not streamed: their chunks go in now, then the stream becomes the file.
-    chunks_stream.append(chunks_table([r for r in records if r.status == STATUS_CANCELLED]))
-    chunks_stream.flush()
-    chunks_stream.finish({})
+    write_arrow(chunks_table(records), run_dir / "chunks.arrow")
     write_arrow(metrics_table(metrics), run_dir / "metrics.arrow")
     # accuracy, carbon, cost: after the tables are written, so a failing scorer loses nothing
     summary.update(accuracy_summary(cfg.bench, measured, energy_j))

@@ -25,7 +25,6 @@ from fastmeter.errors import ConfigError, FastmeterError
 from fastmeter.io.schema import FORMAT_VERSION, METADATA_KEY, SUFFIXES
 from fastmeter.meter import SAMPLES_SCHEMA
 
-
 # Rows per record batch: a write torn by a full disk loses at most this many, and a reader holds one at a time.
 MAX_BATCH_ROWS = 8192
 
