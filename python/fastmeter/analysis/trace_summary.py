@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,29 +32,76 @@ def channel_columns(table: pa.Table, channel: str) -> tuple[np.ndarray, np.ndarr
     return t[order], e[order], p[order]
 
 
+@dataclass
+class _Running:
+    """One channel's figures so far, as batches go by (rows are in poll order, so in time order per channel)."""
+
+    n: int = 0
+    first_t: int = 0
+    first_e: float = 0.0
+    last_t: int = 0
+    last_e: float = 0.0
+    peak_power_w: float = -math.inf  # highest power reading
+    peak_slope_w: float = -math.inf  # steepest step of the energy curve, for channels without power readings
+
+    def add(self, t: np.ndarray, e: np.ndarray, p: np.ndarray) -> None:
+        if not len(t):
+            return
+        if self.n:  # the step from the previous batch's last sample
+            t, e, p = np.r_[self.last_t, t], np.r_[self.last_e, e], np.r_[math.nan, p]
+        else:
+            self.first_t, self.first_e = int(t[0]), float(e[0])
+        finite = p[np.isfinite(p)]
+        if len(finite):
+            self.peak_power_w = max(self.peak_power_w, float(finite.max()))
+        dt = np.diff(t) * 1e-9
+        if np.any(dt > 0):
+            self.peak_slope_w = max(self.peak_slope_w, float(np.max(np.diff(e)[dt > 0] / dt[dt > 0])))
+        self.n += len(t) - (1 if self.n else 0)
+        self.last_t, self.last_e = int(t[-1]), float(e[-1])
+
+
+def summarize_batches(
+    batches: Iterable[pa.RecordBatch], channels: list[str], idle_power_w: dict[str, float] | None = None
+) -> tuple[float, int, list[ChannelSummary]]:
+    """(duration_s, rows, per-channel summaries) over a trace read batch by batch: memory stays bounded by one
+    batch whatever the trace's length."""
+    idle_power_w = idle_power_w or {}
+    running = {name: _Running() for name in channels}
+    t_min, t_max, rows = None, None, 0
+    for batch in batches:
+        if not batch.num_rows:
+            continue
+        rows += batch.num_rows
+        t_all = batch.column("t_ns").to_numpy()
+        t_min = int(t_all.min()) if t_min is None else min(t_min, int(t_all.min()))
+        t_max = int(t_all.max()) if t_max is None else max(t_max, int(t_all.max()))
+        names = pc.cast(batch.column("channel"), pa.string()).to_numpy(zero_copy_only=False)
+        e_all = batch.column("energy_j").to_numpy()
+        p_all = batch.column("power_w").to_numpy(zero_copy_only=False).astype(float)
+        for name, r in running.items():
+            sel = names == name
+            if sel.any():
+                r.add(t_all[sel], e_all[sel], p_all[sel])
+    duration_s = float(t_max - t_min) * 1e-9 if t_min is not None and rows > 1 else 0.0
+    out = []
+    for name, r in running.items():
+        idle = idle_power_w.get(name)
+        if r.n < 2:
+            out.append(ChannelSummary(name, 0.0, math.nan, math.nan, idle, None))
+            continue
+        energy = r.last_e - r.first_e
+        span_s = (r.last_t - r.first_t) * 1e-9
+        avg = energy / span_s if span_s > 0 else math.nan
+        peak = r.peak_power_w if r.peak_power_w > -math.inf else r.peak_slope_w
+        net = energy - idle * span_s if idle is not None else None
+        out.append(ChannelSummary(name, energy, avg, peak if peak > -math.inf else math.nan, idle, net))
+    return duration_s, rows, out
+
+
 def summarize_channels(
     table: pa.Table, channels: list[str], idle_power_w: dict[str, float] | None = None
 ) -> tuple[float, list[ChannelSummary]]:
     """(duration_s, per-channel summaries) over the whole trace."""
-    idle_power_w = idle_power_w or {}
-    t_all = table.column("t_ns").to_numpy()
-    duration_s = float(t_all.max() - t_all.min()) * 1e-9 if len(t_all) > 1 else 0.0
-    out = []
-    for name in channels:
-        t, e, p = channel_columns(table, name)
-        if len(t) < 2:
-            out.append(ChannelSummary(name, 0.0, math.nan, math.nan, idle_power_w.get(name), None))
-            continue
-        energy = float(e[-1] - e[0])
-        span_s = float(t[-1] - t[0]) * 1e-9
-        avg = energy / span_s if span_s > 0 else math.nan
-        finite = p[np.isfinite(p)]
-        if len(finite):
-            peak = float(finite.max())
-        else:  # no power readings: the steepest step of the energy curve between polls
-            dt = np.diff(t) * 1e-9
-            peak = float(np.max(np.diff(e)[dt > 0] / dt[dt > 0])) if np.any(dt > 0) else math.nan
-        idle = idle_power_w.get(name)
-        net = energy - idle * span_s if idle is not None else None
-        out.append(ChannelSummary(name, energy, avg, peak, idle, net))
-    return duration_s, out
+    duration_s, _, rows = summarize_batches(table.to_batches(), channels, idle_power_w)
+    return duration_s, rows

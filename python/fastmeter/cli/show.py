@@ -7,20 +7,21 @@ from pathlib import Path
 
 import click
 
-from fastmeter.analysis.trace_summary import channel_columns, summarize_channels
+from fastmeter.analysis.trace_summary import channel_columns, summarize_batches
 from fastmeter.errors import ConfigError
-from fastmeter.io.read import Trace, read_trace
+from fastmeter.io.read import Trace, TraceBatches, open_trace, read_trace
 
 
 def _fmt(x: float | None, spec: str) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
-def render_summary(trace: Trace) -> str:
+def render_summary(trace: TraceBatches) -> str:
+    """The summary, read batch by batch: a trace of any length is shown in bounded memory."""
     meta = trace.metadata
     idle = meta.get("idle_baseline_w") or {}
-    duration_s, rows = summarize_channels(trace.table, trace.channels, idle)
-    lines = [f"duration      {duration_s:.3f} s   samples {trace.table.num_rows}"]
+    duration_s, n_rows, rows = summarize_batches(trace.batches(), trace.channels, idle)
+    lines = [f"duration      {duration_s:.3f} s   samples {n_rows}"]
     if not trace.complete:
         lines.append("status        INCOMPLETE: the recorder stopped before finishing; samples up to its last flush")
     if meta.get("command"):
@@ -79,8 +80,7 @@ def plot_trace(trace: Trace, out: Path) -> None:
 def show_command(file: str, plot: str | None) -> None:
     """Summarize a trace: per-channel energy, average and peak power, idle baseline and net energy, sampler
     quality."""
-    trace = read_trace(file)
-    click.echo(render_summary(trace))
+    click.echo(render_summary(open_trace(file)))
     if plot:
-        plot_trace(trace, Path(plot))
+        plot_trace(read_trace(file), Path(plot))
         click.echo(f"plot written to {plot}", err=True)
