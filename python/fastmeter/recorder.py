@@ -139,7 +139,7 @@ class Recorder:
         self._force = force
         self._rotate_s = rotate_s
         self._on_flush = on_flush
-        self._on_error = on_error
+        self.on_error = on_error  # settable later (bench points it at its event loop)
         self._writer: TraceWriter | None = None
         self._streams: list[RecordStream] = []
         self._written = 0
@@ -192,8 +192,8 @@ class Recorder:
             s.abandon()
         if self._writer is not None:
             self._writer.abandon()
-        if self._on_error is not None:
-            self._on_error(e)
+        if self.on_error is not None:
+            self.on_error(e)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):

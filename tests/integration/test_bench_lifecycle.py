@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import resource
 import signal
 import subprocess
 import sys
@@ -110,6 +111,34 @@ def test_sigkill_loses_at_most_the_last_flush(tmp_path: Path) -> None:
     assert not samples.complete
     # The samples cover every streamed request: the trace reaches at least the last flush before the kill.
     assert samples.table.column("t_ns").to_numpy().max() >= req.end_ns.max() - 500_000_000
+
+
+def _limit_file_size() -> None:
+    """In the child: no file may grow past 512 KiB (a few batches of samples at 10 kHz); exceeding it is an error
+    (EFBIG), not a fatal signal."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (512 * 1024, 512 * 1024))
+
+
+def test_a_full_disk_stops_the_load_and_writes_what_was_measured(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = synthetic_args("", out, **{"period-us": "100", "num-requests": "1000"})
+    with openai_server(**SLOW) as server:
+        args[args.index("--base-url") + 1] = server.url
+        proc = subprocess.Popen(
+            [*FASTMETER, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_limit_file_size
+        )
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    assert len([ln for ln in err.splitlines() if ln.startswith("Error:")]) == 1
+    assert "File too large" in err and "Traceback" not in err
+    run = json.loads((out / "run.json").read_text())
+    req = read_any(out / "requests.arrow").to_pandas()
+    assert run["summary"]["requests_ok"] == int(((req.status == "ok") & ~req.warmup).sum()) > 0
+    assert (req.status[~req.warmup].isin(["ok", "cancelled"])).all() and len(req) < 1002
+    samples = read_trace(out / "samples.arrow")
+    assert not samples.complete and samples.table.num_rows > 0
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp") or p.stat().st_size == 0]
 
 
 def test_a_missing_workload_file_fails_before_the_run_directory_exists(tmp_path: Path) -> None:

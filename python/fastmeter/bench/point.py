@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -121,24 +122,33 @@ def run_point(
         asyncio.run(_measure(cfg, recorder, records, metrics, finished, interrupt, measured, hooks))
     finally:
         recorder.stop()
-    span = measured.span_ns
-    if interrupt.t_ns is not None:
-        hooks.notify("phase", "interrupted: writing what was measured")
-        _close_in_flight(records, interrupt.t_ns)
-        first = [r.scheduled_ns or r.send_ns for r in records if not r.warmup and (r.scheduled_ns or r.send_ns)]
-        span = (min(first, default=interrupt.t_ns), interrupt.t_ns)
-    # Both are rewritten whole below (requests with their energy; cancelled requests trimmed to the interrupt).
-    requests_stream.abandon()
-    chunks_stream.abandon()
-    recorder.close({"idle_baseline_w": measured.idle_w, "interrupted": interrupt.signum is not None})
-    context = {"fingerprint": fingerprint, "config": config_dict, "calibration": calibration}
-    return _finish(cfg, run_dir, meter, records, metrics, span, measured.idle_w, context, hooks, interrupt.signum)
+    # From here on a further signal must not tear the run directory half-written: it is counted, and said.
+    interrupt.on_signal = lambda s, n: hooks.notify("warning", "still writing the run directory (SIGKILL abandons it)")
+    with interrupt.caught():
+        span = measured.span_ns
+        if measured.stopped_ns is not None:
+            why = "interrupted" if interrupt.signum is not None else "writing samples failed"
+            hooks.notify("phase", f"{why}: writing what was measured")
+            _close_in_flight(records, measured.stopped_ns)
+            first = [r.scheduled_ns or r.send_ns for r in records if not r.warmup and (r.scheduled_ns or r.send_ns)]
+            span = (min(first, default=measured.stopped_ns), measured.stopped_ns)
+        # Both are rewritten whole below (requests with their energy; cancelled requests trimmed to the interrupt).
+        requests_stream.abandon()
+        chunks_stream.abandon()
+        if recorder.error is None:
+            recorder.close({"idle_baseline_w": measured.idle_w, "interrupted": interrupt.signum is not None})
+        context = {"fingerprint": fingerprint, "config": config_dict, "calibration": calibration}
+        run = _finish(cfg, run_dir, meter, records, metrics, span, measured.idle_w, context, hooks, interrupt.signum)
+    if recorder.error is not None:  # everything else is written; the samples are kept up to the failure
+        raise recorder.error
+    return run
 
 
 @dataclass
 class _Measured:
     span_ns: tuple[int, int] = (0, 0)
     idle_w: dict[str, float] | None = None
+    stopped_ns: int | None = None  # the load was stopped early (a signal, a failed write) at this instant
 
 
 async def _measure(cfg: BenchConfig, recorder: Recorder, records: list[RequestRecord], metrics: list[MetricRow],
@@ -149,25 +159,31 @@ async def _measure(cfg: BenchConfig, recorder: Recorder, records: list[RequestRe
     task = asyncio.current_task()
     assert task is not None
 
-    def on_signal(signum: int) -> None:
-        first = interrupt.signum is None
-        interrupt.handle(signum)
-        if first:
+    def stop_load() -> None:
+        if out.stopped_ns is None:
+            out.stopped_ns = time.monotonic_ns()
             task.cancel()
+
+    def on_signal(signum: int) -> None:
+        interrupt.handle(signum)
+        stop_load()
 
     for s in interrupt.signals:
         loop.add_signal_handler(s, on_signal, s)
+    # A failed write (disk full) stops the load too: what was measured is then written while it can be.
+    recorder.on_error = lambda e: loop.call_soon_threadsafe(stop_load)
     try:
         idle_s = cfg.bench["idle_baseline_s"]
         if idle_s > 0:
             hooks.notify("phase", f"measuring idle baseline for {idle_s:g} s")
-            out.idle_w = await asyncio.to_thread(recorder.measure_idle, idle_s, lambda: interrupt.count > 0)
+            out.idle_w = await asyncio.to_thread(recorder.measure_idle, idle_s, lambda: bool(interrupt.count or recorder.error))
         result = await run_config(cfg, records=records, metrics=metrics, on_done=finished)
         out.span_ns = (result.start_ns, result.end_ns)
     except asyncio.CancelledError:
-        if interrupt.signum is None:
+        if out.stopped_ns is None:
             raise
     finally:
+        recorder.on_error = None
         for s in interrupt.signals:
             loop.remove_signal_handler(s)
 
