@@ -22,8 +22,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from fastmeter.errors import SpanError
+from fastmeter.io.read import read_batches
 from fastmeter.io.stream import ArrowStreamFile, OutputError, TraceWriter, check_output_path, schema_with
-from fastmeter.meter import Meter
+from fastmeter.meter import SAMPLES_SCHEMA, Meter
 
 # At most this much is lost to a SIGKILL.
 FLUSH_MAX_INTERVAL_S = 0.5
@@ -185,6 +187,32 @@ class Recorder:
                 return
         if self._on_flush is not None:
             self._on_flush(self.rows)
+
+    def samples(self, start: int = 0, stop: int | None = None) -> pa.Table:
+        """Samples [start, stop) by sequence number: from the meter while it holds them in RAM, else read back from
+        what this recorder already wrote (a meter that keeps a bounded window raises SpanError for older ones)."""
+        try:
+            return self.meter.samples(start, stop)
+        except SpanError:
+            stop = self.meter.sample_count() if stop is None else stop
+            with self._lock:
+                written = self._written
+                disk = self._read_back(start, min(stop, written))
+            return pa.concat_tables([disk, self.meter.samples(written, stop)]) if stop > written else disk
+
+    def _read_back(self, start: int, stop: int) -> pa.Table:
+        assert self._writer is not None, "samples() before start()"
+        if self.error is not None:
+            raise SpanError(f"samples {start}..{stop} left RAM and writing them failed: {self.error}")
+        pieces, pos = [], 0
+        for batch in (b for path in self._writer.files() for b in read_batches(path)):
+            if pos >= stop:
+                break
+            lo, hi = max(start - pos, 0), min(stop - pos, batch.num_rows)
+            if lo < hi:
+                pieces.append(batch.slice(lo, hi - lo))
+            pos += batch.num_rows
+        return pa.Table.from_batches(pieces, schema=SAMPLES_SCHEMA)
 
     def _fail(self, e: OutputError) -> None:
         self.error = e

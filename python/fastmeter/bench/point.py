@@ -176,7 +176,8 @@ async def _measure(cfg: BenchConfig, recorder: Recorder, records: list[RequestRe
         idle_s = cfg.bench["idle_baseline_s"]
         if idle_s > 0:
             hooks.notify("phase", f"measuring idle baseline for {idle_s:g} s")
-            out.idle_w = await asyncio.to_thread(recorder.measure_idle, idle_s, lambda: bool(interrupt.count or recorder.error))
+            stopped = lambda: bool(interrupt.count or recorder.error)  # noqa: E731
+            out.idle_w = await asyncio.to_thread(recorder.measure_idle, idle_s, stopped)
         result = await run_config(cfg, records=records, metrics=metrics, on_done=finished)
         out.span_ns = (result.start_ns, result.end_ns)
     except asyncio.CancelledError:

@@ -62,7 +62,7 @@ class TraceBatches:
     def batches(self) -> Iterator[pa.RecordBatch]:
         for p in self.paths:
             try:
-                yield from _batches_of(p)
+                yield from read_batches(p)
             except (pa.ArrowInvalid, OSError) as e:
                 raise FastmeterError(f"{p} is corrupt (a record batch cannot be read: {e}); re-record it") from None
 
@@ -112,7 +112,9 @@ def _metadata_of(p: Path) -> dict[str, Any]:
     return json.loads(raw)
 
 
-def _batches_of(p: Path) -> Iterator[pa.RecordBatch]:
+def read_batches(p: Path) -> Iterator[pa.RecordBatch]:
+    """The record batches of one file (IPC file, Parquet, or a stream up to its last complete batch), one at a
+    time."""
     with open(p, "rb") as f:
         head = f.read(8)
     if head.startswith(_PARQUET_MAGIC):

@@ -110,6 +110,9 @@ class ArrowStreamFile:
         try:
             self._sink = pa.OSFile(str(stream_path), "wb")
             self._writer = ipc.new_stream(self._sink, schema)
+            # The writer puts the schema on disk only with the first batch: an empty one now makes the file readable
+            # (metadata, no rows) from the start, even if the process dies before its first flush.
+            self._writer.write_batch(pa.RecordBatch.from_pylist([], schema=schema))
             self._sink.flush()
         except OSError as e:
             stream_path.unlink(missing_ok=True)
@@ -161,8 +164,10 @@ class ArrowStreamFile:
                         w.write_batch(b)
             else:
                 with pa.OSFile(str(tmp), "wb") as f, ipc.new_file(f, final_schema) as w:
+                    # Without the empty first batch: an IPC file may not change a dictionary between batches.
                     for b in batches:
-                        w.write_batch(b)
+                        if b.num_rows:
+                            w.write_batch(b)
             fsync_path(tmp)
             os.replace(tmp, self.path)
             fsync_path(self.path.parent)
@@ -200,6 +205,7 @@ class TraceWriter:
         self._rotate_ns = None if rotate_s is None else int(rotate_s * 1e9)
         self._part = 0
         self._rows_before = 0
+        self._finished: list[Path] = []  # rotated parts already finished
         self._file = self._open_part()
 
     @property
@@ -223,13 +229,17 @@ class TraceWriter:
     def write(self, table: pa.Table) -> None:
         self._file.write(table)
         if self._rotate_ns is not None and time.monotonic_ns() - self._part_start_ns >= self._rotate_ns:
-            self._file.finish({**self._metadata, "part": self._part, "part_complete": True})
+            self._finished.append(self._file.finish({**self._metadata, "part": self._part, "part_complete": True}))
             self._rows_before += self._file.rows
             self._part += 1
             self._file = self._open_part()
 
     def abandon(self) -> None:
         self._file.abandon()
+
+    def files(self) -> list[Path]:
+        """What holds the rows written so far, in order: finished parts, then the stream being written."""
+        return [*self._finished, self._file.stream_path]
 
     def close(self, final_metadata: dict[str, Any]) -> Path:
         """Finish the (last) file with all metadata; with rotation, it also says how many parts there are."""
