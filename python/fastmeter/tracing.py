@@ -10,6 +10,7 @@ way and is raised once everything has stopped; the samples flushed before it sta
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,6 +105,8 @@ def run_trace(
     on_phase: Callable[[str], None] | None = None,
 ) -> TraceResult:
     """Record with `recorder` (not yet started) until `duration_s`, SIGINT/SIGTERM, or the end of `command`."""
+    if command and shutil.which(command[0]) is None:
+        raise FastmeterError(f"cannot run {command[0]!r}: not found, or not executable; check the command after `--`")
     interrupt = Interrupt()
     child: CommandGroup | None = None
     idle_w: dict[str, float] = {}

@@ -116,6 +116,56 @@ def test_duration_stops_the_command_and_traces_until_it_exits(tmp_path: Path) ->
     assert (t_ns[-1] - t_ns[0]) * 1e-9 >= 0.5
 
 
+def test_flushing_goes_on_while_a_stopped_command_takes_its_grace_period(tmp_path: Path) -> None:
+    """Stopped at 0.3 s, the command ignores SIGTERM, so SIGKILL comes only after the 0.6 s grace period: the trace
+    covers all of that, not just the duration."""
+    out, ready = tmp_path / "t.arrow", tmp_path / "ready"
+    r = subprocess.run(
+        [
+            *FASTMETER,
+            "trace",
+            "--source",
+            "synthetic",
+            "-o",
+            str(out),
+            "--duration",
+            "0.3",
+            "--grace",
+            "0.6",
+            "--",
+            sys.executable,
+            "-c",
+            STUBBORN,
+            str(ready),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 128 + signal.SIGKILL, r.stderr
+    t = read_trace(out)
+    assert t.complete and t.metadata["signals_sent"] == [signal.SIGTERM, signal.SIGKILL]
+    t_ns = t.table.column("t_ns").to_numpy()
+    assert (t_ns[-1] - t_ns[0]) * 1e-9 >= 0.3 + 0.6
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--duration", "nan"), ("--duration", "inf"), ("--grace", "-1"), ("--idle-baseline", "nan")]
+)
+def test_non_finite_seconds_are_refused(tmp_path: Path, flag: str, value: str) -> None:
+    r = CliRunner().invoke(main, ["trace", "--source", "synthetic", "-o", str(tmp_path / "t.arrow"), flag, value])
+    assert r.exit_code == 2 and "finite number of seconds" in r.output
+    assert not (tmp_path / "t.arrow").exists()
+
+
+def test_a_command_that_does_not_exist_fails_before_recording(tmp_path: Path) -> None:
+    r = CliRunner().invoke(
+        main, ["trace", "--source", "synthetic", "-o", str(tmp_path / "t.arrow"), "--", "no-such-command-fastmeter"]
+    )
+    assert r.exit_code == 2 and "cannot run 'no-such-command-fastmeter'" in r.output
+    assert not (tmp_path / "t.arrow").exists()
+
+
 def _limit_file_size() -> None:
     """In the child: files may not grow past 512 KiB (a few batches of samples at 10 kHz), and exceeding it is an
     error (EFBIG), not a fatal signal."""

@@ -48,14 +48,18 @@ def render_summary(trace: TraceBatches) -> str:
     return "\n".join(lines)
 
 
-def plot_trace(trace: Trace, out: Path) -> None:
+def _check_matplotlib() -> None:
     try:
         import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
     except ImportError:
         raise ConfigError("--plot needs matplotlib: pip install 'fastmeter[plot]'") from None
+    matplotlib.use("Agg")
+
+
+def plot_trace(trace: Trace, out: Path) -> None:
+    _check_matplotlib()
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(10, 4))
     t_min = trace.table.column("t_ns").to_numpy().min()
     for name in trace.channels:
@@ -80,7 +84,10 @@ def plot_trace(trace: Trace, out: Path) -> None:
 def show_command(file: str, plot: str | None) -> None:
     """Summarize a trace: per-channel energy, average and peak power, idle baseline and net energy, sampler
     quality."""
-    click.echo(render_summary(open_trace(file)))
+    trace = open_trace(file)
+    if plot:
+        _check_matplotlib()  # before printing anything: the summary must not come with a failure after it
+    click.echo(render_summary(trace))
     if plot:
         plot_trace(read_trace(file), Path(plot))
         click.echo(f"plot written to {plot}", err=True)

@@ -33,6 +33,24 @@ def parse_duration_s(text: str) -> float:
     return value
 
 
+class _Seconds(click.ParamType):
+    """A finite number of seconds (>= 0, or > 0): `nan` and `inf` would never end or never start."""
+
+    name = "seconds"
+
+    def __init__(self, allow_zero: bool) -> None:
+        self.allow_zero = allow_zero
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            x = math.nan
+        if not (math.isfinite(x) and (x >= 0 if self.allow_zero else x > 0)):
+            self.fail(f"{value!r} is not a finite number of seconds {'>= 0' if self.allow_zero else '> 0'}", param, ctx)
+        return x
+
+
 class _LiveLine:
     """Per-channel power since the last flush, redrawn in place on a terminal."""
 
@@ -57,10 +75,10 @@ class _LiveLine:
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False), default="trace.arrow", show_default=True,
               help="Output file: .arrow (Arrow IPC) or .parquet. An existing one is refused unless --force.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file (and its numbered parts).")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--duration", type=_Seconds(allow_zero=False), default=None,
               help="Seconds to trace. With COMMAND: at the duration the command's process group gets SIGTERM "
                    "(SIGKILL after --grace), and tracing goes on until it has exited.")
-@click.option("--grace", "grace_s", type=click.FloatRange(min=0), default=DEFAULT_GRACE_S, show_default=True,
+@click.option("--grace", "grace_s", type=_Seconds(allow_zero=True), default=DEFAULT_GRACE_S, show_default=True,
               help="Seconds a stopped COMMAND gets before the next signal (SIGTERM, then SIGKILL).")
 @click.option("--rotate", default=None, metavar="DURATION",
               help="Write numbered parts (trace.0000.arrow, ...), a new one every DURATION (e.g. 1h, 30m); "
@@ -69,7 +87,7 @@ class _LiveLine:
 @click.option("--source", "sources", multiple=True, type=click.Choice(SOURCE_NAMES),
               help="Source to read (repeatable). Default: every hardware source available, else synthetic.")
 @click.option("--gpu", "gpus", multiple=True, help="GPU index or UUID to read (repeatable; default all).")
-@click.option("--idle-baseline", type=click.FloatRange(min=0), default=0.0,
+@click.option("--idle-baseline", type=_Seconds(allow_zero=True), default=0.0,
               help="Seconds of idle measurement before the run; reports net energy above idle.")
 @click.option("--calibration", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Sensor calibration to record in the metadata [default: ~/.cache/fastmeter/calibration.json "
