@@ -154,31 +154,35 @@ class ArrowStreamFile:
             self.abandon()
             raise OutputError(f"closing {self.stream_path} failed: {_why(e)}; its flushed rows are kept") from None
         self._open = False
-        final_schema = schema_with(self.schema, metadata)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        try:
-            _, batches = read_stream_batches(self.stream_path)
-            if self.path.suffix == ".parquet":
-                with pq.ParquetWriter(str(tmp), final_schema) as w:
-                    for b in batches:
-                        w.write_batch(b)
-            else:
-                with pa.OSFile(str(tmp), "wb") as f, ipc.new_file(f, final_schema) as w:
-                    # Without the empty first batch: an IPC file may not change a dictionary between batches.
-                    for b in batches:
-                        if b.num_rows:
-                            w.write_batch(b)
-            fsync_path(tmp)
-            os.replace(tmp, self.path)
-            fsync_path(self.path.parent)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise OutputError(
-                f"finishing {self.path} failed: {_why(e)}; the recorded rows are kept in {self.stream_path}"
-            ) from None
+        finish_stream(self.stream_path, self.path, schema_with(self.schema, metadata))
         if self.stream_path != self.path:
             self.stream_path.unlink(missing_ok=True)
         return self.path
+
+
+def finish_stream(stream_path: Path, path: Path, schema: pa.Schema) -> None:
+    """Copy a closed stream, batch by batch (memory: one batch), into the final file at `path` with `schema`
+    (its final metadata): written beside it, fsynced, renamed over it atomically, the directory fsynced. On failure
+    nothing but the stream remains."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        _, batches = read_stream_batches(stream_path)
+        if path.suffix == ".parquet":
+            with pq.ParquetWriter(str(tmp), schema) as w:
+                for b in batches:
+                    w.write_batch(b)
+        else:
+            with pa.OSFile(str(tmp), "wb") as f, ipc.new_file(f, schema) as w:
+                # Without the empty first batch: an IPC file may not change a dictionary between batches.
+                for b in batches:
+                    if b.num_rows:
+                        w.write_batch(b)
+        fsync_path(tmp)
+        os.replace(tmp, path)
+        fsync_path(path.parent)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"finishing {path} failed: {_why(e)}; the recorded rows are kept in {stream_path}") from None
 
 
 class TraceWriter:
