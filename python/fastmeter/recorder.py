@@ -11,6 +11,7 @@ signal hooks. It never prints; it reports progress and failure through callbacks
 from __future__ import annotations
 
 import math
+import resource
 import signal
 import threading
 import time
@@ -145,6 +146,8 @@ class Recorder:
         self._writer: TraceWriter | None = None
         self._streams: list[RecordStream] = []
         self._written = 0
+        self._flushes = 0
+        self._flush_max_ns = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="fastmeter-flush", daemon=True)
@@ -176,6 +179,7 @@ class Recorder:
         with self._lock:
             if self.error is not None or self._writer is None:
                 return
+            t0 = time.monotonic_ns()
             try:
                 n = self.meter.sample_count()
                 self._writer.write(self.meter.samples(self._written, n))
@@ -185,6 +189,8 @@ class Recorder:
             except OutputError as e:
                 self._fail(e)
                 return
+            self._flushes += 1
+            self._flush_max_ns = max(self._flush_max_ns, time.monotonic_ns() - t0)
         if self._on_flush is not None:
             self._on_flush(self.rows)
 
@@ -242,7 +248,17 @@ class Recorder:
         if self.error is not None:
             raise self.error
         assert self._writer is not None, "close() before start()"
-        return self._writer.close({"sampler_stats": self.meter.stats(), **final_metadata})
+        return self._writer.close({"sampler_stats": self.meter.stats(), "recorder": self.telemetry(), **final_metadata})
+
+    def telemetry(self) -> dict[str, float | int]:
+        """How the recording itself went: flush cadence and count, the longest flush, and this process's peak RSS
+        (a run of any length should keep it flat)."""
+        return {
+            "flush_interval_s": self.interval_s,
+            "flushes": self._flushes,
+            "flush_max_ms": self._flush_max_ns / 1e6,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
 
     # --- idle baseline ---------------------------------------------------------------------------------------
     def measure_idle(self, seconds: float, stopped: Callable[[], bool] = lambda: False) -> dict[str, float]:

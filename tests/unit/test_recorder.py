@@ -62,6 +62,7 @@ def test_samples_reach_disk_while_recording_and_the_final_file_has_them_all(tmp_
     assert flushes == sorted(flushes) and flushes[-1] == rec.rows
     meta = t.metadata
     assert meta["sampler_stats"]["polls"] > 0 and meta["command"] == []
+    assert meta["recorder"]["flushes"] == len(flushes) and meta["recorder"]["peak_rss_mib"] > 0
     assert meta["realtime_anchor"]["realtime_ns"] > meta["realtime_anchor"]["monotonic_ns"]
     assert [p.name for p in tmp_path.iterdir()] == ["t.arrow"]
 

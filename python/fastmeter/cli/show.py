@@ -45,6 +45,12 @@ def render_summary(trace: TraceBatches) -> str:
             lines.append(f"  {name:<14}counter update period {_fmt(period and period * 1e3, '.2f')} ms")
         for name, err in (stats.get("errors") or {}).items():
             lines.append(f"  {name:<14}FAILED: {err}")
+    rec = meta.get("recorder")
+    if rec:
+        lines.append(
+            f"recorder      {rec['flushes']} flushes every {rec['flush_interval_s']:.2f} s, longest "
+            f"{rec['flush_max_ms']:.1f} ms; peak RSS {rec['peak_rss_mib']:.0f} MiB"
+        )
     return "\n".join(lines)
 
 
