@@ -104,9 +104,9 @@ def run_point(
         "fastmeter_version": fastmeter.__version__,
         "calibration": calibration,
     }, force=force)
-    recorder.start()
     requests_stream = recorder.add_stream(run_dir / "requests.arrow", REQUESTS_SCHEMA)
     chunks_stream = recorder.add_stream(run_dir / "chunks.arrow", CHUNKS_SCHEMA)
+    recorder.start()
 
     def finished(rec: RequestRecord) -> None:
         requests_stream.append(requests_table([rec]))
