@@ -127,7 +127,10 @@ def run_trace(
                 _wait_stopped(child)
             recorder.stop()
             raise
-        exit_code = child.exit_code() if child is not None else None
+        if child is not None:
+            exit_code: int | None = child.exit_code()
+        else:  # a signal during the idle baseline: the command never ran, and the shell should hear why
+            exit_code = interrupt.exit_code if command else None
         final = {
             "exit_code": exit_code,
             "idle_baseline_w": idle_w,

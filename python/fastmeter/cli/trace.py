@@ -98,7 +98,7 @@ def trace_command(output: str, force: bool, duration: float | None, grace_s: flo
                   calibration: str | None, command: tuple[str, ...]) -> None:
     """Trace power for a duration, until Ctrl-C, or while COMMAND runs (`fastmeter trace -- python train.py`).
     COMMAND runs in its own process group, which receives Ctrl-C/SIGTERM (a second one escalates); trace exits
-    with COMMAND's exit code (128 + N if a signal N ended it)."""
+    with COMMAND's exit code (128 + N if a signal N ended it, or stopped the trace before COMMAND started)."""
     from fastmeter.env import collect_fingerprint, noise_warnings
 
     check_output_path(output, force=force)  # before anything slow
