@@ -97,13 +97,18 @@ def run_point(
     for text in permission_warnings(meter.skipped_sources):
         hooks.notify("warning", text)
 
-    recorder = Recorder(meter, run_dir / "samples.arrow", {
-        "fingerprint": fingerprint,
-        "sampler": {"period_us": meter.period_us, "sources": meter.sources},
-        "channels": [asdict(c) for c in meter.channels],
-        "fastmeter_version": fastmeter.__version__,
-        "calibration": calibration,
-    }, force=force)
+    recorder = Recorder(
+        meter,
+        run_dir / "samples.arrow",
+        {
+            "fingerprint": fingerprint,
+            "sampler": {"period_us": meter.period_us, "sources": meter.sources},
+            "channels": [asdict(c) for c in meter.channels],
+            "fastmeter_version": fastmeter.__version__,
+            "calibration": calibration,
+        },
+        force=force,
+    )
     requests_stream = recorder.add_stream(run_dir / "requests.arrow", REQUESTS_SCHEMA)
     chunks_stream = recorder.add_stream(run_dir / "chunks.arrow", CHUNKS_SCHEMA)
     recorder.start()
@@ -151,9 +156,16 @@ class _Measured:
     stopped_ns: int | None = None  # the load was stopped early (a signal, a failed write) at this instant
 
 
-async def _measure(cfg: BenchConfig, recorder: Recorder, records: list[RequestRecord], metrics: list[MetricRow],
-                   finished: Callable[[RequestRecord], None], interrupt: Interrupt, out: _Measured,
-                   hooks: BenchHooks) -> None:
+async def _measure(
+    cfg: BenchConfig,
+    recorder: Recorder,
+    records: list[RequestRecord],
+    metrics: list[MetricRow],
+    finished: Callable[[RequestRecord], None],
+    interrupt: Interrupt,
+    out: _Measured,
+    hooks: BenchHooks,
+) -> None:
     """Idle baseline, then the load; the first SIGINT/SIGTERM cancels whichever is running."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
@@ -208,15 +220,25 @@ def _close_in_flight(records: list[RequestRecord], t_ns: int) -> None:
         r.chunk_tokens = [r.chunk_tokens[i] for i in kept]
 
 
-def _finish(cfg: BenchConfig, run_dir: Path, meter: fastmeter.Meter, records: list[RequestRecord],
-            metrics: list[MetricRow], span: tuple[int, int], idle_w: dict[str, float] | None,
-            context: dict[str, Any], hooks: BenchHooks, signum: int | None) -> dict[str, Any]:
+def _finish(
+    cfg: BenchConfig,
+    run_dir: Path,
+    meter: fastmeter.Meter,
+    records: list[RequestRecord],
+    metrics: list[MetricRow],
+    span: tuple[int, int],
+    idle_w: dict[str, float] | None,
+    context: dict[str, Any],
+    hooks: BenchHooks,
+    signum: int | None,
+) -> dict[str, Any]:
     idle_w = idle_w or {}
     measured = [r for r in records if not r.warmup]
     span = (max(span[0], meter.start_ns), min(span[1], meter.stop_ns or span[1]))
     delays_ns = channel_delays_ns(meter, context["calibration"])
-    by_channel = (span_energy_by_channel(meter, span, delays_ns) if span[1] > span[0]
-                  else {c.name: 0.0 for c in meter.channels})
+    by_channel = (
+        span_energy_by_channel(meter, span, delays_ns) if span[1] > span[0] else {c.name: 0.0 for c in meter.channels}
+    )
     counted = counted_channels(meter)
     energy_j = math.fsum(by_channel[n] for n in counted if not math.isnan(by_channel[n]))
     idle_total_w = math.fsum(idle_w.get(n, 0.0) for n in counted) if idle_w else None
@@ -228,13 +250,24 @@ def _finish(cfg: BenchConfig, run_dir: Path, meter: fastmeter.Meter, records: li
     net_j = None
     if targets and span[1] > span[0]:
         periods = [p for p in meter.stats()["update_period_s"].values() if not math.isnan(p)]  # type: ignore[union-attr]
-        a = attribute_requests(meter_curve(meter, delays_ns), [records[i] for i in targets], span,
-                               cfg.bench["attribution"], idle_total_w, max(periods, default=0.0))
+        a = attribute_requests(
+            meter_curve(meter, delays_ns),
+            [records[i] for i in targets],
+            span,
+            cfg.bench["attribution"],
+            idle_total_w,
+            max(periods, default=0.0),
+        )
         for k in ENERGY_COLUMNS:
             per_request[k][targets] = getattr(a, k)
         failed_j = math.fsum(a.energy_j[j] for j, i in enumerate(targets) if not records[i].ok)
-        attr_info.update(total_j=a.total_j, idle_j=a.idle_j, idle_s=a.idle_s, requests_j=math.fsum(a.energy_j),
-                         update_period_s=a.update_period_s)
+        attr_info.update(
+            total_j=a.total_j,
+            idle_j=a.idle_j,
+            idle_s=a.idle_s,
+            requests_j=math.fsum(a.energy_j),
+            update_period_s=a.update_period_s,
+        )
         if idle_total_w is not None:
             # The run's net energy is the sum of its parts, so requests' net + idle net == run net exactly.
             idle_net_j = a.idle_j - idle_total_w * a.idle_s
@@ -272,4 +305,3 @@ def _finish(cfg: BenchConfig, run_dir: Path, meter: fastmeter.Meter, records: li
     write_run_json(run_dir, run)
     hooks.notify("summary", render_summary(summary))
     return run
-

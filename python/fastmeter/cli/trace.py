@@ -72,30 +72,74 @@ class _LiveLine:
 
 
 @click.command("trace", context_settings={"ignore_unknown_options": True})
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), default="trace.arrow", show_default=True,
-              help="Output file: .arrow (Arrow IPC) or .parquet. An existing one is refused unless --force.")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False),
+    default="trace.arrow",
+    show_default=True,
+    help="Output file: .arrow (Arrow IPC) or .parquet. An existing one is refused unless --force.",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing output file (and its numbered parts).")
-@click.option("--duration", type=_Seconds(allow_zero=False), default=None,
-              help="Seconds to trace. With COMMAND: at the duration the command's process group gets SIGTERM "
-                   "(SIGKILL after --grace), and tracing goes on until it has exited.")
-@click.option("--grace", "grace_s", type=_Seconds(allow_zero=True), default=DEFAULT_GRACE_S, show_default=True,
-              help="Seconds a stopped COMMAND gets before the next signal (SIGTERM, then SIGKILL).")
-@click.option("--rotate", default=None, metavar="DURATION",
-              help="Write numbered parts (trace.0000.arrow, ...), a new one every DURATION (e.g. 1h, 30m); "
-                   "`show` reads them as one trace.")
+@click.option(
+    "--duration",
+    type=_Seconds(allow_zero=False),
+    default=None,
+    help="Seconds to trace. With COMMAND: at the duration the command's process group gets SIGTERM "
+    "(SIGKILL after --grace), and tracing goes on until it has exited.",
+)
+@click.option(
+    "--grace",
+    "grace_s",
+    type=_Seconds(allow_zero=True),
+    default=DEFAULT_GRACE_S,
+    show_default=True,
+    help="Seconds a stopped COMMAND gets before the next signal (SIGTERM, then SIGKILL).",
+)
+@click.option(
+    "--rotate",
+    default=None,
+    metavar="DURATION",
+    help="Write numbered parts (trace.0000.arrow, ...), a new one every DURATION (e.g. 1h, 30m); "
+    "`show` reads them as one trace.",
+)
 @click.option("--period-us", type=int, default=1000, show_default=True, help="Sampling period in microseconds.")
-@click.option("--source", "sources", multiple=True, type=click.Choice(SOURCE_NAMES),
-              help="Source to read (repeatable). Default: every hardware source available, else synthetic.")
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    type=click.Choice(SOURCE_NAMES),
+    help="Source to read (repeatable). Default: every hardware source available, else synthetic.",
+)
 @click.option("--gpu", "gpus", multiple=True, help="GPU index or UUID to read (repeatable; default all).")
-@click.option("--idle-baseline", type=_Seconds(allow_zero=True), default=0.0,
-              help="Seconds of idle measurement before the run; reports net energy above idle.")
-@click.option("--calibration", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="Sensor calibration to record in the metadata [default: ~/.cache/fastmeter/calibration.json "
-                   "when it exists; see `fastmeter calibrate`].")
+@click.option(
+    "--idle-baseline",
+    type=_Seconds(allow_zero=True),
+    default=0.0,
+    help="Seconds of idle measurement before the run; reports net energy above idle.",
+)
+@click.option(
+    "--calibration",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Sensor calibration to record in the metadata [default: ~/.cache/fastmeter/calibration.json "
+    "when it exists; see `fastmeter calibrate`].",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def trace_command(output: str, force: bool, duration: float | None, grace_s: float, rotate: str | None,
-                  period_us: int, sources: tuple[str, ...], gpus: tuple[str, ...], idle_baseline: float,
-                  calibration: str | None, command: tuple[str, ...]) -> None:
+def trace_command(
+    output: str,
+    force: bool,
+    duration: float | None,
+    grace_s: float,
+    rotate: str | None,
+    period_us: int,
+    sources: tuple[str, ...],
+    gpus: tuple[str, ...],
+    idle_baseline: float,
+    calibration: str | None,
+    command: tuple[str, ...],
+) -> None:
     """Trace power for a duration, until Ctrl-C, or while COMMAND runs (`fastmeter trace -- python train.py`).
     COMMAND runs in its own process group, which receives Ctrl-C/SIGTERM (a second one escalates); trace exits
     with COMMAND's exit code (128 + N if a signal N ended it, or stopped the trace before COMMAND started)."""
@@ -124,8 +168,14 @@ def trace_command(output: str, force: bool, duration: float | None, grace_s: flo
         click.echo(f"warning: {text}", err=True)
 
     try:
-        result = run_trace(recorder, list(command), duration_s=duration, idle_baseline_s=idle_baseline,
-                           grace_s=grace_s, on_phase=lambda text: click.echo(f"{text} ...", err=True))
+        result = run_trace(
+            recorder,
+            list(command),
+            duration_s=duration,
+            idle_baseline_s=idle_baseline,
+            grace_s=grace_s,
+            on_phase=lambda text: click.echo(f"{text} ...", err=True),
+        )
     finally:
         if live:
             click.echo("", err=True)
