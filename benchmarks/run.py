@@ -37,6 +37,7 @@ BENCHMARKS = {
     "interference": "benchmarks.bench_interference",
     "accuracy": "benchmarks.bench_accuracy",
     "trace_memory": "benchmarks.bench_trace_memory",
+    "bound": "benchmarks.bench_bound",
 }
 
 

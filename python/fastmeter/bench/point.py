@@ -4,11 +4,12 @@ A run directory holds samples.arrow (the power trace), requests.arrow (one row p
 chunks.arrow (per-chunk arrival times), metrics.arrow (Prometheus scrapes) and run.json (config, fingerprint,
 summary). See docs/format.md.
 
-Lifecycle: everything is validated (scorer, calibration, workload file, sources) before the run directory is
-created or the meter started. Samples, finished requests and their chunks stream to disk while the load runs, so a
-SIGKILL loses at most the last flush. SIGINT/SIGTERM stop the load at once: requests in flight are closed at the
-signal's instant, attributed and marked `cancelled`; the run is written and `interrupted_by_signal` says which
-signal (the CLI exits 128 + N). This module never prints: `notify(kind, text)` and `on_request(record)` report.
+Lifecycle: everything is validated (scorer, calibration, sources; the CLI reads the workload file) before the run
+directory is created or the meter started. Samples, finished requests and their chunks stream to disk while the
+load runs, so a SIGKILL loses at most the last flush. SIGINT/SIGTERM stop the load at once: requests in flight
+are closed at the signal's instant, attributed and marked `cancelled`; the run is written and
+`interrupted_by_signal` says which signal (the CLI exits 128 + N). This module never prints: `notify(kind, text)`
+and `on_request(record)` report.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from fastmeter.bench.tables import (
 )
 from fastmeter.calibrate.result import calibration_for
 from fastmeter.load.config import BenchConfig
-from fastmeter.load.runner import build_workload, run_config
+from fastmeter.load.runner import run_config
 from fastmeter.recorder import Interrupt, Recorder
 from fastmeter.sources import permission_warnings
 
@@ -68,9 +69,9 @@ class BenchHooks:
 
 def _make_meter(cfg: BenchConfig) -> fastmeter.Meter:
     b = cfg.bench
-    options = {"nvml": {"gpus": ",".join(b["gpus"])}} if b["gpus"] else {}
-    sources = b["sources"] if b["sources"] != ("auto",) else "auto"
-    return fastmeter.Meter(sources, b["period_us"], source_options=options)
+    options = {"nvml": {"gpus": ",".join(map(str, b.gpus))}} if b.gpus else {}
+    sources = b.sources if b.sources != ("auto",) else "auto"
+    return fastmeter.Meter(sources, b.period_us, source_options=options)
 
 
 def run_point(
@@ -85,10 +86,9 @@ def run_point(
     from fastmeter.env import collect_fingerprint, noise_warnings
 
     # Everything that can reject the input, before a directory or a meter exists.
-    if cfg.bench["scorer"] is not None:
-        load_scorer(cfg.bench["scorer"])
-    calibration = calibration_for(cfg.bench["calibration"])
-    build_workload(cfg)  # a missing or malformed workload file fails here
+    if cfg.bench.scorer is not None:
+        load_scorer(cfg.bench.scorer)
+    calibration = calibration_for(cfg.bench.calibration)
     meter = _make_meter(cfg)
     fingerprint = collect_fingerprint()
     prepare_run_dir(run_dir, force=force)
@@ -185,7 +185,7 @@ async def _measure(
     # A failed write (disk full) stops the load too: what was measured is then written while it can be.
     recorder.on_error = lambda e: loop.call_soon_threadsafe(stop_load)
     try:
-        idle_s = cfg.bench["idle_baseline_s"]
+        idle_s = cfg.bench.idle_baseline_s
         if idle_s > 0:
             hooks.notify("phase", f"measuring idle baseline for {idle_s:g} s")
             stopped = lambda: bool(interrupt.count or recorder.error)  # noqa: E731
@@ -244,7 +244,7 @@ def _finish(
     idle_total_w = math.fsum(idle_w.get(n, 0.0) for n in counted) if idle_w else None
 
     per_request = {k: np.full(len(records), np.nan) for k in ENERGY_COLUMNS}
-    attr_info: dict[str, Any] = {"method": cfg.bench["attribution"]}
+    attr_info: dict[str, Any] = {"method": cfg.bench.attribution}
     targets = [i for i, r in enumerate(records) if not r.warmup and attributable([r])]
     failed_j = 0.0
     net_j = None
@@ -254,7 +254,7 @@ def _finish(
             meter_curve(meter, delays_ns),
             [records[i] for i in targets],
             span,
-            cfg.bench["attribution"],
+            cfg.bench.attribution,
             idle_total_w,
             max(periods, default=0.0),
         )

@@ -10,21 +10,21 @@ from typing import Any
 
 from fastmeter.bench.point import BenchHooks, run_point
 from fastmeter.bench.run_files import prepare_run_dir, write_run_json
-from fastmeter.load.config import BenchConfig
+from fastmeter.load.config import BenchConfig, BenchSettings, config_to_dict
 
 
 def sweep_points(cfg: BenchConfig) -> list[tuple[str, BenchConfig]]:
     """(label, config) per point; a single point when no sweep is configured."""
     b = cfg.bench
-    if b["sweep_concurrency"]:
-        return [(f"concurrency-{c}", replace(cfg, load={**cfg.load, "concurrency": c})) for c in b["sweep_concurrency"]]
-    if b["sweep_rate"]:
-        return [(f"rate-{r:g}", replace(cfg, load={**cfg.load, "rate": r})) for r in b["sweep_rate"]]
+    if b.sweep_concurrency:
+        return [(f"concurrency-{c}", replace(cfg, load=replace(cfg.load, concurrency=c))) for c in b.sweep_concurrency]
+    if b.sweep_rate:
+        return [(f"rate-{r:g}", replace(cfg, load=replace(cfg.load, rate=r))) for r in b.sweep_rate]
     return [("run", cfg)]
 
 
-def meets_slo(summary: dict[str, Any], b: dict[str, Any]) -> bool:
-    for key, slo in (("ttft_ms_p99", b["slo_ttft_p99_ms"]), ("itl_ms_p99", b["slo_itl_p99_ms"])):
+def meets_slo(summary: dict[str, Any], b: BenchSettings) -> bool:
+    for key, slo in (("ttft_ms_p99", b.slo_ttft_p99_ms), ("itl_ms_p99", b.slo_itl_p99_ms)):
         value = summary.get(key)
         if slo is not None and (value is None or math.isnan(value) or value > slo):
             return False
@@ -49,21 +49,19 @@ def render_sweep(rows: list[dict[str, Any]], best: str | None) -> str:
     return "\n".join(lines)
 
 
-def run_sweep(cfg: BenchConfig, out_dir: Path, config_dict: dict[str, Any], *, force: bool = False,
-              hooks: BenchHooks = BenchHooks()) -> dict[str, Any]:
+def run_sweep(cfg: BenchConfig, out_dir: Path, *, force: bool = False, hooks: BenchHooks = BenchHooks()
+              ) -> dict[str, Any]:
     """One run directory per point under `out_dir`, plus sweep.json; a single point writes `out_dir` itself.
     Stops after a point interrupted by a signal (`interrupted_by_signal` in the result)."""
     points = sweep_points(cfg)
     if len(points) == 1:
-        return run_point(cfg, out_dir, config_dict, force=force, hooks=hooks)
+        return run_point(cfg, out_dir, config_to_dict(cfg), force=force, hooks=hooks)
     prepare_run_dir(out_dir, force=force)
     rows = []
     signum = None
     for label, point_cfg in points:
         hooks.notify("phase", f"== {label}")
-        run = run_point(point_cfg, out_dir / label, {**config_dict, "load": {**config_dict.get("load", {}),
-                                                                              **_load_override(point_cfg)}},
-                        force=force, hooks=hooks)
+        run = run_point(point_cfg, out_dir / label, config_to_dict(point_cfg), force=force, hooks=hooks)
         s = run["summary"]
         rows.append({"point": label, **{k: (math.nan if v is None else v) for k, v in s.items()},
                      "meets_slo": meets_slo({k: (math.nan if v is None else v) for k, v in s.items()}, cfg.bench)})
@@ -72,14 +70,11 @@ def run_sweep(cfg: BenchConfig, out_dir: Path, config_dict: dict[str, Any], *, f
             break
     best = best_point(rows)
     hooks.notify("summary", "\n" + render_sweep(rows, best))
-    if best is None and (cfg.bench["slo_ttft_p99_ms"] or cfg.bench["slo_itl_p99_ms"]):
+    if best is None and (cfg.bench.slo_ttft_p99_ms or cfg.bench.slo_itl_p99_ms):
         hooks.notify("warning", "no point meets the SLO")
-    sweep = {"points": rows, "best": best, "slo": {k: cfg.bench[k] for k in ("slo_ttft_p99_ms", "slo_itl_p99_ms")},
+    sweep = {"points": rows, "best": best,
+             "slo": {"slo_ttft_p99_ms": cfg.bench.slo_ttft_p99_ms, "slo_itl_p99_ms": cfg.bench.slo_itl_p99_ms},
              "interrupted_by_signal": signum}
     write_run_json(out_dir, sweep, "sweep.json")
     return sweep
 
-
-def _load_override(cfg: BenchConfig) -> dict[str, Any]:
-    rate = cfg.load["rate"]
-    return {"concurrency": cfg.load["concurrency"], "rate": "inf" if math.isinf(rate) else rate}

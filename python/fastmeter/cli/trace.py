@@ -11,6 +11,7 @@ import click
 
 import fastmeter
 from fastmeter.calibrate.result import calibration_for
+from fastmeter.cli.params import FiniteFloatRange
 from fastmeter.errors import ConfigError
 from fastmeter.io.stream import check_output_path
 from fastmeter.recorder import Recorder
@@ -31,24 +32,6 @@ def parse_duration_s(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise ConfigError(f"--rotate {text!r} is not a duration; use e.g. 30m, 1h, 2d or a number of seconds")
     return value
-
-
-class _Seconds(click.ParamType):
-    """A finite number of seconds (>= 0, or > 0): `nan` and `inf` would never end or never start."""
-
-    name = "seconds"
-
-    def __init__(self, allow_zero: bool) -> None:
-        self.allow_zero = allow_zero
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        try:
-            x = float(value)
-        except (TypeError, ValueError):
-            x = math.nan
-        if not (math.isfinite(x) and (x >= 0 if self.allow_zero else x > 0)):
-            self.fail(f"{value!r} is not a finite number of seconds {'>= 0' if self.allow_zero else '> 0'}", param, ctx)
-        return x
 
 
 class _LiveLine:
@@ -84,7 +67,7 @@ class _LiveLine:
 @click.option("--force", is_flag=True, help="Overwrite an existing output file (and its numbered parts).")
 @click.option(
     "--duration",
-    type=_Seconds(allow_zero=False),
+    type=FiniteFloatRange(min=0, min_open=True),
     default=None,
     help="Seconds to trace. With COMMAND: at the duration the command's process group gets SIGTERM "
     "(SIGKILL after --grace), and tracing goes on until it has exited.",
@@ -92,7 +75,7 @@ class _LiveLine:
 @click.option(
     "--grace",
     "grace_s",
-    type=_Seconds(allow_zero=True),
+    type=FiniteFloatRange(min=0),
     default=DEFAULT_GRACE_S,
     show_default=True,
     help="Seconds a stopped COMMAND gets before the next signal (SIGTERM, then SIGKILL).",
@@ -115,7 +98,7 @@ class _LiveLine:
 @click.option("--gpu", "gpus", multiple=True, help="GPU index or UUID to read (repeatable; default all).")
 @click.option(
     "--idle-baseline",
-    type=_Seconds(allow_zero=True),
+    type=FiniteFloatRange(min=0),
     default=0.0,
     help="Seconds of idle measurement before the run; reports net energy above idle.",
 )

@@ -10,14 +10,44 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from fastmeter.errors import FastmeterError
 from fastmeter.io.schema import METADATA_KEY
+from fastmeter.io.shape import (
+    BOOL,
+    FLOAT,
+    INT,
+    INT64,
+    NUMBER,
+    NUMBER_MAP,
+    OBJECT,
+    STRINGS,
+    TEXT_LIST,
+    TEXT_MAP,
+    Shape,
+    check_columns,
+    check_object,
+)
 from fastmeter.io.stream import part_paths, partial_path, read_stream_batches
 
 _ARROW_FILE_MAGIC = b"ARROW1"
+
+TRACE_COLUMNS = {"t_ns": INT64, "channel": STRINGS, "energy_j": FLOAT, "power_w": FLOAT}
+SAMPLER_STATS = {"rate_hz": NUMBER, "jitter_p50_us": NUMBER, "jitter_p99_us": NUMBER, "jitter_max_us": NUMBER,
+                 "missed": INT, "dropped": INT, "polls": INT, "errors": TEXT_MAP, "update_period_s": NUMBER_MAP}
+# The metadata keys readers use (docs/format.md), with the shape each must have.
+TRACE_METADATA = {
+    "format_version": INT, "sampler": {"period_us": INT, "sources": TEXT_LIST}, "command": TEXT_LIST,
+    "exit_code": INT, "complete": BOOL, "sampler_stats": SAMPLER_STATS, "idle_baseline_w": NUMBER_MAP,
+    "idle_baseline_s": NUMBER, "stopped_by_signal": INT, "interrupted": BOOL, "fingerprint": OBJECT,
+    "calibration": OBJECT, "part": INT, "parts": INT, "part_complete": BOOL,
+    "signals_sent": Shape(lambda v: v is None or (isinstance(v, list) and all(isinstance(x, int) for x in v)),
+                          "a list of integers or null"),
+}
+_FIX = "it was not written by fastmeter, or was damaged; record it again with `fastmeter trace`"
 _PARQUET_MAGIC = b"PAR1"
 
 
@@ -29,7 +59,14 @@ class Trace:
 
     @property
     def channels(self) -> list[str]:
-        return [str(c) for c in self.table.column("channel").combine_chunks().dictionary.to_pylist()]
+        col = self.table.column("channel")
+        if pa.types.is_dictionary(col.type):
+            return [str(c) for c in col.combine_chunks().dictionary.to_pylist()]
+        return [str(c) for c in pc.unique(col).to_pylist()]
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """The loaded rows as record batches: the same interface as `TraceBatches`, for code that takes either."""
+        return iter(self.table.to_batches())
 
 
 def read_trace(path: str | os.PathLike[str]) -> Trace:
@@ -62,9 +99,13 @@ class TraceBatches:
     def batches(self) -> Iterator[pa.RecordBatch]:
         for p in self.paths:
             try:
-                yield from read_batches(p)
+                for batch in read_batches(p):
+                    for name in ("t_ns", "channel", "energy_j"):
+                        if batch.column(name).null_count:
+                            raise FastmeterError(f"{p}: column {name!r} has null values; {_FIX}")
+                    yield batch
             except (pa.ArrowInvalid, OSError) as e:
-                raise FastmeterError(f"{p} is corrupt (a record batch cannot be read: {e}); re-record it") from None
+                raise FastmeterError(f"{p} is corrupt (a record batch cannot be read: {e}); {_FIX}") from None
 
 
 def open_trace(path: str | os.PathLike[str]) -> TraceBatches:
@@ -86,9 +127,9 @@ def open_trace(path: str | os.PathLike[str]) -> TraceBatches:
     complete = bool(last.get("complete")) and (len(paths) == 1 or last.get("parts") == len(paths))
     names = [str(c["name"]) for c in last.get("channels", [])]
     tb = TraceBatches(paths, last, complete, names)
-    if not names:  # a file written without the channel list: the channel dictionary names them
+    if not names:  # a file written without the channel list: the channels in its rows name them
         first = next(tb.batches(), None)
-        tb.channels = [] if first is None else [str(c) for c in first.column("channel").dictionary.to_pylist()]
+        tb.channels = [] if first is None else Trace(pa.Table.from_batches([first]), last, complete).channels
     return tb
 
 
@@ -105,11 +146,18 @@ def _schema_of(p: Path) -> pa.Schema:
 
 
 def _metadata_of(p: Path) -> dict[str, Any]:
+    """The fastmeter metadata of one file, with the shape readers rely on, and its columns checked."""
     schema = _schema_of(p)
     raw = (schema.metadata or {}).get(METADATA_KEY)
     if raw is None:
         raise FastmeterError(f"{p} is an Arrow/Parquet file but not a fastmeter trace (no fastmeter metadata)")
-    return json.loads(raw)
+    try:
+        meta = json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        raise FastmeterError(f"{p}: the fastmeter metadata is not valid JSON ({e}); {_FIX}") from None
+    check_object(meta, TRACE_METADATA, f"{p}: fastmeter metadata")
+    check_columns(schema.empty_table(), TRACE_COLUMNS, str(p), _FIX)
+    return meta
 
 
 def read_batches(p: Path) -> Iterator[pa.RecordBatch]:
