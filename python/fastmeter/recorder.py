@@ -15,7 +15,7 @@ import resource
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,14 +92,27 @@ class RecordStream:
         self._file = ArrowStreamFile(path, path, schema_with(schema, metadata))
         self._pending: list[pa.Table] = []
         self._lock = threading.Lock()
+        self._followed: tuple[Sequence[Any], Callable[[Sequence[Any]], pa.Table]] | None = None
+        self._followed_n = 0
 
     def append(self, table: pa.Table) -> None:
         with self._lock:
             self._pending.append(table)
 
+    def follow(self, rows: Sequence[Any], to_table: Callable[[Sequence[Any]], pa.Table]) -> None:
+        """Also write, at each flush, the rows appended to `rows` since the last one (a list another thread grows,
+        such as the Prometheus scraper's)."""
+        self._followed, self._followed_n = (rows, to_table), 0
+
     def flush(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, []
+            if self._followed is not None:
+                rows, to_table = self._followed
+                n = len(rows)  # the list only grows; a slice taken under the GIL is consistent
+                if n > self._followed_n:
+                    pending.append(to_table(rows[self._followed_n : n]))
+                    self._followed_n = n
         if pending:
             self._file.write(pa.concat_tables(pending))
 

@@ -134,3 +134,19 @@ def test_samples_read_back_from_disk_equal_the_meters(tmp_path: Path, rotate_s: 
     rec.close({})
     if rotate_s is not None:
         assert len(list(tmp_path.glob("t.*.arrow"))) >= 2
+
+
+def test_a_followed_list_reaches_disk_as_it_grows(tmp_path: Path) -> None:
+    """bench follows the Prometheus scraper's row list this way: what was scraped survives a SIGKILL."""
+    rec = Recorder(fastmeter.Meter("synthetic", 1000), tmp_path / "samples.arrow", {})
+    rows: list[int] = []
+    stream = rec.add_stream(tmp_path / "rows.arrow", pa.schema([("i", pa.int64())]))
+    stream.follow(rows, lambda new: pa.table({"i": pa.array(list(new), pa.int64())}))
+    rec.start()
+    grower = threading.Thread(target=lambda: [rows.append(i) or time.sleep(0.0005) for i in range(500)])
+    grower.start()
+    grower.join()
+    wait_for(lambda: rows_on_disk(tmp_path / "rows.arrow") == 500, "the followed rows did not reach disk")
+    rec.close({})
+    schema, batches = read_stream_batches(tmp_path / "rows.arrow")
+    assert [x for b in batches for x in b.column("i").to_pylist()] == list(range(500))  # each row once, in order

@@ -41,6 +41,7 @@ from fastmeter.bench.run_files import prepare_run_dir, write_run_json
 from fastmeter.bench.summary import RunEnergy, render_summary, summarize
 from fastmeter.bench.tables import (
     CHUNKS_SCHEMA,
+    METRICS_SCHEMA,
     REQUESTS_SCHEMA,
     STATUS_CANCELLED,
     chunks_table,
@@ -111,6 +112,9 @@ def run_point(
     )
     requests_stream = recorder.add_stream(run_dir / "requests.arrow", REQUESTS_SCHEMA)
     chunks_stream = recorder.add_stream(run_dir / "chunks.arrow", CHUNKS_SCHEMA)
+    metrics: list[MetricRow] = []
+    metrics_stream = recorder.add_stream(run_dir / "metrics.arrow", METRICS_SCHEMA)
+    metrics_stream.follow(metrics, metrics_table)
     recorder.start()
 
     def finished(rec: RequestRecord) -> None:
@@ -120,7 +124,6 @@ def run_point(
             hooks.on_request(rec)
 
     records: list[RequestRecord] = []
-    metrics: list[MetricRow] = []
     interrupt = Interrupt()
     measured = _Measured()
     try:
@@ -137,9 +140,9 @@ def run_point(
             _close_in_flight(records, measured.stopped_ns)
             first = [r.scheduled_ns or r.send_ns for r in records if not r.warmup and (r.scheduled_ns or r.send_ns)]
             span = (min(first, default=measured.stopped_ns), measured.stopped_ns)
-        # Both are rewritten whole below (requests with their energy; cancelled requests trimmed to the interrupt).
-        requests_stream.abandon()
-        chunks_stream.abandon()
+        # All are rewritten whole below (requests with their energy; cancelled requests trimmed to the interrupt).
+        for stream in (requests_stream, chunks_stream, metrics_stream):
+            stream.abandon()
         if recorder.error is None:
             recorder.close({"idle_baseline_w": measured.idle_w, "interrupted": interrupt.signum is not None})
         context = {"fingerprint": fingerprint, "config": config_dict, "calibration": calibration}

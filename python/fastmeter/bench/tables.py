@@ -81,6 +81,12 @@ def chunks_table(records: Sequence[RequestRecord]) -> pa.Table:
     )
 
 
+METRICS_SCHEMA = pa.schema(
+    [("t_ns", pa.int64()), ("name", pa.dictionary(pa.int32(), pa.string())), ("labels", pa.string()),
+     ("value", pa.float64())]
+)
+
+
 def metrics_table(rows: Sequence[MetricRow]) -> pa.Table:
     return pa.table(
         {
@@ -88,7 +94,8 @@ def metrics_table(rows: Sequence[MetricRow]) -> pa.Table:
             "name": pa.array([r.name for r in rows], pa.string()).dictionary_encode(),
             "labels": pa.array([json.dumps(r.labels, sort_keys=True) for r in rows], pa.string()),
             "value": pa.array([r.value for r in rows], pa.float64()),
-        }
+        },
+        schema=METRICS_SCHEMA,
     )
 
 
