@@ -13,11 +13,13 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
 from fastmeter.cli import main
 from fastmeter.io import read_trace
+from fastmeter.io.stream import read_stream_batches
 from tests.emulators.unprivileged import NOBODY, world_readable_dir
 
 FASTMETER = [sys.executable, "-m", "fastmeter.cli"]
@@ -234,6 +236,25 @@ def test_existing_output_is_refused_unless_forced(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, [*args, "--force"])
     assert r.exit_code == 0, r.output
     assert read_trace(out).table.column("t_ns").to_numpy()[0] > first
+
+
+def test_a_killed_rotated_parquet_trace_reads_back_up_to_its_last_flush(tmp_path: Path) -> None:
+    out = tmp_path / "t.parquet"
+    proc = trace_proc(out, "--rotate", "0.3")
+    wait_for(tmp_path / "t.0001.parquet", proc)
+    proc.kill()
+    proc.communicate(timeout=30)
+    finished = sorted(tmp_path.glob("t.*.parquet"))
+    # The part being written when it died (none if it died between finishing one part and opening the next).
+    unfinished = list(tmp_path.glob("t.*.partial.arrow"))
+    partial_rows = sum(b.num_rows for p in unfinished for b in read_stream_batches(p)[1])
+    t = read_trace(out)
+    assert not t.complete and t.metadata["part"] == len(finished) - 1 + len(unfinished)
+    assert t.table.num_rows == sum(pq.read_metadata(p).num_rows for p in finished) + partial_rows
+    t_ns = t.table.column("t_ns").to_numpy()
+    assert (t_ns[1:] >= t_ns[:-1]).all()
+    shown = CliRunner().invoke(main, ["show", str(out)])
+    assert shown.exit_code == 0 and "INCOMPLETE" in shown.output and f"samples {t.table.num_rows}" in shown.output
 
 
 def test_rotated_parts_read_back_as_one_trace(tmp_path: Path) -> None:

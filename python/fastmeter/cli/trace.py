@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import click
@@ -13,7 +14,7 @@ import fastmeter
 from fastmeter.calibrate.result import calibration_for
 from fastmeter.cli.params import FiniteFloatRange
 from fastmeter.errors import ConfigError
-from fastmeter.io.stream import check_output_path
+from fastmeter.io.stream import check_output_path, part_paths
 from fastmeter.recorder import Recorder
 from fastmeter.sources import SOURCE_NAMES, permission_warnings
 from fastmeter.tracing import DEFAULT_GRACE_S, run_trace
@@ -162,6 +163,8 @@ def trace_command(
     finally:
         if live:
             click.echo("", err=True)
-    click.echo(f"wrote {result.rows} samples to {result.path}", err=True)
+    parts = part_paths(Path(output)) if rotate_s is not None else []
+    where = f"{len(parts)} parts, {parts[0].name} to {parts[-1].name}" if len(parts) > 1 else str(result.path)
+    click.echo(f"wrote {result.rows} samples to {where}", err=True)
     if result.exit_code is not None:
         sys.exit(result.exit_code)

@@ -31,21 +31,43 @@ from fastmeter.io.shape import (
     check_columns,
     check_object,
 )
-from fastmeter.io.stream import part_paths, partial_path, read_stream_batches
+from fastmeter.io.stream import part_path, part_paths, partial_path, read_stream_batches
 
 _ARROW_FILE_MAGIC = b"ARROW1"
 
 TRACE_COLUMNS = {"t_ns": INT64, "channel": STRINGS, "energy_j": FLOAT, "power_w": FLOAT}
-SAMPLER_STATS = {"rate_hz": NUMBER, "jitter_p50_us": NUMBER, "jitter_p99_us": NUMBER, "jitter_max_us": NUMBER,
-                 "missed": INT, "dropped": INT, "polls": INT, "errors": TEXT_MAP, "update_period_s": NUMBER_MAP}
+SAMPLER_STATS = {
+    "rate_hz": NUMBER,
+    "jitter_p50_us": NUMBER,
+    "jitter_p99_us": NUMBER,
+    "jitter_max_us": NUMBER,
+    "missed": INT,
+    "dropped": INT,
+    "polls": INT,
+    "errors": TEXT_MAP,
+    "update_period_s": NUMBER_MAP,
+}
 # The metadata keys readers use (docs/format.md), with the shape each must have.
 TRACE_METADATA = {
-    "format_version": INT, "sampler": {"period_us": INT, "sources": TEXT_LIST}, "command": TEXT_LIST,
-    "exit_code": INT, "complete": BOOL, "sampler_stats": SAMPLER_STATS, "idle_baseline_w": NUMBER_MAP,
-    "idle_baseline_s": NUMBER, "stopped_by_signal": INT, "interrupted": BOOL, "fingerprint": OBJECT,
-    "calibration": OBJECT, "part": INT, "parts": INT, "part_complete": BOOL,
-    "signals_sent": Shape(lambda v: v is None or (isinstance(v, list) and all(isinstance(x, int) for x in v)),
-                          "a list of integers or null"),
+    "format_version": INT,
+    "sampler": {"period_us": INT, "sources": TEXT_LIST},
+    "command": TEXT_LIST,
+    "exit_code": INT,
+    "complete": BOOL,
+    "sampler_stats": SAMPLER_STATS,
+    "idle_baseline_w": NUMBER_MAP,
+    "idle_baseline_s": NUMBER,
+    "stopped_by_signal": INT,
+    "interrupted": BOOL,
+    "fingerprint": OBJECT,
+    "calibration": OBJECT,
+    "part": INT,
+    "parts": INT,
+    "part_complete": BOOL,
+    "signals_sent": Shape(
+        lambda v: v is None or (isinstance(v, list) and all(isinstance(x, int) for x in v)),
+        "a list of integers or null",
+    ),
 }
 _FIX = "it was not written by fastmeter, or was damaged; record it again with `fastmeter trace`"
 _PARQUET_MAGIC = b"PAR1"
@@ -111,8 +133,11 @@ class TraceBatches:
 def open_trace(path: str | os.PathLike[str]) -> TraceBatches:
     """Like `read_trace`, but reads only the schemas now; `.batches()` streams the rows."""
     p = Path(path)
-    if not p.is_file() and part_paths(p):
+    if not p.is_file() and (part_paths(p) or partial_path(part_path(p, 0)).is_file()):
         paths = part_paths(p)
+        unfinished = partial_path(part_path(p, len(paths)))  # a rotated Parquet trace cut short in its last part
+        if unfinished.is_file():
+            paths.append(unfinished)
     elif not p.is_file() and partial_path(p).is_file():
         paths = [partial_path(p)]
     elif not p.is_file():
