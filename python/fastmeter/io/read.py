@@ -136,7 +136,7 @@ def open_trace(path: str | os.PathLike[str]) -> TraceBatches:
     if not p.is_file() and (part_paths(p) or partial_path(part_path(p, 0)).is_file()):
         paths = part_paths(p)
         unfinished = partial_path(part_path(p, len(paths)))  # a rotated Parquet trace cut short in its last part
-        if unfinished.is_file():
+        if unfinished.is_file() and _readable(unfinished):
             paths.append(unfinished)
     elif not p.is_file() and partial_path(p).is_file():
         paths = [partial_path(p)]
@@ -156,6 +156,15 @@ def open_trace(path: str | os.PathLike[str]) -> TraceBatches:
         first = next(tb.batches(), None)
         tb.channels = [] if first is None else Trace(pa.Table.from_batches([first]), last, complete).channels
     return tb
+
+
+def _readable(p: Path) -> bool:
+    """False for a stream killed before its schema reached the disk: it holds no rows, so it is left out."""
+    try:
+        _schema_of(p)
+    except FastmeterError:
+        return False
+    return True
 
 
 def _schema_of(p: Path) -> pa.Schema:
