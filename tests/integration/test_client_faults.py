@@ -7,6 +7,8 @@ import asyncio
 import socket
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastmeter.adapters import (
     GenRequest,
@@ -206,3 +208,27 @@ def test_every_scrape_is_bounded_by_its_timeout() -> None:
         scraper = asyncio.run(go())
     assert scraper.scrapes == 0 and scraper.errors >= 2  # the loop's scrapes and the final one all gave up
     assert "did not answer within 0.1 s" in scraper.last_error
+
+
+_EVENTS = [
+    chunk("a"),
+    b": ping\r\n\r\n",
+    sse({"choices": [{"text": "b"}]}, space=False).replace(b"\n", b"\r\n"),
+    chunk("c"),
+    sse("[DONE]"),
+]
+_BODY = b"".join(b"%x;x=y\r\n%s\r\n" % (len(e), e) for e in _EVENTS) + b"0\r\nT: 1\r\n\r\n"
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(1, len(_BODY) - 1), max_size=8, unique=True))
+def test_chunked_body_cut_anywhere_gives_the_same_record(cuts: list[int]) -> None:
+    bounds = [0, *sorted(cuts), len(_BODY)]
+    steps: list = []
+    for a, b in zip(bounds, bounds[1:]):
+        steps += [Raw(_BODY[a:b]), Sleep(0.001)]  # a pause so that the pieces tend to arrive in separate reads
+    with FakeServer(lambda _r: Script(steps, final_chunk=False)) as srv:
+        recs = stream_all(srv, 2, timeout_s=10.0)
+    for rec in recs:
+        assert rec.ok, rec.error
+        assert rec.text == "abc" and rec.chunk_tokens == [1, 1, 1] and rec.tokens_counted
