@@ -11,6 +11,7 @@ failed or not; failures never stop the run.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -172,32 +173,37 @@ async def run_load(
 
 def build_adapter(cfg: BenchConfig) -> Adapter:
     s = cfg.server
-    if s["kind"] == "tgi":
-        return TGIAdapter(extra_parameters=s["extra_body"])
-    return OpenAIAdapter(s["model"], s["endpoint"], s["ignore_eos"], s["extra_body"])
+    if s.kind == "tgi":
+        return TGIAdapter(extra_parameters=s.extra_body)
+    assert s.model is not None  # validate_config requires it for openai
+    return OpenAIAdapter(s.model, s.endpoint, s.ignore_eos, s.extra_body)
 
 
 def build_workload(cfg: BenchConfig) -> list[GenRequest]:
     """The requests a config sends: warm-up ones first, then enough to cycle through for the measured ones."""
     w, ld = cfg.workload, cfg.load
-    n = (ld["num_requests"] or 0) + ld["warmup_requests"]
-    if w["kind"] == "random":
-        reqs = workloads.random_workload(max(n, 1), w["input_tokens"], w["output_tokens"], ld["seed"])
-    elif w["kind"] == "jsonl":
-        reqs = workloads.jsonl_workload(w["path"], w["max_tokens"])
-    elif w["kind"] == "mtbench":
-        reqs = workloads.mtbench_workload(w["path"], w["max_tokens"])
+    n = (ld.num_requests or 0) + ld.warmup_requests
+    if w.kind == "random":
+        assert w.input_tokens is not None and w.output_tokens is not None  # required for random
+        reqs = workloads.random_workload(max(n, 1), w.input_tokens, w.output_tokens, ld.seed)
     else:
-        reqs = workloads.sharegpt_workload(w["path"], w["max_tokens"])
-    if w["shuffle"]:
-        reqs = workloads.take(reqs, len(reqs), shuffle=True, seed=ld["seed"])
-    if w["template"] is not None:
-        reqs = workloads.apply_template(reqs, w["template"])
+        assert w.path is not None  # required for dataset kinds
+        if w.kind == "jsonl":
+            reqs = workloads.jsonl_workload(w.path, w.max_tokens)
+        elif w.kind == "mtbench":
+            assert w.max_tokens is not None  # required for mtbench
+            reqs = workloads.mtbench_workload(w.path, w.max_tokens)
+        else:
+            reqs = workloads.sharegpt_workload(w.path, w.max_tokens)
+    if w.shuffle:
+        reqs = workloads.take(reqs, len(reqs), shuffle=True, seed=ld.seed)
+    if w.template is not None:
+        reqs = workloads.apply_template(reqs, w.template)
     return reqs
 
 
 def spec_from_config(cfg: BenchConfig) -> LoadSpec:
-    return LoadSpec(**cfg.load)
+    return LoadSpec(**dataclasses.asdict(cfg.load))
 
 
 async def run_config(
@@ -212,12 +218,12 @@ async def run_config(
     ``records`` and ``metrics``: caller-owned lists filled as the run goes, so an interrupted run keeps them."""
     adapter, workload, spec = build_adapter(cfg), build_workload(cfg), spec_from_config(cfg)
     m = cfg.metrics
-    async with make_client(cfg.server["base_url"], spec.concurrency) as client:
-        if not m["enabled"]:
+    async with make_client(cfg.server.base_url, spec.concurrency) as client:
+        if not m.enabled:
             return await run_load(client, adapter, workload, spec, records=records, on_done=on_done)
-        prefixes = m["prefixes"] if m["prefixes"] is not None else DEFAULT_PREFIXES
-        async with make_client(cfg.server["base_url"], 1) as metrics_client:
-            scraper = PrometheusScraper(metrics_client, m["path"], m["interval_s"], prefixes)
+        prefixes = m.prefixes if m.prefixes is not None else DEFAULT_PREFIXES
+        async with make_client(cfg.server.base_url, 1) as metrics_client:
+            scraper = PrometheusScraper(metrics_client, m.path, m.interval_s, prefixes)
             if metrics is not None:
                 scraper.rows = metrics
             async with scraper:
