@@ -26,6 +26,7 @@ from fastmeter.load import LoadSpec, make_client, run_load
 from fastmeter.load.workloads import random_workload
 from fastmeter.validity import BUNCHED_MIN_CHUNKS, BUNCHED_WINDOW_NS
 from tests.emulators.fake_server import FakeServer, Raw, Request, Script, Send, Sleep, sse
+from tests.emulators.openai_server import openai_server
 
 PROMPT = GenRequest("one two three", 4)
 
@@ -232,3 +233,10 @@ def test_chunked_body_cut_anywhere_gives_the_same_record(cuts: list[int]) -> Non
     for rec in recs:
         assert rec.ok, rec.error
         assert rec.text == "abc" and rec.chunk_tokens == [1, 1, 1] and rec.tokens_counted
+
+
+def test_the_scripted_openai_server_passes_the_readiness_check() -> None:
+    with openai_server() as srv:
+        assert wait_until_ready(srv.url, timeout_s=5.0) == "/v1/models"
+        (rec,) = stream_all(srv, 1, timeout_s=10.0)
+    assert rec.ok and rec.completion_tokens == PROMPT.max_tokens
