@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
+import subprocess
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -240,3 +243,25 @@ def test_the_scripted_openai_server_passes_the_readiness_check() -> None:
         assert wait_until_ready(srv.url, timeout_s=5.0) == "/v1/models"
         (rec,) = stream_all(srv, 1, timeout_s=10.0)
     assert rec.ok and rec.completion_tokens == PROMPT.max_tokens
+
+
+def test_https_with_a_trusted_certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client trusts the system store, here just this cert
+    with FakeServer(lambda _r: Script([*OK, DONE]), ssl_context=server_ctx) as srv:
+        assert srv.url.startswith("https://")
+        recs = stream_all(srv, 2, timeout_s=10.0)
+    assert all(r.ok and r.text == "a" for r in recs), [r.error for r in recs]
+    assert srv.connections == 1
+    monkeypatch.delenv("SSL_CERT_FILE")  # an untrusted certificate is a connection error, never a silent pass
+    with FakeServer(lambda _r: Script([*OK, DONE]), ssl_context=server_ctx) as srv:
+        (rec,) = stream_all(srv, 1, timeout_s=10.0)
+    assert rec.status == "connection_error" and "CERTIFICATE_VERIFY_FAILED" in rec.error
