@@ -7,7 +7,9 @@ benchmark request function on aiohttp, run from the vLLM venv (``tests/servers/v
 without it). Two modes, each closed loop at concurrency 1/16/64/256, 64 chunks per request:
 
 - capacity: chunks back to back (the server is never the bottleneck): requests/s and main-thread CPU µs per chunk;
-- fidelity: one chunk every 1 ms: client receive minus server send per chunk, p50/p99.
+- fidelity: one chunk every 1 ms: client receive minus server send per chunk, p50/p99;
+- schedule (fastmeter only): open-loop Poisson arrivals at 100 and 400 requests/s, 1 ms gaps, a concurrency cap no
+  run reaches: how late requests went out after their scheduled time (``send_ns - scheduled_ns``, p50/p99/max).
 
 Rounds are interleaved (every client and concurrency once per round, client order rotating); each figure is
 the median over rounds with its range; the load average is read before and after. Targets: capacity >= vLLM's
@@ -20,12 +22,14 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: tests.emulators is importable from the checkout
@@ -36,11 +40,14 @@ WORKER = ROOT / "benchmarks" / "client_workers.py"
 VLLM_VENV = Path(os.environ.get("FASTMETER_VLLM_VENV", Path.home() / ".cache" / "fastmeter" / "vllm-venv"))
 TOKENS = 64
 P99_TARGET_NS = 200_000
+# Open-loop rates for the schedule check (requests/s of 64 chunks, 1 ms apart), under a cap no run reaches.
+SCHEDULE_RATES = (100.0, 400.0)
+SCHEDULE_CAP = 1024
 
 
-def run_worker(client: str, url: str, concurrency: int, n_requests: int) -> dict[str, float]:
+def run_worker(client: str, url: str, concurrency: int, n_requests: int, rate: float = math.inf) -> dict[str, Any]:
     python = str(VLLM_VENV / "bin" / "python") if client == "vllm" else sys.executable
-    cmd = [python, str(WORKER), client, url, str(concurrency), str(n_requests), str(TOKENS)]
+    cmd = [python, str(WORKER), client, url, str(concurrency), str(n_requests), str(TOKENS), "--rate", str(rate)]
     if client == "vllm":
         cmd += ["--vllm-venv", str(VLLM_VENV)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
@@ -86,9 +93,23 @@ def main() -> None:
                     for client in order:
                         n = n_requests_for(mode, c, args.quick)
                         raw.setdefault((mode, client, c), []).append(run_worker(client, srv.url, c, n))
+    with StampServer(exe, gap_s=0.001) as srv:  # open loop: is the arrival schedule kept while the client is busy?
+        for rnd in range(rounds):
+            for rate in SCHEDULE_RATES:
+                n = int(rate * (0.5 if args.quick else 2.0))
+                raw.setdefault(("schedule", "fastmeter", rate), []).append(
+                    run_worker("fastmeter", srv.url, SCHEDULE_CAP, n, rate=rate)
+                )
     load_after = os.getloadavg()
-    rows = []
+    rows: list[dict[str, Any]] = []
+    schedule_rows: list[dict[str, Any]] = []
     for (mode, client, c), runs in sorted(raw.items()):
+        if mode == "schedule":
+            lags = {k: summary([r["send_lag_ns"][k] / 1e3 for r in runs]) for k in ("p50", "p99", "max")}
+            schedule_rows.append(
+                {"mode": mode, "client": client, "rate_per_s": c, "rounds": len(runs), "send_lag_us": lags}
+            )
+            continue
         row = {
             "mode": mode,
             "client": client,
@@ -113,6 +134,12 @@ def main() -> None:
             f"{r['mode']:<9}{r['client']:<11}{r['concurrency']:>5}{fmt(r['req_per_s']):>22}"
             f"{fmt(r['cpu_us_per_chunk']):>22}{fmt(r['lat_p50_us']):>22}{fmt(r['lat_p99_us']):>24}"
         )
+    for r in schedule_rows:
+        lag = r["send_lag_us"]
+        print(
+            f"schedule  fastmeter  {r['rate_per_s']:g} req/s (cap {SCHEDULE_CAP}): send lag us p50 {fmt(lag['p50'])}"
+            f"  p99 {fmt(lag['p99'])}  max {fmt(lag['max'])}"
+        )
     by = {(r["mode"], r["client"], r["concurrency"]): r for r in rows}
     for ours_name in clients[:-1] if "vllm" in clients else []:
         for c in args.concurrency:
@@ -135,7 +162,7 @@ def main() -> None:
             "python": sys.version.split()[0],
             "quick": args.quick,
         }
-        args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+        args.json.write_text(json.dumps({"meta": meta, "rows": rows + schedule_rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -19,25 +19,27 @@ import argparse
 import asyncio
 import importlib.util
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
-Outcome = tuple[list[int], int, int, int]  # (receive - send per chunk ns, complete requests, CPU ns, wall ns)
+# (receive - send per chunk ns, complete requests, CPU ns, wall ns, send lag p50/p99/max ns or None)
+Outcome = tuple[list[int], int, int, int, "dict[str, int | None] | None"]
 
 
 def _stamps(text: str) -> list[int]:
     return [int(w) for w in text.split()]
 
 
-async def _fastmeter(url: str, concurrency: int, n_requests: int, tokens: int) -> Outcome:
+async def _fastmeter(url: str, concurrency: int, n_requests: int, tokens: int, rate: float) -> Outcome:
     from fastmeter.adapters import GenRequest, OpenAIAdapter, RequestRecord, stream_request
     from fastmeter.load import LoadSpec, make_client, run_load
 
     adapter = OpenAIAdapter("m")
     async with make_client(url, concurrency) as client:
         await stream_request(client, adapter, GenRequest("warm up", tokens), RequestRecord("w"))
-    spec = LoadSpec(concurrency=concurrency, num_requests=n_requests, timeout_s=600.0)
+    spec = LoadSpec(concurrency=concurrency, rate=rate, num_requests=n_requests, timeout_s=600.0)
     workload = [GenRequest("x", tokens)]
     async with make_client(url, concurrency) as client:
         t0 = time.thread_time_ns()
@@ -49,7 +51,7 @@ async def _fastmeter(url: str, concurrency: int, n_requests: int, tokens: int) -
         if r.ok and len(r.chunk_t_ns) == tokens:
             ok += 1
             lat.extend(rx - tx for rx, tx in zip(r.chunk_t_ns, _stamps(r.text)))
-    return lat, ok, cpu_ns, result.end_ns - result.start_ns
+    return lat, ok, cpu_ns, result.end_ns - result.start_ns, result.send_lag_ns()
 
 
 async def _vllm(
@@ -105,7 +107,7 @@ async def _vllm(
             t += gap
             rx.append(t)
         lat.extend(round(r * 1e9) - tx for r, tx in zip(rx, sent))
-    return lat, ok, cpu_ns, wall_ns
+    return lat, ok, cpu_ns, wall_ns, None
 
 
 def main() -> None:
@@ -116,20 +118,21 @@ def main() -> None:
     ap.add_argument("requests", type=int)
     ap.add_argument("tokens", type=int)
     ap.add_argument("--vllm-venv", type=Path)
+    ap.add_argument("--rate", type=float, default=math.inf, help="open-loop arrivals per second (fastmeter only)")
     a = ap.parse_args()
     if a.client.startswith("fastmeter"):
         import fastmeter
 
         with fastmeter.Meter(sources=("synthetic",), period_us=1000):
-            main = _fastmeter(a.url, a.concurrency, a.requests, a.tokens)
+            main = _fastmeter(a.url, a.concurrency, a.requests, a.tokens, a.rate)
             if a.client == "fastmeter-uvloop":
                 import uvloop
 
-                lat, ok, cpu_ns, wall_ns = uvloop.run(main)
+                lat, ok, cpu_ns, wall_ns, lag = uvloop.run(main)
             else:
-                lat, ok, cpu_ns, wall_ns = asyncio.run(main)
+                lat, ok, cpu_ns, wall_ns, lag = asyncio.run(main)
     else:
-        lat, ok, cpu_ns, wall_ns = asyncio.run(_vllm(a.url, a.concurrency, a.requests, a.tokens, a.vllm_venv))
+        lat, ok, cpu_ns, wall_ns, lag = asyncio.run(_vllm(a.url, a.concurrency, a.requests, a.tokens, a.vllm_venv))
     lat.sort()
     q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else None  # noqa: E731
     out = {
@@ -140,6 +143,7 @@ def main() -> None:
         "lat_p50_ns": q(0.5),
         "lat_p99_ns": q(0.99),
         "lat_max_ns": lat[-1] if lat else None,
+        "send_lag_ns": lag,
     }
     sys.stdout.write(json.dumps(out) + "\n")
 
