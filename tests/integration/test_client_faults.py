@@ -255,13 +255,15 @@ def test_https_with_a_trusted_certificate(tmp_path: Path, monkeypatch: pytest.Mo
     assert made.returncode == 0, made.stderr
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(cert, key)
+    done = sse("[DONE]")
+    script = Script([*OK, Raw(b"%x\r\n%s\r\n0\r\n\r\n" % (len(done), done))], final_chunk=False)  # one write
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client trusts the system store, here just this cert
-    with FakeServer(lambda _r: Script([*OK, DONE]), ssl_context=server_ctx) as srv:
+    with FakeServer(lambda _r: script, ssl_context=server_ctx) as srv:
         assert srv.url.startswith("https://")
         recs = stream_all(srv, 2, timeout_s=10.0)
     assert all(r.ok and r.text == "a" for r in recs), [r.error for r in recs]
-    assert srv.connections == 1
+    assert srv.connections == 1  # the body's end came with [DONE], so the connection was reused
     monkeypatch.delenv("SSL_CERT_FILE")  # an untrusted certificate is a connection error, never a silent pass
-    with FakeServer(lambda _r: Script([*OK, DONE]), ssl_context=server_ctx) as srv:
+    with FakeServer(lambda _r: script, ssl_context=server_ctx) as srv:
         (rec,) = stream_all(srv, 1, timeout_s=10.0)
     assert rec.status == "connection_error" and "CERTIFICATE_VERIFY_FAILED" in rec.error
