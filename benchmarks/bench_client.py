@@ -14,7 +14,8 @@ without it). Two modes, each closed loop at concurrency 1/16/64/256, 64 chunks p
 Rounds are interleaved (every client and concurrency once per round, client order rotating); each figure is
 the median over rounds with its range; the load average is read before and after. Targets: capacity >= vLLM's
 client at every concurrency; fidelity p99 <= 200 µs at concurrency 64.
-Run from the repository root: ``python benchmarks/bench_client.py [--rounds 3] [--json FILE] [--quick]``.
+Run from the repository root: ``python benchmarks/bench_client.py [--rounds 3] [--json FILE] [--quick]``;
+``--real-vllm`` instead compares the two clients against a real vLLM (CPU) server from the same venv.
 """
 
 from __future__ import annotations
@@ -43,11 +44,21 @@ P99_TARGET_NS = 200_000
 # Open-loop rates for the schedule check (requests/s of 64 chunks, 1 ms apart), under a cap no run reaches.
 SCHEDULE_RATES = (100.0, 400.0)
 SCHEDULE_CAP = 1024
+REAL_CONCURRENCY, REAL_REQUESTS, REAL_TOKENS = 4, 192, 16
 
 
-def run_worker(client: str, url: str, concurrency: int, n_requests: int, rate: float = math.inf) -> dict[str, Any]:
+def run_worker(
+    client: str,
+    url: str,
+    concurrency: int,
+    n_requests: int,
+    rate: float = math.inf,
+    tokens: int = TOKENS,
+    model: str = "m",
+) -> dict[str, Any]:
     python = str(VLLM_VENV / "bin" / "python") if client == "vllm" else sys.executable
-    cmd = [python, str(WORKER), client, url, str(concurrency), str(n_requests), str(TOKENS), "--rate", str(rate)]
+    cmd = [python, str(WORKER), client, url, str(concurrency), str(n_requests), str(tokens), "--rate", str(rate)]
+    cmd += ["--model", model]
     if client == "vllm":
         cmd += ["--vllm-venv", str(VLLM_VENV)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
@@ -69,13 +80,59 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def real_vllm(rounds: int, json_path: Path | None) -> None:
+    """fastmeter's client vs vLLM's against the real vLLM CPU server (tiny model, ``ignore_eos``): closed loop at
+    concurrency 4, 192 requests of 16 tokens, as in issue 11. Output tokens/s; fastmeter's share of bunched
+    responses (all chunks within 1 ms) says how the server delivered them."""
+    from tests.servers.vllm_server import VllmVenv, build_model_dir, running_vllm_server
+
+    venv = VllmVenv(VLLM_VENV)
+    runs: dict[str, list[dict[str, Any]]] = {"fastmeter": [], "vllm": []}
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = build_model_dir(venv, Path(tmp) / "model")
+        with running_vllm_server(venv, model_dir, Path(tmp) / "server.log") as srv:
+            for rnd in range(rounds):
+                for client in ("fastmeter", "vllm") if rnd % 2 == 0 else ("vllm", "fastmeter"):
+                    out = run_worker(
+                        client, srv.base_url, REAL_CONCURRENCY, REAL_REQUESTS, tokens=REAL_TOKENS, model=srv.model
+                    )
+                    runs[client].append(out)
+    load_after = os.getloadavg()
+    rows = []
+    for client, outs in runs.items():
+        tok_s = summary([o["ok"] * REAL_TOKENS / (o["wall_ns"] / 1e9) for o in outs])
+        bunched = [o["bunched"] / o["ok"] for o in outs if o["bunched"] is not None]
+        rows.append({"client": client, "tok_per_s": tok_s, "bunched_share": summary(bunched) if bunched else None})
+        share = f", bunched {summary(bunched)['median']:.0%}" if bunched else ""
+        print(
+            f"real vLLM c={REAL_CONCURRENCY}: {client:<10} {tok_s['median']:.0f} tok/s "
+            f"[{tok_s['min']:.0f}-{tok_s['max']:.0f}]{share}"
+        )
+    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
+    if json_path:
+        meta = {
+            "load_before": load_before,
+            "load_after": load_after,
+            "concurrency": REAL_CONCURRENCY,
+            "requests": REAL_REQUESTS,
+            "tokens": REAL_TOKENS,
+            "rounds": rounds,
+        }
+        json_path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64, 256])
     ap.add_argument("--quick", action="store_true", help="one round, few requests: a smoke test, not a result")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--real-vllm", action="store_true", help="only the comparison against a real vLLM (CPU) server")
     args = ap.parse_args()
+    if args.real_vllm:
+        real_vllm(1 if args.quick else args.rounds, args.json)
+        return
     rounds = 1 if args.quick else args.rounds
     clients = ["fastmeter"]
     if importlib.util.find_spec("uvloop") is not None:
