@@ -38,6 +38,7 @@ BENCHMARKS = {
     "accuracy": "benchmarks.bench_accuracy",
     "trace_memory": "benchmarks.bench_trace_memory",
     "bound": "benchmarks.bench_bound",
+    "schedule": "benchmarks.bench_schedule",
 }
 
 

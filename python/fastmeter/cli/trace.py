@@ -12,7 +12,7 @@ import click
 
 import fastmeter
 from fastmeter.calibrate.result import calibration_for
-from fastmeter.cli.params import FiniteFloatRange
+from fastmeter.cli.params import GPU_ID, FiniteFloatRange
 from fastmeter.errors import ConfigError
 from fastmeter.io.stream import check_output_path, part_paths
 from fastmeter.recorder import Recorder
@@ -96,7 +96,7 @@ class _LiveLine:
     type=click.Choice(SOURCE_NAMES),
     help="Source to read (repeatable). Default: every hardware source available, else synthetic.",
 )
-@click.option("--gpu", "gpus", multiple=True, help="GPU index or UUID to read (repeatable; default all).")
+@click.option("--gpu", "gpus", multiple=True, type=GPU_ID, help="GPU index or UUID to read (repeatable; default all).")
 @click.option(
     "--idle-baseline",
     type=FiniteFloatRange(min=0),
