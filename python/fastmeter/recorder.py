@@ -202,6 +202,14 @@ class Recorder:
             except OutputError as e:
                 self._fail(e)
                 return
+            except SpanError as e:  # a meter with a bounded RAM window recycled samples before they were drained
+                self._fail(
+                    OutputError(
+                        f"samples from #{self._written} left the meter's memory before they were written to "
+                        f"{self.path} ({e}); keep more in RAM or sample less often. Rows written before are kept"
+                    )
+                )
+                return
             self._flushes += 1
             self._flush_max_ns = max(self._flush_max_ns, time.monotonic_ns() - t0)
         if self._on_flush is not None:
