@@ -95,6 +95,24 @@ def test_signal_exits_128_plus_n_with_in_flight_requests_cancelled_and_attribute
     assert all(per_request.get(rid, 0) == n for rid, n in zip(req.request_id, req.n_chunks))
 
 
+def test_a_second_signal_while_writing_does_not_tear_the_run(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with openai_server(**SLOW) as server, bench_process(synthetic_args(server.url, out)) as proc:
+        wait_until(lambda: streamed_requests(out) >= 3, proc)
+        proc.send_signal(signal.SIGINT)
+        for _ in range(5):  # impatient Ctrl-Cs while it stops and writes
+            time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    # 130, or death by SIGINT when a last Ctrl-C lands after everything was written: a shell shows 130 for both.
+    assert proc.returncode in (128 + signal.SIGINT, -signal.SIGINT), err
+    assert "Traceback" not in err
+    run = json.loads((out / "run.json").read_text())
+    assert run["interrupted_by_signal"] == signal.SIGINT
+    for name in ("requests.arrow", "chunks.arrow", "metrics.arrow", "samples.arrow"):  # all finished, none torn
+        assert (out / name).read_bytes()[:6] == b"ARROW1", name
+
+
 def test_sigkill_loses_at_most_the_last_flush(tmp_path: Path) -> None:
     out = tmp_path / "run"
     with openai_server(**SLOW) as server, bench_process(synthetic_args(server.url, out)) as proc:

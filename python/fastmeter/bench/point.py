@@ -128,11 +128,13 @@ def run_point(
     measured = _Measured()
     try:
         asyncio.run(_measure(cfg, recorder, records, metrics, finished, interrupt, measured, hooks))
-    finally:
+    except BaseException:
         recorder.stop()
+        raise
     # From here on a further signal must not tear the run directory half-written: it is counted, and said.
     interrupt.on_signal = lambda s, n: hooks.notify("warning", "still writing the run directory (SIGKILL abandons it)")
     with interrupt.caught():
+        recorder.stop()
         span = measured.span_ns
         if measured.stopped_ns is not None:
             why = "interrupted" if interrupt.signum is not None else "writing samples failed"
