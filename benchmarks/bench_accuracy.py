@@ -37,6 +37,7 @@ LENGTHS = {"0.01": 300, "0.1": 300, "1.0": 100, "10.0": 20}  # window length (s,
 FULL = {"rounds": 5, "round_s": 40.0, "windows": LENGTHS}
 QUICK = {"rounds": 1, "round_s": 4.0, "windows": {"0.01": 30, "0.1": 30, "1.0": 5}}
 WARMUP_S = 0.5  # the meter sees a few counter refreshes before the first window opens
+SMALL_SAMPLE = 15  # windows per length that the README's earlier 100 ms figure rested on (one round)
 PLACEMENT_BINS = 10  # window start within the counter's interval, in bins of COUNTER_MS / PLACEMENT_BINS
 
 
@@ -112,6 +113,15 @@ def q(xs: list[float], p: float) -> float:
     return float(np.percentile(xs, p)) if xs else math.nan
 
 
+def small_sample_spread(errors: list[float], seed: int = 0) -> list[float]:
+    """5th and 95th percentile of the median of SMALL_SAMPLE windows drawn (with replacement) from `errors`."""
+    if not errors:
+        return [math.nan, math.nan]
+    draws = np.random.default_rng(seed).choice(errors, (2000, SMALL_SAMPLE))
+    medians = np.median(draws, axis=1)
+    return [float(np.percentile(medians, 5)), float(np.percentile(medians, 95))]
+
+
 def summarize(rounds: list[dict[tuple[Case, float], RoundErrors]]) -> list[dict]:
     """Per (case, length): each statistic per round, then the median over rounds and the range."""
     table = []
@@ -138,6 +148,8 @@ def summarize(rounds: list[dict[tuple[Case, float], RoundErrors]]) -> list[dict]
                 "zeus_p90_pct": over(lambda e: q(e.zeus, 90)),
                 "bound_over_error_median": over(lambda e: q(e.bound_ratio, 50)),
                 "relative_bound_median_pct": over(lambda e: q(e.relative_bound, 50)),
+                # what a small sample could have shown: the median of SMALL_SAMPLE windows drawn from this pool
+                "fastmeter_small_sample_median_5_95_pct": small_sample_spread([x for e in per for x in e.fastmeter]),
                 # pooled over rounds: the median fastmeter error of windows starting in each tenth of the interval
                 "fastmeter_median_pct_by_start": [q(b, 50) for b in bins],
             }
