@@ -12,7 +12,7 @@ def draw(table: list[dict], path: Path) -> str:
         from matplotlib.figure import Figure
     except ImportError:
         return "the figure needs matplotlib: pip install 'fastmeter[plot]'"
-    bursty = [t for t in table if t["load"] == "bursty"]
+    bursty = [t for t in table if t["load"] == "bursty" and t["phase_ms"] is not None]
     lengths = sorted({t["length_s"] for t in bursty})
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     err_ax, bound_ax = fig.subplots(1, 2)

@@ -33,9 +33,18 @@ STEADY = Constant(300.0)
 COUNTER_MS, POWER_WINDOW_MS = 100.0, 25.0
 PHASES_MS = tuple(range(0, 100, 10))
 STEADY_PHASES_MS = (0, 50)
-LENGTHS = {"0.01": 300, "0.1": 300, "1.0": 100, "10.0": 20}  # window length (s, as text) -> windows per round
-FULL = {"rounds": 5, "round_s": 40.0, "windows": LENGTHS}
-QUICK = {"rounds": 1, "round_s": 4.0, "windows": {"0.01": 30, "0.1": 30, "1.0": 5}}
+# Per part: round length and window length (s, as text) -> windows per round. The continuous counter is the
+# reference without any refresh grid (one GPU, so Zeus reads one counter at each edge, as a user with one GPU would).
+FULL = {
+    "rounds": 5,
+    "stepped": {"round_s": 40.0, "windows": {"0.01": 300, "0.1": 300, "1.0": 100, "10.0": 20}},
+    "continuous": {"round_s": 10.0, "windows": {"0.001": 200, "0.01": 200, "0.1": 100, "1.0": 20}},
+}
+QUICK = {
+    "rounds": 1,
+    "stepped": {"round_s": 4.0, "windows": {"0.01": 30, "0.1": 30, "1.0": 5}},
+    "continuous": {"round_s": 2.0, "windows": {"0.001": 20, "0.01": 20, "0.1": 5}},
+}
 WARMUP_S = 0.5  # the meter sees a few counter refreshes before the first window opens
 SMALL_SAMPLE = 15  # windows per length that the README's earlier 100 ms figure rested on (one round)
 PLACEMENT_BINS = 10  # window start within the counter's interval, in bins of COUNTER_MS / PLACEMENT_BINS
@@ -44,19 +53,29 @@ PLACEMENT_BINS = 10  # window start within the counter's interval, in bins of CO
 @dataclass(frozen=True)
 class Case:
     load: str  # "bursty" | "steady"
-    phase_ms: int
+    phase_ms: int | None  # None: a continuous counter and power exact at every poll (no refresh grid)
 
     def spec(self) -> GpuSpec:
+        waveform = BURSTY if self.load == "bursty" else STEADY
+        if self.phase_ms is None:
+            return GpuSpec(waveform=waveform)
         return GpuSpec(
-            waveform=BURSTY if self.load == "bursty" else STEADY,
+            waveform=waveform,
             counter_refresh_ms=COUNTER_MS,
             power_refresh_ms=COUNTER_MS,
             power_window_ms=POWER_WINDOW_MS,
             power_phase_ms=float(self.phase_ms),
         )
 
+    @property
+    def label(self) -> str:
+        return f"{self.load}, continuous counter" if self.phase_ms is None else f"{self.load}, phase {self.phase_ms} ms"
 
-CASES = [Case("bursty", p) for p in PHASES_MS] + [Case("steady", p) for p in STEADY_PHASES_MS]
+
+PARTS = {
+    "stepped": [Case("bursty", p) for p in PHASES_MS] + [Case("steady", p) for p in STEADY_PHASES_MS],
+    "continuous": [Case("bursty", None)],
+}
 
 
 def size_label(size_s: float) -> str:
@@ -79,16 +98,18 @@ class RoundErrors:
     failed: int = 0
 
 
-def one_round(em: Emulator, config: dict, seed: int) -> tuple[dict[tuple[Case, float], RoundErrors], dict]:
-    gpus = em.configure([c.spec() for c in CASES])
+def one_round(
+    em: Emulator, cases: list[Case], config: dict, seed: int
+) -> tuple[dict[tuple[Case, float], RoundErrors], dict]:
+    gpus = em.configure([c.spec() for c in cases])
     load_before = os.getloadavg()
-    spec = {"gpus": len(CASES), "round_s": config["round_s"], "windows": config["windows"], "seed": seed}
+    spec = {"gpus": len(cases), "round_s": config["round_s"], "windows": config["windows"], "seed": seed}
     spec["warmup_s"] = WARMUP_S
     result = run_worker(spec, em.env(), timeout_s=config["round_s"] + 120, module="benchmarks.accuracy_worker")
     out: dict[tuple[Case, float], RoundErrors] = defaultdict(lambda: RoundErrors([], [], [], [], []))
     interval_ns = round(COUNTER_MS * 1e6)
     for length_s, t0, t1, zeus_j, fm_j, bound_j in result["windows"]:
-        for g, (case, gpu) in enumerate(zip(CASES, gpus)):
+        for g, (case, gpu) in enumerate(zip(cases, gpus)):
             e = out[(case, length_s)]
             truth = gpu.energy_j(t0, t1)
             if zeus_j is not None:
@@ -102,8 +123,9 @@ def one_round(em: Emulator, config: dict, seed: int) -> tuple[dict[tuple[Case, f
                 e.relative_bound.append(bound_j[g] / truth * 100)
                 if err > 0:
                     e.bound_ratio.append(bound_j[g] / err)
-            where = (t0 - gpu.t0_ns) % interval_ns * PLACEMENT_BINS // interval_ns
-            e.placement.append((int(where), err / truth * 100))
+            if case.phase_ms is not None:
+                where = (t0 - gpu.t0_ns) % interval_ns * PLACEMENT_BINS // interval_ns
+                e.placement.append((int(where), err / truth * 100))
     meta = {"load_avg_before": load_before, "load_avg_after": os.getloadavg(), "sampler": result["stats"]}
     meta["skipped"] = result["skipped"]
     return out, meta
@@ -137,6 +159,7 @@ def summarize(rounds: list[dict[tuple[Case, float], RoundErrors]]) -> list[dict]
         bins = [[err for b, err in (p for e in per for p in e.placement) if b == k] for k in range(PLACEMENT_BINS)]
         table.append(
             {
+                "label": case.label,
                 "load": case.load,
                 "phase_ms": case.phase_ms,
                 "length_s": length_s,
@@ -163,10 +186,10 @@ def rows_of(table: list[dict], rounds: int) -> list[Row]:
     span = f"median of {rounds} rounds"
     for length_s in lengths:
         at = [t for t in table if t["length_s"] == length_s]
-        bursty = [t for t in at if t["load"] == "bursty"]
+        bursty = [t for t in at if t["load"] == "bursty" and t["phase_ms"] is not None]
         for tool in ("fastmeter", "zeus"):
             meds = [t[f"{tool}_median_pct"][0] for t in bursty]
-            if all(math.isnan(m) for m in meds):
+            if not bursty or all(math.isnan(m) for m in meds):
                 continue
             worst = max(bursty, key=lambda t, tool=tool: t[f"{tool}_median_pct"][0])
             case = f"bursty, {size_label(length_s)} windows, phases 0-90 ms"
@@ -175,7 +198,7 @@ def rows_of(table: list[dict], rounds: int) -> list[Row]:
             note = f"phase {worst['phase_ms']} ms; {span}, range {pct(w[1])}-{pct(w[2])}"
             rows.append(Row("accuracy", case, f"{tool} |error| median, worst phase", w[0], "%", None, note))
         for t in at:
-            case = f"{t['load']}, {size_label(length_s)} windows, phase {t['phase_ms']} ms"
+            case = f"{t['label']}, {size_label(length_s)} windows"
             fm, z, r = t["fastmeter_median_pct"], t["zeus_median_pct"], t["bound_over_error_median"]
             note = (
                 f"{span}, range {pct(fm[1])}-{pct(fm[2])}; p90 {pct(t['fastmeter_p90_pct'][0])}; "
@@ -191,11 +214,14 @@ def run(quick: bool) -> list[Row]:
 
     config = QUICK if quick else FULL
     started = datetime.datetime.now(datetime.timezone.utc)
+    results = []
     with Emulator(gpus=1) as em:
-        results = [one_round(em, config, seed) for seed in range(config["rounds"])]
+        for seed in range(config["rounds"]):  # each round runs every part, so parts interleave across rounds
+            parts = [one_round(em, cases, config[name], seed) for name, cases in PARTS.items()]
+            results.append(({k: v for r, _ in parts for k, v in r.items()}, {n: m for n, (_, m) in zip(PARTS, parts)}))
     table = summarize([r for r, _ in results])
     rows = rows_of(table, config["rounds"])
-    for tool, why in results[0][1]["skipped"].items():
+    for tool, why in results[0][1]["stepped"]["skipped"].items():
         rows.append(Row("accuracy", "all cases", f"{tool} skipped", math.nan, "", None, why))
     out_dir = ROOT / ("build/benchmarks" if quick else "benchmarks/results")
     out_dir.mkdir(parents=True, exist_ok=True)
