@@ -8,9 +8,9 @@ more run a steady 300 W at phases 0 and 50 ms. One round is a fresh interpreter 
 opens windows of 10 ms, 100 ms, 1 s and 10 s at random instants (so at random placements relative to the counter's
 refreshes) while fastmeter samples; each window is then measured at every phase at once, and rounds are sequential
 runs of every phase together. A second part of each round is the reference without any refresh grid: one GPU with
-a continuous counter under the bursty load, windows of 1 ms to 1 s. Per (case, length): the median over rounds of each round's median and p90 |error|
-(range across rounds), the median bound / |true error| of `Meter.span(...).bound_j`, and the median error by where
-the window starts within the counter's 100 ms interval.
+a continuous counter under the bursty load, windows of 1 ms to 1 s. Per (case, length): the median over rounds of
+each round's median and p90 |error| (range across rounds), the median bound / |true error| of
+`Meter.span(...).bound_j`, and the median error by where the window starts within the counter's 100 ms interval.
 
 Writes accuracy-<date>.json and accuracy-<date>.png to benchmarks/results (build/benchmarks with --quick).
 """
