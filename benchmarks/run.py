@@ -37,6 +37,7 @@ BENCHMARKS = {
     "interference": "benchmarks.bench_interference",
     "accuracy": "benchmarks.bench_accuracy",
     "bound": "benchmarks.bench_bound",
+    "schedule": "benchmarks.bench_schedule",
 }
 
 

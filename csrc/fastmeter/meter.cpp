@@ -173,12 +173,18 @@ void Meter::fork_child() {
 }
 
 void Meter::drain_loop() {
-  // Queries drain on demand, so this thread only keeps the ring from filling: every 50 ms is 64k samples at the
-  // extreme (20 kHz x 64 channels) against a default capacity of 1M, and wakes 20x a second instead of 100x.
+  // Queries drain on demand, so this thread only keeps the ring from filling: it wakes when the ring could be a
+  // quarter full at the sampler's densest rate (one sample per channel per period), between 10 ms and 1 s. At 1 kHz
+  // with a few channels that is once a second (each wake-up costs tens of µs of CPU, as much as a poll); at the
+  // extreme (20 kHz x 64 channels, 1M capacity) ~0.2 s.
+  const double per_s = 1e9 / static_cast<double>(sampler_->period_ns()) *
+                       static_cast<double>(std::max<size_t>(1, sampler_->channels().size()));
+  const double fill_s = static_cast<double>(sampler_->ring().capacity()) / per_s / 4.0;
+  const auto interval = std::chrono::milliseconds(static_cast<int64_t>(std::clamp(fill_s, 0.01, 1.0) * 1e3));
   std::unique_lock<std::mutex> lock(mu_);
   while (!drain_stop_) {
     drain_locked();
-    drain_cv_.wait_for(lock, std::chrono::milliseconds(50), [this] { return drain_stop_; });
+    drain_cv_.wait_for(lock, interval, [this] { return drain_stop_; });
   }
 }
 

@@ -112,6 +112,11 @@ static void spend_latency(nvmlDevice_t d, int64_t start_ns) {
   const int64_t until = start_ns + (int64_t)d->latency_us * 1000;
   while (fake_now_ns() < until) {
   }
+  if (d->stall_call >= 0 && __atomic_load_n(&d->calls, __ATOMIC_RELAXED) == d->stall_call) {
+    struct timespec ts = {(time_t)(d->stall_ns / 1000000000LL), (long)(d->stall_ns % 1000000000LL)};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+  }
 }
 
 static unsigned long long counter_mj(nvmlDevice_t d, int64_t t_ns) {

@@ -40,6 +40,8 @@ struct fake_gpu {
   long fail_after_calls; /* < 0: never */
   int fail_code;
   long calls; /* field/energy/power calls so far */
+  long stall_call; /* this value call (1-based) sleeps stall_ns before returning; < 0: never */
+  int64_t stall_ns;
   int no_energy_counter, no_power_fields, no_instant_power, no_power_usage, no_field_values;
   int energy_type, power_type;
   unsigned power_limit_mw, arch, persistence, mig_current, mig_pending, mig_supported;

@@ -26,6 +26,8 @@
  *   counter_delay_ms <ms>    the counter published at refresh instant tc holds E(tc - delay) (default 0)
  *   latency_us <us>          every value call busy-waits this long after taking its value
  *   fail_after_calls <N> <code>  after N field/energy/power calls every device call returns <code> (15 = lost)
+ *   stall_at_call <N> <ms>   the N-th field/energy/power call (1-based) sleeps this long before returning: a
+ *                            driver call that hangs once, to show the sampler's poll gap and missed deadlines
  *   no_energy_counter        field 83 and nvmlDeviceGetTotalEnergyConsumption: NOT_SUPPORTED
  *   no_power_fields          fields 185/186: NOT_SUPPORTED (drivers before R535)
  *   no_instant_power         field 186 alone: NOT_SUPPORTED
@@ -114,6 +116,7 @@ static void gpu_defaults(struct fake_gpu* g, int index, int64_t t0_ns) {
   g->wave.a_w = 100.0;
   g->average_window_s = 1.0;
   g->fail_after_calls = -1;
+  g->stall_call = -1;
   g->energy_type = VT_ULL;
   g->power_type = VT_UINT;
   g->power_limit_mw = 700000;
@@ -187,6 +190,9 @@ static int apply(struct fake_system* sys, char* key, char* rest, char** tok, int
   else if (strcmp(key, "fail_after_calls") == 0 && n == 2) {
     g->fail_after_calls = atol(tok[0]);
     g->fail_code = atoi(tok[1]);
+  } else if (strcmp(key, "stall_at_call") == 0 && n == 2) {
+    g->stall_call = atol(tok[0]);
+    g->stall_ns = ms_to_ns(tok[1]);
   } else if (strcmp(key, "no_energy_counter") == 0 && n == 0) g->no_energy_counter = 1;
   else if (strcmp(key, "no_power_fields") == 0 && n == 0) g->no_power_fields = 1;
   else if (strcmp(key, "no_instant_power") == 0 && n == 0) g->no_instant_power = 1;

@@ -119,6 +119,7 @@ class GpuSpec:
     counter_delay_ms: float = 0.0  # the counter published at tc holds E(tc - delay)
     latency_us: int = 0
     fail_after_calls: tuple[int, int] | None = None  # (N calls, nvmlReturn code)
+    stall_at_call: tuple[int, float] | None = None  # (N-th value call, ms it sleeps)
     no_energy_counter: bool = False
     no_power_fields: bool = False
     no_instant_power: bool = False
@@ -207,6 +208,8 @@ class GpuSpec:
         lines += [f"process {pid} {used}" for pid, used in self.processes]
         if self.fail_after_calls is not None:
             lines.append("fail_after_calls {} {}".format(*self.fail_after_calls))
+        if self.stall_at_call is not None:
+            lines.append(f"stall_at_call {self.stall_at_call[0]} {self.stall_at_call[1]!r}")
         for flag in (
             "no_energy_counter",
             "no_power_fields",

@@ -187,3 +187,16 @@ def test_run_json_with_values_of_the_wrong_type_is_one_clear_error(report_runs: 
     with pytest.raises(FastmeterError, match=re.escape(message)) as exc:
         render_text(load_report([run]))
     assert str(run / "run.json") in str(exc.value)
+
+
+def test_html_escapes_recorded_text(report_runs: dict[str, Path], tmp_path: Path) -> None:
+    from fastmeter.report.html import render_html
+
+    evil = "<script>alert(1)</script>|"
+    run = _edited(report_runs, tmp_path, config={"server": {"model": evil}})
+    meta = json.loads((run / "run.json").read_text())
+    meta["fingerprint"]["controlled"]["gpu"]["driver_version"] = evil
+    meta["sampler_stats"]["errors"] = {"gpu0": evil}
+    (run / "run.json").write_text(json.dumps(meta))
+    html = render_html(load_report([run]), [])
+    assert "<script>alert" not in html and html.count("&lt;script&gt;alert(1)&lt;/script&gt;|") >= 2

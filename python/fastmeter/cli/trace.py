@@ -14,7 +14,7 @@ import click
 
 import fastmeter
 from fastmeter.calibrate.result import calibration_for
-from fastmeter.cli.params import FiniteFloatRange
+from fastmeter.cli.params import GPU_ID, FiniteFloatRange
 from fastmeter.errors import ConfigError, FastmeterError
 from fastmeter.io.stream import TraceWriter, check_output_path
 from fastmeter.sources import SOURCE_NAMES, permission_warnings
@@ -67,7 +67,8 @@ def _measure_idle(m: fastmeter.Meter, seconds: float, stop: _StopRequested) -> d
 @click.option("--period-us", type=int, default=1000, show_default=True, help="Sampling period in microseconds.")
 @click.option("--source", "sources", multiple=True, type=click.Choice(SOURCE_NAMES),
               help="Source to read (repeatable). Default: every hardware source available, else synthetic.")
-@click.option("--gpu", "gpus", multiple=True, help="GPU index or UUID to read (repeatable; default all).")
+@click.option("--gpu", "gpus", multiple=True, type=GPU_ID,
+              help="GPU index or UUID to read (repeatable; default all).")
 @click.option("--idle-baseline", type=FiniteFloatRange(min=0), default=0.0,
               help="Seconds of idle measurement before the run; reports net energy above idle.")
 @click.option("--calibration", type=click.Path(dir_okay=False, exists=True), default=None,

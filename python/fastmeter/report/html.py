@@ -46,13 +46,17 @@ ul.warn { background: #fff4e5; border: 1px solid #f0c48a; border-radius: 6px; pa
 p.ok { color: #2d6a3e; }
 """
 
-# Marks the page once every figure has decoded (a headless browser reads the attribute back from the DOM).
+# Marks the page once every figure has decoded, and how many summary tables overflow the window (a headless browser
+# reads the attributes back from the DOM).
 _SCRIPT = """
 window.addEventListener("load", function () {
   var imgs = Array.prototype.slice.call(document.querySelectorAll("img"));
   var bad = imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); });
   document.documentElement.setAttribute("data-figures",
     bad.length ? "broken " + bad.map(function (i) { return i.alt; }).join(", ") : "ready " + imgs.length);
+  var wide = Array.prototype.slice.call(document.querySelectorAll(".summary .scroll")).filter(function (d) {
+    return d.scrollWidth > d.clientWidth + 1; });
+  document.documentElement.setAttribute("data-summary-overflow", String(wide.length));
 });
 """
 
@@ -79,7 +83,7 @@ def _summary(report: Report) -> str:
     note = '<p class="meta">Highlighted: the best operating point under the SLO of its sweep.</p>' if best else ""
     tables = [f"<h3>{escape(title)}</h3>" + _table(header, rows, classes)
               for title, header, rows in summary_tables(report)]
-    return "".join(tables) + note
+    return '<div class="summary">' + "".join(tables) + "</div>" + note
 
 
 def _warnings(report: Report) -> str:
