@@ -97,6 +97,7 @@ class RoundErrors:
     relative_bound: list[float]  # bound / true energy, %
     placement: list[tuple[int, float]]  # (bin of the window's start in the counter interval, fastmeter error %)
     failed: int = 0
+    inside: int = 0  # windows whose truth lies within fastmeter's bound
 
 
 def one_round(
@@ -122,6 +123,7 @@ def one_round(
             e.fastmeter.append(err / truth * 100)
             if bound_j[g] is not None:
                 e.relative_bound.append(bound_j[g] / truth * 100)
+                e.inside += err <= bound_j[g]
                 if err > 0:
                     e.bound_ratio.append(bound_j[g] / err)
             if case.phase_ms is not None:
@@ -172,6 +174,9 @@ def summarize(rounds: list[dict[tuple[Case, float], RoundErrors]]) -> list[dict]
                 "zeus_p90_pct": over(lambda e: q(e.zeus, 90)),
                 "bound_over_error_median": over(lambda e: q(e.bound_ratio, 50)),
                 "relative_bound_median_pct": over(lambda e: q(e.relative_bound, 50)),
+                "truth_inside_bound_pct": over(
+                    lambda e: 100 * e.inside / len(e.fastmeter) if e.fastmeter else math.nan
+                ),
                 # what a small sample could have shown: the median of SMALL_SAMPLE windows drawn from this pool
                 "fastmeter_small_sample_median_5_95_pct": small_sample_spread([x for e in per for x in e.fastmeter]),
                 # pooled over rounds: the median fastmeter error of windows starting in each tenth of the interval
