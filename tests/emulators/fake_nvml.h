@@ -41,6 +41,7 @@ struct fake_gpu {
   int fail_code;
   long calls; /* field/energy/power calls so far */
   long stall_call; /* this value call (1-based) sleeps stall_ns before returning; < 0: never */
+  int64_t jump_at_ns, jump_shift_ns; /* from t0 + jump_at_ns on, refresh instants move by jump_shift_ns */
   int64_t stall_ns;
   int no_energy_counter, no_power_fields, no_instant_power, no_power_usage, no_field_values;
   int energy_type, power_type;

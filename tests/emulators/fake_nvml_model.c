@@ -28,6 +28,8 @@
  *   fail_after_calls <N> <code>  after N field/energy/power calls every device call returns <code> (15 = lost)
  *   stall_at_call <N> <ms>   the N-th field/energy/power call (1-based) sleeps this long before returning: a
  *                            driver call that hangs once, to show the sampler's poll gap and missed deadlines
+ *   refresh_jump <at_ms> <shift_ms>  from t0 + at_ms on, the counter and power refresh instants are
+ *                            t0 + shift + k*refresh (a phase jump; 0 <= shift < refresh keeps the counter monotone)
  *   no_energy_counter        field 83 and nvmlDeviceGetTotalEnergyConsumption: NOT_SUPPORTED
  *   no_power_fields          fields 185/186: NOT_SUPPORTED (drivers before R535)
  *   no_instant_power         field 186 alone: NOT_SUPPORTED
@@ -61,7 +63,10 @@ static int64_t floor_div(int64_t a, int64_t b) {
 
 double fake_refresh_s(const struct fake_gpu* g, int64_t t_ns, int64_t refresh_ns) {
   int64_t dt = t_ns - g->t0_ns;
-  if (refresh_ns > 0) dt = floor_div(dt, refresh_ns) * refresh_ns;
+  if (refresh_ns > 0) {
+    const int64_t shift = (g->jump_at_ns > 0 && dt >= g->jump_at_ns) ? g->jump_shift_ns : 0;
+    dt = floor_div(dt - shift, refresh_ns) * refresh_ns + shift;
+  }
   return (double)dt * 1e-9;
 }
 
@@ -190,6 +195,9 @@ static int apply(struct fake_system* sys, char* key, char* rest, char** tok, int
   else if (strcmp(key, "fail_after_calls") == 0 && n == 2) {
     g->fail_after_calls = atol(tok[0]);
     g->fail_code = atoi(tok[1]);
+  } else if (strcmp(key, "refresh_jump") == 0 && n == 2) {
+    g->jump_at_ns = ms_to_ns(tok[0]);
+    g->jump_shift_ns = ms_to_ns(tok[1]);
   } else if (strcmp(key, "stall_at_call") == 0 && n == 2) {
     g->stall_call = atol(tok[0]);
     g->stall_ns = ms_to_ns(tok[1]);

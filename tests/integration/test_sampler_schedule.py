@@ -74,3 +74,48 @@ def test_continuous_counter_stays_on_the_fixed_schedule(tmp_path, monkeypatch) -
     state = m.stats()["schedule"]["cpu0-package"]["state"]
     assert state in ("learning", "fixed")
     assert state != "locked"
+
+
+def test_a_phase_jump_is_missed_then_relocked_on_the_new_phase(fake_nvml: FakeNvml) -> None:
+    jump_at_ms, shift_ms = 6_000.0, 37.0
+    (spec,) = fake_nvml.configure(
+        [
+            GpuSpec(
+                waveform=Square(100.0, 400.0, 0.17, 0.3),
+                counter_refresh_ms=100,
+                power_refresh_ms=100,
+                power_window_ms=25,
+                refresh_jump=(jump_at_ms, shift_ms),
+            )
+        ]
+    )
+    jump_ns = spec.t0_ns + int(jump_at_ms * 1e6)
+    with fastmeter.Meter("nvml", 1000, spin_us=0, schedule="adaptive") as m:
+        wait_locked(m, "gpu0")
+        locked_before_jump = m.now_ns() < jump_ns
+        give_up = time.monotonic() + HANG_GUARD_S
+        while not (m.now_ns() > jump_ns and m.stats()["schedule"]["gpu0"]["fields"]["counter"]["relocks"] >= 1):
+            assert time.monotonic() < give_up, f"never re-locked: {m.stats()['schedule']}"
+            time.sleep(0.05)
+        wait_locked(m, "gpu0")
+        time.sleep(0.5)
+        t_end = m.now_ns()
+    if not locked_before_jump:
+        pytest.skip("the machine was too busy for the schedule to lock before the jump")
+    counter = m.stats()["schedule"]["gpu0"]["fields"]["counter"]
+    assert counter["misses"] >= 1 and counter["relocks"] >= 1
+    assert counter["period_s"] == pytest.approx(0.1, abs=0.002)
+    # After the re-lock every update is located on the shifted grid, within half a poll (+ read time).
+    table = m.samples()
+    t = table.column("t_ns").to_numpy()
+    e = table.column("energy_j").to_numpy()
+    changed = np.flatnonzero(np.diff(e) != 0) + 1
+    located = t[changed - 1] + (t[changed] - t[changed - 1]) // 2
+    late = located > t_end - 400_000_000
+    grid0 = spec.t0_ns + int(shift_ms * 1e6)
+    nearest = grid0 + np.round((located[late] - grid0) / 1e8).astype(np.int64) * 100_000_000
+    assert late.sum() >= 3
+    assert np.max(np.abs(located[late] - nearest)) <= 700_000
+    # Energy across the jump is still the waveform's.
+    a, b = jump_ns - 300_000_000, jump_ns + 300_000_000
+    assert m.energy_between(a, b)["gpu0"] == pytest.approx(spec.energy_j(a, b), rel=0.05)

@@ -94,3 +94,10 @@ def test_without_the_privilege_the_sampler_stays_sched_other_quietly() -> None:
     )
     assert json.loads(out.stdout) == "SCHED_OTHER"
     assert out.stderr == ""
+
+
+def test_unknown_schedule_is_one_clear_error() -> None:
+    from fastmeter.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="schedule='dense' is not one of fixed, adaptive"):
+        Meter("synthetic", 1000, schedule="dense")
