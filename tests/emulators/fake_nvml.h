@@ -33,6 +33,7 @@ struct fake_gpu {
   struct wave wave;
   long long energy_offset_mj;
   int64_t counter_refresh_ns, power_refresh_ns;
+  int64_t power_phase_ns; /* power refreshes at t0 + phase + k * power_refresh (the counter's grid has phase 0) */
   double counter_delay_s, power_delay_s; /* calibrate: a published value describes the past by this much */
   double power_window_s, average_window_s;
   long latency_us;

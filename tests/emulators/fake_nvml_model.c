@@ -17,6 +17,8 @@
  *   counter_refresh_ms <ms>  energy counter = offset + floor(1000 * E(tc)) mJ, tc = t0 + k*refresh the latest
  *                            instant <= now (0 = continuous); E = exact integral of the waveform from t0
  *   power_refresh_ms <ms>    power values are evaluated at the latest t0 + k*refresh <= now (0 = now)
+ *   power_phase_ms <ms>      power refreshes at t0 + phase + k*power_refresh_ms, phase after the counter's grid
+ *                            (default 0: both refresh together)
  *   power_window_ms <ms>     instant power (field 186) = mean true power over this trailing window (0 = exact)
  *   average_window_ms <ms>   field 185 and nvmlDeviceGetPowerUsage: mean over this window (default 1000)
  *   power_delay_ms <ms>      fields 185/186 and nvmlDeviceGetPowerUsage: the value published at refresh instant r
@@ -184,6 +186,7 @@ static int apply(struct fake_system* sys, char* key, char* rest, char** tok, int
     }
   } else if (strcmp(key, "counter_refresh_ms") == 0 && n == 1) g->counter_refresh_ns = ms_to_ns(tok[0]);
   else if (strcmp(key, "power_refresh_ms") == 0 && n == 1) g->power_refresh_ns = ms_to_ns(tok[0]);
+  else if (strcmp(key, "power_phase_ms") == 0 && n == 1) g->power_phase_ns = ms_to_ns(tok[0]);
   else if (strcmp(key, "power_window_ms") == 0 && n == 1) g->power_window_s = atof(tok[0]) * 1e-3;
   else if (strcmp(key, "average_window_ms") == 0 && n == 1) g->average_window_s = atof(tok[0]) * 1e-3;
   else if (strcmp(key, "power_delay_ms") == 0 && n == 1) g->power_delay_s = atof(tok[0]) * 1e-3;

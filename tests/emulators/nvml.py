@@ -112,6 +112,7 @@ class GpuSpec:
     energy_offset_mj: int = 0
     counter_refresh_ms: float = 0.0
     power_refresh_ms: float = 0.0
+    power_phase_ms: float = 0.0  # power refreshes this long after each counter refresh
     power_window_ms: float = 0.0
     average_window_ms: float = 1000.0
     power_delay_ms: float = 0.0  # a published power value describes [r - delay - window, r - delay]
@@ -163,7 +164,8 @@ class GpuSpec:
         return max(0, self.energy_offset_mj + math.floor(e_j * 1000.0))
 
     def _mean_power_mw(self, t_ns: int, window_ms: float) -> float:
-        s = self._s(t_ns, self.power_refresh_ms) - self.power_delay_ms * 1e-3
+        phase_ns = _ms_to_ns(self.power_phase_ms)
+        s = self._s(t_ns - phase_ns, self.power_refresh_ms) + float(phase_ns) * 1e-9 - self.power_delay_ms * 1e-3
         window_s = window_ms * 1e-3
         if window_s <= 0:
             return self.waveform.power_at(s) * 1000.0
@@ -190,6 +192,7 @@ class GpuSpec:
             f"energy_offset_mj {self.energy_offset_mj}",
             f"counter_refresh_ms {self.counter_refresh_ms!r}",
             f"power_refresh_ms {self.power_refresh_ms!r}",
+            f"power_phase_ms {self.power_phase_ms!r}",
             f"power_window_ms {self.power_window_ms!r}",
             f"average_window_ms {self.average_window_ms!r}",
             f"power_delay_ms {self.power_delay_ms!r}",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from fastmeter.adapters.ready import READY_PATHS
 from tests.emulators.fake_server import FakeServer, Request, Script, Send, Sleep, sse
 
 
@@ -26,19 +27,26 @@ def json_reply(obj: object, status: int = 200) -> Script:
 
 
 def info_reply(req: Request, version: str | None) -> Script | None:
-    """Answers to GETs (the fingerprint's version probes): vLLM's GET /version when `version` is set, else 404.
-    None for a POST (a completion request)."""
+    """Answers to GETs, which are not completion requests: /v1/models and /health answer 200 (the readiness
+    check), GET /version answers as vLLM does when `version` is set (the fingerprint's probe), others 404. None
+    for a POST."""
     if req.method != "GET":
         return None
+    if req.path in READY_PATHS:
+        return json_reply({"object": "list", "data": [{"id": "m"}]})
     if req.path == "/version" and version is not None:
         return json_reply({"version": version})
     return json_reply({"error": "not found"}, status=404)
 
 
-def openai_server(token_gap_s: float = 0.005, prefill_s: float = 0.01,
-                  fail: Callable[[int], bool] = lambda i: False, version: str | None = None) -> FakeServer:
+def openai_server(
+    token_gap_s: float = 0.005,
+    prefill_s: float = 0.01,
+    fail: Callable[[int], bool] = lambda i: False,
+    version: str | None = None,
+) -> FakeServer:
     """Each request streams `max_tokens` tokens; request number i (in arrival order) fails with HTTP 500 when
-    fail(i). With `version`, GET /version answers as vLLM does."""
+    fail(i). GETs do not count as requests (see `info_reply`); with `version`, GET /version answers as vLLM does."""
     counter = {"n": 0}
 
     def handler(req: Request) -> Script:
@@ -47,8 +55,12 @@ def openai_server(token_gap_s: float = 0.005, prefill_s: float = 0.01,
         i = counter["n"]
         counter["n"] += 1
         if fail(i):
-            return Script([Sleep(prefill_s), Send(b'{"error": "scripted failure"}')], status=500,
-                          content_type="application/json", chunked=False)
+            return Script(
+                [Sleep(prefill_s), Send(b'{"error": "scripted failure"}')],
+                status=500,
+                content_type="application/json",
+                chunked=False,
+            )
         return completion_script(int(req.json["max_tokens"]), token_gap_s, prefill_s)
 
     return FakeServer(handler)

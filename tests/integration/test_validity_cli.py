@@ -273,7 +273,7 @@ def test_bunched_streams_are_left_out_of_itl_and_degrade_the_run(fake_nvml: Fake
 
 def test_server_metric_deltas_start_after_warm_up(fake_nvml: FakeNvml, tmp_path: Path) -> None:
     from tests.emulators.fake_server import FakeServer, Request, Script, Send
-    from tests.emulators.openai_server import completion_script
+    from tests.emulators.openai_server import completion_script, info_reply
 
     arrived = {"n": 0}
 
@@ -281,8 +281,8 @@ def test_server_metric_deltas_start_after_warm_up(fake_nvml: FakeNvml, tmp_path:
         if req.method == "GET" and req.path == "/metrics":
             text = f"# TYPE vllm:request_arrivals counter\nvllm:request_arrivals_total {arrived['n']}\n"
             return Script([Send(text.encode())], content_type="text/plain", chunked=False)
-        if req.method == "GET":
-            return Script([Send(b"{}")], status=404, content_type="application/json", chunked=False)
+        if (info := info_reply(req, None)) is not None:
+            return info
         arrived["n"] += 1  # counted on arrival: warm-ups all arrive before the baseline scrape
         return completion_script(4, 0.002, 0.002)
 

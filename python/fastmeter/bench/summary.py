@@ -32,6 +32,9 @@ class RunEnergy:
     duration_s: float
     failed_energy_j: float = 0.0  # attributed to failed requests
     idle_power_w: float | None = None  # summed over counted channels
+    # Sum of the requests' and the idle time's net energy when attributed (so the parts add up exactly); None:
+    # energy_j - idle_power_w x duration_s.
+    net_energy_j: float | None = None
 
 
 def _pct(values: Sequence[float], q: float) -> float:
@@ -107,7 +110,9 @@ def summarize(records: Sequence[RequestRecord], energy: RunEnergy) -> dict[str, 
         s[f"{name}_ms_p50"] = _pct(values, 50)
         s[f"{name}_ms_p99"] = _pct(values, 99)
     if energy.idle_power_w is not None:
-        net = energy.energy_j - energy.idle_power_w * energy.duration_s
+        net = energy.net_energy_j
+        if net is None:
+            net = energy.energy_j - energy.idle_power_w * energy.duration_s
         s["idle_power_w"] = energy.idle_power_w
         s["net_energy_j"] = net
         s["net_energy_per_output_token_j"] = _div(net - energy.failed_energy_j, out_tokens)

@@ -3,15 +3,13 @@ operating point that meets the latency SLOs (the highest tokens/J among points w
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import click
-
-from fastmeter.bench.point import _finite, prepare_run_dir, run_point
+from fastmeter.bench.point import BenchHooks, run_point
+from fastmeter.bench.run_files import prepare_run_dir, write_run_json
 from fastmeter.bench.summary import bunched_note
 from fastmeter.load.config import BenchConfig, BenchSettings, config_to_dict
 from fastmeter.validity import Validity, Verdict, combine
@@ -58,31 +56,36 @@ def render_sweep(rows: list[dict[str, Any]], best: str | None) -> str:
     return "\n".join(lines)
 
 
-def run_sweep(cfg: BenchConfig, out_dir: Path) -> dict[str, Any]:
+def run_sweep(cfg: BenchConfig, out_dir: Path, *, force: bool = False, hooks: BenchHooks = BenchHooks()
+              ) -> dict[str, Any]:
+    """One run directory per point under `out_dir`, plus sweep.json; a single point writes `out_dir` itself.
+    Stops after a point interrupted by a signal (`interrupted_by_signal` in the result)."""
     points = sweep_points(cfg)
     if len(points) == 1:
-        return run_point(cfg, out_dir, config_to_dict(cfg))
-    prepare_run_dir(out_dir)
+        return run_point(cfg, out_dir, config_to_dict(cfg), force=force, hooks=hooks)
+    prepare_run_dir(out_dir, force=force)
     rows = []
+    signum = None
     validities: list[Validity] = []
     for label, point_cfg in points:
-        click.echo(f"== {label}", err=True)
-        run = run_point(point_cfg, out_dir / label, config_to_dict(point_cfg))
+        hooks.notify("phase", f"== {label}")
+        run = run_point(point_cfg, out_dir / label, config_to_dict(point_cfg), force=force, hooks=hooks)
         s = run["summary"]
         rows.append({"point": label, **{k: (math.nan if v is None else v) for k, v in s.items()},
                      "meets_slo": meets_slo({k: (math.nan if v is None else v) for k, v in s.items()}, cfg.bench)})
         validities.append(Validity.from_dict(run["validity"]))
         rows[-1]["verdict"] = validities[-1].verdict.value
-        if run["interrupted"]:
+        if run["interrupted_by_signal"] is not None:
+            signum = run["interrupted_by_signal"]
             break
     best = best_point(rows)
-    click.echo("")
-    click.echo(render_sweep(rows, best))
+    hooks.notify("summary", "\n" + render_sweep(rows, best))
     if best is None and (cfg.bench.slo_ttft_p99_ms or cfg.bench.slo_itl_p99_ms):
-        click.echo("no point meets the SLO", err=True)
-    sweep = {"points": rows, "best": best, "slo": {"slo_ttft_p99_ms": cfg.bench.slo_ttft_p99_ms,
-                                                        "slo_itl_p99_ms": cfg.bench.slo_itl_p99_ms},
+        hooks.notify("warning", "no point meets the SLO")
+    sweep = {"points": rows, "best": best,
+             "slo": {"slo_ttft_p99_ms": cfg.bench.slo_ttft_p99_ms, "slo_itl_p99_ms": cfg.bench.slo_itl_p99_ms},
+             "interrupted_by_signal": signum,
              "validity": combine(validities).to_dict()}  # the sweep is as trustworthy as its worst point
-    (out_dir / "sweep.json").write_text(json.dumps(_finite(sweep), indent=2) + "\n")
+    write_run_json(out_dir, sweep, "sweep.json")
     return sweep
 
