@@ -187,6 +187,8 @@ def test_auto_without_hardware_says_synthetic_at_every_output(no_hardware: None,
         assert "validity                  SYNTHETIC" in r.output and "not a measurement" in r.output
         run = json.loads((runs[-1] / "run.json").read_text())
         assert run["validity"]["verdict"] == "synthetic" and "synthetic_fallback" in codes(run["validity"])
+        samples_meta = read_trace(runs[-1] / "samples.arrow").metadata  # `show` of a run's samples says it too
+        assert "synthetic_fallback" in codes(samples_meta["validity"])
 
     r = CliRunner().invoke(main, ["report", str(runs[0])])
     assert r.exit_code == 0 and r.output.startswith("NOT A MEASUREMENT")

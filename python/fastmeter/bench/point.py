@@ -161,7 +161,8 @@ def run_point(
         for stream in (requests_stream, chunks_stream, metrics_stream):
             stream.abandon()
         if recorder.error is None:
-            recorder.close({"idle_baseline_w": measured.idle_w, "interrupted": interrupt.signum is not None})
+            recorder.close({"idle_baseline_w": measured.idle_w, "interrupted": interrupt.signum is not None,
+                            "validity": meter_validity(meter).to_dict()})  # the whole record's, for `show`
         context = {"fingerprint": fingerprint, "config": config_dict, "calibration": calibration}
         run = _finish(cfg, run_dir, meter, records, metrics, span, measured.idle_w, context, hooks, interrupt.signum)
     if recorder.error is not None:  # everything else is written; the samples are kept up to the failure
