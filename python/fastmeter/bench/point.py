@@ -27,6 +27,7 @@ import numpy as np
 import fastmeter
 from fastmeter.adapters.base import RequestRecord
 from fastmeter.adapters.prometheus import MetricRow
+from fastmeter.adapters.ready import wait_until_ready
 from fastmeter.analysis.accuracy import accuracy_summary, load_scorer
 from fastmeter.analysis.carbon import carbon_cost_summary
 from fastmeter.analysis.server_metrics import counter_deltas
@@ -101,6 +102,8 @@ def run_point(
     if cfg.bench.scorer is not None:
         load_scorer(cfg.bench.scorer)
     calibration = calibration_for(cfg.bench.calibration)
+    # A server that is not there fails here, in one line, before a directory or a meter exists.
+    wait_until_ready(cfg.server.base_url, cfg.server.ready_timeout_s)
     meter = _make_meter(cfg)
     fingerprint = collect_fingerprint(server=(cfg.server.base_url, cfg.server.kind))
     prepare_run_dir(run_dir, force=force)
@@ -163,7 +166,8 @@ def run_point(
         if recorder.error is None:
             recorder.close({"idle_baseline_w": measured.idle_w, "interrupted": interrupt.signum is not None,
                             "validity": meter_validity(meter).to_dict()})  # the whole record's, for `show`
-        context = {"fingerprint": fingerprint, "config": config_dict, "calibration": calibration}
+        context = {"fingerprint": fingerprint, "config": config_dict, "calibration": calibration,
+                   "send_lag_ns": measured.send_lag_ns}
         run = _finish(cfg, run_dir, meter, records, metrics, span, measured.idle_w, context, hooks, interrupt.signum)
     if recorder.error is not None:  # everything else is written; the samples are kept up to the failure
         raise recorder.error
@@ -175,6 +179,7 @@ class _Measured:
     span_ns: tuple[int, int] = (0, 0)
     idle_w: dict[str, float] | None = None
     stopped_ns: int | None = None  # the load was stopped early (a signal, a failed write) at this instant
+    send_lag_ns: dict[str, int | None] | None = None  # how late requests went out after their schedule
 
 
 async def _measure(
@@ -213,6 +218,7 @@ async def _measure(
             out.idle_w = await asyncio.to_thread(recorder.measure_idle, idle_s, stopped)
         result = await run_config(cfg, records=records, metrics=metrics, on_done=finished)
         out.span_ns = (result.start_ns, result.end_ns)
+        out.send_lag_ns = result.send_lag_ns()
     except asyncio.CancelledError:
         if out.stopped_ns is None:
             raise
@@ -344,6 +350,7 @@ def _finish(
         "interrupted_by_signal": signum,
         "validity": validity.to_dict(),
         "server_metrics": server_deltas,
+        "send_lag_ns": context["send_lag_ns"],
     }
     write_run_json(run_dir, run)
     hooks.notify("summary", render_summary(summary, validity))

@@ -34,6 +34,8 @@ REQUESTS_SCHEMA = pa.schema(
         ("completion_tokens", pa.int64()),
         ("tokens_counted", pa.bool_()),
         ("n_chunks", pa.int32()),
+        ("reads", pa.int32()),
+        ("bunched", pa.bool_()),
     ]
 )
 # request_id is a plain string: chunks stream in batches, and an IPC file cannot change a dictionary between them.
@@ -62,6 +64,8 @@ def requests_table(records: Sequence[RequestRecord], per_request: dict[str, np.n
         "completion_tokens": pa.array([r.completion_tokens for r in records], pa.int64()),
         "tokens_counted": pa.array([r.tokens_counted for r in records], pa.bool_()),
         "n_chunks": pa.array([len(r.chunk_t_ns) for r in records], pa.int32()),
+        "reads": pa.array([r.reads for r in records], pa.int32()),
+        "bunched": pa.array([r.bunched for r in records], pa.bool_()),
     }
     for name, values in (per_request or {}).items():
         cols[name] = pa.array(values, pa.float64(), mask=np.isnan(values))
