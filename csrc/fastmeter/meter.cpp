@@ -58,7 +58,7 @@ Meter::Meter(const std::vector<std::pair<std::string, SourceOptions>>& sources, 
       record_(record.keep_samples_ns, max_samples(record, config.period_ns, sampler_->channels().size())),
       knots_(),
       last_t_ns_(sampler_->channels().size(), std::numeric_limits<int64_t>::min()),
-      buf_(8192) {
+      buf_(2048) {  // one drain batch: ~0.1 ms under the mutex, so a query never waits behind a long one
   for (const auto& c : sampler_->channels()) knots_.emplace_back(c.power_window_ns, record.knot_resolution_ns);
 }
 
