@@ -94,7 +94,7 @@ class KnotBuilder {
   int64_t resolution_ns_ = 0;
   KnotStore knots_;
   std::vector<PowerWindow> pending_;  // power windows seen since the newest counter knot
-  LogHistogram<uint64_t> update_intervals_ns_;
+  MedianHistogram update_intervals_ns_;
   int64_t first_poll_ns_ = 0, last_poll_ns_ = 0;
   int64_t last_valid_ns_ = 0, last_power_ns_ = 0, last_update_ns_ = 0;
   double last_power_w_ = 0.0;

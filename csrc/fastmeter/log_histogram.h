@@ -53,11 +53,6 @@ class LogHistogram {
     if (n == 0) return -1;
     return rank_ns(static_cast<uint64_t>(q * static_cast<double>(n - 1)));
   }
-  // Centre of the bucket holding sorted[n / 2] (the upper median); -1 when empty.
-  int64_t upper_median_ns() const noexcept {
-    const uint64_t n = count();
-    return n == 0 ? -1 : rank_ns(n / 2);
-  }
   void clear() noexcept {
     for (auto& b : bins_) b = 0;
     count_ = 0;
@@ -75,6 +70,32 @@ class LogHistogram {
 
   std::array<Count, log_histogram::kBuckets> bins_{};
   Count count_{0};
+};
+
+// The upper median (sorted[n / 2]) of values recorded by one thread, in the same buckets, readable in O(1): a cursor
+// on the median's bucket moves as values arrive, so recording is O(1) amortized for values near the median (a run's
+// update intervals) and a query never scans. Not thread-safe.
+class MedianHistogram {
+ public:
+  void record(int64_t v) noexcept {
+    const size_t b = log_histogram::bucket_of(v);
+    ++bins_[b];
+    ++n_;
+    if (b < m_) ++below_;
+    // Restore below_ <= n_ / 2 < below_ + bins_[m_]: the median's rank lies in bucket m_.
+    const uint64_t rank = n_ / 2;
+    while (below_ > rank) below_ -= bins_[--m_];
+    while (below_ + bins_[m_] <= rank) below_ += bins_[m_++];
+  }
+  uint64_t count() const noexcept { return n_; }
+  // Centre of the bucket holding the upper median; -1 when empty.
+  int64_t upper_median_ns() const noexcept { return n_ == 0 ? -1 : log_histogram::bucket_centre(m_); }
+  void clear() noexcept { *this = MedianHistogram(); }
+
+ private:
+  std::array<uint64_t, log_histogram::kBuckets> bins_{};
+  uint64_t n_ = 0, below_ = 0;  // below_: values in buckets before m_
+  size_t m_ = 0;
 };
 
 }  // namespace fastmeter
