@@ -12,6 +12,7 @@ import pytest
 import fastmeter
 from fastmeter.errors import ConfigError, SpanError
 from fastmeter.reference.synthetic import SyntheticWave
+from tests.emulators.nvml import FakeNvml, GpuSpec, Square
 
 RECORD_CHUNK = 8192  # SampleRecord::kChunk: samples leave RAM a chunk at a time
 KNOT_CHUNK = 4096  # KnotStore::kChunk: knots are decimated a chunk at a time
@@ -101,6 +102,40 @@ def test_power_channel_queries_move_within_the_stated_bound_after_decimation() -
     assert np.any(after != before)  # not vacuous: the curve did change inside merged intervals
     for x, y in zip(between_before, between_after):
         assert abs(x - y) <= 2 * bound_j
+
+
+def test_counter_queries_are_bit_identical_after_their_samples_leave_ram(fake_nvml: FakeNvml) -> None:
+    # A 100 ms GPU counter with 25 ms power windows: its knots are few and never thinned at 10 ms resolution, so
+    # dropping the raw samples beneath a span must not change any answer about it, to the last bit.
+    gpus = 8  # so a record chunk (8192 samples) fills in ~1000 polls
+    fake_nvml.configure(
+        [
+            GpuSpec(
+                waveform=Square(100.0, 400.0, 0.17, 0.3),
+                counter_refresh_ms=100,
+                power_refresh_ms=100,
+                power_window_ms=25,
+            )
+        ]
+        * gpus
+    )
+    keep_s = 0.2
+    with fastmeter.Meter("nvml", 1000, keep_samples_s=keep_s, wait_final_s=0.5) as m:
+        run_until_polls(m, 800)
+        grid = np.linspace(m.start_ns + 150_000_000, m.now_ns() - 300_000_000, 300).astype(np.int64)
+        before = m.cumulative_at(grid)
+        spans = [(int(grid[i]), int(grid[i + 60])) for i in range(0, 240, 40)]
+        between_before = [m.energy_between(a, b) for a, b in spans]
+        in_ram_before = m.stats()["samples_dropped_from_ram"]
+        run_until_polls(m, m.stats()["polls"] + 2 * int(keep_s * 1000) + RECORD_CHUNK // gpus)
+        first_kept_t = int(m.samples(m.stats()["samples_dropped_from_ram"], m.sample_count())["t_ns"][0].as_py())
+        assert first_kept_t > grid[-1] and m.stats()["samples_dropped_from_ram"] > in_ram_before
+        after = m.cumulative_at(grid)
+        between_after = [m.energy_between(a, b) for a, b in spans]
+    for name in before:
+        assert np.isfinite(before[name]).all()
+        np.testing.assert_array_equal(after[name], before[name])
+    assert between_after == between_before
 
 
 def test_stats_report_memory_and_query_latency(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
