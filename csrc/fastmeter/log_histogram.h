@@ -53,11 +53,6 @@ class LogHistogram {
     if (n == 0) return -1;
     return rank_ns(static_cast<uint64_t>(q * static_cast<double>(n - 1)));
   }
-  void clear() noexcept {
-    for (auto& b : bins_) b = 0;
-    count_ = 0;
-  }
-
  private:
   int64_t rank_ns(uint64_t rank) const noexcept {
     uint64_t seen = 0;
