@@ -1,100 +1,141 @@
-"""Client overhead per streamed chunk: CPU time the adapter + httpx + SSE parser spend on each chunk.
+"""The load generator's client: capacity and timestamp fidelity, against vLLM's own benchmark client.
 
-The fake server runs in a separate process, so the client's CPU time (``time.process_time``) is its own cost.
-"paced" sends each chunk in its own read (a short server sleep between chunks, as real token gaps do); "flood"
-lets chunks coalesce. Real inter-token gaps can be under 2 ms (FACTS.md), so the paced figure must stay a small
-fraction of that. Run from the repository root: ``python benchmarks/bench_client.py [--chunks N] [--streams S]``.
+Server: ``tests/emulators/stamp_server.c`` (C, one thread, epoll), which writes each chunk's CLOCK_MONOTONIC send
+time into the chunk. Clients (``client_workers.py``, each run in a fresh interpreter): fastmeter's load runner with
+a Meter sampling at 1 kHz in the same process, on asyncio's loop and (when installed) on uvloop, and vLLM's
+benchmark request function on aiohttp, run from the vLLM venv (``tests/servers/vllm_env.sh``; its rows are skipped
+without it). Two modes, each closed loop at concurrency 1/16/64/256, 64 chunks per request:
+
+- capacity: chunks back to back (the server is never the bottleneck): requests/s and main-thread CPU µs per chunk;
+- fidelity: one chunk every 1 ms: client receive minus server send per chunk, p50/p99.
+
+Rounds are interleaved (every client and concurrency once per round, client order rotating); each figure is
+the median over rounds with its range; the load average is read before and after. Targets: capacity >= vLLM's
+client at every concurrency; fidelity p99 <= 200 µs at concurrency 64.
+Run from the repository root: ``python benchmarks/bench_client.py [--rounds 3] [--json FILE] [--quick]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import importlib.util
 import json
+import os
+import statistics
 import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 
-from fastmeter.adapters import GenRequest, OpenAIAdapter, RequestRecord, stream_request
-from fastmeter.load import make_client
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: tests.emulators is importable from the checkout
 
-SERVER = """
-import sys, time
-from tests.emulators.fake_server import FakeServer, Script, Send, Sleep, sse
-n, gap = int(sys.argv[1]), float(sys.argv[2])
-chunk = sse({"choices": [{"index": 0, "text": " tok", "finish_reason": None}]})
-steps = []
-for _ in range(n):
-    steps.append(Send(chunk))
-    if gap:
-        steps.append(Sleep(gap))
-steps += [Send(sse({"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": n}})), Send(sse("[DONE]"))]
-with FakeServer(lambda _req: Script(steps)) as srv:
-    print(srv.port, flush=True)
-    sys.stdin.read()
-"""
+from tests.emulators.stamp_server import StampServer, build_stamp_server  # noqa: E402
+
+WORKER = ROOT / "benchmarks" / "client_workers.py"
+VLLM_VENV = Path(os.environ.get("FASTMETER_VLLM_VENV", Path.home() / ".cache" / "fastmeter" / "vllm-venv"))
+TOKENS = 64
+P99_TARGET_NS = 200_000
 
 
-async def stream_many(url: str, streams: int) -> list[RequestRecord]:
-    async with make_client(url, streams) as client:
-        recs = [RequestRecord(f"b-{i}") for i in range(streams)]
-        adapter = OpenAIAdapter("m")
-        await asyncio.gather(*(stream_request(client, adapter, GenRequest("x", 1), r) for r in recs))
-        return recs
+def run_worker(client: str, url: str, concurrency: int, n_requests: int) -> dict[str, float]:
+    python = str(VLLM_VENV / "bin" / "python") if client == "vllm" else sys.executable
+    cmd = [python, str(WORKER), client, url, str(concurrency), str(n_requests), str(TOKENS)]
+    if client == "vllm":
+        cmd += ["--vllm-venv", str(VLLM_VENV)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{client} worker failed:\n{proc.stderr[-3000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    if out["ok"] != n_requests:
+        raise RuntimeError(f"{client} at concurrency {concurrency}: only {out['ok']}/{n_requests} requests complete")
+    return out
 
 
-def measure(chunks: int, streams: int, gap_s: float) -> dict[str, float]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(chunks), str(gap_s)],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = f"http://127.0.0.1:{proc.stdout.readline().strip()}"
-        asyncio.run(stream_many(url, 1))  # warm the import and connection paths
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        recs = asyncio.run(stream_many(url, streams))
-        cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
-    finally:
-        proc.communicate("")
-    assert all(r.ok and len(r.chunk_t_ns) == chunks for r in recs), [r.error for r in recs if not r.ok]
-    total = chunks * streams
-    return {
-        "chunks": total,
-        "streams": streams,
-        "gap_ms": gap_s * 1e3,
-        "client_cpu_us_per_chunk": cpu_s / total * 1e6,
-        "wall_us_per_chunk": wall_s / total * 1e6,
-    }
+def n_requests_for(mode: str, concurrency: int, quick: bool) -> int:
+    if quick:
+        return max(8, 2 * concurrency)
+    return max(500, 3 * concurrency) if mode == "capacity" else max(32, 4 * concurrency)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--chunks", type=int, default=2000)
-    ap.add_argument("--streams", type=int, default=8)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64, 256])
+    ap.add_argument("--quick", action="store_true", help="one round, few requests: a smoke test, not a result")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
-    rows = [
-        measure(args.chunks, 1, 0.0005),
-        measure(args.chunks, args.streams, 0.0005),
-        measure(args.chunks, 1, 0.0),
-        measure(args.chunks, args.streams, 0.0),
-    ]
-    print(f"{'mode':<7}{'streams':>8}{'chunks':>9}{'client CPU us/chunk':>22}{'wall us/chunk':>16}")
+    rounds = 1 if args.quick else args.rounds
+    clients = ["fastmeter"]
+    if importlib.util.find_spec("uvloop") is not None:
+        clients.append("fastmeter-uvloop")
+    if (VLLM_VENV / "bin" / "python").exists():
+        clients.append("vllm")
+    exe = build_stamp_server(Path(tempfile.gettempdir()) / f"fastmeter-bench-{os.getuid()}")
+    load_before = os.getloadavg()
+    raw: dict[tuple[str, str, int], list[dict[str, float]]] = {}
+    for mode, gap_s in (("capacity", 0.0), ("fidelity", 0.001)):
+        with StampServer(exe, gap_s=gap_s) as srv:
+            for rnd in range(rounds):
+                for c in args.concurrency:
+                    order = clients[rnd % len(clients) :] + clients[: rnd % len(clients)]  # rotate the order
+                    for client in order:
+                        n = n_requests_for(mode, c, args.quick)
+                        raw.setdefault((mode, client, c), []).append(run_worker(client, srv.url, c, n))
+    load_after = os.getloadavg()
+    rows = []
+    for (mode, client, c), runs in sorted(raw.items()):
+        row = {
+            "mode": mode,
+            "client": client,
+            "concurrency": c,
+            "rounds": len(runs),
+            "req_per_s": summary([r["ok"] / (r["wall_ns"] / 1e9) for r in runs]),
+            "cpu_us_per_chunk": summary([r["cpu_ns"] / r["chunks"] / 1e3 for r in runs]),
+            "lat_p50_us": summary([r["lat_p50_ns"] / 1e3 for r in runs]),
+            "lat_p99_us": summary([r["lat_p99_ns"] / 1e3 for r in runs]),
+        }
+        rows.append(row)
+    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; clients: {', '.join(clients)}")
+    print(
+        f"{'mode':<9}{'client':<11}{'conc':>5}{'req/s':>22}{'CPU us/chunk':>22}{'rx-tx p50 us':>22}{'rx-tx p99 us':>24}"
+    )
+
+    def fmt(s: dict[str, float]) -> str:
+        return f"{s['median']:.1f} [{s['min']:.1f}-{s['max']:.1f}]"
+
     for r in rows:
-        mode = "paced" if r["gap_ms"] else "flood"
         print(
-            f"{mode:<7}{r['streams']:>8}{r['chunks']:>9}{r['client_cpu_us_per_chunk']:>22.1f}"
-            f"{r['wall_us_per_chunk']:>16.1f}"
+            f"{r['mode']:<9}{r['client']:<11}{r['concurrency']:>5}{fmt(r['req_per_s']):>22}"
+            f"{fmt(r['cpu_us_per_chunk']):>22}{fmt(r['lat_p50_us']):>22}{fmt(r['lat_p99_us']):>24}"
         )
+    by = {(r["mode"], r["client"], r["concurrency"]): r for r in rows}
+    for ours_name in clients[:-1] if "vllm" in clients else []:
+        for c in args.concurrency:
+            ours, peer = by[("capacity", ours_name, c)], by[("capacity", "vllm", c)]
+            ratio = ours["req_per_s"]["median"] / peer["req_per_s"]["median"]
+            verdict = "PASS" if ratio >= 1 else "MISS"
+            print(f"capacity c={c}: {ours_name}/vLLM = {ratio:.2f}x {verdict} (>= 1)")
+    for name in clients[:-1] if "vllm" in clients else clients:
+        fid = by.get(("fidelity", name, 64))
+        if fid:
+            p99 = fid["lat_p99_us"]["median"]
+            verdict = "PASS" if p99 * 1e3 <= P99_TARGET_NS else "MISS"
+            print(f"fidelity c=64 {name}: p99 = {p99:.0f} us {verdict} (<= 200 us)")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+        meta = {
+            "load_before": load_before,
+            "load_after": load_after,
+            "cpus": os.cpu_count(),
+            "tokens": TOKENS,
+            "python": sys.version.split()[0],
+            "quick": args.quick,
+        }
+        args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

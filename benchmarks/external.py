@@ -10,7 +10,7 @@ from benchmarks.common import ROOT
 
 # name -> (script, arguments for a full run, arguments for --quick)
 SCRIPTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
-    "client": ("bench_client.py", (), ("--chunks", "300", "--streams", "4")),
+    "client": ("bench_client.py", (), ("--quick", "--concurrency", "1", "16")),
     "attribution": (
         "bench_attribution.py",
         (),

@@ -37,6 +37,7 @@ BENCHMARKS = {
     "interference": "benchmarks.bench_interference",
     "accuracy": "benchmarks.bench_accuracy",
     "memory": "benchmarks.bench_memory",
+    "bound": "benchmarks.bench_bound",
 }
 
 

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "fastmeter/attribute.h"
+#include "fastmeter/bound.h"
 #include "fastmeter/clock.h"
 #include "fastmeter/integrate.h"
 #include "fastmeter/meter.h"
@@ -117,6 +118,36 @@ py::dict record_stats_dict(const RecordStats& s) {
   return d;
 }
 
+const char* state_name(MeterState s) {
+  switch (s) {
+    case MeterState::kNew:
+      return "new";
+    case MeterState::kRunning:
+      return "running";
+    case MeterState::kStopping:
+      return "stopping";
+    case MeterState::kStopped:
+      return "stopped";
+    case MeterState::kClosed:
+      break;
+  }
+  return "closed";
+}
+
+const char* status_name(SpanStatus s) {
+  switch (s) {
+    case SpanStatus::kFinal:
+      return "final";
+    case SpanStatus::kProvisional:
+      return "provisional";
+    case SpanStatus::kUnknown:
+      return "unknown";
+    case SpanStatus::kFailed:
+      break;
+  }
+  return "failed";
+}
+
 py::dict stats_dict(const SamplerStats& s) {
   py::dict d;
   d["polls"] = s.polls;
@@ -156,12 +187,15 @@ PYBIND11_MODULE(_core, m) {
   });
 
   using nogil = py::call_guard<py::gil_scoped_release>;
+  m.attr("POWER_BOUND_MARGIN") = kPowerBoundMargin;
   py::class_<Meter>(m, "Meter")
       .def(py::init(&make_meter), py::arg("sources"), py::arg("period_ns"), py::arg("spin_ns") = -1,
            py::arg("ring_capacity") = size_t{1} << 20, py::arg("keep_samples_ns") = RecordConfig{}.keep_samples_ns,
            py::arg("knot_resolution_ns") = RecordConfig{}.knot_resolution_ns)
       .def("start", &Meter::start, nogil())
       .def("stop", &Meter::stop, nogil())
+      .def("close", &Meter::close, nogil())
+      .def_property_readonly("state", [](const Meter& self) { return state_name(self.state()); })
       .def_property_readonly("running", &Meter::running)
       .def_property_readonly("stopped", &Meter::stopped)
       .def_property_readonly("channels",
@@ -173,30 +207,55 @@ PYBIND11_MODULE(_core, m) {
       .def("totals", &Meter::totals, nogil())
       .def(
           "energy_between",
-          [](Meter& self, int64_t t0, int64_t t1, int64_t wait_final_ns) {
+          [](Meter& self, int64_t t0, int64_t t1, int64_t wait_ns, bool clamp_to_stop) {
             SpanEnergy s;
             {
               py::gil_scoped_release nogil;
-              s = self.energy_between(t0, t1, wait_final_ns);
+              s = self.energy_between(t0, t1, wait_ns, clamp_to_stop);
             }
-            return py::make_tuple(s.energy_j, s.final);
+            py::dict d;
+            d["t0_ns"] = s.t0_ns;
+            d["t1_ns"] = s.t1_ns;
+            d["truncated"] = s.truncated;
+            d["energy_j"] = s.energy_j;
+            d["bound_j"] = s.bound_j;
+            py::list status;
+            for (SpanStatus x : s.status) status.append(status_name(x));
+            d["status"] = status;
+            return d;
           },
-          py::arg("t0_ns"), py::arg("t1_ns"), py::arg("wait_final_ns") = 0,
-          "Per-channel (energy_j, final) between two CLOCK_MONOTONIC instants.")
+          py::arg("t0_ns"), py::arg("t1_ns"), py::arg("wait_ns") = 0, py::arg("clamp_to_stop") = false,
+          "Per-channel energy_j, bound_j and status (final/provisional/unknown/failed) between two CLOCK_MONOTONIC "
+          "instants, waiting at most wait_ns; clamp_to_stop cuts a span ending after the stop instant.")
       .def(
           "cumulative_at",
-          [](Meter& self, size_t channel, py::array_t<int64_t, py::array::c_style | py::array::forcecast> t) {
-            py::array_t<double> out(t.size());
+          [](Meter& self, size_t channel, py::array_t<int64_t, py::array::c_style | py::array::forcecast> t,
+             bool with_bound) -> py::object {
+            py::array_t<double> out(t.size()), bound(with_bound ? t.size() : 0);
             const int64_t* tp = t.data();
             double* op = out.mutable_data();
+            double* bp = with_bound ? bound.mutable_data() : nullptr;
             const auto n = static_cast<size_t>(t.size());
             {
               py::gil_scoped_release nogil;
-              self.cumulative_at(channel, tp, n, op);
+              self.cumulative_at(channel, tp, n, op, bp);
             }
-            return out;
+            if (with_bound) return py::make_tuple(out, bound);
+            return std::move(out);
           },
-          py::arg("channel"), py::arg("t_ns"), "Cumulative joules of one channel at each t_ns (numpy int64).")
+          py::arg("channel"), py::arg("t_ns"), py::arg("with_bound") = false,
+          "Cumulative joules of one channel at each t_ns (numpy int64); with_bound: (values, error bounds).")
+      .def("failed_at_ns",
+           [](Meter& self) {
+             std::vector<int64_t> f;
+             {
+               py::gil_scoped_release nogil;
+               f = self.failed_at_ns();
+             }
+             py::list out;
+             for (int64_t t : f) out.append(t == kNotFailed ? py::object(py::none()) : py::object(py::int_(t)));
+             return out;
+           })
       .def("sample_count", &Meter::sample_count, nogil())
       .def("samples", &meter_samples, py::arg("start") = 0, py::arg("stop") = SIZE_MAX,
            "Columns (t_ns, channel, energy_j, power_w) of samples [start, stop) as numpy arrays.")
@@ -402,4 +461,42 @@ PYBIND11_MODULE(_core, m) {
       py::arg("knot_t_ns"), py::arg("knot_energy_j"), py::arg("knot_power_w"), py::arg("anchor"),
       py::arg("resolution_ns"), "Knot decimation kernel: the knots it keeps, as (t_ns, energy_j, power_w).");
   // ---- end integrate kernels block ----
+  // ---- error bound kernels on whole arrays, for tests against python/fastmeter/reference/bound.py ----
+  m.def(
+      "energy_range",
+      [same_length](I64 t_ns, F64 energy_j, F64 power_w, B8 counter, B8 changed, double unit_j, I64 query_t_ns) {
+        const py::ssize_t n = t_ns.size();
+        same_length(n, {energy_j.size(), power_w.size(), counter.size(), changed.size()});
+        BoundBuilder b(unit_j);
+        for (py::ssize_t i = 0; i < n; ++i)
+          b.push(t_ns.at(i), energy_j.at(i), power_w.at(i), counter.at(i), changed.at(i));
+        F64 lo(query_t_ns.size()), hi(query_t_ns.size());
+        for (py::ssize_t i = 0; i < query_t_ns.size(); ++i) {
+          const EnergyRange r = b.range_at(query_t_ns.at(i));
+          lo.mutable_at(i) = r.lo_j;
+          hi.mutable_at(i) = r.hi_j;
+        }
+        return py::make_tuple(lo, hi, b.max_power_w());
+      },
+      py::arg("t_ns"), py::arg("energy_j"), py::arg("power_w"), py::arg("counter"), py::arg("changed"),
+      py::arg("unit_j"), py::arg("query_t_ns"),
+      "BoundBuilder over a sample stream: (lo_j, hi_j) holding the true cumulative energy at each query instant, "
+      "and the power limit used.");
+  m.def(
+      "span_range",
+      [same_length](F64 lo0, F64 hi0, F64 lo1, F64 hi1, double pmax_w, I64 t0_ns, I64 t1_ns) {
+        const py::ssize_t n = lo0.size();
+        same_length(n, {hi0.size(), lo1.size(), hi1.size(), t0_ns.size(), t1_ns.size()});
+        F64 lo(n), hi(n);
+        for (py::ssize_t i = 0; i < n; ++i) {
+          const EnergyRange r =
+              span_range({lo0.at(i), hi0.at(i)}, {lo1.at(i), hi1.at(i)}, pmax_w, t0_ns.at(i), t1_ns.at(i));
+          lo.mutable_at(i) = r.lo_j;
+          hi.mutable_at(i) = r.hi_j;
+        }
+        return py::make_tuple(lo, hi);
+      },
+      py::arg("lo0_j"), py::arg("hi0_j"), py::arg("lo1_j"), py::arg("hi1_j"), py::arg("pmax_w"), py::arg("t0_ns"),
+      py::arg("t1_ns"), "The range of E(t1) - E(t0) from the ranges at both ends (bound.h span_range).");
+  // ---- end error bound kernels ----
 }

@@ -1,16 +1,30 @@
 #include "fastmeter/meter.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <new>
 
 namespace fastmeter {
 namespace {
 
+SamplerConfig checked(SamplerConfig config) {
+  // The sampler divides by the period: a bad value must stop here, not as SIGFPE in its thread.
+  if (config.period_ns <= 0)
+    throw MeterError("period_ns=" + std::to_string(config.period_ns) + " must be > 0 (e.g. 1000000 for 1 kHz)");
+  if (config.spin_ns < 0 || config.spin_ns > config.period_ns)
+    throw MeterError("spin_ns=" + std::to_string(config.spin_ns) + " must be within 0..period_ns");
+  if (config.ring_capacity < 1) throw MeterError("ring_capacity must be at least 1 sample");
+  return config;
+}
+
 std::unique_ptr<Sampler> make_sampler(const std::vector<std::pair<std::string, SourceOptions>>& specs,
                                       SamplerConfig config) {
+  config = checked(config);
   std::vector<std::unique_ptr<Source>> sources;
   for (const auto& [name, options] : specs) sources.push_back(open_source(name, options));
   return std::make_unique<Sampler>(std::move(sources), config);
@@ -50,6 +64,38 @@ class QueryTimer {
   int64_t t0_ns_;
 };
 
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// Live meters, for the at-fork handlers. The registry lock is held from prepare to parent/child.
+struct Registry {
+  std::mutex mu;
+  std::vector<Meter*> meters;
+};
+
+Registry& registry() {
+  static Registry* r = [] {
+    auto* reg = new Registry();  // never destroyed: a fork may come during static destruction
+    pthread_atfork(
+        [] {
+          Registry& g = registry();
+          g.mu.lock();
+          for (Meter* m : g.meters) m->fork_prepare();
+        },
+        [] {
+          Registry& g = registry();
+          for (Meter* m : g.meters) m->fork_parent();
+          g.mu.unlock();
+        },
+        [] {
+          Registry& g = registry();
+          for (Meter* m : g.meters) m->fork_child();
+          g.mu.unlock();
+        });
+    return reg;
+  }();
+  return *r;
+}
+
 }  // namespace
 
 Meter::Meter(const std::vector<std::pair<std::string, SourceOptions>>& sources, SamplerConfig config,
@@ -58,27 +104,70 @@ Meter::Meter(const std::vector<std::pair<std::string, SourceOptions>>& sources, 
       record_config_(record),
       record_(record.keep_samples_ns, max_samples(record, config.period_ns, sampler_->channels().size())),
       knots_(),
+      failed_at_ns_(sampler_->channels().size(), kNotFailed),
       last_t_ns_(sampler_->channels().size(), std::numeric_limits<int64_t>::min()),
       buf_(2048) {  // one drain batch: ~0.1 ms under the mutex, so a query never waits behind a long one
-  for (const auto& c : sampler_->channels()) knots_.emplace_back(c.power_window_ns, record.knot_resolution_ns);
+  for (const auto& c : sampler_->channels()) {
+    knots_.emplace_back(c.power_window_ns, record.knot_resolution_ns);
+    bounds_.emplace_back(c.has_counter ? c.counter_unit_j : 0.0);
+  }
+  Registry& g = registry();
+  std::lock_guard<std::mutex> lock(g.mu);
+  g.meters.push_back(this);
 }
 
 Meter::~Meter() {
+  {
+    Registry& g = registry();
+    std::lock_guard<std::mutex> lock(g.mu);
+    g.meters.erase(std::remove(g.meters.begin(), g.meters.end(), this), g.meters.end());
+  }
+  if (forked_) {
+    // The sampler's thread, condition variable and hardware session live only in the parent: joining, destroying
+    // or closing them here would hang (pthread_cond_destroy waits for the parent's waiters). Leave them be.
+    (void)sampler_.release();
+    return;
+  }
   try {
-    stop();
+    close();
   } catch (...) {
   }
 }
 
 void Meter::start() {
-  if (stopped()) throw MeterError("this Meter has been stopped; create a new Meter to measure again");
-  if (running()) throw MeterError("this Meter is already running");
+  std::lock_guard<std::mutex> life(life_mu_);
+  switch (state()) {
+    case MeterState::kNew:
+      break;
+    case MeterState::kRunning:
+      throw MeterError("this Meter is already running");
+    default:
+      throw MeterError("this Meter has been stopped; create a new Meter to measure again");
+  }
   sampler_->start();
   drainer_ = std::thread([this] { drain_loop(); });
+  state_.store(MeterState::kRunning, std::memory_order_release);
 }
 
 void Meter::stop() {
-  if (!running()) return;
+  std::lock_guard<std::mutex> life(life_mu_);
+  stop_locked();
+}
+
+void Meter::close() {
+  std::lock_guard<std::mutex> life(life_mu_);
+  stop_locked();
+  state_.store(MeterState::kClosed, std::memory_order_release);
+}
+
+void Meter::stop_locked() {
+  const MeterState s = state();
+  if (s == MeterState::kNew) {
+    state_.store(MeterState::kStopped, std::memory_order_release);
+    return;
+  }
+  if (s != MeterState::kRunning) return;  // already stopped (a concurrent caller waited on life_mu_ for it)
+  state_.store(MeterState::kStopping, std::memory_order_release);
   sampler_->stop();
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -89,7 +178,34 @@ void Meter::stop() {
   std::lock_guard<std::mutex> lock(mu_);
   drain_locked();
   stop_ns_ = newest_t_ns_;
-  stopped_.store(true, std::memory_order_release);
+  // Under mu_: a query that sees kStopped also sees the complete record and stop_ns_.
+  state_.store(MeterState::kStopped, std::memory_order_release);
+}
+
+void Meter::fork_prepare() {
+  life_mu_.lock();
+  mu_.lock();
+  if (running()) drain_locked();  // the child keeps what was measured up to the fork
+}
+
+void Meter::fork_parent() {
+  mu_.unlock();
+  life_mu_.unlock();
+}
+
+void Meter::fork_child() {
+  if (running() || state() == MeterState::kStopping) {
+    forked_ = true;
+    drain_locked();  // the ring holds what the sampler published before the fork; its thread is gone
+    stop_ns_ = newest_t_ns_;
+    // The drain thread does not exist here: forget it without join (a joinable std::thread would terminate) and
+    // without destroying the condition variable it waited on. Reusing their storage is allowed ([basic.life]).
+    new (&drainer_) std::thread();
+    new (&drain_cv_) std::condition_variable();
+    state_.store(MeterState::kStopped, std::memory_order_release);
+  }
+  mu_.unlock();
+  life_mu_.unlock();
 }
 
 void Meter::drain_loop() {
@@ -121,9 +237,13 @@ bool Meter::drain_batch_locked() {
   for (size_t k = 0; k < n; ++k) {
     const Sample& s = buf_[k];
     record_.append(s);
-    if (!(s.flags & kSampleFailed))
-      knots_[s.channel].push(s.t_ns, s.energy_j, s.power_w, (s.flags & kSampleCounter) != 0,
-                             (s.flags & kSampleChanged) != 0);
+    if (!(s.flags & kSampleFailed)) {
+      const bool counter = (s.flags & kSampleCounter) != 0, changed = (s.flags & kSampleChanged) != 0;
+      knots_[s.channel].push(s.t_ns, s.energy_j, s.power_w, counter, changed);
+      bounds_[s.channel].push(s.t_ns, s.energy_j, s.power_w, counter, changed);
+    } else if (failed_at_ns_[s.channel] == kNotFailed) {
+      failed_at_ns_[s.channel] = s.t_ns;
+    }
     last_t_ns_[s.channel] = s.t_ns;
     if (s.t_ns > newest_t_ns_) newest_t_ns_ = s.t_ns;
   }
@@ -131,18 +251,7 @@ bool Meter::drain_batch_locked() {
   record_.trim();
   const int64_t cutoff_ns = newest_t_ns_ - record_config_.keep_samples_ns;
   for (KnotBuilder& kb : knots_) kb.settle_before(cutoff_ns);
-  return true;
-}
-
-bool Meter::wait_for_poll(std::unique_lock<std::mutex>& lock, int64_t t_ns, int64_t deadline_ns) {
-  drain_locked();
-  while (newest_t_ns_ < t_ns) {
-    if (!running() || monotonic_ns() >= deadline_ns) return false;
-    lock.unlock();
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
-    lock.lock();
-    drain_locked();
-  }
+  for (BoundBuilder& b : bounds_) b.thin_before(cutoff_ns, record_config_.knot_resolution_ns);
   return true;
 }
 
@@ -152,50 +261,69 @@ std::vector<double> Meter::totals() const {
   return out;
 }
 
-SpanEnergy Meter::energy_between(int64_t t0_ns, int64_t t1_ns, int64_t wait_final_ns) {
+SpanEnergy Meter::energy_between(int64_t t0_ns, int64_t t1_ns, int64_t wait_ns, bool clamp_to_stop) {
   const QueryTimer timer(query_ns_);
   if (sampler_->start_ns() == 0) throw MeterError("the Meter has not been started; call start() or use `with`");
   if (t1_ns < t0_ns) throw MeterError("span ends before it starts: t1_ns < t0_ns");
   if (t0_ns < sampler_->start_ns())
     throw MeterError("span starts at " + ns_text(t0_ns) + ", before the meter started at " +
                      ns_text(sampler_->start_ns()) + "; take timestamps with meter.now_ns() after start()");
+  // One budget for everything: the sampler polling past t1 (at a 10 s period it may not for 10 s) and each
+  // counter's next change after it. What has not come by then is provisional or unknown, never waited for longer.
+  const int64_t deadline = monotonic_ns() + std::max<int64_t>(wait_ns, 0);
   std::unique_lock<std::mutex> lock(mu_);
-  if (stopped() && t1_ns > stop_ns_)
-    throw MeterError("span ends at " + ns_text(t1_ns) + ", after the meter stopped at " + ns_text(stop_ns_));
-  if (running() && t1_ns > monotonic_ns() + 1000000)
-    throw MeterError("span ends in the future (" + ns_text(t1_ns) + "); use a time from meter.now_ns()");
-  // The sampler polls every period; allow a few periods plus a second of scheduling delay on a busy machine.
-  const int64_t poll_deadline = monotonic_ns() + 4 * sampler_->period_ns() + 1000000000;
-  if (!wait_for_poll(lock, t1_ns, poll_deadline) && newest_t_ns_ < t1_ns && running())
-    throw MeterError("the sampler has not polled past the span's end; is the machine overloaded?");
-
-  const size_t n = channels().size();
-  const int64_t final_deadline = monotonic_ns() + wait_final_ns;
-  SpanEnergy out;
-  out.energy_j.assign(n, 0.0);
-  out.final.assign(n, false);
   for (;;) {
-    bool all_final = true;
-    for (size_t i = 0; i < n; ++i) {
-      const auto& k = knots_[i].knots();
-      const bool failed = !sampler_->channel_error(i).empty();
-      if (k.empty() || (failed && t1_ns > k.back().t_ns)) {
-        // No change point yet (a slow counter early in the run): wait for one. A failed channel: nothing comes.
-        out.energy_j[i] = std::numeric_limits<double>::quiet_NaN();
-        out.final[i] = failed;
-        all_final = all_final && failed;
-        continue;
-      }
-      out.energy_j[i] = energy_at(k, t1_ns) - energy_at(k, t0_ns);
-      out.final[i] = k.back().t_ns >= t1_ns || failed;
-      all_final = all_final && out.final[i];
+    drain_locked();
+    const MeterState s = state();  // under mu_: kStopped implies the record and stop_ns_ are complete
+    bool truncated = false;
+    if (s >= MeterState::kStopped && t1_ns > stop_ns_) {
+      if (!clamp_to_stop)
+        throw MeterError("span ends at " + ns_text(t1_ns) + ", after the meter stopped at " + ns_text(stop_ns_));
+      t1_ns = stop_ns_;
+      t0_ns = std::min(t0_ns, t1_ns);
+      truncated = true;
     }
-    if (all_final || !running() || monotonic_ns() >= final_deadline) return out;
+    if (s == MeterState::kRunning && t1_ns > monotonic_ns() + 1000000)
+      throw MeterError("span ends in the future (" + ns_text(t1_ns) + "); use a time from meter.now_ns()");
+    SpanEnergy out = span_locked(t0_ns, t1_ns);
+    out.truncated = truncated;
+    const bool settled = std::all_of(out.status.begin(), out.status.end(), [](SpanStatus x) {
+      return x == SpanStatus::kFinal || x == SpanStatus::kFailed;
+    });
+    if (settled || s >= MeterState::kStopped || monotonic_ns() >= deadline) return out;
     lock.unlock();
     std::this_thread::sleep_for(std::chrono::microseconds(500));
     lock.lock();
-    drain_locked();
   }
+}
+
+SpanEnergy Meter::span_locked(int64_t t0_ns, int64_t t1_ns) const {
+  const size_t n = channels().size();
+  SpanEnergy out;
+  out.t0_ns = t0_ns;
+  out.t1_ns = t1_ns;
+  out.energy_j.assign(n, kNaN);
+  out.bound_j.assign(n, kNaN);
+  out.status.assign(n, SpanStatus::kUnknown);
+  for (size_t i = 0; i < n; ++i) {
+    const auto& k = knots_[i].knots();
+    const BoundBuilder& b = bounds_[i];
+    if (failed_at_ns_[i] <= t1_ns) {
+      out.status[i] = SpanStatus::kFailed;
+      continue;
+    }
+    // A counter that has not changed since t0: the span's energy is nothing but extrapolation.
+    if (k.empty() || (b.has_counter() && !b.updated_since(t0_ns))) continue;
+    const double e0 = energy_at(k, t0_ns), e1 = energy_at(k, t1_ns);
+    out.energy_j[i] = e1 - e0;
+    const bool settled = b.has_counter() ? b.settled_at(t1_ns) : k.back().t_ns >= t1_ns;
+    out.status[i] = settled ? SpanStatus::kFinal : SpanStatus::kProvisional;
+    if (b.has_counter()) {
+      const EnergyRange r = span_range(b.range_at(t0_ns), b.range_at(t1_ns), b.max_power_w(), t0_ns, t1_ns);
+      out.bound_j[i] = bound_of(out.energy_j[i], r);
+    }
+  }
+  return out;
 }
 
 size_t Meter::copy_samples(size_t from, size_t to, int64_t* t_ns, uint32_t* channel, double* energy_j,
@@ -230,14 +358,29 @@ RecordStats Meter::record_stats() {
   return out;
 }
 
-void Meter::cumulative_at(size_t channel, const int64_t* t_ns, size_t n, double* out) {
+void Meter::cumulative_at(size_t channel, const int64_t* t_ns, size_t n, double* out, double* bound_out) {
   const QueryTimer timer(query_ns_);
   if (channel >= channels().size()) throw MeterError("channel index out of range");
   std::lock_guard<std::mutex> lock(mu_);
   drain_locked();
   const auto& k = knots_[channel].knots();
-  for (size_t i = 0; i < n; ++i)
-    out[i] = k.empty() ? std::numeric_limits<double>::quiet_NaN() : energy_at(k, t_ns[i]);
+  const BoundBuilder& b = bounds_[channel];
+  // The record spans [start, newest poll]; the curve is not extended past it, nor past the channel's failure.
+  const int64_t first = sampler_->start_ns();
+  const int64_t last = std::min(newest_t_ns_, failed_at_ns_[channel]);
+  const bool known = !k.empty() && first != 0;
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t t = t_ns[i];
+    const bool inside = known && t >= first && t <= last;
+    out[i] = inside ? energy_at(k, t) : kNaN;
+    if (bound_out) bound_out[i] = inside && b.has_counter() ? bound_of(out[i], b.range_at(t)) : kNaN;
+  }
+}
+
+std::vector<int64_t> Meter::failed_at_ns() {
+  std::lock_guard<std::mutex> lock(mu_);
+  drain_locked();
+  return failed_at_ns_;
 }
 
 size_t Meter::sample_count() {

@@ -1,5 +1,6 @@
 // The native meter: sources + sampler thread + a drain thread that moves samples from the ring into an in-memory
-// record (columns for Arrow, knots for interpolation). Every method may be called with the GIL released.
+// record (columns for Arrow, knots for interpolation, change points for error bounds). Every method may be called
+// from any thread with the GIL released; start/stop/close follow one state machine under a lifecycle lock.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -12,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "fastmeter/bound.h"
 #include "fastmeter/integrate.h"
 #include "fastmeter/log_histogram.h"
 #include "fastmeter/record.h"
@@ -38,10 +40,28 @@ struct RecordStats {
   uint64_t queries = 0;
 };
 
-struct SpanEnergy {
-  std::vector<double> energy_j;  // per channel; NaN for a channel that failed before the span ended
-  std::vector<bool> final;       // per channel: a hardware update at or after the span's end has been seen
+// new -> running -> stopping -> stopped -> closed (stop/close of a new meter go straight to stopped/closed).
+// A forked child's copy of a running meter becomes stopped without ever touching the parent's threads.
+enum class MeterState : int { kNew, kRunning, kStopping, kStopped, kClosed };
+
+// What a span's value per channel is worth.
+enum class SpanStatus : uint8_t {
+  kFinal,        // a counter change after the span's end has been seen: the value will not change
+  kProvisional,  // the end lies after the newest change point: extrapolated, inside its bound
+  kUnknown,      // the counter never updated inside or after the span (or nothing was polled yet): NaN
+  kFailed,       // the channel failed before the span ended: NaN
 };
+
+struct SpanEnergy {
+  int64_t t0_ns = 0, t1_ns = 0;  // the span used (t1 is the stop instant when truncated)
+  bool truncated = false;        // the span was cut at the stop instant
+  std::vector<double> energy_j;  // per channel; NaN when unknown or failed
+  std::vector<double> bound_j;   // per channel: |energy_j - truth| <= bound_j (bound.h); NaN when not derivable
+  std::vector<SpanStatus> status;
+};
+
+// No failure seen on a channel.
+constexpr int64_t kNotFailed = INT64_MAX;
 
 class Meter {
  public:
@@ -51,19 +71,28 @@ class Meter {
   Meter(const Meter&) = delete;
   Meter& operator=(const Meter&) = delete;
 
+  // Each may be called from any thread, concurrently. start() on a meter that is not new throws MeterError; stop()
+  // returns once the record is complete (a second caller waits for the first); close() stops and releases the
+  // threads and hardware; the record stays readable.
   void start();
   void stop();
-  bool running() const noexcept { return sampler_->running(); }
-  bool stopped() const noexcept { return stopped_.load(std::memory_order_acquire); }
+  void close();
+  MeterState state() const noexcept { return state_.load(std::memory_order_acquire); }
+  bool running() const noexcept { return state() == MeterState::kRunning; }
+  bool stopped() const noexcept { return state() >= MeterState::kStopped; }
 
   const std::vector<ChannelInfo>& channels() const noexcept { return sampler_->channels(); }
   std::vector<double> totals() const;
-  // Energy per channel between two CLOCK_MONOTONIC instants. Waits (bounded) for the sampler to poll past t1, then
-  // up to wait_final_ns more for every channel's next hardware update after t1.
-  SpanEnergy energy_between(int64_t t0_ns, int64_t t1_ns, int64_t wait_final_ns);
+  // Energy per channel between two CLOCK_MONOTONIC instants, with error bounds. Waits at most wait_ns in all for
+  // the sampler to poll past t1 and every counter to change after it; then what is missing is provisional or
+  // unknown. clamp_to_stop: a span ending after the stop instant is cut there (else MeterError).
+  SpanEnergy energy_between(int64_t t0_ns, int64_t t1_ns, int64_t wait_ns, bool clamp_to_stop = false);
   // Cumulative joules of one channel at each of t_ns[0..n) on the interpolated curve (the one energy_between
-  // uses); NaN where the channel has no knots. For evaluating many event times at once (attribution).
-  void cumulative_at(size_t channel, const int64_t* t_ns, size_t n, double* out);
+  // uses); NaN outside the record (before start, after the newest poll), after the channel's failure and while
+  // it has no knot yet. bound_out (may be null): each value's error bound (bound.h), NaN where not derivable.
+  void cumulative_at(size_t channel, const int64_t* t_ns, size_t n, double* out, double* bound_out = nullptr);
+  // Per channel: t_ns of the first failed sample seen, kNotFailed while it works.
+  std::vector<int64_t> failed_at_ns();
   // Drains the ring; returns how many samples were ever recorded (absolute: the next sample's sequence number).
   size_t sample_count();
   // Copies samples with sequence numbers [from, to) into caller-owned columns; returns how many were copied
@@ -80,18 +109,29 @@ class Meter {
   ClockAnchor anchor() const noexcept { return sampler_->anchor(); }
   int64_t period_ns() const noexcept { return sampler_->period_ns(); }
 
+  // pthread_atfork handlers (meter.cpp keeps a registry of live meters): hold the locks across fork so the child
+  // inherits them free, drained up to the fork; the child's running meter becomes stopped.
+  void fork_prepare();
+  void fork_parent();
+  void fork_child();
+
  private:
+  void stop_locked();  // caller holds life_mu_
+  // One pass over every channel for energy_between; caller holds mu_.
+  SpanEnergy span_locked(int64_t t0_ns, int64_t t1_ns) const;
   void drain_loop();
   void drain_locked();        // caller holds mu_; drains the ring empty
   bool drain_batch_locked();  // caller holds mu_; one batch; false when the ring was empty
-  // Drain until a sample at or after t_ns is in the record, or the deadline passes.
-  bool wait_for_poll(std::unique_lock<std::mutex>& lock, int64_t t_ns, int64_t deadline_ns);
-
+  std::mutex life_mu_;  // held for a whole start/stop/close; taken before mu_, never while holding it
+  std::atomic<MeterState> state_{MeterState::kNew};
+  bool forked_ = false;  // this is a fork child's copy: the threads and hardware belong to the parent
   std::unique_ptr<Sampler> sampler_;
   mutable std::mutex mu_;  // guards everything below except the atomics
   RecordConfig record_config_;
   SampleRecord record_;  // raw samples in poll order, one per channel per poll, bounded
   std::vector<KnotBuilder> knots_;
+  std::vector<BoundBuilder> bounds_;
+  std::vector<int64_t> failed_at_ns_;  // first failed sample per channel, kNotFailed while it works
   std::vector<int64_t> last_t_ns_;  // newest drained sample per channel
   std::vector<Sample> buf_;
   int64_t newest_t_ns_ = 0;
@@ -102,7 +142,6 @@ class Meter {
   std::thread drainer_;
   std::condition_variable drain_cv_;
   bool drain_stop_ = false;
-  std::atomic<bool> stopped_{false};
 };
 
 }  // namespace fastmeter

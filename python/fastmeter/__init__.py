@@ -14,6 +14,7 @@ from fastmeter.errors import (
 )
 from fastmeter.meter import SAMPLES_SCHEMA, Meter
 from fastmeter.sources import Channel, SourceInfo, available_sources
+from fastmeter.span import SpanResult
 from fastmeter.window import Window
 
 try:
@@ -27,6 +28,7 @@ __all__ = [
     "Channel",
     "Meter",
     "SourceInfo",
+    "SpanResult",
     "Window",
     "attribute",
     "available_sources",

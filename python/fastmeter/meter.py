@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import time
@@ -14,12 +15,19 @@ from fastmeter import _core
 from fastmeter.env.readers import procfs_root
 from fastmeter.errors import ConfigError, MeterStateError, SourceUnavailableError, SpanError
 from fastmeter.sources import HARDWARE_SOURCES, Channel, SourceInfo, check_source_name, probe_source
+from fastmeter.span import SpanResult, span_result
 from fastmeter.window import Window
 
 MIN_PERIOD_US = 50
 MAX_PERIOD_US = 10_000_000
 # How long a window's result waits for the counters' next update at most, whatever their observed period.
 MAX_WAIT_FINAL_S = 1.0
+# Until a channel's update period has been observed, a result waits for this one (by channel domain) before calling
+# a counter unknown: A100/H100 energy counters refresh about every 100 ms (FACTS.md); others at the poll period.
+NOMINAL_UPDATE_PERIOD_S = {"gpu": 0.1}
+# Added to every wait: on a loaded host the sampler's polls come tens of ms late, and a result that gives up before
+# the next poll would be provisional for nothing. The wait ends as soon as every counter has updated.
+SCHEDULING_SLACK_S = 0.1
 # Raw samples kept in RAM by default: a minute is enough for a recorder that flushes every few seconds to fall
 # behind without losing anything, and 10 channels at 1 kHz cost ~17 MB (28 bytes a sample).
 KEEP_SAMPLES_S = 60.0
@@ -90,8 +98,12 @@ class Meter:
     knot_resolution_us: knots (what energy queries read) older than keep_samples_s are thinned to this
         resolution, keeping each kept knot's cumulative energy exact (docs/methodology.md, "Knot decimation");
         0 keeps every knot.
-    wait_final_s: how long a window's result waits for the counters' next update after its end (default:
-        1.5 observed update periods, at most 1 s); then the value is provisional.
+    wait_final_s: how long a window's result waits for the counters' next update after its end, 0 to 1 s
+        (default: 1.5 update periods, observed or else nominal, at most 1 s); then the value is provisional.
+
+    Lifecycle: new -> running -> stopping -> stopped -> closed (`state`). start/stop/close may be called from any
+    thread; concurrent stops all return once the record is complete. In a child forked while the meter runs, the
+    child's copy is stopped at the fork (the record up to the fork stays readable).
     """
 
     def __init__(
@@ -115,6 +127,8 @@ class Meter:
             raise ConfigError(f"spin_us={spin_us!r} must be within 0..period_us ({period_us})")
         if ring_capacity < 1024:
             raise ConfigError(f"ring_capacity={ring_capacity} is too small; use at least 1024 samples")
+        if wait_final_s is not None and not 0 <= wait_final_s <= MAX_WAIT_FINAL_S:
+            raise ConfigError(f"wait_final_s={wait_final_s!r} must be within 0..{MAX_WAIT_FINAL_S} s")
         if not isinstance(keep_samples_s, (int, float)) or not 0 <= keep_samples_s <= MAX_KEEP_SAMPLES_S:
             raise ConfigError(
                 f"keep_samples_s={keep_samples_s!r} must be a number of seconds from 0 to {MAX_KEEP_SAMPLES_S:.0f}; "
@@ -139,6 +153,8 @@ class Meter:
         except _core.SourceError as e:
             message, kind = e.args
             raise SourceUnavailableError(str(message)) from None
+        except _core.MeterError as e:
+            raise ConfigError(str(e)) from None
         self.sources = [n for n, _ in specs]
         self.channels: list[Channel] = [Channel.from_core(c) for c in self._core.channels]
         self._names = [c.name for c in self.channels]
@@ -152,8 +168,13 @@ class Meter:
         return self
 
     def stop(self) -> None:
-        """Stops at once: one last poll at the stop instant, then the record is complete."""
+        """Stops at once: one last poll at the stop instant, then the record is complete. Safe from any thread;
+        a stop already under way is waited for. Stopping a meter that never started makes it unusable."""
         self._core.stop()
+
+    def close(self) -> None:
+        """Stops (if running) and releases the sampler's hardware; the record stays readable."""
+        self._core.close()
 
     def __enter__(self) -> Meter:
         return self.start()
@@ -164,6 +185,11 @@ class Meter:
     @property
     def running(self) -> bool:
         return bool(self._core.running)
+
+    @property
+    def state(self) -> str:
+        """"new", "running", "stopping", "stopped" or "closed"."""
+        return str(self._core.state)
 
     @property
     def channel_names(self) -> list[str]:
@@ -189,30 +215,55 @@ class Meter:
         return dict(zip(self._names, self._core.totals()))
 
     def energy_between(self, t0_ns: int, t1_ns: int) -> dict[str, float]:
-        """Joules per channel between two CLOCK_MONOTONIC instants inside the record (NaN for a channel that had
-        failed by then). Waits, bounded, for counters to update past t1_ns."""
-        return self._energy_between(t0_ns, t1_ns)[0]
+        """Joules per channel between two CLOCK_MONOTONIC instants inside the record; NaN for a channel that failed
+        before t1_ns or whose counter never updated inside or after the span. Waits at most MAX_WAIT_FINAL_S for
+        counters to update past t1_ns. `span()` gives the same values with error bounds and a verdict."""
+        return self.span(t0_ns, t1_ns).energy_j
 
-    def _energy_between(self, t0_ns: int, t1_ns: int) -> tuple[dict[str, float], bool]:
+    async def energy_between_async(self, t0_ns: int, t1_ns: int) -> dict[str, float]:
+        """`energy_between` for asyncio: the bounded wait runs in the loop's executor, not on the loop."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.energy_between, t0_ns, t1_ns)
+
+    def span(self, t0_ns: int, t1_ns: int) -> SpanResult:
+        """Energy, error bound and finality per channel over [t0_ns, t1_ns], the counted total and its verdict."""
+        return self._span(t0_ns, t1_ns, clamp_to_stop=False)
+
+    def _span(self, t0_ns: int, t1_ns: int, clamp_to_stop: bool) -> SpanResult:
         self._check_started()
         try:
-            energy, final = self._core.energy_between(int(t0_ns), int(t1_ns), self._wait_final_ns())
+            raw = self._core.energy_between(int(t0_ns), int(t1_ns), self._wait_ns(), clamp_to_stop)
         except _core.MeterError as e:
             raise SpanError(str(e)) from None
-        return dict(zip(self._names, energy)), not all(final)
+        return span_result(self.channels, raw, self.failed_at_ns)
 
-    def cumulative_at(self, t_ns: np.ndarray) -> dict[str, np.ndarray]:
+    def cumulative_at(self, t_ns: np.ndarray, with_bound: bool = False) -> dict[str, np.ndarray] | dict[
+        str, tuple[np.ndarray, np.ndarray]
+    ]:
         """Cumulative joules since start of every channel at each instant of `t_ns` (int64 CLOCK_MONOTONIC ns),
-        on the same interpolated curve as `energy_between`. For many instants at once (per-request attribution)."""
+        on the same interpolated curve as `energy_between`. For many instants at once (per-request attribution).
+        NaN outside the record (before start, after the newest poll or the stop), after the channel's failure and
+        while it has not updated yet: never extrapolated. with_bound: {channel: (values, error bounds)}."""
         self._check_started()
         t = np.ascontiguousarray(t_ns, dtype=np.int64)
-        return {n: self._core.cumulative_at(i, t) for i, n in enumerate(self._names)}
+        return {n: self._core.cumulative_at(i, t, with_bound) for i, n in enumerate(self._names)}
 
-    def _wait_final_ns(self) -> int:
+    @property
+    def failed_at_ns(self) -> dict[str, int | None]:
+        """Per channel: t_ns of its first failed reading (it gives no energy after that), None while it works."""
+        return dict(zip(self._names, self._core.failed_at_ns()))
+
+    def _wait_ns(self) -> int:
+        """The longest a result waits for the sampler and the counters: 1.5 update periods (observed, or else the
+        channel's nominal one) plus two polls and SCHEDULING_SLACK_S, at most MAX_WAIT_FINAL_S, whatever the
+        period."""
         if self._wait_final_s is not None:
             return int(self._wait_final_s * 1e9)
-        periods = [p for p in self._core.update_periods_s() if not math.isnan(p)]
-        wait_s = 1.5 * max(periods, default=self.period_us * 1e-6) + 2 * self.period_us * 1e-6
+        poll_s = self.period_us * 1e-6
+        periods = [
+            NOMINAL_UPDATE_PERIOD_S.get(c.domain, poll_s) if math.isnan(p) else p
+            for c, p in zip(self.channels, self._core.update_periods_s())
+        ]
+        wait_s = 1.5 * max(periods, default=poll_s) + 2 * poll_s + SCHEDULING_SLACK_S
         return int(min(wait_s, MAX_WAIT_FINAL_S) * 1e9)
 
     def _stop_ns(self) -> int | None:
@@ -239,7 +290,8 @@ class Meter:
 
     def stats(self) -> dict[str, object]:
         """Sampler quality: rate_hz, jitter_p50_us, jitter_p99_us, jitter_max_us, missed, dropped, polls,
-        errors ({channel: text} for failed channels), update_period_s ({channel: observed s between updates}).
+        errors ({channel: text} for failed channels), update_period_s ({channel: observed s between updates}),
+        failed_at_ns ({channel: t_ns of its first failed reading, or None}).
         Memory and queries: samples_kept (raw samples in RAM), samples_dropped_from_ram (older ones, no longer
         readable through samples()), knots (over all channels), rss_bytes (this process; NaN if unreadable),
         queries, query_p50_us / query_p99_us (latency of energy_between / cumulative_at calls, ~1% resolution;
@@ -247,6 +299,7 @@ class Meter:
         s = dict(self._core.stats())
         s["errors"] = {n: err for i, n in enumerate(self._names) if (err := self._core.channel_error(i))}
         s["update_period_s"] = dict(zip(self._names, self._core.update_periods_s()))
+        s["failed_at_ns"] = self.failed_at_ns
         s.update(self._core.record_stats())
         s["rss_bytes"] = rss_bytes()
         return s
@@ -270,8 +323,7 @@ class Meter:
             raise MeterStateError("the meter has not been started; use `with Meter(...)` or call start()")
 
     def __repr__(self) -> str:
-        state = "running" if self.running else ("stopped" if self._core.stopped else "new")
-        return f"<Meter {state} sources={self.sources} period_us={self.period_us} channels={self._names}>"
+        return f"<Meter {self.state} sources={self.sources} period_us={self.period_us} channels={self._names}>"
 
 
 def rss_bytes() -> int | float:

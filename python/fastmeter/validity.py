@@ -41,6 +41,10 @@ BUNCHED_MIN_CHUNKS = 3
 MAX_BUNCHED_SHARE = 0.05
 # Relative error bound above which an energy figure is flagged degraded (not invalid: the bound is still honest).
 MAX_RELATIVE_BOUND = 0.10
+# The error bound assumes true power never exceeds this multiple of the largest power seen on the channel: every
+# reading is an average (NVML's over 25 ms to 1 s), so short peaks lie above it. Mirrors the native
+# kPowerBoundMargin (csrc/fastmeter/bound.h); a test keeps the two equal.
+POWER_BOUND_MARGIN = 2.0
 
 
 @dataclass(frozen=True)

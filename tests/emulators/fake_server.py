@@ -3,8 +3,9 @@
 It runs an asyncio server on its own thread, so sync and async tests can both use it. A handler maps each parsed
 request to a ``Script``: status, headers and a list of steps — ``Send(bytes)`` writes one HTTP chunk (flushed at
 once, so partial SSE events reach the client in separate reads when a ``Sleep`` separates them), ``Sleep(s)``
-pauses, ``Reset()`` aborts the TCP connection with RST, ``Cut()`` closes it mid-body. The server records every
-request and the most requests it ever had in flight at once.
+pauses, ``Raw(bytes)`` writes bytes without chunk framing, ``Reset()`` aborts the TCP connection with RST,
+``Cut()`` closes it mid-body. The server records every request, the most requests it ever had in flight at once
+and how many connections it accepted.
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ class Sleep:
 
 
 @dataclass(frozen=True)
+class Raw:
+    """Write bytes as they are, without chunk framing: for scripting odd or broken HTTP framing."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Reset:
     """Abort with a TCP RST (SO_LINGER 0): the client sees 'connection reset'."""
 
@@ -42,7 +50,7 @@ class Cut:
     """Close the socket without the final empty chunk: the body is incomplete."""
 
 
-Step = Send | Sleep | Reset | Cut
+Step = Send | Raw | Sleep | Reset | Cut
 
 
 @dataclass
@@ -51,6 +59,9 @@ class Script:
     status: int = 200
     content_type: str = "text/event-stream"
     chunked: bool = True  # False: the Send steps are joined and sent with Content-Length
+    close: bool = False  # close the connection after the response (as an idle keep-alive timeout would)
+    final_chunk: bool = True  # False: the steps write the body's end themselves (Raw), or never do
+    hold_open: bool = False  # after the steps, keep the connection open and silent (a stream that never ends)
 
 
 @dataclass
@@ -84,6 +95,7 @@ class FakeServer:
         self.requests: list[Request] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.connections = 0
         self.port = 0
 
     @property
@@ -117,6 +129,8 @@ class FakeServer:
         task = asyncio.current_task()
         assert task is not None
         self._conns.add(task)
+        with self._lock:
+            self.connections += 1
         try:
             while True:
                 req = await _read_request(reader)
@@ -133,8 +147,8 @@ class FakeServer:
                         self.in_flight -= 1
                 if not keep:
                     return
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # cancelled: the server is shutting down under a held-open stream
         finally:
             self._conns.discard(task)
             if not writer.transport.is_closing():
@@ -174,6 +188,9 @@ async def _respond(writer: asyncio.StreamWriter, script: Script) -> bool:
         if isinstance(step, Send):
             writer.write(b"%x\r\n%s\r\n" % (len(step.data), step.data))
             await writer.drain()
+        elif isinstance(step, Raw):
+            writer.write(step.data)
+            await writer.drain()
         elif isinstance(step, Sleep):
             await asyncio.sleep(step.seconds)
         elif isinstance(step, Reset):
@@ -184,6 +201,12 @@ async def _respond(writer: asyncio.StreamWriter, script: Script) -> bool:
         else:
             writer.close()
             return False
-    writer.write(b"0\r\n\r\n")
-    await writer.drain()
+    if script.hold_open:
+        await asyncio.sleep(3600)  # the test ends first; the server's shutdown cancels this
+    if script.final_chunk:
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+    if script.close:
+        writer.close()
+        return False
     return True

@@ -182,3 +182,19 @@ def test_bad_calibration_files_and_loads_are_clear_errors(
         ],
     )
     assert r.exit_code == 2 and "not a fastmeter.calibration/1 file" in r.output
+
+
+@pytest.mark.parametrize("load", ["auto", "torch", "cuda"])
+def test_without_an_nvidia_driver_calibrate_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     load: str) -> None:
+    """No driver: the advice is about the GPU, not about how to build a load for it (CUDA, torch)."""
+    monkeypatch.setenv("FASTMETER_NVML_LIBRARY", str(tmp_path / "no-driver" / "libnvidia-ml.so.1"))
+    r = CliRunner().invoke(main, ["calibrate", "--load", load, "--duration-s", "1", "-o", str(tmp_path / "c")])
+    assert r.exit_code == 2 and r.output.startswith("Error: no NVIDIA driver/GPU found")
+    assert "torch" not in r.output.lower() and "build" not in r.output.lower()
+
+
+def test_a_driver_with_no_gpu_is_named(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    fake_nvml.configure([])
+    r = CliRunner().invoke(main, ["calibrate", "--duration-s", "1", "-o", str(tmp_path / "c")])
+    assert r.exit_code == 2 and "no NVIDIA driver/GPU found: NVML sees no GPU" in r.output

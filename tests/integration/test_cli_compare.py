@@ -7,9 +7,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
@@ -88,7 +90,7 @@ def test_workload_mismatch_is_refused_unless_allowed(runs: Path) -> None:
 def test_edited_fingerprint_is_refused(runs: Path, tmp_path: Path) -> None:
     run = json.loads((runs / "hot" / "h0" / "run.json").read_text())
     run["fingerprint"]["controlled"]["gpu"]["driver_version"] = "999.0"
-    (tmp_path / "edited").mkdir()
+    shutil.copytree(runs / "hot" / "h0", tmp_path / "edited")
     (tmp_path / "edited" / "run.json").write_text(json.dumps(run))
     code, _, err = compare(str(runs / "base"), str(tmp_path / "edited"))
     assert code == 2 and "gpu.driver_version" in err and "999.0" in err
@@ -127,6 +129,42 @@ def test_bad_input_exits_2(runs: Path, tmp_path: Path) -> None:
     assert code == 2 and "not recorded" in err
     code, _, err = compare(str(tmp_path), str(runs / "hot"))
     assert code == 2 and "no run.json" in err
+
+
+@pytest.mark.parametrize("damage", ["requests.arrow missing", "samples.arrow missing", "requests.arrow corrupt",
+                                    "samples.arrow corrupt", "requests.arrow columns"])
+def test_run_dirs_with_missing_or_corrupt_measurements_are_refused(runs: Path, tmp_path: Path, damage: str) -> None:
+    bad = tmp_path / "bad"
+    shutil.copytree(runs / "hot" / "h0", bad)
+    name, what = damage.split()
+    if what == "missing":
+        (bad / name).unlink()
+    elif what == "corrupt":
+        (bad / name).write_bytes((bad / name).read_bytes()[:200])
+    else:
+        pa_table = pa.table({"request_id": ["r"]})
+        with pa.OSFile(str(bad / name), "wb") as f, pa.ipc.new_file(f, pa_table.schema) as w:
+            w.write_table(pa_table)
+    code, out, err = compare(str(runs / "base"), str(bad))
+    assert code == 2 and out == ""
+    assert str(bad / name) in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_markdown_escapes_model_names_and_config_values(runs: Path, tmp_path: Path) -> None:
+    evil = "m|x <script>alert(1)</script>"
+    shutil.copytree(runs / "hot" / "h0", tmp_path / "evil")
+    run = json.loads((tmp_path / "evil" / "run.json").read_text())
+    run["config"]["server"]["model"] = evil
+    (tmp_path / "evil" / "run.json").write_text(json.dumps(run))
+    code, out, _ = compare(str(runs / "base"), str(tmp_path / "evil"), "--allow-mismatch", "--format", "markdown")
+    assert code == 0
+    assert "<script>" not in out and "&lt;script&gt;alert(1)&lt;/script&gt;" in out
+    table = next(b.splitlines() for b in out.split("\n\n") if b.startswith("|"))
+    # an escaped `|` does not split a cell: every row has the header's number of cells
+    assert len({ln.replace("\\|", "").count("|") for ln in table}) == 1
+    model_row = next(ln for ln in table if ln.startswith("| model |"))
+    assert "m\\|x &lt;script&gt;" in model_row
 
 
 SCORER = '''

@@ -198,6 +198,9 @@ def test_sources_lists_every_source_with_reasons(monkeypatch: pytest.MonkeyPatch
     for name in ("nvml", "rapl", "rapl-msr", "synthetic"):
         assert name in r.output
     assert "FASTMETER_NVML_LIBRARY" in r.output
+    assert "unavailable (unavailable)" not in r.output
+    nvml = next(ln for ln in r.output.splitlines() if ln.startswith("nvml "))
+    assert nvml.split(None, 1)[1] == "not available on this machine"
     line = next(ln for ln in r.output.splitlines() if ln.strip().startswith("synthetic0"))
     assert 50 <= float(line.split()[1]) <= 150
 

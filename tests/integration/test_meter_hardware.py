@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import fastmeter
+from fastmeter.validity import Verdict
 from tests.emulators.nvml import Constant, FakeNvml, GpuSpec, Square
 from tests.emulators.powercap import FakePowercap
 
@@ -103,8 +104,33 @@ def test_a_lost_gpu_fails_alone(fake_nvml: FakeNvml) -> None:
     assert list(errors) == ["gpu1"] and "GPU_IS_LOST" in errors["gpu1"]
     assert math.isnan(w.by_channel["gpu1"])
     assert w.by_channel["gpu0"] == pytest.approx(specs[0].energy_j(w.t0_ns, w.t1_ns), rel=0.01)
-    assert w.energy_j == pytest.approx(w.by_channel["gpu0"])  # the lost GPU is left out, not counted as zero
+    # The total counts the lost GPU, so it is unknown: NaN naming the channel, never a silent 0 or a partial sum.
+    assert math.isnan(w.energy_j) and w.unknown_channels == ["gpu1"]
+    failed_at = m.failed_at_ns["gpu1"]
+    assert m.failed_at_ns["gpu0"] is None and m.start_ns < failed_at < w.t0_ns
+    assert m.stats()["failed_at_ns"] == m.failed_at_ns
+    assert w.validity.verdict is Verdict.INVALID
+    assert ("channel_failed", "gpu1", failed_at) in [(r.code, r.channel, r.t_ns) for r in w.validity.reasons]
+    # The curve stops at the failure instant: before it a value, after it NaN (not an extrapolation).
+    at = m.cumulative_at(np.array([failed_at - 5_000_000, failed_at + 1, w.t1_ns], dtype=np.int64))
+    assert not math.isnan(at["gpu1"][0]) and np.isnan(at["gpu1"][1:]).all()
+    assert not np.isnan(at["gpu0"]).any()
     assert m.totals()["gpu0"] == pytest.approx(100.0 * (m.stop_ns - m.start_ns) * 1e-9, rel=0.01)
+
+
+def test_energy_between_with_the_only_channel_failed_returns_at_once(fake_nvml: FakeNvml) -> None:
+    fake_nvml.configure([GpuSpec(waveform=Constant(100.0), fail_after_calls=(30, GPU_IS_LOST))])
+    with fastmeter.Meter("nvml", 1000) as m:
+        time.sleep(0.2)
+        t0 = m.now_ns()
+        time.sleep(0.01)
+        asked = time.monotonic()
+        span = m.span(t0, m.now_ns())
+        waited_s = time.monotonic() - asked
+    assert math.isnan(span.energy_j["gpu0"]) and span.final["gpu0"]
+    assert span.validity.reasons[0].code == "channel_failed"
+    # Nothing will come from a failed channel: the answer does not wait out the 1 s budget (generous margin).
+    assert waited_s < 0.5
 
 
 def test_rapl_wraparound_and_totals_without_double_counting(tmp_path: Path,

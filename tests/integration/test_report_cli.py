@@ -94,7 +94,9 @@ def test_text_summary_without_output_options(report_runs: dict[str, Path]) -> No
     low = json.loads((report_runs["low"] / "run.json").read_text())["summary"]
     row = next(line for line in out.splitlines() if line.startswith("low "))
     assert f"{low['energy_per_output_token_j']:.4g}" in row.split()
-    assert "sweep sweep: SLO TTFT p99 <= 5000 ms; best point sweep/concurrency-" in out
+    # the sweep directory is named "sweep": its line is not headed "sweep sweep"
+    assert "\nsweep: SLO TTFT p99 <= 5000 ms; best point sweep/concurrency-" in out
+    assert "sweep sweep" not in out.lower()
 
 
 @pytest.mark.parametrize(
@@ -110,3 +112,36 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, run_json: str | N
     assert code == 2 and out == ""
     assert err.startswith("Error: ") and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r.html").exists()
+
+
+def _estimated_width_px(table_html: str) -> float:
+    """A lower bound on a table's rendered width at the page's 13 px font: each column as wide as its longest
+    unbreakable word (headers wrap at spaces, cells do not), at 7 px per character, plus 20 px of padding."""
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", table_html)
+    cells = [re.findall(r"<t[hd]>(.*?)</t[hd]>", r) for r in rows]
+    widths = [0.0] * len(cells[0])
+    for i, row in enumerate(cells):
+        for j, c in enumerate(row):
+            words = c.split() if i == 0 else [c]
+            widths[j] = max(widths[j], max((len(w) for w in words), default=0) * 7.0 + 20)
+    return sum(widths)
+
+
+def test_summary_tables_fit_a_1400_px_window(rendered: tuple[Path, Path]) -> None:
+    html = rendered[0].read_text()
+    summary = html.split("<h2>Summary</h2>", 1)[1].split("<h2>", 1)[0]
+    tables = re.findall(r"<table[^>]*>.*?</table>", summary)
+    assert tables
+    content_px = 1280 - 2 * 24  # main's max-width less its padding (the page's CSS)
+    assert all(_estimated_width_px(t) <= content_px for t in tables), [_estimated_width_px(t) for t in tables]
+    # together they still hold every headline figure
+    assert sum(t.count("<th>") - 1 for t in tables) >= 16
+    assert "sweep sweep" not in html.lower()
+
+
+def test_report_on_a_trace_file_points_to_show(tmp_path: Path) -> None:
+    trace = tmp_path / "first-trace.arrow"
+    trace.write_bytes(b"ARROW1")
+    code, out, err = _run(str(trace))
+    assert code == 2 and out == ""
+    assert f"{trace} is a trace file: use `fastmeter show {trace}`" in err

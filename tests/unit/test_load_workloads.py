@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,3 +83,32 @@ def test_template_take_and_missing_file(tmp_path: Path) -> None:
     assert sorted(r.prompt for r in shuffled) == sorted(r.prompt for r in w.random_workload(20, 2, 1))
     with pytest.raises(ConfigError, match="cannot read workload file"):
         w.jsonl_workload(tmp_path / "missing.jsonl", 3)
+
+
+@pytest.mark.parametrize(
+    "reader,content,message",
+    [
+        (lambda p: w.jsonl_workload(p, 4), b"\x89PNG\r\n\x1a\n\x00\x00binary", r"x.data:1: not UTF-8 text"),
+        (lambda p: w.jsonl_workload(p, 4), b'{"prompt": "a"}\n{"prompt": "\xff"}\n', r"x.data:2: not UTF-8 text"),
+        (lambda p: w.mtbench_workload(p, 4), b"\xfe\xff\x00{", r"x.data:1: not UTF-8 text"),
+        (lambda p: w.sharegpt_workload(p), b"\x00\x9f\x92\x96", r"x.data:1: not UTF-8 text"),
+        (lambda p: w.sharegpt_workload(p), b'[{"conversations": [1, 2]}]',
+         r"x.data: conversation \[0\] must be an object whose 'conversations' is a list of"),
+        (lambda p: w.sharegpt_workload(p), b'[{"conversations": [{"from": "human", "value": 3}, {}]}]',
+         r"x.data: conversation \[0\] must be"),
+        (lambda p: w.sharegpt_workload(p), b"[" * 100_000, r"ShareGPT file .*x.data is not valid JSON"),
+        (lambda p: w.mtbench_workload(p, 4), b'{"question_id": 1, "turns": [1, 2]}\n',
+         r"x.data:1: an MT-Bench question needs 'turns', a non-empty list of strings"),
+        (lambda p: w.mtbench_workload(p, 4), b'{"question_id": 1, "turns": "Write a poem."}\n',
+         r"x.data:1: an MT-Bench question needs 'turns'"),
+        (lambda p: w.mtbench_workload(p, 4), b'{"question_id": 1}\n{"turns": ["ok"]}\n', r"x.data:1: an MT-Bench"),
+        (lambda p: w.mtbench_workload(p, 4), b"[" * 100_000, r"x.data:1: not valid JSON"),
+        (lambda p: w.jsonl_workload(p), b'{"prompt": "a", "max_tokens": 1e23}\n', r"x.data:1: 'max_tokens' must be"),
+        (lambda p: w.jsonl_workload(p), b'{"prompt": "a", "max_tokens": true}\n', r"x.data:1: 'max_tokens' must be"),
+    ],
+)
+def test_bad_dataset_files_are_one_clear_error(tmp_path: Path, reader: Any, content: bytes, message: str) -> None:
+    p = tmp_path / "x.data"
+    p.write_bytes(content)
+    with pytest.raises(ConfigError, match=message):
+        reader(p)

@@ -59,3 +59,20 @@ def test_span_outside_the_record() -> None:
             m.energy_between(m.start_ns, m.now_ns() + 10**10)
     with pytest.raises(SpanError, match="after the meter stopped"):
         m.energy_between(m.start_ns, time.monotonic_ns())
+
+
+@pytest.mark.parametrize("wait_final_s", [-0.1, 1.5, float("nan")])
+def test_wait_final_beyond_the_one_second_budget_is_refused(wait_final_s: float) -> None:
+    with pytest.raises(ConfigError, match="wait_final_s"):
+        fastmeter.Meter("synthetic", wait_final_s=wait_final_s)
+
+
+def test_a_closed_meter_cannot_start_but_its_record_stays_readable() -> None:
+    m = fastmeter.Meter("synthetic")
+    with m:
+        time.sleep(0.01)
+    m.close()
+    assert m.state == "closed"
+    assert m.energy_between(m.start_ns, m.stop_ns)["synthetic0"] > 0
+    with pytest.raises(MeterStateError, match="create a new Meter"):
+        m.start()

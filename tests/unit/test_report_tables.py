@@ -4,12 +4,14 @@ conditions they name, fingerprint rows that flag differences, and the power seri
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from fastmeter.errors import FastmeterError
 from fastmeter.report import load_report, render_text
 from fastmeter.report.figures import power_series
 from fastmeter.report.tables import fingerprint_rows, fmt, headline_rows, sampler_rows, warnings
@@ -113,7 +115,7 @@ def test_text_summary_names_runs_best_point_and_warnings(report_runs: dict[str, 
     report = load_report([edited, report_runs["sweep"]])
     text = render_text(report)
     best = report.sweeps[0].best
-    assert f"sweep sweep: SLO TTFT p99 <= 5000 ms; best point {best}" in text
+    assert f"\nsweep: SLO TTFT p99 <= 5000 ms; best point {best}" in text
     assert "edited: 5 samples dropped" in text
     lines = text.splitlines()
     assert lines[0].split()[:4] == ["run", "J", "/", "output"]
@@ -150,3 +152,38 @@ def test_figure_names_stay_unique_when_labels_differ_only_in_unsafe_characters(r
     assert [r.label for r in report.runs] == ["a b", "a_b"]
     names = [f.name for f in build_figures(report)]
     assert names == ["runs", "a_b-power", "a_b-requests", "a_b-2-power", "a_b-2-requests"]
+
+
+def test_sampler_period_is_read_from_the_recorded_sampler_settings(report_runs: dict[str, Path],
+                                                                  tmp_path: Path) -> None:
+    """A run at the default period has no period in its flags; the samples' metadata records what the sampler
+    ran at."""
+    run = _edited(report_runs, tmp_path, config={})
+    header, (row,) = sampler_rows(load_report([run]))
+    recorded = load_report([run]).runs[0].trace.metadata["sampler"]["period_us"]
+    assert dict(zip(header, row))["period µs"] == str(recorded) != "—"
+
+
+@pytest.mark.parametrize(("p99_us", "shown"), [(20000.0, "≥ 19999"), (19998.0, "19998"), (None, "—")])
+def test_jitter_in_the_histograms_top_bin_is_not_shown_as_a_value(report_runs: dict[str, Path], tmp_path: Path,
+                                                                  p99_us: float | None, shown: str) -> None:
+    stats = json.loads((report_runs["high"] / "run.json").read_text())["sampler_stats"]
+    run = _edited(report_runs, tmp_path, sampler_stats={**stats, "jitter_p99_us": p99_us, "jitter_max_us": 31000.0})
+    header, (row,) = sampler_rows(load_report([run]))
+    assert dict(zip(header, row))["jitter p99 µs"] == shown
+
+
+@pytest.mark.parametrize(("where", "value", "message"), [
+    ("summary__energy_j", "12.5", "'energy_j' must be a number or null, got '12.5'"),
+    ("summary__requests_ok", [8], "'requests_ok' must be a number or null"),
+    ("sampler_stats", {"jitter_p99_us": "slow"}, "'jitter_p99_us' must be a number or null"),
+    ("span_ns", [1.5, "x"], "'span_ns' must be a list of two integers or null"),
+    ("idle_baseline_w", {"gpu0": "100"}, "'idle_baseline_w' must be an object of numbers or null"),
+    ("config", {"server": "openai"}, "config table 'server' must be an object"),
+])
+def test_run_json_with_values_of_the_wrong_type_is_one_clear_error(report_runs: dict[str, Path], tmp_path: Path,
+                                                                  where: str, value: object, message: str) -> None:
+    run = _edited(report_runs, tmp_path, **{where: value})
+    with pytest.raises(FastmeterError, match=re.escape(message)) as exc:
+        render_text(load_report([run]))
+    assert str(run / "run.json") in str(exc.value)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastmeter.adapters.sse import SSEEvent, SSEParser
+from fastmeter.adapters.sse import SSEEvent, SSEOverflowError, SSEParser
 
 
 def parse_all(*chunks: bytes) -> tuple[list[SSEEvent], bool]:
@@ -45,8 +46,10 @@ def test_crlf_and_lone_cr_line_endings() -> None:
 def test_crlf_split_between_reads_is_one_line_ending() -> None:
     p = SSEParser()
     assert p.feed(b"data: x\r") == []
-    assert p.feed(b"\n\r") == []
-    assert p.feed(b"\n") == [SSEEvent(b"x")]
+    # The CR alone already ends the blank line: the event is dispatched without waiting for the LF.
+    assert p.feed(b"\n\r") == [SSEEvent(b"x")]
+    assert p.feed(b"\n") == []
+    assert p.feed(b"data: y\n\n") == [SSEEvent(b"y")]
 
 
 def test_event_without_data_is_not_dispatched() -> None:
@@ -92,3 +95,33 @@ def test_byte_by_byte_feed() -> None:
     events = [e for i in range(len(_STREAM)) for e in p.feed(_STREAM[i : i + 1])]
     assert [e.data for e in events][-1] == b"[DONE]"
     assert len(events) == 4
+
+
+def test_long_line_fed_in_pieces_is_one_event() -> None:
+    payload = b"x" * (3 * 1024 * 1024)
+    stream = b"data: " + payload + b"\r\n\r\n"
+    p = SSEParser()
+    events = [e for i in range(0, len(stream), 65536) for e in p.feed(stream[i : i + 65536])]
+    assert events == [SSEEvent(payload)]
+
+
+def test_line_over_the_cap_raises_as_soon_as_it_is_buffered() -> None:
+    p = SSEParser(max_line_bytes=1000, max_event_bytes=10_000)
+    assert p.feed(b"data: " + b"a" * 900) == []
+    with pytest.raises(SSEOverflowError, match="line exceeds 1000 bytes"):
+        p.feed(b"a" * 200)
+    # A complete over-long line in a single read is caught too.
+    with pytest.raises(SSEOverflowError, match="exceeds the cap of 1000"):
+        SSEParser(max_line_bytes=1000).feed(b"data: " + b"b" * 1000 + b"\n\n")
+
+
+def test_event_over_the_cap_raises_even_when_each_line_is_small() -> None:
+    p = SSEParser(max_line_bytes=100, max_event_bytes=250)
+    line = b"data: " + b"c" * 90 + b"\n"
+    assert p.feed(line * 2) == []
+    with pytest.raises(SSEOverflowError, match="event's data exceeds 250 bytes"):
+        p.feed(line)
+    # Comments do not count towards an event, and the caps leave the next event alone.
+    p = SSEParser(max_line_bytes=100, max_event_bytes=250)
+    assert p.feed(b": " + b"z" * 90 + b"\n") == []
+    assert p.feed(line + b"\n") == [SSEEvent(b"c" * 90)]

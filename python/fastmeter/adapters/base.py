@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpx
-
-from fastmeter.adapters.sse import SSEParser
+from fastmeter.adapters.http import HttpClient, TransportError
+from fastmeter.adapters.sse import SSEOverflowError, SSEParser
+from fastmeter.validity import BUNCHED_MIN_CHUNKS, BUNCHED_WINDOW_NS
 
 STATUS_OK = "ok"
 STATUS_HTTP_ERROR = "http_error"
@@ -65,6 +66,8 @@ class RequestRecord:
     finish_reason: str | None = None
     text: str = ""
     warmup: bool = False
+    reads: int = 0  # socket reads that carried this response's body
+    bunched: bool = False  # see is_bunched
 
     @property
     def ok(self) -> bool:
@@ -107,7 +110,7 @@ class Adapter(Protocol):
 
 
 async def stream_request(
-    client: httpx.AsyncClient,
+    client: HttpClient,
     adapter: Adapter,
     request: GenRequest,
     record: RequestRecord,
@@ -117,64 +120,92 @@ async def stream_request(
     record.prompt = request.prompt
     record.max_tokens = request.max_tokens
     handler = adapter.open_stream(record)
+    path, body = adapter.build(request, record.request_id)
+    headers = {"X-Request-Id": record.request_id, "Accept": "text/event-stream", "Content-Type": "application/json"}
+    sink = _StreamSink(record, handler)
+    payload = json.dumps(body).encode()
+    record.send_ns = time.monotonic_ns()
     try:
         if timeout_s is None:
-            await _exchange(client, adapter, request, record, handler)
+            await client.request("POST", path, sink, payload, headers)
         else:
-            await asyncio.wait_for(_exchange(client, adapter, request, record, handler), timeout_s)
+            await asyncio.wait_for(client.request("POST", path, sink, payload, headers), timeout_s)
+        sink.end()
     except asyncio.TimeoutError:
         _fail(record, STATUS_TIMEOUT, f"no complete response within {timeout_s} s")
-    except StreamError as exc:
+    except (StreamError, SSEOverflowError) as exc:
         _fail(record, STATUS_STREAM_ERROR, str(exc))
-    except httpx.DecodingError as exc:  # a body that its Content-Encoding cannot decode
-        _fail(record, STATUS_STREAM_ERROR, _describe(exc))
-    except httpx.HTTPError as exc:  # refused, reset, peer closed mid-body, protocol breakage
-        _fail(record, STATUS_CONNECTION_ERROR, _describe(exc))
+    except TransportError as exc:  # refused, reset, peer closed mid-body, broken HTTP framing
+        _fail(record, STATUS_CONNECTION_ERROR, str(exc))
+    record.reads = sink.reads
     try:
         handler.finish()
     except StreamError as exc:
         _fail(record, STATUS_STREAM_ERROR, str(exc))
+    record.bunched = is_bunched(record)
     return record
 
 
-async def _exchange(
-    client: httpx.AsyncClient,
-    adapter: Adapter,
-    request: GenRequest,
-    record: RequestRecord,
-    handler: StreamHandler,
-) -> None:
-    path, body = adapter.build(request, record.request_id)
-    headers = {"X-Request-Id": record.request_id, "Accept": "text/event-stream"}
-    parser = SSEParser()
-    clock = time.monotonic_ns
-    record.send_ns = clock()
-    async with client.stream("POST", path, json=body, headers=headers) as response:
-        record.http_status = response.status_code
-        if response.status_code >= 400:
-            text = (await response.aread()).decode("utf-8", "replace")[:_ERROR_BODY_CHARS]
-            record.end_ns = clock()
-            record.status = STATUS_HTTP_ERROR
-            record.error = f"HTTP {response.status_code}: {text}"
+class _StreamSink:
+    """Runs inside the transport's data_received: SSE framing and the handler's terminator check, nothing else."""
+
+    __slots__ = ("_error_body", "_handler", "_last_t", "_parser", "_rec", "done", "reads")
+
+    def __init__(self, record: RequestRecord, handler: StreamHandler) -> None:
+        self._rec = record
+        self._handler = handler
+        self._parser = SSEParser()
+        self._error_body: bytearray | None = None
+        self._last_t = 0
+        self.done = False
+        self.reads = 0
+
+    def head(self, status: int, headers: dict[str, str]) -> None:
+        self._rec.http_status = status
+        if status >= 400:
+            self._error_body = bytearray()
             return
-        done = False
-        async for chunk in response.aiter_bytes():
-            if done:  # read to the end so the connection can be reused
-                continue
-            t_ns = clock()
-            for ev in parser.feed(chunk):
-                if _apply(handler, ev.data, t_ns):
-                    record.end_ns = t_ns
-                    done = True
-                    break
-        if done:
+        encoding = headers.get("content-encoding", "identity").lower()
+        if encoding not in ("", "identity"):
+            raise StreamError(f"the server compressed the stream (Content-Encoding: {encoding}) though asked not to")
+
+    def data(self, data: bytes, t_ns: int) -> bool:
+        if t_ns != self._last_t:  # several HTTP chunks of one read share its stamp: count the read once
+            self._last_t = t_ns
+            self.reads += 1
+        if self._error_body is not None:
+            self._error_body += data
+            return len(self._error_body) >= _ERROR_BODY_CHARS
+        event = self._handler.event
+        for ev in self._parser.feed(data):
+            if apply_event(event, ev.data, t_ns):
+                self._rec.end_ns = t_ns
+                self.done = True
+                return True
+        return False
+
+    def end(self) -> None:
+        """The response ended (body complete or the handler saw its terminator)."""
+        rec = self._rec
+        if self._error_body is not None:
+            text = bytes(self._error_body[:_ERROR_BODY_CHARS]).decode("utf-8", "replace")
+            _fail(rec, STATUS_HTTP_ERROR, f"HTTP {rec.http_status}: {text}")
             return
-        record.end_ns = clock()
-        for ev in parser.close():
-            if _apply(handler, ev.data, record.end_ns):
+        if self.done:
+            return
+        rec.end_ns = time.monotonic_ns()
+        for ev in self._parser.close():
+            if apply_event(self._handler.event, ev.data, rec.end_ns):
                 return
-    if parser.truncated:
-        raise StreamError("stream ended in the middle of an event")
+        if self._parser.truncated:
+            raise StreamError("stream ended in the middle of an event")
+
+
+def is_bunched(record: RequestRecord) -> bool:
+    """All content chunks (those carrying tokens) arrived within BUNCHED_WINDOW_NS, and there were at least
+    BUNCHED_MIN_CHUNKS of them: the stream was delivered together, so its inter-token gaps are not the server's."""
+    times = [t for t, k in zip(record.chunk_t_ns, record.chunk_tokens) if k > 0]
+    return len(times) >= BUNCHED_MIN_CHUNKS and times[-1] - times[0] <= BUNCHED_WINDOW_NS
 
 
 class JsonEventStream:
@@ -213,11 +244,13 @@ class JsonEventStream:
             raise StreamError(self.missing_terminator)
 
 
-def _apply(handler: StreamHandler, data: bytes, t_ns: int) -> bool:
+def apply_event(event: Callable[[Any, int], bool], data: Any, t_ns: int) -> bool:
+    """Run one event's interpretation; valid JSON of an unexpected shape becomes a StreamError."""
     try:
-        return handler.event(data, t_ns)
+        return event(data, t_ns)
     except (TypeError, AttributeError, KeyError, IndexError) as exc:  # valid JSON of an unexpected shape
-        raise StreamError(f"unexpected event shape ({type(exc).__name__}: {exc}): {data[:200]!r}") from None
+        shown = repr(data[:200]) if isinstance(data, bytes) else repr(data)[:200]  # raw bytes or decoded JSON
+        raise StreamError(f"unexpected event shape ({type(exc).__name__}: {exc}): {shown}") from None
 
 
 def _fail(record: RequestRecord, status: str, error: str) -> None:
@@ -225,15 +258,6 @@ def _fail(record: RequestRecord, status: str, error: str) -> None:
     record.error = error
     if record.end_ns is None:
         record.end_ns = time.monotonic_ns()
-
-
-def _describe(exc: BaseException) -> str:
-    """httpx wraps a reset in two empty-message layers: name the root cause too."""
-    root = exc
-    while root.__cause__ is not None or root.__context__ is not None:
-        root = root.__cause__ or root.__context__  # type: ignore[assignment]
-    text = f"{type(exc).__name__}: {exc}"
-    return text if str(root) == str(exc) else f"{text} ({type(root).__name__}: {root})"
 
 
 def count_words(text: str) -> int:

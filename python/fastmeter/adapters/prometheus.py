@@ -15,12 +15,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import httpx
-
+from fastmeter.adapters.http import HttpClient, TransportError
 from fastmeter.errors import FastmeterError
 
 # Metric-name prefixes of the servers we know: vLLM, TGI, SGLang, llama.cpp.
 DEFAULT_PREFIXES = ("vllm:", "tgi_", "sglang:", "llamacpp:")
+# A scrape that takes longer than this is abandoned (counted as an error): a stuck server must not hang the run's
+# end. /metrics of a busy vLLM answers in milliseconds; 2 s leaves room for a loaded host.
+DEFAULT_SCRAPE_TIMEOUT_S = 2.0
 
 _SUFFIXES = ("_bucket", "_sum", "_count", "_total", "_created")
 _ESCAPES = {"\\": "\\", '"': '"', "n": "\n"}
@@ -51,9 +53,7 @@ def parse_exposition(text: str) -> list[tuple[str, dict[str, str], float]]:
         try:
             out.append(_parse_sample(line))
         except (ValueError, IndexError) as exc:
-            raise ExpositionError(
-                f"/metrics line {lineno} is not a valid sample ({exc}): {raw[:200]!r}"
-            ) from None
+            raise ExpositionError(f"/metrics line {lineno} is not a valid sample ({exc}): {raw[:200]!r}") from None
     return out
 
 
@@ -144,9 +144,7 @@ def select(
     """Keep samples whose name starts with one of ``prefixes``, or whose sample or family name is in ``names``."""
     rows = []
     for name, labels, value in samples:
-        wanted = name.startswith(prefixes) or (
-            names is not None and (name in names or family_of(name) in names)
-        )
+        wanted = name.startswith(prefixes) or (names is not None and (name in names or family_of(name) in names))
         if wanted:
             rows.append(MetricRow(t_ns, name, labels, value))
     return rows
@@ -155,20 +153,25 @@ def select(
 class PrometheusScraper:
     """Background scrape every ``interval_s`` on absolute deadlines; use as ``async with`` around a load run.
 
-    A failed scrape (server busy, connection refused) is counted in ``errors`` with its message kept in
-    ``last_error``; the run goes on. ``t_ns`` is taken when the response body has arrived.
+    A failed scrape (server busy, connection refused, no answer within ``timeout_s``) is counted in ``errors``
+    with its message kept in ``last_error``; the run goes on. ``t_ns`` is taken when the response body has arrived.
+    Every scrape, the final one included, is bounded by ``timeout_s``.
     """
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: HttpClient,
         path: str = "/metrics",
         interval_s: float = 1.0,
         prefixes: tuple[str, ...] = DEFAULT_PREFIXES,
         names: frozenset[str] | None = None,
+        timeout_s: float = DEFAULT_SCRAPE_TIMEOUT_S,
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"scrape interval_s must be > 0, got {interval_s}")
+        if not timeout_s > 0:
+            raise ValueError(f"scrape timeout_s must be > 0, got {timeout_s}")
+        self._timeout_s = timeout_s
         self._client = client
         self._path = path
         self._interval_ns = int(interval_s * 1e9)
@@ -182,13 +185,17 @@ class PrometheusScraper:
 
     async def scrape_once(self) -> None:
         try:
-            response = await self._client.get(self._path)
-            body = response.text
+            status, body = await asyncio.wait_for(self._client.get(self._path), self._timeout_s)
             t_ns = time.monotonic_ns()
-            response.raise_for_status()
-            self.rows.extend(select(parse_exposition(body), t_ns, self._prefixes, self._names))
+            if status != 200:
+                raise TransportError(f"{self._path} answered HTTP {status}")
+            samples = parse_exposition(body.decode("utf-8", "replace"))
+            self.rows.extend(select(samples, t_ns, self._prefixes, self._names))
             self.scrapes += 1
-        except (httpx.HTTPError, ExpositionError) as exc:
+        except asyncio.TimeoutError:
+            self.errors += 1
+            self.last_error = f"{self._path} did not answer within {self._timeout_s:g} s"
+        except (TransportError, ExpositionError) as exc:
             self.errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
 

@@ -29,8 +29,9 @@ def record_from_output(output: Any, request_id: str) -> RequestRecord:
     """One finished `vllm.RequestOutput` as a RequestRecord (times in CLOCK_MONOTONIC ns)."""
     m = output.metrics
     if m is None:
-        raise ConfigError("vLLM returned no request metrics: create the engine with vllm.LLM(..., "
-                          "disable_log_stats=False)")
+        raise ConfigError(
+            "vLLM returned no request metrics: create the engine with vllm.LLM(..., disable_log_stats=False)"
+        )
     completion = output.outputs[0]
     n_tokens = len(completion.token_ids)
     first_ns, last_ns = _ns(m.first_token_ts), _ns(m.last_token_ts)
@@ -53,8 +54,9 @@ def record_from_output(output: Any, request_id: str) -> RequestRecord:
     return rec
 
 
-def generate(llm: Any, prompts: Sequence[str], sampling_params: Any, id_prefix: str = "req"
-             ) -> tuple[list[RequestRecord], tuple[int, int]]:
+def generate(
+    llm: Any, prompts: Sequence[str], sampling_params: Any, id_prefix: str = "req"
+) -> tuple[list[RequestRecord], tuple[int, int]]:
     """Run `llm.generate` and return its requests as records plus the (start_ns, end_ns) span of the call."""
     start_ns = time.monotonic_ns()
     outputs = llm.generate(list(prompts), sampling_params)

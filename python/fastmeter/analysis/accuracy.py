@@ -12,10 +12,13 @@ import importlib.util
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastmeter.adapters.base import RequestRecord
 from fastmeter.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fastmeter.load.config_types import BenchSettings
 
 J_PER_KWH = 3.6e6
 
@@ -67,14 +70,14 @@ def accuracy_figures(accuracy: float, energy_j: float) -> dict[str, float | None
     }
 
 
-def accuracy_summary(bench: dict[str, Any], records: Sequence[RequestRecord], energy_j: float) -> dict[str, Any]:
+def accuracy_summary(bench: BenchSettings, records: Sequence[RequestRecord], energy_j: float) -> dict[str, Any]:
     """Summary entries for [bench].accuracy or [bench].scorer; a scorer that raises is reported, not fatal, so
     the measured run is still written (summary["accuracy_error"])."""
-    if bench["accuracy"] is not None:
-        return accuracy_figures(bench["accuracy"], energy_j)
-    if bench["scorer"] is None:
+    if bench.accuracy is not None:
+        return accuracy_figures(bench.accuracy, energy_j)
+    if bench.scorer is None:
         return {}
     try:
-        return {**accuracy_figures(run_scorer(bench["scorer"], records), energy_j), "scorer": bench["scorer"]}
+        return {**accuracy_figures(run_scorer(bench.scorer, records), energy_j), "scorer": bench.scorer}
     except Exception as exc:  # a bug in user code must not lose the measurement
         return {"accuracy_error": f"{bench['scorer']}: {type(exc).__name__}: {exc}"}

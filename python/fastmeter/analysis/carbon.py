@@ -7,7 +7,10 @@ rests on."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fastmeter.load.config_types import BenchSettings
 
 J_PER_KWH = 3.6e6
 
@@ -54,13 +57,13 @@ def cost_figures(energy_j: float, price_per_kwh: float, currency: str, pue: floa
     }
 
 
-def carbon_cost_summary(bench: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+def carbon_cost_summary(bench: BenchSettings, summary: dict[str, Any]) -> dict[str, Any]:
     """Summary entries "carbon" and "cost" for the [bench] settings that ask for them (none when unset)."""
     energy_j, requests, tokens = summary["energy_j"], summary["requests_ok"], summary["output_tokens"]
     out: dict[str, Any] = {}
-    if bench["grid_gco2_per_kwh"] is not None:
-        out["carbon"] = carbon_figures(energy_j, bench["grid_gco2_per_kwh"], bench["pue"], requests, tokens)
-    if bench["price_per_kwh"] is not None:
-        out["cost"] = cost_figures(energy_j, bench["price_per_kwh"], bench["currency"], bench["pue"], requests,
+    if bench.grid_gco2_per_kwh is not None:
+        out["carbon"] = carbon_figures(energy_j, bench.grid_gco2_per_kwh, bench.pue, requests, tokens)
+    if bench.price_per_kwh is not None:
+        out["cost"] = cost_figures(energy_j, bench.price_per_kwh, bench.currency, bench.pue, requests,
                                    tokens)
     return out

@@ -23,7 +23,8 @@ from typing import Any
 
 from fastmeter.env.compare import Difference, compare_fingerprints, flatten
 from fastmeter.errors import ConfigError, FastmeterError
-from fastmeter.load.config import validate_config
+from fastmeter.io.rundir import read_run_dir
+from fastmeter.load.config import config_to_dict, validate_config
 
 from .stats import Difference as StatDifference
 from .stats import Estimate, compare_samples, finite, mean_ci
@@ -119,12 +120,10 @@ def expand_run_dirs(arg: str | Path) -> list[Path]:
 
 
 def load_run(path: Path, label: str) -> Run:
-    try:
-        data = json.loads((path / "run.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read {path / 'run.json'}: {exc}") from exc
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), dict) for k in
-                                             ("config", "fingerprint", "summary")):
+    """A run directory, every file checked (run.json, samples.arrow, requests.arrow): figures from a run whose
+    measurements are missing or corrupt are not compared."""
+    data = read_run_dir(path).meta
+    if not all(isinstance(data.get(k), dict) for k in ("config", "fingerprint")):
         raise ConfigError(f"{path / 'run.json'} is not a fastmeter run (needs config, fingerprint and summary)")
     return Run(path, label, data["config"], data["fingerprint"], data["summary"], bool(data.get("interrupted")))
 
@@ -145,12 +144,9 @@ def load_runs(args: Sequence[str | Path]) -> list[list[Run]]:
 def normalized_config(config: dict[str, Any]) -> dict[str, Any]:
     """The config with defaults filled in, without the keys that say where, not what."""
     try:
-        cfg = validate_config(config)
-        tables = {"server": cfg.server, "workload": cfg.workload, "load": cfg.load, "bench": cfg.bench,
-                  "metrics": cfg.metrics}
+        tables = config_to_dict(validate_config(config))
     except ConfigError:  # written by another version: compare as recorded
-        tables = config
-    tables = json.loads(json.dumps(tables, default=list))
+        tables = json.loads(json.dumps(config, default=list))
     tables.get("bench", {}).pop("output_dir", None)
     tables.get("server", {}).pop("base_url", None)
     return tables

@@ -91,9 +91,19 @@ def _aligned(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
 
 
+_MD_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "`": "\\`", "[": "\\[",
+                              "]": "\\]", "\\": "\\\\", "\n": " ", "\r": " "})
+
+
+def md_text(text: str) -> str:
+    """`text` (a model name, a config value, a run label) as literal Markdown: no HTML, no table break, no
+    code span or link, whatever it holds; Markdown renderers pass raw HTML through, so `<script>` must not."""
+    return text.translate(_MD_ESCAPES)
+
+
 def _markdown(rows: list[list[str]]) -> str:
     def line(r: list[str]) -> str:
-        return "| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |"
+        return "| " + " | ".join(md_text(cell) for cell in r) + " |"
     return "\n".join([line(rows[0]), "|" + "---|" * len(rows[0]), *(line(r) for r in rows[1:])])
 
 
@@ -102,7 +112,7 @@ def render_table(c: Comparison) -> str:
 
 
 def render_markdown(c: Comparison) -> str:
-    return "\n\n".join([_markdown(side_by_side(c)), f"**{_heading(c)}**", _markdown(verdict_rows(c)),
+    return "\n\n".join([_markdown(side_by_side(c)), f"**{md_text(_heading(c))}**", _markdown(verdict_rows(c)),
                         f"_{NOTE}_"]) + "\n"
 
 

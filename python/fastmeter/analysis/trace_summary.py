@@ -1,4 +1,8 @@
-"""Per-channel figures of a trace: energy, average and peak power, idle baseline and net energy."""
+"""Per-channel figures of a trace: energy, average and peak power, idle baseline and net energy.
+
+Average and peak power both come from the channel's cumulative energy curve, so the peak is never below the
+average: a power reading (e.g. NVML's 1-second average) describes another window than the span the energy covers,
+and with a few samples the two disagree (a 3-sample trace showed average W > peak W)."""
 
 from __future__ import annotations
 
@@ -31,6 +35,33 @@ def channel_columns(table: pa.Table, channel: str) -> tuple[np.ndarray, np.ndarr
     return t[order], e[order], p[order]
 
 
+def peak_power_w(t_ns: np.ndarray, energy_j: np.ndarray) -> float:
+    """The highest average power between successive updates of the energy curve. Knots: the first sample, each
+    sample where the cumulative energy changed (a counter that refreshes slower than we poll repeats its value in
+    between), and the last sample. The whole-span average is the time-weighted mean of these slopes, so it never
+    exceeds their maximum."""
+    changed = np.flatnonzero(np.diff(energy_j) != 0) + 1
+    knots = np.unique(np.concatenate([[0], changed, [len(t_ns) - 1]]))
+    dt_s = np.diff(t_ns[knots]) * 1e-9
+    de_j = np.diff(energy_j[knots])
+    ok = dt_s > 0
+    return float(np.max(de_j[ok] / dt_s[ok])) if ok.any() else math.nan
+
+
+# The sampler's lateness histogram (csrc/fastmeter/stats.h, LatenessHistogram::kBins) has 1 µs bins up to this
+# many µs, the top bin holding every later poll: a quantile reported there only says "at least the top bin".
+JITTER_HISTOGRAM_TOP_US = 20000
+
+
+def jitter_text(us: float | None, missing: str = "-") -> str:
+    """A lateness quantile in µs as text: "≥ 19999" when it fell into the histogram's open-ended top bin."""
+    if us is None or not math.isfinite(us):
+        return missing
+    if us >= JITTER_HISTOGRAM_TOP_US:
+        return f"≥ {JITTER_HISTOGRAM_TOP_US - 1}"
+    return f"{us:.0f}"
+
+
 def summarize_channels(
     table: pa.Table, channels: list[str], idle_power_w: dict[str, float] | None = None
 ) -> tuple[float, list[ChannelSummary]]:
@@ -40,19 +71,14 @@ def summarize_channels(
     duration_s = float(t_all.max() - t_all.min()) * 1e-9 if len(t_all) > 1 else 0.0
     out = []
     for name in channels:
-        t, e, p = channel_columns(table, name)
+        t, e, _ = channel_columns(table, name)
         if len(t) < 2:
-            out.append(ChannelSummary(name, 0.0, math.nan, math.nan, idle_power_w.get(name), None))
+            out.append(ChannelSummary(name, math.nan, math.nan, math.nan, idle_power_w.get(name), None))
             continue
         energy = float(e[-1] - e[0])
         span_s = float(t[-1] - t[0]) * 1e-9
         avg = energy / span_s if span_s > 0 else math.nan
-        finite = p[np.isfinite(p)]
-        if len(finite):
-            peak = float(finite.max())
-        else:  # no power readings: the steepest step of the energy curve between polls
-            dt = np.diff(t) * 1e-9
-            peak = float(np.max(np.diff(e)[dt > 0] / dt[dt > 0])) if np.any(dt > 0) else math.nan
+        peak = peak_power_w(t, e)
         idle = idle_power_w.get(name)
         net = energy - idle * span_s if idle is not None else None
         out.append(ChannelSummary(name, energy, avg, peak, idle, net))

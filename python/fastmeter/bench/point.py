@@ -53,9 +53,9 @@ def prepare_run_dir(path: Path) -> Path:
 
 def _make_meter(cfg: BenchConfig) -> fastmeter.Meter:
     b = cfg.bench
-    options = {"nvml": {"gpus": ",".join(b["gpus"])}} if b["gpus"] else {}
-    sources = b["sources"] if b["sources"] != ("auto",) else "auto"
-    return fastmeter.Meter(sources, b["period_us"], source_options=options)
+    options = {"nvml": {"gpus": ",".join(map(str, b.gpus))}} if b.gpus else {}
+    sources = b.sources if b.sources != ("auto",) else "auto"
+    return fastmeter.Meter(sources, b.period_us, source_options=options)
 
 
 class _Progress:
@@ -81,9 +81,9 @@ def run_point(cfg: BenchConfig, run_dir: Path, config_dict: dict[str, Any]) -> d
     """Run the load of `cfg` while measuring; write `run_dir`; return run.json's content."""
     from fastmeter.env import collect_fingerprint, noise_warnings
 
-    if cfg.bench["scorer"] is not None:  # a scorer that cannot load fails before measuring
-        load_scorer(cfg.bench["scorer"])
-    calibration = calibration_for(cfg.bench["calibration"])
+    if cfg.bench.scorer is not None:  # a scorer that cannot load fails before measuring
+        load_scorer(cfg.bench.scorer)
+    calibration = calibration_for(cfg.bench.calibration)
     prepare_run_dir(run_dir)
     meter = _make_meter(cfg)
     fingerprint = collect_fingerprint()
@@ -100,7 +100,7 @@ def run_point(cfg: BenchConfig, run_dir: Path, config_dict: dict[str, Any]) -> d
     })
     records: list[RequestRecord] = []
     metrics: list[MetricRow] = []
-    n_total = (cfg.load["num_requests"] or 0) + cfg.load["warmup_requests"] or None
+    n_total = (cfg.load.num_requests or 0) + cfg.load.warmup_requests or None
     progress = _Progress(n_total)
     idle_w: dict[str, float] = {}
     interrupted = False
@@ -108,8 +108,8 @@ def run_point(cfg: BenchConfig, run_dir: Path, config_dict: dict[str, Any]) -> d
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     recorder.start()
     try:
-        if cfg.bench["idle_baseline_s"] > 0:
-            idle_w = _idle_baseline(meter, cfg.bench["idle_baseline_s"])
+        if cfg.bench.idle_baseline_s > 0:
+            idle_w = _idle_baseline(meter, cfg.bench.idle_baseline_s)
         result = asyncio.run(run_config(cfg, records=records, metrics=metrics, on_done=progress))
         span = (result.start_ns, result.end_ns)
     except KeyboardInterrupt:
@@ -147,11 +147,11 @@ def _finish(cfg: BenchConfig, run_dir: Path, meter: fastmeter.Meter, records: li
     idle_total_w = math.fsum(idle_w.get(n, 0.0) for n in counted) if idle_w else None
 
     per_request = {k: np.full(len(records), np.nan) for k in ENERGY_COLUMNS}
-    attr_info: dict[str, Any] = {"method": cfg.bench["attribution"]}
+    attr_info: dict[str, Any] = {"method": cfg.bench.attribution}
     targets = [i for i, r in enumerate(records) if not r.warmup and attributable([r])]
     failed_j = 0.0
     if targets and span[1] > span[0]:
-        a = attribute_requests(meter, [records[i] for i in targets], span, cfg.bench["attribution"], idle_total_w,
+        a = attribute_requests(meter, [records[i] for i in targets], span, cfg.bench.attribution, idle_total_w,
                                delays_ns)
         for k in ENERGY_COLUMNS:
             per_request[k][targets] = getattr(a, k)

@@ -12,21 +12,21 @@ from typing import Any
 import click
 
 from fastmeter.bench.point import _finite, prepare_run_dir, run_point
-from fastmeter.load.config import BenchConfig
+from fastmeter.load.config import BenchConfig, BenchSettings, config_to_dict
 
 
 def sweep_points(cfg: BenchConfig) -> list[tuple[str, BenchConfig]]:
     """(label, config) per point; a single point when no sweep is configured."""
     b = cfg.bench
-    if b["sweep_concurrency"]:
-        return [(f"concurrency-{c}", replace(cfg, load={**cfg.load, "concurrency": c})) for c in b["sweep_concurrency"]]
-    if b["sweep_rate"]:
-        return [(f"rate-{r:g}", replace(cfg, load={**cfg.load, "rate": r})) for r in b["sweep_rate"]]
+    if b.sweep_concurrency:
+        return [(f"concurrency-{c}", replace(cfg, load=replace(cfg.load, concurrency=c))) for c in b.sweep_concurrency]
+    if b.sweep_rate:
+        return [(f"rate-{r:g}", replace(cfg, load=replace(cfg.load, rate=r))) for r in b.sweep_rate]
     return [("run", cfg)]
 
 
-def meets_slo(summary: dict[str, Any], b: dict[str, Any]) -> bool:
-    for key, slo in (("ttft_ms_p99", b["slo_ttft_p99_ms"]), ("itl_ms_p99", b["slo_itl_p99_ms"])):
+def meets_slo(summary: dict[str, Any], b: BenchSettings) -> bool:
+    for key, slo in (("ttft_ms_p99", b.slo_ttft_p99_ms), ("itl_ms_p99", b.slo_itl_p99_ms)):
         value = summary.get(key)
         if slo is not None and (value is None or math.isnan(value) or value > slo):
             return False
@@ -51,16 +51,15 @@ def render_sweep(rows: list[dict[str, Any]], best: str | None) -> str:
     return "\n".join(lines)
 
 
-def run_sweep(cfg: BenchConfig, out_dir: Path, config_dict: dict[str, Any]) -> dict[str, Any]:
+def run_sweep(cfg: BenchConfig, out_dir: Path) -> dict[str, Any]:
     points = sweep_points(cfg)
     if len(points) == 1:
-        return run_point(cfg, out_dir, config_dict)
+        return run_point(cfg, out_dir, config_to_dict(cfg))
     prepare_run_dir(out_dir)
     rows = []
     for label, point_cfg in points:
         click.echo(f"== {label}", err=True)
-        run = run_point(point_cfg, out_dir / label, {**config_dict, "load": {**config_dict.get("load", {}),
-                                                                              **_load_override(point_cfg)}})
+        run = run_point(point_cfg, out_dir / label, config_to_dict(point_cfg))
         s = run["summary"]
         rows.append({"point": label, **{k: (math.nan if v is None else v) for k, v in s.items()},
                      "meets_slo": meets_slo({k: (math.nan if v is None else v) for k, v in s.items()}, cfg.bench)})
@@ -69,13 +68,10 @@ def run_sweep(cfg: BenchConfig, out_dir: Path, config_dict: dict[str, Any]) -> d
     best = best_point(rows)
     click.echo("")
     click.echo(render_sweep(rows, best))
-    if best is None and (cfg.bench["slo_ttft_p99_ms"] or cfg.bench["slo_itl_p99_ms"]):
+    if best is None and (cfg.bench.slo_ttft_p99_ms or cfg.bench.slo_itl_p99_ms):
         click.echo("no point meets the SLO", err=True)
-    sweep = {"points": rows, "best": best, "slo": {k: cfg.bench[k] for k in ("slo_ttft_p99_ms", "slo_itl_p99_ms")}}
+    sweep = {"points": rows, "best": best, "slo": {"slo_ttft_p99_ms": cfg.bench.slo_ttft_p99_ms,
+                                                        "slo_itl_p99_ms": cfg.bench.slo_itl_p99_ms}}
     (out_dir / "sweep.json").write_text(json.dumps(_finite(sweep), indent=2) + "\n")
     return sweep
 
-
-def _load_override(cfg: BenchConfig) -> dict[str, Any]:
-    rate = cfg.load["rate"]
-    return {"concurrency": cfg.load["concurrency"], "rate": "inf" if math.isinf(rate) else rate}

@@ -20,6 +20,7 @@ from fastmeter.calibrate.result import (
     save_calibration,
 )
 from fastmeter.calibrate.schedule import jittered_square
+from fastmeter.errors import SourceUnavailableError
 
 LEAD_S = 1.5  # idle polling before the load starts: the 1 s average field needs an idle past to compare with
 
@@ -35,10 +36,13 @@ def run_calibration(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Runs the load and the poller together; returns a result in the SCHEMA format."""
-    kind = resolve_kind(load)
+    # The GPU first: without one, advice on how to load it (build with CUDA, install torch) would mislead.
     with NvmlFields() as nvml:
+        if nvml.count() == 0:
+            raise SourceUnavailableError("no NVIDIA driver/GPU found: NVML sees no GPU (`nvidia-smi -L` lists none)")
         indices = list(range(nvml.count())) if not gpus else list(gpus)
         identity = {g: nvml.identity(g) for g in indices}
+    kind = resolve_kind(load)
     durations = jittered_square(period_ms, duty, duration_s, seed)
     lead_s = 0.0 if kind == "none" else LEAD_S
     start_ns = time.monotonic_ns() + round(lead_s * 1e9)

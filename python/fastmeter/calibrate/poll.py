@@ -64,13 +64,19 @@ class NvmlFields:
         try:
             self._lib = ctypes.CDLL(path)
         except OSError as e:
-            raise SourceUnavailableError(f"cannot load NVML ({path}): {e}; install the NVIDIA driver") from None
+            raise SourceUnavailableError(
+                f"no NVIDIA driver/GPU found: cannot load NVML ({path}: {e}); calibrate needs an NVIDIA GPU with "
+                "its driver installed (or FASTMETER_NVML_LIBRARY set to libnvidia-ml.so.1's full path)"
+            ) from None
         self._handles: dict[int, ctypes.c_void_p] = {}
 
     def __enter__(self) -> NvmlFields:
         rc = self._lib.nvmlInit_v2()
         if rc != 0:
-            raise SourceUnavailableError(f"nvmlInit failed with NVML return code {rc}; is the driver loaded?")
+            raise SourceUnavailableError(
+                f"no NVIDIA driver/GPU found: nvmlInit failed with NVML return code {rc}; check that the NVIDIA "
+                "driver is loaded (`nvidia-smi`)"
+            )
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,7 +1,10 @@
-"""`fastmeter bench`: run a serving benchmark from a TOML config (every config key is also a flag)."""
+"""`fastmeter bench`: run a serving benchmark from a TOML config; every config key is also a flag, and the flags
+and their help are generated from the typed config (fastmeter.load.config_types)."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -9,82 +12,163 @@ from typing import Any
 import click
 
 from fastmeter.errors import ConfigError
-from fastmeter.load.config import config_keys, read_config_file, validate_config
+from fastmeter.load import workloads
+from fastmeter.load.config import BenchConfig, config_fields, read_config_file, validate_config
+from fastmeter.load.config_check import Check, Choice, ListOf, Text, Url
+from fastmeter.load.config_types import Option
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-LIST_KEYS = {("bench", "sources"), ("bench", "gpus"), ("bench", "sweep_concurrency"), ("bench", "sweep_rate"),
-             ("metrics", "prefixes")}
+# Tables whose keys always keep the table in their flag name: `--metrics-path` says more than `--path`.
+_QUALIFIED_TABLES = ("metrics",)
 
 
-def _flag_names() -> dict[str, tuple[str, str]]:
-    """Parameter name -> (table, key); the flag is `--table-key`, and also `--key` when no other table has it."""
-    return {f"{table}_{k}": (table, k) for table, keys in config_keys().items() for k in keys}
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    table: str
+    key: str
+    option: Option
+    default: Any
+    names: tuple[str, ...]  # the first is the one help shows; the rest are accepted aliases
+
+    @property
+    def param(self) -> str:
+        return f"{self.table}_{self.key}"
 
 
-def _unique_keys() -> set[str]:
-    seen: dict[str, int] = {}
-    for _, k in _flag_names().values():
-        seen[k] = seen.get(k, 0) + 1
-    return {k for k, n in seen.items() if n == 1}
+def _flags() -> list[Flag]:
+    fields = config_fields()
+    counts: dict[str, int] = {}
+    for _, f, _ in fields:
+        counts[f.name] = counts.get(f.name, 0) + 1
+    out = []
+    for table, f, option in fields:
+        key_flag, table_flag = f"--{f.name.replace('_', '-')}", f"--{table}-{f.name.replace('_', '-')}"
+        short = counts[f.name] == 1 and table not in _QUALIFIED_TABLES
+        names = (key_flag, table_flag) if short else (table_flag,)
+        if (table, f.name) == ("bench", "output_dir"):
+            names = ("-o", *names)
+        out.append(Flag(table, f.name, option, f.default, names))
+    return sorted(out, key=lambda fl: fl.option.rank)
 
 
-FLAGS = _flag_names()
+FLAGS = _flags()
+_BY_PARAM = {fl.param: fl for fl in FLAGS}
 
 
-def parse_value(text: str, is_list: bool) -> Any:
-    """A flag's text as a TOML value (numbers, booleans, "inf" stay typed); bare words stay strings."""
-    if is_list:
-        return [parse_value(part, False) for part in text.split(",") if part]
-    if text == "inf":
+def _default_text(v: Any) -> str:
+    if v is dataclasses.MISSING:
+        return "required"
+    if v is None:
+        return "unset"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float) and math.isinf(v):
         return "inf"
+    if isinstance(v, tuple):
+        return ",".join(map(str, v)) or "all"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def help_line(fl: Flag) -> str:
+    """One line of meaning, then the allowed values, the default and the TOML key it overrides."""
+    c = fl.option.check
+    return (f"{fl.option.help} [{c.allowed}; default: {_default_text(fl.default)}; "
+            f"TOML [{fl.table}].{fl.key}]")
+
+
+class _ConfigOption(click.Option):
+    """Shows only the first flag name in help, or `-o, --output-dir` (the others are aliases kept for scripts)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        record = super().get_help_record(ctx)
+        if record is None:
+            return None
+        names = ", ".join(self.opts[:2]) if self.opts[0] == "-o" else self.opts[0]
+        return f"{names} {self.metavar}", record[1]
+
+
+def parse_value(text: str, check: Check) -> Any:
+    """A flag's text as the value its config key takes: text stays text for text keys (a model named "7"), a list
+    is comma-separated, anything else is read as a TOML value (numbers, booleans, inf and nan stay typed for the
+    check to judge); a bare word the check will refuse stays as typed."""
+    if isinstance(check, ListOf):
+        return [parse_value(part.strip(), check.item) for part in text.split(",") if part.strip()]
+    if isinstance(check, (Text, Choice, Url)):
+        return text
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return text
 
 
-def merge_overrides(data: dict[str, Any], overrides: dict[str, str]) -> dict[str, Any]:
+def merge_overrides(data: dict[str, Any], overrides: dict[str, tuple[str, str]]
+                    ) -> tuple[dict[str, Any], dict[tuple[str, str], str]]:
+    """`data` with flag values (param -> (flag as typed, text)) merged in, and which (table, key) came from which
+    flag (so an error names the flag)."""
     merged = {t: dict(v) if isinstance(v, dict) else v for t, v in data.items()}
-    for flag, text in overrides.items():
-        table, key = FLAGS[flag]
-        value = parse_value(text, (table, key) in LIST_KEYS)
+    origins: dict[tuple[str, str], str] = {}
+    for param, (flag, text) in overrides.items():
+        fl = _BY_PARAM[param]
+        table, key = fl.table, fl.key
+        value = parse_value(text, fl.option.check)
         # `--concurrency 1,2,4` / `--rate 1,5,inf` is a sweep: one point per value.
         if key in ("concurrency", "rate") and "," in text:
-            table, key, value = "bench", f"sweep_{key}", parse_value(text, True)
-        merged.setdefault(table, {})[key] = value
-    return merged
+            table, key = "bench", f"sweep_{key}"
+            value = parse_value(text, ListOf("LIST", "", fl.option.check))
+        target = merged.setdefault(table, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"{flag}: the config's [{table}] is not a table")
+        target[key] = value
+        origins[(table, key)] = flag
+    return merged, origins
 
 
 def _options(f: Any) -> Any:
-    unique = _unique_keys()
-    for name, (table, key) in sorted(FLAGS.items(), reverse=True):
-        flags = [f"--{name.replace('_', '-')}"]
-        if key in unique:
-            flags.insert(0, f"--{key.replace('_', '-')}")
-        f = click.option(*flags, name, default=None, metavar="VALUE", help=f"[{table}].{key}")(f)
+    for fl in reversed(FLAGS):  # click lists options in the order they were declared: most used first
+        f = click.option(*fl.names, fl.param, cls=_ConfigOption, default=None, metavar=fl.option.check.metavar,
+                         help=help_line(fl))(f)
     return f
 
 
 @click.command("bench")
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
-@click.option("-o", "output_dir_flag", default=None, help="Run directory (same as --output-dir).")
 @_options
-def bench_command(config: str | None, output_dir_flag: str | None, **flags: str | None) -> None:
+def bench_command(config: str | None, **flags: str | None) -> None:
     """Benchmark an inference server while measuring energy; writes a run directory (samples.arrow,
-    requests.arrow, chunks.arrow, metrics.arrow, run.json). `--concurrency 1,2,4,8` or `--rate 1,2,inf` runs a
-    sweep and marks the best point within `--slo-ttft-p99-ms` / `--slo-itl-p99-ms`."""
+    requests.arrow, chunks.arrow, metrics.arrow, run.json). CONFIG is a TOML file (see configs/); any of its
+    keys can be given or overridden as a flag. `--concurrency 1,2,4,8` or `--rate 1,2,inf` runs a sweep and marks
+    the best point within `--slo-ttft-p99-ms` / `--slo-itl-p99-ms`."""
     from fastmeter.bench.sweep import run_sweep
 
     data = read_config_file(config) if config else {}
-    if output_dir_flag:
-        flags["bench_output_dir"] = output_dir_flag
-    data = merge_overrides(data, {k: v for k, v in flags.items() if v is not None})
-    cfg = validate_config(data, config or "command line")
-    out = cfg.bench["output_dir"]
+    given = {k: ("/".join(_BY_PARAM[k].names[:2]) if k == "bench_output_dir" else _BY_PARAM[k].names[0], v)
+             for k, v in flags.items() if v is not None}
+    data, origins = merge_overrides(data, given)
+    cfg = validate_config(data, config or "command line", origins)
+    out = cfg.bench.output_dir
     if out is None:
         raise ConfigError("no run directory given: pass -o DIR (or set [bench].output_dir)")
-    run_sweep(cfg, Path(out), data)
+    note = _workload_note(cfg)
+    if note:
+        click.echo(f"warning: {note}", err=True)
+    run_sweep(cfg, Path(out))
+    if note:  # again under the summary, where the figures it qualifies are
+        click.echo(f"warning: {note}", err=True)
+
+
+def _workload_note(cfg: BenchConfig) -> str | None:
+    """Reads the workload (so a missing or malformed dataset fails before anything is measured or created) and
+    says when its prompts will repeat."""
+    from fastmeter.load.runner import build_workload
+
+    prompts = build_workload(cfg)
+    if cfg.load.num_requests is None:
+        return None
+    points = max(len(cfg.bench.sweep_concurrency or ()), len(cfg.bench.sweep_rate or ()), 1)
+    per_point = cfg.load.num_requests + cfg.load.warmup_requests
+    note = workloads.cycling_note(len(prompts), per_point)
+    return f"{note} (per sweep point)" if note and points > 1 else note

@@ -8,6 +8,7 @@ import click
 
 from fastmeter.calibrate import default_calibration_path, run_calibration, save_calibration
 from fastmeter.calibrate.load import LOAD_KINDS
+from fastmeter.cli.params import FiniteFloatRange
 
 
 def _fmt(x: float | None, spec: str = "8.1f") -> str:
@@ -20,21 +21,21 @@ def _fmt(x: float | None, spec: str = "8.1f") -> str:
 )
 @click.option(
     "--period-ms",
-    type=click.FloatRange(min=1, min_open=False),
+    type=FiniteFloatRange(min=1, min_open=False),
     default=400.0,
     show_default=True,
     help="Nominal period of the square load; each on/off phase is jittered +-50% around it.",
 )
 @click.option(
     "--duty",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    type=FiniteFloatRange(0, 1, min_open=True, max_open=True),
     default=0.5,
     show_default=True,
     help="Fraction of each period the load is on.",
 )
 @click.option(
     "--duration-s",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloatRange(min=0, min_open=True),
     default=10.0,
     show_default=True,
     help="Seconds of load (plus 1.5 s of idle lead-in).",

@@ -11,7 +11,7 @@ from fastmeter.report import load_report, render_text
 
 
 @click.command("report")
-@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write one self-contained HTML page (figures and styles inline, nothing fetched).")
 @click.option("--png", "png_dir", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -4,16 +4,29 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import click
 
-from fastmeter.analysis.trace_summary import channel_columns, summarize_channels
+from fastmeter.analysis.trace_summary import channel_columns, jitter_text, summarize_channels
 from fastmeter.errors import ConfigError
 from fastmeter.io.read import Trace, read_trace
 
 
 def _fmt(x: float | None, spec: str) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def _exit_text(trace: Trace) -> str:
+    code = trace.metadata.get("exit_code")
+    if code is not None:
+        return f"exit code {code}"
+    if not trace.complete:
+        return "exit code not recorded (the trace was cut short)"
+    signum = trace.metadata.get("stopped_by_signal")
+    if signum is not None:
+        return f"exit code not recorded (the trace was stopped by signal {signum})"
+    return "exit code not recorded"
 
 
 def render_summary(trace: Trace) -> str:
@@ -24,21 +37,23 @@ def render_summary(trace: Trace) -> str:
     if not trace.complete:
         lines.append("status        INCOMPLETE: the recorder stopped before finishing; samples up to its last flush")
     if meta.get("command"):
-        lines.append(f"command       {' '.join(meta['command'])}   exit code {meta.get('exit_code')}")
+        lines.append(f"command       {' '.join(meta['command'])}   {_exit_text(trace)}")
     lines.append("")
     lines.append(f"{'channel':<16}{'energy J':>12}{'avg W':>10}{'peak W':>10}{'idle W':>10}{'net J':>12}")
     for r in rows:
         lines.append(
-            f"{r.channel:<16}{r.energy_j:>12.3f}{_fmt(r.avg_power_w, '.2f'):>10}{_fmt(r.peak_power_w, '.2f'):>10}"
-            f"{_fmt(r.idle_power_w, '.2f'):>10}{_fmt(r.net_energy_j, '.3f'):>12}"
+            f"{r.channel:<16}{_fmt(r.energy_j, '.3f'):>12}{_fmt(r.avg_power_w, '.2f'):>10}"
+            f"{_fmt(r.peak_power_w, '.2f'):>10}{_fmt(r.idle_power_w, '.2f'):>10}{_fmt(r.net_energy_j, '.3f'):>12}"
         )
     stats = meta.get("sampler_stats")
     if stats:
+        period_us = (meta.get("sampler") or {}).get("period_us")
         lines.append("")
         lines.append(
-            f"sampler       {stats['rate_hz']:.0f} Hz (period {meta['sampler']['period_us']} us)  jitter p50 "
-            f"{stats['jitter_p50_us']:.0f} us  p99 {stats['jitter_p99_us']:.0f} us  max {stats['jitter_max_us']:.0f} us"
-            f"  missed {stats['missed']}  dropped {stats['dropped']}"
+            f"sampler       {_fmt(stats.get('rate_hz'), '.0f')} Hz (period {_fmt(period_us, 'd')} us)  jitter p50 "
+            f"{jitter_text(stats.get('jitter_p50_us'))} us  p99 {jitter_text(stats.get('jitter_p99_us'))} us  max "
+            f"{_fmt(stats.get('jitter_max_us'), '.0f')} us  missed {_fmt(stats.get('missed'), 'd')}  dropped "
+            f"{_fmt(stats.get('dropped'), 'd')}"
         )
         for name, period in (stats.get("update_period_s") or {}).items():
             lines.append(f"  {name:<14}counter update period {_fmt(period and period * 1e3, '.2f')} ms")
@@ -47,7 +62,8 @@ def render_summary(trace: Trace) -> str:
     return "\n".join(lines)
 
 
-def plot_trace(trace: Trace, out: Path) -> None:
+def _matplotlib() -> Any:
+    """pyplot on the off-screen backend; checked before anything is printed, so --plot fails whole or not at all."""
     try:
         import matplotlib
 
@@ -55,6 +71,11 @@ def plot_trace(trace: Trace, out: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise ConfigError("--plot needs matplotlib: pip install 'fastmeter[plot]'") from None
+    return plt
+
+
+def plot_trace(trace: Trace, out: Path) -> None:
+    plt = _matplotlib()
     fig, ax = plt.subplots(figsize=(10, 4))
     t_min = trace.table.column("t_ns").to_numpy().min()
     for name in trace.channels:
@@ -73,12 +94,24 @@ def plot_trace(trace: Trace, out: Path) -> None:
     plt.close(fig)
 
 
+def _directory_hint(path: Path) -> str:
+    if (path / "samples.arrow").is_file() or (path / "sweep.json").is_file():
+        trace = f"`fastmeter show {path / 'samples.arrow'}` for its power trace, or " if (
+            path / "samples.arrow").is_file() else ""
+        return f"{path} is a run directory of `fastmeter bench`: use {trace}`fastmeter report {path}` for the run"
+    return f"{path} is a directory; `fastmeter show` reads one trace file (.arrow or .parquet from `fastmeter trace`)"
+
+
 @click.command("show")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path(path_type=Path))
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Also draw power over time to a PNG.")
-def show_command(file: str, plot: str | None) -> None:
-    """Summarize a trace: per-channel energy, average and peak power, idle baseline and net energy, sampler
-    quality."""
+def show_command(file: Path, plot: str | None) -> None:
+    """Summarize a trace (FILE: written by `fastmeter trace`, or a run directory's samples.arrow): per-channel
+    energy, average and peak power, idle baseline and net energy, sampler quality."""
+    if file.is_dir():
+        raise ConfigError(_directory_hint(file))
+    if plot:
+        _matplotlib()
     trace = read_trace(file)
     click.echo(render_summary(trace))
     if plot:

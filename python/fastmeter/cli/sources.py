@@ -9,6 +9,10 @@ import click
 
 import fastmeter
 
+# Why a source cannot run, in words (SourceInfo.kind); the reason line under it says what to do.
+STATE = {"unavailable": "not available on this machine", "permission": "present, but not readable by this user",
+         "config": "not usable with these options"}
+
 
 @click.command("sources")
 @click.option("--seconds", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
@@ -24,7 +28,7 @@ def sources_command(seconds: float) -> None:
                 time.sleep(seconds)
         watts = {n: e / w.duration_s for n, e in w.by_channel.items()}
     for info in infos:
-        state = "available" if info.available else f"unavailable ({info.kind})"
+        state = "available" if info.available else STATE.get(info.kind, "not available")
         click.echo(f"{info.name:<10} {state}")
         if not info.available:
             click.echo(f"    {info.reason}")

@@ -14,6 +14,7 @@ import click
 
 import fastmeter
 from fastmeter.calibrate.result import calibration_for
+from fastmeter.cli.params import FiniteFloatRange
 from fastmeter.errors import ConfigError, FastmeterError
 from fastmeter.io.stream import TraceWriter, check_output_path
 from fastmeter.sources import SOURCE_NAMES, permission_warnings
@@ -61,13 +62,13 @@ def _measure_idle(m: fastmeter.Meter, seconds: float, stop: _StopRequested) -> d
 @click.command("trace", context_settings={"ignore_unknown_options": True})
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False), default="trace.arrow", show_default=True,
               help="Output file: .arrow (Arrow IPC) or .parquet.")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--duration", type=FiniteFloatRange(min=0, min_open=True), default=None,
               help="Seconds to trace (default: until Ctrl-C, or while COMMAND runs).")
 @click.option("--period-us", type=int, default=1000, show_default=True, help="Sampling period in microseconds.")
 @click.option("--source", "sources", multiple=True, type=click.Choice(SOURCE_NAMES),
               help="Source to read (repeatable). Default: every hardware source available, else synthetic.")
 @click.option("--gpu", "gpus", multiple=True, help="GPU index or UUID to read (repeatable; default all).")
-@click.option("--idle-baseline", type=click.FloatRange(min=0), default=0.0,
+@click.option("--idle-baseline", type=FiniteFloatRange(min=0), default=0.0,
               help="Seconds of idle measurement before the run; reports net energy above idle.")
 @click.option("--calibration", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Sensor calibration to record in the metadata [default: ~/.cache/fastmeter/calibration.json "

@@ -1,189 +1,76 @@
-"""Bench configs: TOML files with [server], [workload], [load] and optional [metrics] tables.
+"""Bench configs: TOML files with [server], [workload], [load] and optional [bench] and [metrics] tables.
 
-Every key is checked against a small schema; a bad key or value raises ConfigError naming the table, the key
-and what is allowed. See configs/*.toml for examples.
+This is the edge: TOML text and command-line flags become one frozen BenchConfig here (see config_types), every
+value checked once; past it nothing reads a dict by key. A bad value raises ConfigError naming where it came from
+(the file and `[table].key`, or the flag) and what is allowed. See configs/*.toml for examples.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from fastmeter.errors import ConfigError
+from fastmeter.load.config_check import Invalid
+from fastmeter.load.config_types import (
+    ATTRIBUTION_METHODS,
+    OPENAI_ENDPOINTS,
+    OPTIONAL_TABLES,
+    SERVER_KINDS,
+    TABLES,
+    WORKLOAD_KINDS,
+    BenchConfig,
+    BenchSettings,
+    LoadConfig,
+    MetricsConfig,
+    Option,
+    ServerConfig,
+    WorkloadConfig,
+    option_of,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised only on 3.10
     import tomli as tomllib
 
-SERVER_KINDS = ("openai", "tgi")
-OPENAI_ENDPOINTS = ("completions", "chat")
-WORKLOAD_KINDS = ("random", "jsonl", "mtbench", "sharegpt")
+__all__ = [
+    "ATTRIBUTION_METHODS", "OPENAI_ENDPOINTS", "SERVER_KINDS", "WORKLOAD_KINDS", "BenchConfig", "BenchSettings",
+    "LoadConfig", "MetricsConfig", "ServerConfig", "WorkloadConfig", "config_fields", "config_to_dict",
+    "load_config", "read_config_file", "validate_config",
+]
 
-_REQUIRED = object()
-
-
-def _int(lo: int) -> Callable[[str, Any], int]:
-    def check(where: str, v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ConfigError(f"{where} must be an integer >= {lo}, got {v!r}")
-        return v
-
-    return check
+# (table, key) -> the flag a value came from, so its error names the flag instead of the file.
+Origins = Mapping[tuple[str, str], str]
 
 
-def _pos_float(allow_inf: bool = False) -> Callable[[str, Any], float]:
-    def check(where: str, v: Any) -> float:
-        if allow_inf and v == "inf":
-            return math.inf
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
-            extra = ' or "inf"' if allow_inf else ""
-            raise ConfigError(f"{where} must be a positive number{extra}, got {v!r}")
-        return float(v)
-
-    return check
-
-
-def _choice(allowed: tuple[str, ...]) -> Callable[[str, Any], str]:
-    def check(where: str, v: Any) -> str:
-        if v not in allowed:
-            raise ConfigError(f"{where} must be one of {', '.join(allowed)}; got {v!r}")
-        return v
-
-    return check
-
-
-def _str(where: str, v: Any) -> str:
-    if not isinstance(v, str) or not v:
-        raise ConfigError(f"{where} must be a non-empty string, got {v!r}")
-    return v
-
-
-def _bool(where: str, v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise ConfigError(f"{where} must be true or false, got {v!r}")
-    return v
-
-
-def _table(where: str, v: Any) -> dict[str, Any]:
-    if not isinstance(v, dict):
-        raise ConfigError(f"{where} must be a table, got {v!r}")
-    return v
-
-
-def _str_list(where: str, v: Any) -> tuple[str, ...]:
-    if not isinstance(v, list) or not all(isinstance(s, str) and s for s in v):
-        raise ConfigError(f"{where} must be a list of non-empty strings, got {v!r}")
-    return tuple(v)
-
-
-def _list_of(item: Callable[[str, Any], Any]) -> Callable[[str, Any], tuple[Any, ...]]:
-    def check(where: str, v: Any) -> tuple[Any, ...]:
-        if not isinstance(v, list) or not v:
-            raise ConfigError(f"{where} must be a non-empty list, got {v!r}")
-        return tuple(item(f"{where}[{i}]", x) for i, x in enumerate(v))
-
-    return check
-
-
-def _non_neg_float(where: str, v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0 and math.isfinite(v)):
-        raise ConfigError(f"{where} must be a number >= 0, got {v!r}")
-    return float(v)
-
-
-def _pue(where: str, v: Any) -> float:
-    """Power usage effectiveness: facility energy / IT energy, so never below 1."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 1 and math.isfinite(v)):
-        raise ConfigError(f"{where} (power usage effectiveness) must be a number >= 1, got {v!r}")
-    return float(v)
-
-
-ATTRIBUTION_METHODS = ("time-share", "token-weighted")
-
-# table -> key -> (checker, default); _REQUIRED marks keys without a default.
-_SCHEMA: dict[str, dict[str, tuple[Callable[[str, Any], Any], Any]]] = {
-    "server": {
-        "kind": (_choice(SERVER_KINDS), _REQUIRED),
-        "base_url": (_str, _REQUIRED),
-        "model": (_str, None),
-        "endpoint": (_choice(OPENAI_ENDPOINTS), "completions"),
-        "ignore_eos": (_bool, False),
-        "extra_body": (_table, None),
-    },
-    "workload": {
-        "kind": (_choice(WORKLOAD_KINDS), _REQUIRED),
-        "path": (_str, None),
-        "input_tokens": (_int(1), None),
-        "output_tokens": (_int(1), None),
-        "max_tokens": (_int(1), None),
-        "template": (_str, None),
-        "shuffle": (_bool, False),
-    },
-    "load": {
-        "concurrency": (_int(1), None),
-        "rate": (_pos_float(allow_inf=True), math.inf),
-        "burstiness": (_pos_float(), 1.0),
-        "num_requests": (_int(1), None),
-        "duration_s": (_pos_float(), None),
-        "warmup_requests": (_int(0), 0),
-        "timeout_s": (_pos_float(), 600.0),
-        "seed": (_int(0), 0),
-    },
-    "bench": {
-        "sources": (_str_list, ("auto",)),
-        "gpus": (_str_list, ()),
-        "period_us": (_int(50), 1000),
-        "idle_baseline_s": (_non_neg_float, 0.0),
-        "attribution": (_choice(ATTRIBUTION_METHODS), "time-share"),
-        "output_dir": (_str, None),
-        "sweep_concurrency": (_list_of(_int(1)), None),
-        "sweep_rate": (_list_of(_pos_float(allow_inf=True)), None),
-        "slo_ttft_p99_ms": (_pos_float(), None),
-        "slo_itl_p99_ms": (_pos_float(), None),
-        "accuracy": (_non_neg_float, None),
-        "calibration": (_str, None),
-        # accuracy hook, carbon and cost (see fastmeter.analysis.accuracy / .carbon)
-        "scorer": (_str, None),
-        "grid_gco2_per_kwh": (_non_neg_float, None),
-        "pue": (_pue, 1.0),
-        "price_per_kwh": (_non_neg_float, None),
-        "currency": (_str, "USD"),
-    },
-    "metrics": {
-        "enabled": (_bool, True),
-        "path": (_str, "/metrics"),
-        "interval_s": (_pos_float(), 1.0),
-        "prefixes": (_str_list, None),
-    },
-}
-_OPTIONAL_TABLES = ("metrics", "bench")
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """Validated config: one dict of checked values per table (defaults filled in)."""
-
-    server: dict[str, Any]
-    workload: dict[str, Any]
-    load: dict[str, Any]
-    metrics: dict[str, Any]
-    bench: dict[str, Any]
-    source: str = "<dict>"
+def read_text_file(path: str | Path, what: str) -> str:
+    """A UTF-8 text file's content, or ConfigError naming the file (and the line of a byte that is not UTF-8)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{what} {path}:{line}: not UTF-8 text (byte {data[exc.start]:#04x} at offset "
+                          f"{exc.start}); save it as UTF-8") from None
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The raw tables of a TOML bench config, unvalidated (to merge command-line overrides first)."""
+    text = read_text_file(path, "config")
     try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"config {path} nests arrays or tables too deeply to read") from None
 
 
 def load_config(path: str | Path) -> BenchConfig:
@@ -191,55 +78,91 @@ def load_config(path: str | Path) -> BenchConfig:
     return validate_config(read_config_file(path), str(path))
 
 
-def config_keys() -> dict[str, tuple[str, ...]]:
-    """Every table and its keys, for generating command-line flags."""
-    return {table: tuple(keys) for table, keys in _SCHEMA.items()}
+def config_fields() -> list[tuple[str, dataclasses.Field[Any], Option]]:
+    """Every (table, field, option) of the config, for generating command-line flags and their help."""
+    return [(table, f, option_of(f)) for table, cls in TABLES.items() for f in dataclasses.fields(cls)]
 
 
-def validate_config(data: dict[str, Any], source: str = "<dict>") -> BenchConfig:
-    unknown = sorted(set(data) - set(_SCHEMA))
+def _where(source: str, origins: Origins, table: str, key: str) -> str:
+    return origins.get((table, key)) or f"{source}: [{table}].{key}"
+
+
+def validate_config(data: Mapping[str, Any], source: str = "<dict>", origins: Origins | None = None) -> BenchConfig:
+    """Check every table and key of `data` (TOML tables as dicts) and build the typed config."""
+    origins = origins or {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: a config is a set of tables ([server], [workload], [load]); got {data!r}")
+    unknown = sorted(str(k) for k in data if k not in TABLES)
     if unknown:
-        raise ConfigError(f"{source}: unknown table [{unknown[0]}]; allowed tables: {', '.join(_SCHEMA)}")
-    tables = {}
-    for name, schema in _SCHEMA.items():
-        raw = data.get(name, {} if name in _OPTIONAL_TABLES else None)
+        raise ConfigError(f"{source}: unknown table [{unknown[0]}]; allowed tables: {', '.join(TABLES)}")
+    tables: dict[str, Any] = {}
+    for name, cls in TABLES.items():
+        raw = data.get(name, {} if name in OPTIONAL_TABLES else None)
         if raw is None:
             raise ConfigError(f"{source}: missing table [{name}]")
-        tables[name] = _check_table(source, name, _table(f"{source}: [{name}]", raw), schema)
-    _check_combinations(source, tables)
-    return BenchConfig(
-        tables["server"], tables["workload"], tables["load"], tables["metrics"], tables["bench"], source
-    )
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{source}: [{name}] must be a table of keys, got {raw!r}")
+        tables[name] = _build_table(source, origins, name, cls, raw)
+    cfg = BenchConfig(tables["server"], tables["workload"], tables["load"], tables["metrics"], tables["bench"],
+                      source)
+    problem = _combination_problem(cfg, lambda t, k: origins.get((t, k)) or f"[{t}].{k}")
+    if problem:
+        raise ConfigError(f"{source}: {problem}")
+    return cfg
 
 
-def _check_table(source: str, name: str, raw: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+def _build_table(source: str, origins: Origins, name: str, cls: type, raw: Mapping[str, Any]) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in raw:
-        if key not in schema:
-            raise ConfigError(f"{source}: unknown key [{name}].{key}; allowed keys: {', '.join(schema)}")
-    out = {}
-    for key, (check, default) in schema.items():
-        where = f"{source}: [{name}].{key}"
-        if key in raw:
-            out[key] = check(where, raw[key])
-        elif default is _REQUIRED:
-            raise ConfigError(f"{where} is required")
-        else:
-            out[key] = default
-    return out
+        if key not in fields:
+            raise ConfigError(f"{source}: unknown key [{name}].{key}; allowed keys: {', '.join(fields)}")
+    values = {}
+    for key, f in fields.items():
+        where = _where(source, origins, name, key)
+        value = raw.get(key)
+        if value is None:  # absent (None also marks an unset key in a dumped config)
+            if f.default is dataclasses.MISSING:
+                raise ConfigError(f"{where} is required")
+            continue
+        try:
+            values[key] = option_of(f).check(value)
+        except Invalid as exc:
+            raise ConfigError(f"{where} {exc}") from None
+    return cls(**values)
 
 
-def _check_combinations(source: str, t: dict[str, dict[str, Any]]) -> None:
-    server, workload = t["server"], t["workload"]
-    if server["kind"] == "openai" and server["model"] is None:
-        raise ConfigError(f'{source}: [server].model is required for kind = "openai"')
-    kind = workload["kind"]
+def _combination_problem(cfg: BenchConfig, name: Callable[[str, str], str]) -> str | None:
+    """What is wrong with how the values go together (each value alone is fine), naming keys or flags."""
+    server, workload = cfg.server, cfg.workload
+    if server.kind == "openai" and server.model is None:
+        return f'{name("server", "model")} is required for kind = "openai"'
+    kind = workload.kind
     if kind == "random":
         for key in ("input_tokens", "output_tokens"):
-            if workload[key] is None:
-                raise ConfigError(f'{source}: [workload].{key} is required for kind = "random"')
-    elif workload["path"] is None:
-        raise ConfigError(f'{source}: [workload].path is required for kind = "{kind}"')
-    if kind == "mtbench" and workload["max_tokens"] is None:
-        raise ConfigError(f'{source}: [workload].max_tokens is required for kind = "mtbench"')
-    if t["bench"]["accuracy"] is not None and t["bench"]["scorer"] is not None:
-        raise ConfigError(f"{source}: set either [bench].accuracy or [bench].scorer, not both")
+            if getattr(workload, key) is None:
+                return f'{name("workload", key)} is required for kind = "random"'
+    elif workload.path is None:
+        return f'{name("workload", "path")} is required for kind = "{kind}"'
+    if kind == "mtbench" and workload.max_tokens is None:
+        return f'{name("workload", "max_tokens")} is required for kind = "mtbench"'
+    if cfg.bench.accuracy is not None and cfg.bench.scorer is not None:
+        return f"set either {name('bench', 'accuracy')} or {name('bench', 'scorer')}, not both"
+    if cfg.bench.gpus and "auto" not in cfg.bench.sources and "nvml" not in cfg.bench.sources:
+        return f"{name('bench', 'gpus')} selects NVIDIA GPUs, but {name('bench', 'sources')} does not include nvml"
+    return None
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, float) and math.isinf(v):
+        return "inf"  # as the TOML files spell it, so the dump validates again
+    if isinstance(v, (tuple, list)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
+
+
+def config_to_dict(cfg: BenchConfig) -> dict[str, Any]:
+    """The config as plain JSON-able tables (what run.json records): every key with its value, unset ones as
+    None; `validate_config` reads it back to an equal config."""
+    return {table: _plain(dataclasses.asdict(getattr(cfg, table))) for table in TABLES}

@@ -11,14 +11,14 @@ failed or not; failures never stop the run.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import httpx
-
 from fastmeter.adapters.base import Adapter, GenRequest, RequestRecord, stream_request
+from fastmeter.adapters.http import HttpClient
 from fastmeter.adapters.openai import OpenAIAdapter
 from fastmeter.adapters.prometheus import DEFAULT_PREFIXES, MetricRow, PrometheusScraper
 from fastmeter.adapters.tgi import TGIAdapter
@@ -74,19 +74,31 @@ class LoadResult:
     def measured(self) -> list[RequestRecord]:
         return [r for r in self.records if not r.warmup]
 
+    def send_lag_ns(self) -> dict[str, int | None]:
+        """How late measured requests went out after their scheduled time (``send_ns - scheduled_ns``):
+        ``p50``, ``p99`` and ``max`` in ns, None without requests. With a concurrency cap the lag includes the
+        wait for a free slot, so an open-loop run that outpaces the server shows it here."""
+        lags = sorted(
+            r.send_ns - r.scheduled_ns for r in self.measured if r.send_ns is not None and r.scheduled_ns is not None
+        )
+        if not lags:
+            return {"p50": None, "p99": None, "max": None}
+        return {"p50": _quantile(lags, 0.5), "p99": _quantile(lags, 0.99), "max": lags[-1]}
 
-def make_client(base_url: str, concurrency: int | None) -> httpx.AsyncClient:
-    """A client whose pool never queues requests (queueing belongs to the load generator, where it is timed)."""
-    keepalive = concurrency if concurrency is not None else 1024
-    return httpx.AsyncClient(
-        base_url=base_url,
-        timeout=None,  # the per-request timeout wraps the whole exchange instead
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=keepalive),
-    )
+
+def _quantile(sorted_ns: list[int], q: float) -> int:
+    """Nearest-rank quantile: an observed lag, never an interpolated one."""
+    return sorted_ns[min(len(sorted_ns) - 1, max(0, math.ceil(q * len(sorted_ns)) - 1))]
+
+
+def make_client(base_url: str, concurrency: int | None) -> HttpClient:
+    """A keep-alive client holding up to ``concurrency`` idle connections. It never queues requests: queueing
+    belongs to the load generator, where it is timed."""
+    return HttpClient(base_url, concurrency)
 
 
 async def run_load(
-    client: httpx.AsyncClient,
+    client: HttpClient,
     adapter: Adapter,
     workload: Sequence[GenRequest],
     spec: LoadSpec,
@@ -154,41 +166,44 @@ async def run_load(
         rec = RequestRecord(f"{id_prefix}-{i}", scheduled_ns=scheduled_ns)
         measured.append(rec)
         all_records.append(rec)
-        tasks.append(
-            asyncio.create_task(send(workload[(spec.warmup_requests + i) % len(workload)], rec, holding))
-        )
+        tasks.append(asyncio.create_task(send(workload[(spec.warmup_requests + i) % len(workload)], rec, holding)))
     await asyncio.gather(*tasks)
     return LoadResult(warm + measured, start_ns, time.monotonic_ns())
 
 
 def build_adapter(cfg: BenchConfig) -> Adapter:
     s = cfg.server
-    if s["kind"] == "tgi":
-        return TGIAdapter(extra_parameters=s["extra_body"])
-    return OpenAIAdapter(s["model"], s["endpoint"], s["ignore_eos"], s["extra_body"])
+    if s.kind == "tgi":
+        return TGIAdapter(extra_parameters=s.extra_body)
+    assert s.model is not None  # validate_config requires it for openai
+    return OpenAIAdapter(s.model, s.endpoint, s.ignore_eos, s.extra_body)
 
 
 def build_workload(cfg: BenchConfig) -> list[GenRequest]:
     """The requests a config sends: warm-up ones first, then enough to cycle through for the measured ones."""
     w, ld = cfg.workload, cfg.load
-    n = (ld["num_requests"] or 0) + ld["warmup_requests"]
-    if w["kind"] == "random":
-        reqs = workloads.random_workload(max(n, 1), w["input_tokens"], w["output_tokens"], ld["seed"])
-    elif w["kind"] == "jsonl":
-        reqs = workloads.jsonl_workload(w["path"], w["max_tokens"])
-    elif w["kind"] == "mtbench":
-        reqs = workloads.mtbench_workload(w["path"], w["max_tokens"])
+    n = (ld.num_requests or 0) + ld.warmup_requests
+    if w.kind == "random":
+        assert w.input_tokens is not None and w.output_tokens is not None  # required for random
+        reqs = workloads.random_workload(max(n, 1), w.input_tokens, w.output_tokens, ld.seed)
     else:
-        reqs = workloads.sharegpt_workload(w["path"], w["max_tokens"])
-    if w["shuffle"]:
-        reqs = workloads.take(reqs, len(reqs), shuffle=True, seed=ld["seed"])
-    if w["template"] is not None:
-        reqs = workloads.apply_template(reqs, w["template"])
+        assert w.path is not None  # required for dataset kinds
+        if w.kind == "jsonl":
+            reqs = workloads.jsonl_workload(w.path, w.max_tokens)
+        elif w.kind == "mtbench":
+            assert w.max_tokens is not None  # required for mtbench
+            reqs = workloads.mtbench_workload(w.path, w.max_tokens)
+        else:
+            reqs = workloads.sharegpt_workload(w.path, w.max_tokens)
+    if w.shuffle:
+        reqs = workloads.take(reqs, len(reqs), shuffle=True, seed=ld.seed)
+    if w.template is not None:
+        reqs = workloads.apply_template(reqs, w.template)
     return reqs
 
 
 def spec_from_config(cfg: BenchConfig) -> LoadSpec:
-    return LoadSpec(**cfg.load)
+    return LoadSpec(**dataclasses.asdict(cfg.load))
 
 
 async def run_config(
@@ -203,12 +218,12 @@ async def run_config(
     ``records`` and ``metrics``: caller-owned lists filled as the run goes, so an interrupted run keeps them."""
     adapter, workload, spec = build_adapter(cfg), build_workload(cfg), spec_from_config(cfg)
     m = cfg.metrics
-    async with make_client(cfg.server["base_url"], spec.concurrency) as client:
-        if not m["enabled"]:
+    async with make_client(cfg.server.base_url, spec.concurrency) as client:
+        if not m.enabled:
             return await run_load(client, adapter, workload, spec, records=records, on_done=on_done)
-        prefixes = m["prefixes"] if m["prefixes"] is not None else DEFAULT_PREFIXES
-        async with make_client(cfg.server["base_url"], 1) as metrics_client:
-            scraper = PrometheusScraper(metrics_client, m["path"], m["interval_s"], prefixes)
+        prefixes = m.prefixes if m.prefixes is not None else DEFAULT_PREFIXES
+        async with make_client(cfg.server.base_url, 1) as metrics_client:
+            scraper = PrometheusScraper(metrics_client, m.path, m.interval_s, prefixes)
             if metrics is not None:
                 scraper.rows = metrics
             async with scraper:

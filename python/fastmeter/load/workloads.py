@@ -17,6 +17,8 @@ from typing import Any
 
 from fastmeter.adapters.base import GenRequest
 from fastmeter.errors import ConfigError
+from fastmeter.load.config import read_text_file
+from fastmeter.load.config_check import MAX_OUTPUT_TOKENS
 
 PROMPT_PLACEHOLDER = "{prompt}"
 
@@ -54,10 +56,10 @@ def jsonl_workload(path: str | Path, default_max_tokens: int | None = None) -> l
         if not isinstance(prompt, str):
             raise ConfigError(f"{path}:{lineno}: needs a string field 'prompt'")
         max_tokens = obj.get("max_tokens", default_max_tokens)
-        if not isinstance(max_tokens, int) or max_tokens < 1:
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_OUTPUT_TOKENS:
             raise ConfigError(
-                f"{path}:{lineno}: 'max_tokens' must be an integer >= 1 (or set the workload's "
-                f"max_tokens default), got {max_tokens!r}"
+                f"{path}:{lineno}: 'max_tokens' must be an integer from 1 to {MAX_OUTPUT_TOKENS} (or set the "
+                f"workload's max_tokens default), got {max_tokens!r}"
             )
         out.append(GenRequest(prompt, max_tokens))
     return _nonempty(out, path)
@@ -68,31 +70,41 @@ def mtbench_workload(path: str | Path, max_tokens: int) -> list[GenRequest]:
     out = []
     for lineno, obj in _jsonl(path):
         turns = obj.get("turns")
-        if not (isinstance(turns, list) and turns and isinstance(turns[0], str)):
-            raise ConfigError(f"{path}:{lineno}: MT-Bench question needs 'turns', a list of strings")
+        if not (isinstance(turns, list) and turns and all(isinstance(t, str) for t in turns) and turns[0].strip()):
+            raise ConfigError(
+                f"{path}:{lineno}: an MT-Bench question needs 'turns', a non-empty list of strings (fields "
+                f"question_id, category, turns); got {_short(turns)}"
+            )
         out.append(GenRequest(turns[0], max_tokens))
     return _nonempty(out, path)
 
 
 def sharegpt_workload(path: str | Path, max_tokens: int | None = None) -> list[GenRequest]:
-    """ShareGPT JSON: the first human turn of each conversation that has a human turn followed by a reply."""
+    """ShareGPT JSON: a list of {"id", "conversations": [{"from": "human", "value"}, {"from": "gpt", "value"}]};
+    the first human turn of each conversation that has a human turn followed by a reply. A conversation of
+    another shape is an error naming its index (a silently skipped one would change the workload)."""
+    text = read_text_file(path, "ShareGPT file")
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read ShareGPT file {path}: {exc}") from None
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ConfigError(f"ShareGPT file {path} is not valid JSON: {exc}") from None
     if not isinstance(data, list):
-        raise ConfigError(f"{path}: ShareGPT file must hold a JSON list of conversations")
+        raise ConfigError(f"{path}: a ShareGPT file holds a JSON list of conversations; got {_short(data)}")
     out = []
-    for conv in data:
+    for i, conv in enumerate(data):
         turns = conv.get("conversations") if isinstance(conv, dict) else None
-        if not isinstance(turns, list) or len(turns) < 2:
-            continue
-        first, reply = turns[0], turns[1]
-        if first.get("from") != "human" or not first.get("value"):
-            continue
-        budget = max_tokens if max_tokens is not None else len(str(reply.get("value", "")).split())
+        if not isinstance(turns, list) or not all(
+            isinstance(t, dict) and isinstance(t.get("from"), str) and isinstance(t.get("value"), str) for t in turns
+        ):
+            raise ConfigError(
+                f"{path}: conversation [{i}] must be an object whose 'conversations' is a list of "
+                f'{{"from": "human" or "gpt", "value": TEXT}}; got {_short(conv)}'
+            )
+        if len(turns) < 2 or turns[0]["from"] != "human" or not turns[0]["value"].strip():
+            continue  # a conversation without a prompt and its reply: ShareGPT has many; vLLM skips them too
+        budget = max_tokens if max_tokens is not None else min(len(turns[1]["value"].split()), MAX_OUTPUT_TOKENS)
         if budget >= 1:
-            out.append(GenRequest(first["value"], budget))
+            out.append(GenRequest(turns[0]["value"], budget))
     return _nonempty(out, path)
 
 
@@ -103,6 +115,16 @@ def apply_template(requests: Sequence[GenRequest], template: str) -> list[GenReq
     return [GenRequest(template.replace(PROMPT_PLACEHOLDER, r.prompt), r.max_tokens) for r in requests]
 
 
+def cycling_note(n_prompts: int, n_requests: int) -> str | None:
+    """What to tell the user when a run sends more requests than the dataset has prompts (requests cycle through
+    the prompts, so a prompt repeats, and a server's prefix cache can answer a repeat cheaper than a new one)."""
+    if n_requests <= n_prompts:
+        return None
+    return (f"the workload has {n_prompts} prompts but the run sends {n_requests} requests (warm-up included): "
+            f"prompts repeat, each about {n_requests / n_prompts:.1f} times; a server's prefix cache may make repeats "
+            "cheaper than new prompts (lower num_requests, or use a larger dataset)")
+
+
 def take(requests: Sequence[GenRequest], n: int, shuffle: bool = False, seed: int = 0) -> list[GenRequest]:
     """``n`` requests: in file order (or a seeded shuffle), cycling when the dataset is shorter than ``n``."""
     order = list(requests)
@@ -111,18 +133,20 @@ def take(requests: Sequence[GenRequest], n: int, shuffle: bool = False, seed: in
     return [order[i % len(order)] for i in range(n)]
 
 
+def _short(v: Any, limit: int = 80) -> str:
+    text = repr(v)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ConfigError(f"cannot read workload file {path}: {exc}") from None
+    lines = read_text_file(path, "workload file").splitlines()
     out = []
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise ConfigError(f"{path}:{lineno}: not valid JSON ({exc})") from None
         if not isinstance(obj, dict):
             raise ConfigError(f"{path}:{lineno}: each line must be a JSON object")

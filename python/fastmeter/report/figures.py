@@ -17,6 +17,7 @@ import numpy as np
 from fastmeter.analysis.trace_summary import channel_columns
 from fastmeter.errors import ConfigError
 from fastmeter.report.load import Report, Run, Sweep, in_flight
+from fastmeter.report.tables import sweep_title
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -205,7 +206,7 @@ def build_figures(report: Report) -> list[FigureOut]:
     """Every figure of the report, groups first (the overview), then per run."""
     out: list[FigureOut] = []
     for g in comparison_groups(report):
-        name, title = (f"sweep-{_stem(g.label)}", f"Sweep {g.label}") if g.label else ("runs", "Runs compared")
+        name, title = (f"sweep-{_stem(g.label)}", sweep_title(g.label)) if g.label else ("runs", "Runs compared")
         out.append(FigureOut(name, title, group_figure(g)))
     taken: set[str] = set()
     for run in report.runs:

@@ -8,7 +8,15 @@ from html import escape
 from typing import TYPE_CHECKING
 
 import fastmeter
-from fastmeter.report.tables import Row, fingerprint_rows, headline_rows, sampler_rows, slo_text, warnings
+from fastmeter.report.tables import (
+    Row,
+    fingerprint_rows,
+    sampler_rows,
+    slo_text,
+    summary_tables,
+    sweep_title,
+    warnings,
+)
 
 if TYPE_CHECKING:
     from fastmeter.report.figures import FigureOut
@@ -66,11 +74,12 @@ def _figure(f: FigureOut, png: bytes) -> str:
 
 
 def _summary(report: Report) -> str:
-    header, rows = headline_rows(report)
     best = {s.best for s in report.sweeps if s.best}
     classes = ["best" if r.label in best else "" for r in report.runs]
     note = '<p class="meta">Highlighted: the best operating point under the SLO of its sweep.</p>' if best else ""
-    return _table(header, rows, classes) + note
+    tables = [f"<h3>{escape(title)}</h3>" + _table(header, rows, classes)
+              for title, header, rows in summary_tables(report)]
+    return "".join(tables) + note
 
 
 def _warnings(report: Report) -> str:
@@ -82,7 +91,7 @@ def _slo_lines(report: Report) -> str:
     lines = []
     for s in report.sweeps:
         best = s.best or "none meets the SLO"
-        lines.append(f"<li>sweep <b>{escape(s.label)}</b>: SLO {escape(slo_text(s))}; best point "
+        lines.append(f"<li><b>{escape(sweep_title(s.label))}</b>: SLO {escape(slo_text(s))}; best point "
                      f"<b>{escape(best)}</b></li>")
     return f"<ul>{''.join(lines)}</ul>" if lines else ""
 

@@ -6,7 +6,6 @@ FastmeterError naming the path and what to pass instead.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fastmeter.errors import FastmeterError
-from fastmeter.io import Trace, read_trace
-
-_WHAT_TO_PASS = "pass a run directory or a sweep directory written by `fastmeter bench -o DIR`"
+from fastmeter.io import Trace
+from fastmeter.io.rundir import WHAT_TO_PASS, read_json, read_run_dir
+from fastmeter.io.schema import SUFFIXES
+from fastmeter.io.shape import NUMBER_MAP, TEXT, check_object
 
 
 @dataclass
@@ -58,51 +58,16 @@ class Report:
     loose: list[Run]  # runs given directly, not as part of a sweep directory
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except OSError as e:
-        raise FastmeterError(f"cannot read {path}: {e.strerror}; {_WHAT_TO_PASS}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FastmeterError(f"{path} is corrupt (not valid JSON: {e}); re-run the benchmark that wrote it") from None
-    if not isinstance(data, dict):
-        raise FastmeterError(f"{path} is corrupt (expected a JSON object); re-run the benchmark that wrote it")
-    return data
-
-
-def _read_arrow(path: Path) -> pa.Table:
-    if not path.is_file():
-        raise FastmeterError(f"{path} is missing: the run directory is incomplete; {_WHAT_TO_PASS}")
-    try:
-        with pa.OSFile(str(path)) as f:
-            return pa.ipc.open_file(f).read_all()
-    except (pa.ArrowInvalid, OSError) as e:
-        raise FastmeterError(f"{path} is corrupt (not an Arrow IPC file: {e}); re-run the benchmark") from None
-
-
-_REQUEST_COLUMNS = ("warmup", "send_ns", "end_ns", "completion_tokens", "energy_j", "prefill_energy_j",
-                    "decode_energy_j")
-
-
 def load_run(path: Path, label: str) -> Run:
-    meta = _read_json(path / "run.json")
-    if "summary" not in meta or "format_version" not in meta:
-        raise FastmeterError(f"{path / 'run.json'} is not a fastmeter run.json (no summary); {_WHAT_TO_PASS}")
-    samples = path / "samples.arrow"
-    if not samples.is_file():
-        raise FastmeterError(f"{samples} is missing: the run directory is incomplete; {_WHAT_TO_PASS}")
-    trace = read_trace(samples)
-    requests = _read_arrow(path / "requests.arrow")
-    missing = [c for c in _REQUEST_COLUMNS if c not in requests.column_names]
-    if missing:
-        raise FastmeterError(f"{path / 'requests.arrow'} lacks columns {missing}; re-run the benchmark")
-    return Run(path, label, meta, trace, requests)
+    files = read_run_dir(path)
+    return Run(path, label, files.meta, files.trace, files.requests)
 
 
 def load_sweep(path: Path, label: str) -> Sweep:
-    sweep = _read_json(path / "sweep.json")
+    sweep = check_object(read_json(path / "sweep.json"), {"best": TEXT, "slo": NUMBER_MAP}, str(path / "sweep.json"))
     points_meta = sweep.get("points")
-    if not isinstance(points_meta, list) or not all(isinstance(p, dict) and "point" in p for p in points_meta):
+    if not isinstance(points_meta, list) or not all(isinstance(p, dict) and isinstance(p.get("point"), str)
+                                                    for p in points_meta):
         raise FastmeterError(f"{path / 'sweep.json'} is corrupt (no list of points); re-run the sweep")
     points = [load_run(path / str(p["point"]), f"{label}/{p['point']}") for p in points_meta]
     best = f"{label}/{sweep['best']}" if sweep.get("best") else None
@@ -121,14 +86,17 @@ def _labels(paths: list[Path]) -> list[str]:
 def load_report(paths: list[str | Path]) -> Report:
     """Runs and sweeps from the given directories, in order."""
     if not paths:
-        raise FastmeterError(f"no run directories given; {_WHAT_TO_PASS}")
+        raise FastmeterError(f"no run directories given; {WHAT_TO_PASS}")
     dirs = [Path(p) for p in paths]
     runs: list[Run] = []
     sweeps: list[Sweep] = []
     loose: list[Run] = []
     for path, label in zip(dirs, _labels(dirs)):
+        if path.is_file() and path.suffix in SUFFIXES:
+            raise FastmeterError(f"{path} is a trace file: use `fastmeter show {path}` (report reads run "
+                                 "directories of `fastmeter bench`)")
         if not path.is_dir():
-            raise FastmeterError(f"{path} is not a directory; {_WHAT_TO_PASS}")
+            raise FastmeterError(f"{path} is not a directory; {WHAT_TO_PASS}")
         if (path / "sweep.json").is_file():
             sweep = load_sweep(path, label)
             sweeps.append(sweep)
@@ -138,7 +106,7 @@ def load_report(paths: list[str | Path]) -> Report:
             loose.append(run)
             runs.append(run)
         else:
-            raise FastmeterError(f"{path} is not a run directory (no run.json or sweep.json in it); {_WHAT_TO_PASS}")
+            raise FastmeterError(f"{path} is not a run directory (no run.json or sweep.json in it); {WHAT_TO_PASS}")
     return Report(runs, sweeps, loose)
 
 

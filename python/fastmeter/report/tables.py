@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from fastmeter.analysis.trace_summary import jitter_text
 from fastmeter.report.load import Report, Run, Sweep
 
 Row = list[str]
@@ -16,6 +17,8 @@ def fmt(value: Any, spec: str) -> str:
     """A number with `spec`, or an em dash for a figure the run does not have (null, NaN)."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
+    if spec == "d" and isinstance(value, float):  # a count that JSON round-tripped as 3.0
+        return format(int(value), "d") if value.is_integer() else format(value, "g")
     return format(value, spec)
 
 
@@ -53,6 +56,27 @@ def headline_rows(report: Report) -> tuple[Row, list[Row]]:
     return header, [[r.label, *(fmt(r.summary.get(key), spec) for _, key, spec in cols)] for r in report.runs]
 
 
+# The page's summary, as two tables of at most 9 columns: one table of every headline column overflowed a 1400 px
+# window (docs/report.md).
+SUMMARY_TABLES = (
+    ("Energy and throughput", ("J / output token", "output tokens / J", "output tokens / s", "avg power W",
+                               "inferences / kWh", "energy J", "idle baseline W", "net energy J", "accuracy",
+                               "accuracy / kWh")),
+    ("Latency and requests", ("TTFT p50 ms", "TTFT p99 ms", "ITL p50 ms", "ITL p99 ms", "e2e p50 ms", "e2e p99 ms",
+                              "requests ok", "requests failed")),
+)
+
+
+def summary_tables(report: Report) -> list[tuple[str, Row, list[Row]]]:
+    """(title, header, rows) per summary table: the headline columns split by SUMMARY_TABLES."""
+    header, rows = headline_rows(report)
+    out = []
+    for title, names in SUMMARY_TABLES:
+        keep = [0, *(i for i, h in enumerate(header) if h in names)]
+        out.append((title, [header[i] for i in keep], [[r[i] for i in keep] for r in rows]))
+    return out
+
+
 def _periods(stats: dict[str, Any]) -> str:
     periods = stats.get("update_period_s") or {}
     return ", ".join(f"{name} {fmt(p and p * 1e3, '.3g')} ms" for name, p in periods.items()) or "—"
@@ -65,9 +89,11 @@ def sampler_rows(report: Report) -> tuple[Row, list[Row]]:
     for r in report.runs:
         s = r.meta.get("sampler_stats") or {}
         errors = "; ".join(f"{k}: {v}" for k, v in (s.get("errors") or {}).items()) or "none"
-        period_us = ((r.meta.get("config") or {}).get("bench") or {}).get("period_us")
-        rows.append([r.label, fmt(s.get("rate_hz"), ".0f"), fmt(period_us, "d"), fmt(s.get("jitter_p50_us"), ".0f"),
-                     fmt(s.get("jitter_p99_us"), ".0f"), fmt(s.get("jitter_max_us"), ".0f"),
+        # the period the sampler ran at, as recorded with the samples (a default period is not in the flags)
+        period_us = (r.trace.metadata.get("sampler") or {}).get("period_us")
+        rows.append([r.label, fmt(s.get("rate_hz"), ".0f"), fmt(period_us, "d"),
+                     jitter_text(s.get("jitter_p50_us"), "—"), jitter_text(s.get("jitter_p99_us"), "—"),
+                     fmt(s.get("jitter_max_us"), ".0f"),
                      fmt(s.get("dropped"), "d"), fmt(s.get("missed"), "d"), _periods(s), errors])
     return header, rows
 
@@ -151,6 +177,11 @@ def fingerprint_rows(report: Report, section: str) -> tuple[Row, list[tuple[Row,
         values = [f.get(k, "—") for f in flat]
         rows.append(([k, *values], len(set(values)) > 1))
     return ["key", *(r.label for r in report.runs)], rows
+
+
+def sweep_title(label: str) -> str:
+    """"Sweep c16" for a sweep directory named c16, but a directory named like a sweep is not "Sweep sweep"."""
+    return label if "sweep" in label.lower() else f"Sweep {label}"
 
 
 def slo_text(sweep: Sweep) -> str:

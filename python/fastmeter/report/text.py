@@ -4,7 +4,7 @@ warnings per run."""
 from __future__ import annotations
 
 from fastmeter.report.load import Report
-from fastmeter.report.tables import Row, headline_rows, slo_text, warnings
+from fastmeter.report.tables import Row, headline_rows, slo_text, sweep_title, warnings
 
 # Columns of the text table (a terminal is narrower than the page): header text as in tables.HEADLINE.
 TEXT_COLUMNS = ("J / output token", "output tokens / J", "output tokens / s", "avg power W", "inferences / kWh",
@@ -25,7 +25,7 @@ def render_text(report: Report) -> str:
     keep = [0, *(i for i, h in enumerate(header) if h in TEXT_COLUMNS)]
     lines = _aligned([header[i] for i in keep], [[r[i] for i in keep] for r in rows])
     for s in report.sweeps:
-        lines.append(f"sweep {s.label}: SLO {slo_text(s)}; best point {s.best or 'none meets the SLO'}")
+        lines.append(f"{sweep_title(s.label)}: SLO {slo_text(s)}; best point {s.best or 'none meets the SLO'}")
     found = [f"  {r.label}: {w}" for r in report.runs for w in warnings(r)]
     lines += ["", "warnings:", *found] if found else ["", "no warnings"]
     return "\n".join(lines)

@@ -1,0 +1,148 @@
+"""One load run by one client against stamp_server, in its own interpreter; prints one JSON line.
+
+``fastmeter`` / ``fastmeter-uvloop``: fastmeter's load runner (``run_load``, closed loop at the concurrency) on
+asyncio's loop / on uvloop, with a ``Meter`` sampling the synthetic source at 1 kHz in the same process, as
+``fastmeter bench`` runs. ``vllm``: vLLM's own benchmark request
+function (``vllm/benchmarks/lib/endpoint_request_func.py``, loaded by path from a vLLM install so that the vllm
+package itself is not imported) driven as ``vllm bench serve`` drives it: one ``aiohttp.ClientSession`` with
+vLLM's connector settings and an ``asyncio.Semaphore`` for the concurrency. Only the standard library is imported
+at the top: the vllm worker runs in vLLM's venv.
+
+Reported: main-thread CPU time (the event loop's; the Meter's sampler thread is excluded) and wall time of the
+timed run, requests, chunks, and per chunk the client's receive stamp minus the server's send stamp (both
+CLOCK_MONOTONIC: vLLM stamps with ``time.perf_counter``, which is CLOCK_MONOTONIC on Linux).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+Outcome = tuple[list[int], int, int, int]  # (receive - send per chunk ns, complete requests, CPU ns, wall ns)
+
+
+def _stamps(text: str) -> list[int]:
+    return [int(w) for w in text.split()]
+
+
+async def _fastmeter(url: str, concurrency: int, n_requests: int, tokens: int) -> Outcome:
+    from fastmeter.adapters import GenRequest, OpenAIAdapter, RequestRecord, stream_request
+    from fastmeter.load import LoadSpec, make_client, run_load
+
+    adapter = OpenAIAdapter("m")
+    async with make_client(url, concurrency) as client:
+        await stream_request(client, adapter, GenRequest("warm up", tokens), RequestRecord("w"))
+    spec = LoadSpec(concurrency=concurrency, num_requests=n_requests, timeout_s=600.0)
+    workload = [GenRequest("x", tokens)]
+    async with make_client(url, concurrency) as client:
+        t0 = time.thread_time_ns()
+        result = await run_load(client, adapter, workload, spec)
+        cpu_ns = time.thread_time_ns() - t0
+    lat: list[int] = []
+    ok = 0
+    for r in result.measured:
+        if r.ok and len(r.chunk_t_ns) == tokens:
+            ok += 1
+            lat.extend(rx - tx for rx, tx in zip(r.chunk_t_ns, _stamps(r.text)))
+    return lat, ok, cpu_ns, result.end_ns - result.start_ns
+
+
+async def _vllm(
+    url: str, concurrency: int, n_requests: int, tokens: int, venv: Path
+) -> tuple[list[int], int, int, int]:
+    import aiohttp
+
+    (path,) = venv.glob("lib/python3*/site-packages/vllm/benchmarks/lib/endpoint_request_func.py")
+    spec = importlib.util.spec_from_file_location("endpoint_request_func", path)
+    assert spec is not None and spec.loader is not None
+    erf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(erf)
+    api_url = url + "/v1/completions"
+
+    def make_input() -> object:
+        return erf.RequestFuncInput(prompt="x", api_url=api_url, prompt_len=1, output_len=tokens, model="m")
+
+    def session() -> aiohttp.ClientSession:  # as vllm/benchmarks/serve.py builds it
+        connector = aiohttp.TCPConnector(
+            limit=concurrency,
+            limit_per_host=concurrency,
+            ttl_dns_cache=300,
+            use_dns_cache=True,
+            keepalive_timeout=60,
+            enable_cleanup_closed=True,
+            force_close=False,
+            ssl=False,
+        )
+        return aiohttp.ClientSession(connector=connector, trust_env=True, timeout=erf.AIOHTTP_TIMEOUT)
+
+    async with session() as s:
+        await erf.async_request_openai_completions(make_input(), s)
+    sem = asyncio.Semaphore(concurrency)
+
+    async def limited(s: aiohttp.ClientSession) -> object:
+        async with sem:
+            return await erf.async_request_openai_completions(make_input(), s)
+
+    async with session() as s:
+        t0, w0 = time.thread_time_ns(), time.monotonic_ns()
+        outputs = await asyncio.gather(*(limited(s) for _ in range(n_requests)))
+        cpu_ns, wall_ns = time.thread_time_ns() - t0, time.monotonic_ns() - w0
+    lat: list[int] = []
+    ok = 0
+    for o in outputs:
+        sent = _stamps(o.generated_text) if o.success else []
+        if len(sent) != tokens:
+            continue
+        ok += 1
+        t = o.start_time + o.ttft
+        rx = [t]
+        for gap in o.itl:
+            t += gap
+            rx.append(t)
+        lat.extend(round(r * 1e9) - tx for r, tx in zip(rx, sent))
+    return lat, ok, cpu_ns, wall_ns
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("client", choices=("fastmeter", "fastmeter-uvloop", "vllm"))
+    ap.add_argument("url")
+    ap.add_argument("concurrency", type=int)
+    ap.add_argument("requests", type=int)
+    ap.add_argument("tokens", type=int)
+    ap.add_argument("--vllm-venv", type=Path)
+    a = ap.parse_args()
+    if a.client.startswith("fastmeter"):
+        import fastmeter
+
+        with fastmeter.Meter(sources=("synthetic",), period_us=1000):
+            main = _fastmeter(a.url, a.concurrency, a.requests, a.tokens)
+            if a.client == "fastmeter-uvloop":
+                import uvloop
+
+                lat, ok, cpu_ns, wall_ns = uvloop.run(main)
+            else:
+                lat, ok, cpu_ns, wall_ns = asyncio.run(main)
+    else:
+        lat, ok, cpu_ns, wall_ns = asyncio.run(_vllm(a.url, a.concurrency, a.requests, a.tokens, a.vllm_venv))
+    lat.sort()
+    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else None  # noqa: E731
+    out = {
+        "ok": ok,
+        "cpu_ns": cpu_ns,
+        "wall_ns": wall_ns,
+        "chunks": ok * a.tokens,
+        "lat_p50_ns": q(0.5),
+        "lat_p99_ns": q(0.99),
+        "lat_max_ns": lat[-1] if lat else None,
+    }
+    sys.stdout.write(json.dumps(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()
