@@ -31,6 +31,7 @@ import numpy as np
 
 import fastmeter
 from benchmarks.common import ROOT, Row
+from benchmarks.run import code_version
 
 CHANNELS = 16
 PERIOD_US = 100
@@ -173,7 +174,8 @@ def main() -> None:
     args = ap.parse_args()
     result = measure(args.duration, args.every, progress=lambda p: print(json.dumps(p), file=sys.stderr, flush=True))
     result["load_avg_end"] = os.getloadavg()
-    result["code"] = fastmeter.__version__
+    result["code"] = code_version()
+    result["fastmeter_version"] = fastmeter.__version__
     result["rows"] = [r.to_json() for r in rows(result)]
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"memory-{datetime.date.today().isoformat()}"
