@@ -40,7 +40,9 @@ void BoundBuilder::thin_before(int64_t cutoff_ns, int64_t resolution_ns) {
   const auto old_end = std::lower_bound(first, points_.end(), cutoff_ns,
                                         [](const ChangePoint& x, int64_t t) { return x.hi_ns < t; });
   const auto old = static_cast<size_t>(old_end - first);
-  if (old < 1024 || old < static_cast<size_t>(points_.end() - old_end)) return;
+  // Act once the old points reach a quarter of the recent ones: memory stays within 1.25x the window's points,
+  // and each point is moved about four times (the recent ones slide down at every pass).
+  if (old < 1024 || 4 * old < static_cast<size_t>(points_.end() - old_end)) return;
   // A subset of the points keeps their (lo, hi] disjoint and in order: range_at stays valid, only wider.
   size_t out = thinned_;
   for (auto it = first; it != old_end; ++it)

@@ -42,7 +42,7 @@ class BoundBuilder {
   bool updated_since(int64_t t_ns) const noexcept;
   // Thins change points older than cutoff_ns to one per resolution_ns, so a long run keeps bounded memory (a RAPL
   // counter makes one per poll). Ranges only widen: by at most the energy of resolution_ns at the power limit.
-  // Amortized O(1) per point: it acts only once the old, unthinned points outnumber the recent ones.
+  // Amortized O(1) per point: it acts only once the old, unthinned points reach a quarter of the recent ones.
   void thin_before(int64_t cutoff_ns, int64_t resolution_ns);
   size_t points() const noexcept { return points_.size(); }
 
