@@ -69,8 +69,9 @@ def test_keep_none_still_answers_energy_queries() -> None:
     assert e == pytest.approx(wave.energy_between_j(t0, a, b), rel=0.01)
 
 
-def test_power_channel_queries_move_within_the_stated_bound_after_decimation() -> None:
-    # A sine between 40 and 200 W at 10 kHz, thinned to 20 ms once older than 0.1 s.
+def test_fast_counter_queries_move_within_the_stated_bound_after_decimation() -> None:
+    # The synthetic source: a µJ counter that changes at every poll (like RAPL), a sine between 40 and 200 W polled
+    # at 10 kHz, its knots thinned to 20 ms once older than 0.1 s.
     wave = SyntheticWave(base_w=120, amp_w=80, period_s=0.05)
     t0 = time.monotonic_ns()
     period_us, keep_s, res_us = 100, 0.1, 20_000
