@@ -1,118 +1,102 @@
-"""Window energy on the NVML emulator as fastmeter, Zeus and CodeCarbon report it, in one fresh interpreter (pynvml
-inside Zeus and CodeCarbon finds the emulator only through LD_LIBRARY_PATH at load time).
+"""One round of the accuracy sweep in a fresh interpreter (pynvml inside Zeus finds the emulator only through
+LD_LIBRARY_PATH at load time): a fastmeter Meter polls every emulated GPU at 1 kHz while Zeus measures windows of
+several lengths, overlapping, at random instants; afterwards fastmeter answers the very same windows with
+`Meter.span`.
 
-The task of a window runs from the instant the tool's "begin" returned (t0_ns) to the instant its "end" was called
-(t1_ns): that is what a user measures. Prints one JSON line: {"windows": [[tool, size_s, t0_ns, t1_ns, energy_j]],
-"skipped": {tool: reason}}; the parent computes the analytic truth for [t0_ns, t1_ns] from the emulator's model.
+The window of a task runs from the instant Zeus's `begin_window` returned (t0_ns) to the instant `end_window` was
+called (t1_ns): what a user measures. Each GPU of the emulator is one (load, power phase) case, so one window is
+measured at every phase at once. Prints one JSON line: {"channels": [name], "windows": [[length_s, t0_ns, t1_ns,
+zeus_j | null, fastmeter_j, bound_j]], "skipped": {tool: reason}, "stats": {...}} (per-GPU lists in channel order;
+null for a value fastmeter could not give); the parent computes the analytic truth from the emulator's model.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import sys
 import time
-from collections.abc import Callable
 
 import fastmeter
 
 now_ns = time.monotonic_ns
-# energy_between waits (bounded) for the counter's first update past the window's end; its default bound (1.5 update
-# periods + 2 poll periods) is a few ms for a continuous counter, which a preempted sampler overruns on a busy
-# machine, and the answer is then extrapolated. We measure the method, so we let it wait for the final answer.
-WAIT_FINAL_S = 1.0
-PHASE_S = 0.12  # random delay before a window, longer than the slowest counter refresh (100 ms)
+SETTLE_S = 0.3  # after the last window: every counter refreshes (100 ms) past its end before the meter stops
 
 
-def hold(seconds: float) -> None:
-    """Let a window last `seconds`: sleep the bulk, spin the last 2 ms so short windows have their length."""
-    end = time.perf_counter() + seconds
-    if seconds > 0.003:
-        time.sleep(seconds - 0.002)
-    while time.perf_counter() < end:
-        pass
+def sleep_until(t_ns: int) -> None:
+    left_s = (t_ns - now_ns()) * 1e-9
+    if left_s > 0:
+        time.sleep(left_s)
 
 
-def fastmeter_energy_j(meter: fastmeter.Meter, t0_ns: int, t1_ns: int) -> float | None:
-    """None when the sampler was starved past the window's end (SpanError): counted as a failed window."""
+def zeus_monitor(gpus: int) -> tuple[object | None, str]:
     try:
-        return meter.energy_between(t0_ns, t1_ns)["gpu0"]
-    except fastmeter.errors.SpanError:
-        return None
+        from zeus.monitor import ZeusMonitor
+
+        return ZeusMonitor(gpu_indices=list(range(gpus)), cpu_indices=[]), ""
+    except Exception as e:  # noqa: BLE001 - an optional peer: a failure to set it up is reported, not fatal
+        return None, f"{type(e).__name__}: {e}"
 
 
-def zeus_window(monitor: object) -> Callable[[float], tuple[int, int, float]]:
-    def one(size_s: float) -> tuple[int, int, float]:
-        monitor.begin_window("w", sync_execution=False)  # type: ignore[attr-defined]
-        t0 = now_ns()
-        hold(size_s)
-        t1 = now_ns()
-        m = monitor.end_window("w", sync_execution=False)  # type: ignore[attr-defined]
-        return t0, t1, float(m.gpu_energy[0])
-
-    return one
-
-
-def codecarbon_window(size_s: float) -> tuple[int, int, float]:
-    from codecarbon import OfflineEmissionsTracker
-
-    tracker = OfflineEmissionsTracker(
-        country_iso_code="USA", measure_power_secs=1, save_to_file=False, log_level="error", gpu_ids=[0]
-    )
-    tracker.start()
-    t0 = now_ns()
-    hold(size_s)
-    t1 = now_ns()
-    tracker.stop()
-    return t0, t1, float(tracker.final_emissions_data.gpu_energy) * 3.6e6  # kWh -> J
+def schedule(counts: dict[str, int], round_s: float, seed: int) -> list[tuple[float, int, str, float]]:
+    """(offset_s, order, key, length_s) events: a begin and an end per window, windows placed uniformly at random
+    in the round (they overlap; Zeus keeps named windows apart). order puts a begin before an end at one instant."""
+    rng = random.Random(seed)
+    events: list[tuple[float, int, str, float]] = []
+    for length_text, n in counts.items():
+        length_s = float(length_text)
+        for i in range(n):
+            start_s = rng.uniform(0.0, round_s - length_s)
+            key = f"{length_text}/{i}"
+            events += [(start_s, 0, key, length_s), (start_s + length_s, 1, key, length_s)]
+    return sorted(events)
 
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
-    counts: dict[str, int] = {k: int(v) for k, v in spec["windows"].items()}  # size_s (as text) -> windows
-    cc_counts: dict[str, int] = {k: int(v) for k, v in spec["codecarbon_windows"].items()}
-    rng = random.Random(1)
-    out: list[list[object]] = []
-    skipped: dict[str, str] = {}
-    try:
-        from zeus.monitor import ZeusMonitor
-
-        zeus: Callable[[float], tuple[int, int, float]] | None
-        zeus = zeus_window(ZeusMonitor(gpu_indices=[0], cpu_indices=[]))
-    except Exception as e:  # noqa: BLE001 - an optional peer: a failure to set it up is reported, not fatal
-        zeus, skipped["zeus"] = None, f"{type(e).__name__}: {e}"
-    meters = {
-        f"fastmeter {1e3 / p:g} kHz": fastmeter.Meter(
-            sources=("nvml",), period_us=p, wait_final_s=WAIT_FINAL_S
-        )
-        for p in spec["periods_us"]
-    }
-    for m in meters.values():
-        m.start()
-    for size_text, n in counts.items():
-        size_s = float(size_text)
-        for _ in range(n):
-            # A fresh phase of the waveform and of the counter's refresh grid before every window: a window that
-            # began right after energy_between() returned would start just after a counter refresh.
-            time.sleep(rng.uniform(0.0, PHASE_S))
-            t0 = now_ns()
-            hold(size_s)
-            t1 = now_ns()
-            out += [[name, size_s, t0, t1, fastmeter_energy_j(m, t0, t1)] for name, m in meters.items()]
+    gpus, round_s = int(spec["gpus"]), float(spec["round_s"])
+    events = schedule({k: int(v) for k, v in spec["windows"].items()}, round_s, int(spec["seed"]))
+    logging.disable(logging.WARNING)  # Zeus warns about every 0 J window (counter not refreshed): expected here
+    zeus, why = zeus_monitor(gpus)
+    skipped = {} if zeus is not None else {"zeus": why}
+    meter = fastmeter.Meter(sources=("nvml",), period_us=1000)
+    meter.start()
+    time.sleep(float(spec["warmup_s"]))
+    open_windows: dict[str, int] = {}
+    done: list[tuple[float, int, int, list[float] | None]] = []
+    base_ns = now_ns()
+    for offset_s, is_end, key, length_s in events:
+        sleep_until(base_ns + round(offset_s * 1e9))
+        if not is_end:
             if zeus is not None:
-                time.sleep(rng.uniform(0.0, PHASE_S))
-                out.append(["zeus", size_s, *zeus(size_s)])
-    for m in meters.values():
-        m.stop()
-    logging.disable(logging.WARNING)
-    try:
-        for size_text, n in cc_counts.items():
-            for _ in range(n):
-                out.append(["codecarbon", float(size_text), *codecarbon_window(float(size_text))])
-    except Exception as e:  # noqa: BLE001 - same for the other optional peer
-        skipped["codecarbon"] = f"{type(e).__name__}: {e}"
-    print(json.dumps({"windows": out, "skipped": skipped}))
+                zeus.begin_window(key, sync_execution=False)  # type: ignore[attr-defined]
+            open_windows[key] = now_ns()
+            continue
+        t1 = now_ns()
+        zeus_j = None
+        if zeus is not None:
+            m = zeus.end_window(key, sync_execution=False)  # type: ignore[attr-defined]
+            zeus_j = [float(m.gpu_energy[g]) for g in range(gpus)]
+        done.append((length_s, open_windows.pop(key), t1, zeus_j))
+    time.sleep(SETTLE_S)
+    meter.stop()
+    channels = [f"gpu{g}" for g in range(gpus)]
+    out = []
+    for length_s, t0, t1, zeus_j in done:
+        try:
+            span = meter.span(t0, t1)
+            energy = [span.energy_j[c] for c in channels]
+            bound = [span.bound_j[c] for c in channels]
+        except fastmeter.errors.SpanError:  # the sampler never reached the window: counted as failed
+            energy = bound = [math.nan] * gpus
+        out.append([length_s, t0, t1, zeus_j, *([None if math.isnan(x) else x for x in v] for v in (energy, bound))])
+    stats = meter.stats()
+    keep = ("rate_hz", "jitter_p50_us", "jitter_p99_us", "missed", "dropped", "polls")
+    print(
+        json.dumps({"channels": channels, "windows": out, "skipped": skipped, "stats": {k: stats.get(k) for k in keep}})
+    )
 
 
 if __name__ == "__main__":

@@ -7,12 +7,15 @@ benchmark request function on aiohttp, run from the vLLM venv (``tests/servers/v
 without it). Two modes, each closed loop at concurrency 1/16/64/256, 64 chunks per request:
 
 - capacity: chunks back to back (the server is never the bottleneck): requests/s and main-thread CPU µs per chunk;
-- fidelity: one chunk every 1 ms: client receive minus server send per chunk, p50/p99.
+- fidelity: one chunk every 1 ms: client receive minus server send per chunk, p50/p99;
+- schedule (fastmeter only): open-loop Poisson arrivals at 100 and 400 requests/s, 1 ms gaps, a concurrency cap no
+  run reaches: how late requests went out after their scheduled time (``send_ns - scheduled_ns``, p50/p99/max).
 
 Rounds are interleaved (every client and concurrency once per round, client order rotating); each figure is
 the median over rounds with its range; the load average is read before and after. Targets: capacity >= vLLM's
 client at every concurrency; fidelity p99 <= 200 µs at concurrency 64.
-Run from the repository root: ``python benchmarks/bench_client.py [--rounds 3] [--json FILE] [--quick]``.
+Run from the repository root: ``python benchmarks/bench_client.py [--rounds 3] [--json FILE] [--quick]``;
+``--real-vllm`` instead compares the two clients against a real vLLM (CPU) server from the same venv.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: tests.emulators is importable from the checkout
@@ -36,11 +41,24 @@ WORKER = ROOT / "benchmarks" / "client_workers.py"
 VLLM_VENV = Path(os.environ.get("FASTMETER_VLLM_VENV", Path.home() / ".cache" / "fastmeter" / "vllm-venv"))
 TOKENS = 64
 P99_TARGET_NS = 200_000
+# Open-loop rates for the schedule check (requests/s of 64 chunks, 1 ms apart), under a cap no run reaches.
+SCHEDULE_RATES = (100.0, 400.0)
+SCHEDULE_CAP = 1024
+REAL_CONCURRENCY, REAL_REQUESTS, REAL_TOKENS = 4, 192, 16
 
 
-def run_worker(client: str, url: str, concurrency: int, n_requests: int) -> dict[str, float]:
+def run_worker(
+    client: str,
+    url: str,
+    concurrency: int,
+    n_requests: int,
+    rate: float = math.inf,
+    tokens: int = TOKENS,
+    model: str = "m",
+) -> dict[str, Any]:
     python = str(VLLM_VENV / "bin" / "python") if client == "vllm" else sys.executable
-    cmd = [python, str(WORKER), client, url, str(concurrency), str(n_requests), str(TOKENS)]
+    cmd = [python, str(WORKER), client, url, str(concurrency), str(n_requests), str(tokens), "--rate", str(rate)]
+    cmd += ["--model", model]
     if client == "vllm":
         cmd += ["--vllm-venv", str(VLLM_VENV)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
@@ -62,13 +80,59 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def real_vllm(rounds: int, json_path: Path | None) -> None:
+    """fastmeter's client vs vLLM's against the real vLLM CPU server (tiny model, ``ignore_eos``): closed loop at
+    concurrency 4, 192 requests of 16 tokens, as in issue 11. Output tokens/s; fastmeter's share of bunched
+    responses (all chunks within 1 ms) says how the server delivered them."""
+    from tests.servers.vllm_server import VllmVenv, build_model_dir, running_vllm_server
+
+    venv = VllmVenv(VLLM_VENV)
+    runs: dict[str, list[dict[str, Any]]] = {"fastmeter": [], "vllm": []}
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = build_model_dir(venv, Path(tmp) / "model")
+        with running_vllm_server(venv, model_dir, Path(tmp) / "server.log") as srv:
+            for rnd in range(rounds):
+                for client in ("fastmeter", "vllm") if rnd % 2 == 0 else ("vllm", "fastmeter"):
+                    out = run_worker(
+                        client, srv.base_url, REAL_CONCURRENCY, REAL_REQUESTS, tokens=REAL_TOKENS, model=srv.model
+                    )
+                    runs[client].append(out)
+    load_after = os.getloadavg()
+    rows = []
+    for client, outs in runs.items():
+        tok_s = summary([o["ok"] * REAL_TOKENS / (o["wall_ns"] / 1e9) for o in outs])
+        bunched = [o["bunched"] / o["ok"] for o in outs if o["bunched"] is not None]
+        rows.append({"client": client, "tok_per_s": tok_s, "bunched_share": summary(bunched) if bunched else None})
+        share = f", bunched {summary(bunched)['median']:.0%}" if bunched else ""
+        print(
+            f"real vLLM c={REAL_CONCURRENCY}: {client:<10} {tok_s['median']:.0f} tok/s "
+            f"[{tok_s['min']:.0f}-{tok_s['max']:.0f}]{share}"
+        )
+    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
+    if json_path:
+        meta = {
+            "load_before": load_before,
+            "load_after": load_after,
+            "concurrency": REAL_CONCURRENCY,
+            "requests": REAL_REQUESTS,
+            "tokens": REAL_TOKENS,
+            "rounds": rounds,
+        }
+        json_path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64, 256])
     ap.add_argument("--quick", action="store_true", help="one round, few requests: a smoke test, not a result")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--real-vllm", action="store_true", help="only the comparison against a real vLLM (CPU) server")
     args = ap.parse_args()
+    if args.real_vllm:
+        real_vllm(1 if args.quick else args.rounds, args.json)
+        return
     rounds = 1 if args.quick else args.rounds
     clients = ["fastmeter"]
     if importlib.util.find_spec("uvloop") is not None:
@@ -86,9 +150,23 @@ def main() -> None:
                     for client in order:
                         n = n_requests_for(mode, c, args.quick)
                         raw.setdefault((mode, client, c), []).append(run_worker(client, srv.url, c, n))
+    with StampServer(exe, gap_s=0.001) as srv:  # open loop: is the arrival schedule kept while the client is busy?
+        for rnd in range(rounds):
+            for rate in SCHEDULE_RATES:
+                n = int(rate * (0.5 if args.quick else 2.0))
+                raw.setdefault(("schedule", "fastmeter", rate), []).append(
+                    run_worker("fastmeter", srv.url, SCHEDULE_CAP, n, rate=rate)
+                )
     load_after = os.getloadavg()
-    rows = []
+    rows: list[dict[str, Any]] = []
+    schedule_rows: list[dict[str, Any]] = []
     for (mode, client, c), runs in sorted(raw.items()):
+        if mode == "schedule":
+            lags = {k: summary([r["send_lag_ns"][k] / 1e3 for r in runs]) for k in ("p50", "p99", "max")}
+            schedule_rows.append(
+                {"mode": mode, "client": client, "rate_per_s": c, "rounds": len(runs), "send_lag_us": lags}
+            )
+            continue
         row = {
             "mode": mode,
             "client": client,
@@ -113,6 +191,12 @@ def main() -> None:
             f"{r['mode']:<9}{r['client']:<11}{r['concurrency']:>5}{fmt(r['req_per_s']):>22}"
             f"{fmt(r['cpu_us_per_chunk']):>22}{fmt(r['lat_p50_us']):>22}{fmt(r['lat_p99_us']):>24}"
         )
+    for r in schedule_rows:
+        lag = r["send_lag_us"]
+        print(
+            f"schedule  fastmeter  {r['rate_per_s']:g} req/s (cap {SCHEDULE_CAP}): send lag us p50 {fmt(lag['p50'])}"
+            f"  p99 {fmt(lag['p99'])}  max {fmt(lag['max'])}"
+        )
     by = {(r["mode"], r["client"], r["concurrency"]): r for r in rows}
     for ours_name in clients[:-1] if "vllm" in clients else []:
         for c in args.concurrency:
@@ -135,7 +219,7 @@ def main() -> None:
             "python": sys.version.split()[0],
             "quick": args.quick,
         }
-        args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+        args.json.write_text(json.dumps({"meta": meta, "rows": rows + schedule_rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

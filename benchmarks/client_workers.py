@@ -19,26 +19,32 @@ import argparse
 import asyncio
 import importlib.util
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
-Outcome = tuple[list[int], int, int, int]  # (receive - send per chunk ns, complete requests, CPU ns, wall ns)
+# (receive - send per chunk ns, complete requests, CPU ns, wall ns, send lag p50/p99/max ns or None,
+#  bunched requests or None: vLLM's client does not tell)
+Outcome = tuple[list[int], int, int, int, "dict[str, int | None] | None", "int | None"]
+
+
+STAMP_MODEL = "m"  # stamp_server's model: the text of each chunk is its send time
 
 
 def _stamps(text: str) -> list[int]:
     return [int(w) for w in text.split()]
 
 
-async def _fastmeter(url: str, concurrency: int, n_requests: int, tokens: int) -> Outcome:
+async def _fastmeter(url: str, concurrency: int, n_requests: int, tokens: int, rate: float, model: str) -> Outcome:
     from fastmeter.adapters import GenRequest, OpenAIAdapter, RequestRecord, stream_request
     from fastmeter.load import LoadSpec, make_client, run_load
 
-    adapter = OpenAIAdapter("m")
+    adapter = OpenAIAdapter(model, ignore_eos=True)
     async with make_client(url, concurrency) as client:
         await stream_request(client, adapter, GenRequest("warm up", tokens), RequestRecord("w"))
-    spec = LoadSpec(concurrency=concurrency, num_requests=n_requests, timeout_s=600.0)
-    workload = [GenRequest("x", tokens)]
+    spec = LoadSpec(concurrency=concurrency, rate=rate, num_requests=n_requests, timeout_s=600.0)
+    workload = [GenRequest(f"count {i} to {i + 9}", tokens) for i in range(64)]
     async with make_client(url, concurrency) as client:
         t0 = time.thread_time_ns()
         result = await run_load(client, adapter, workload, spec)
@@ -46,15 +52,15 @@ async def _fastmeter(url: str, concurrency: int, n_requests: int, tokens: int) -
     lat: list[int] = []
     ok = 0
     for r in result.measured:
-        if r.ok and len(r.chunk_t_ns) == tokens:
+        if r.ok and r.completion_tokens == tokens:
             ok += 1
-            lat.extend(rx - tx for rx, tx in zip(r.chunk_t_ns, _stamps(r.text)))
-    return lat, ok, cpu_ns, result.end_ns - result.start_ns
+            if model == STAMP_MODEL:
+                lat.extend(rx - tx for rx, tx in zip(r.chunk_t_ns, _stamps(r.text)))
+    bunched = sum(r.bunched for r in result.measured)
+    return lat, ok, cpu_ns, result.end_ns - result.start_ns, result.send_lag_ns(), bunched
 
 
-async def _vllm(
-    url: str, concurrency: int, n_requests: int, tokens: int, venv: Path
-) -> tuple[list[int], int, int, int]:
+async def _vllm(url: str, concurrency: int, n_requests: int, tokens: int, venv: Path, model: str) -> Outcome:
     import aiohttp
 
     (path,) = venv.glob("lib/python3*/site-packages/vllm/benchmarks/lib/endpoint_request_func.py")
@@ -65,7 +71,9 @@ async def _vllm(
     api_url = url + "/v1/completions"
 
     def make_input() -> object:
-        return erf.RequestFuncInput(prompt="x", api_url=api_url, prompt_len=1, output_len=tokens, model="m")
+        return erf.RequestFuncInput(
+            prompt="count 1 to 10", api_url=api_url, prompt_len=8, output_len=tokens, model=model, ignore_eos=True
+        )
 
     def session() -> aiohttp.ClientSession:  # as vllm/benchmarks/serve.py builds it
         connector = aiohttp.TCPConnector(
@@ -95,17 +103,19 @@ async def _vllm(
     lat: list[int] = []
     ok = 0
     for o in outputs:
-        sent = _stamps(o.generated_text) if o.success else []
-        if len(sent) != tokens:
+        if not o.success or o.output_tokens != tokens:
             continue
         ok += 1
+        if model != STAMP_MODEL:
+            continue
+        sent = _stamps(o.generated_text)
         t = o.start_time + o.ttft
         rx = [t]
         for gap in o.itl:
             t += gap
             rx.append(t)
         lat.extend(round(r * 1e9) - tx for r, tx in zip(rx, sent))
-    return lat, ok, cpu_ns, wall_ns
+    return lat, ok, cpu_ns, wall_ns, None, None
 
 
 def main() -> None:
@@ -116,20 +126,24 @@ def main() -> None:
     ap.add_argument("requests", type=int)
     ap.add_argument("tokens", type=int)
     ap.add_argument("--vllm-venv", type=Path)
+    ap.add_argument("--model", default=STAMP_MODEL, help="served model name; any other than stamp_server's: no stamps")
+    ap.add_argument("--rate", type=float, default=math.inf, help="open-loop arrivals per second (fastmeter only)")
     a = ap.parse_args()
     if a.client.startswith("fastmeter"):
         import fastmeter
 
         with fastmeter.Meter(sources=("synthetic",), period_us=1000):
-            main = _fastmeter(a.url, a.concurrency, a.requests, a.tokens)
+            main = _fastmeter(a.url, a.concurrency, a.requests, a.tokens, a.rate, a.model)
             if a.client == "fastmeter-uvloop":
                 import uvloop
 
-                lat, ok, cpu_ns, wall_ns = uvloop.run(main)
+                lat, ok, cpu_ns, wall_ns, lag, bunched = uvloop.run(main)
             else:
-                lat, ok, cpu_ns, wall_ns = asyncio.run(main)
+                lat, ok, cpu_ns, wall_ns, lag, bunched = asyncio.run(main)
     else:
-        lat, ok, cpu_ns, wall_ns = asyncio.run(_vllm(a.url, a.concurrency, a.requests, a.tokens, a.vllm_venv))
+        lat, ok, cpu_ns, wall_ns, lag, bunched = asyncio.run(
+            _vllm(a.url, a.concurrency, a.requests, a.tokens, a.vllm_venv, a.model)
+        )
     lat.sort()
     q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else None  # noqa: E731
     out = {
@@ -140,6 +154,8 @@ def main() -> None:
         "lat_p50_ns": q(0.5),
         "lat_p99_ns": q(0.99),
         "lat_max_ns": lat[-1] if lat else None,
+        "send_lag_ns": lag,
+        "bunched": bunched,
     }
     sys.stdout.write(json.dumps(out) + "\n")
 

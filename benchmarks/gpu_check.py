@@ -137,21 +137,22 @@ def _burst_stream(gpu: int, plan: list[tuple[float, float]], t_start: float, log
             t = time.monotonic()
 
 
-def attribute_bursts(samples: Any, start: np.ndarray, end: np.ndarray, delay_ns: int) -> dict[str, Any]:
+def attribute_bursts(meter: Any, start: np.ndarray, end: np.ndarray, delay_ns: int) -> dict[str, Any]:
     """Time-share attribution of the Meter's curve to bursts, as read ("raw") and shifted by the counter's
     measured delay ("delay": work in [s, e] shows in the curve over [s + delay, e + delay]); a linear fit of
     energy against burst length says how well per-request energy tracks the work."""
-    from fastmeter.attribution import attribute, total_curve
+    from fastmeter.attribution import attribute, event_times, total_curve
 
-    t_ns, e_j = total_curve(samples)
     out: dict[str, Any] = {"requests": int(start.size), "method": "fastmeter.attribution time-share"}
     dur_s = (end - start) * 1e-9
     for key, d in (("raw", 0), ("delay", delay_ns)):
+        t_ns = event_times(start + d, end + d)
+        e_j = total_curve(meter, t_ns)  # the Meter's own curve, at the cut instants
         energy = attribute(t_ns, e_j, start + d, end + d).energy_j
         slope, intercept = np.polyfit(dur_s, energy, 1)
         pred = slope * dur_s + intercept
         r2 = 1 - float(np.sum((energy - pred) ** 2) / np.sum((energy - energy.mean()) ** 2))
-        span_j = float(np.interp(end.max() + d, t_ns, e_j) - np.interp(start.min() + d, t_ns, e_j))
+        span_j = float(e_j[-1] - e_j[0])
         out[key] = {
             "j_per_s_of_burst": float(slope),
             "intercept_j": float(intercept),
@@ -197,7 +198,7 @@ def attribution(out: Path, streams: int, seconds: float, calibration: Path | Non
         "streams": streams,
         "idle_power_w": idle.avg_power_w,
         "counter_delay_ms_used": delay_ns * 1e-6,
-        **attribute_bursts(m.samples(), start, end, delay_ns),
+        **attribute_bursts(m, start, end, delay_ns),
     }
     _write(out / "attribution.json", results)
     return results

@@ -37,7 +37,9 @@ BENCHMARKS = {
     "interference": "benchmarks.bench_interference",
     "accuracy": "benchmarks.bench_accuracy",
     "memory": "benchmarks.bench_memory",
+    "trace_memory": "benchmarks.bench_trace_memory",
     "bound": "benchmarks.bench_bound",
+    "schedule": "benchmarks.bench_schedule",
 }
 
 

@@ -10,6 +10,7 @@
 #include "fastmeter/clock.h"
 #include "fastmeter/integrate.h"
 #include "fastmeter/meter.h"
+#include "fastmeter/schedule.h"
 #include "fastmeter/sources/source.h"
 // --- calibrate: optional CUDA load ---
 #ifdef FASTMETER_HAVE_CUDA
@@ -65,17 +66,24 @@ py::dict probe(const std::string& name, const SourceOptions& options) {
   out["t_ns"] = t_ns;
   out["channels"] = chans;
   out["readings"] = reads;
+  out["left_out"] = src->left_out();
   return out;
 }
 
 using SourceSpecs = std::vector<std::pair<std::string, SourceOptions>>;
 
 std::unique_ptr<Meter> make_meter(const SourceSpecs& sources, int64_t period_ns, int64_t spin_ns,
-                                  size_t ring_capacity, int64_t keep_samples_ns, int64_t knot_resolution_ns) {
+                                  size_t ring_capacity, const std::string& schedule, bool realtime,
+                                  int64_t guard_ns, int64_t keep_samples_ns, int64_t knot_resolution_ns) {
   SamplerConfig cfg;
   cfg.period_ns = period_ns;
   cfg.spin_ns = spin_ns < 0 ? Sampler::default_spin_ns(period_ns) : spin_ns;
   cfg.ring_capacity = ring_capacity;
+  if (schedule != "fixed" && schedule != "adaptive")
+    throw std::invalid_argument("schedule must be 'fixed' or 'adaptive', not '" + schedule + "'");
+  cfg.schedule = schedule == "adaptive" ? SamplerConfig::Schedule::kAdaptive : SamplerConfig::Schedule::kFixed;
+  cfg.realtime = realtime;
+  cfg.guard_ns = guard_ns;
   RecordConfig rec;
   rec.keep_samples_ns = keep_samples_ns;
   rec.knot_resolution_ns = knot_resolution_ns;
@@ -148,7 +156,9 @@ const char* status_name(SpanStatus s) {
   return "failed";
 }
 
-py::dict stats_dict(const SamplerStats& s) {
+py::dict stats_dict(const SamplerStats& s, const std::vector<ChannelInfo>& channels) {
+  std::vector<std::string> names;
+  for (const auto& c : channels) names.push_back(c.name);
   py::dict d;
   d["polls"] = s.polls;
   d["elapsed_s"] = s.elapsed_s;
@@ -157,9 +167,48 @@ py::dict stats_dict(const SamplerStats& s) {
   d["jitter_p99_us"] = s.jitter_p99_us;
   d["jitter_max_us"] = s.jitter_max_us;
   d["missed"] = s.missed;
+  d["missed_share"] = s.missed_share;
+  d["poll_gap_max_ns"] = s.poll_gap_max_ns;
   d["dropped"] = s.dropped;
+  d["sched_policy"] = s.sched_policy;
+  py::dict chans;
+  for (size_t i = 0; i < s.channels.size(); ++i) {
+    py::dict c;
+    c["polls"] = s.channels[i].polls;
+    c["read_errors"] = s.channels[i].read_errors;
+    c["poll_gap_max_ns"] = s.channels[i].poll_gap_max_ns;
+    chans[py::str(names[i])] = c;
+  }
+  d["channels"] = chans;
+  py::dict sched;
+  for (size_t i = 0; i < s.schedule.size(); ++i) {
+    py::dict fields;
+    py::dict ch;
+    uint64_t misses = 0, relocks = 0;
+    for (const FieldSchedule& f : s.schedule[i]) {
+      py::dict x;
+      x["state"] = track_state_name(f.state);
+      x["period_s"] = f.period_ns > 0 ? static_cast<double>(f.period_ns) * 1e-9 : std::nan("");
+      x["misses"] = f.misses;
+      x["relocks"] = f.relocks;
+      misses += f.misses;
+      relocks += f.relocks;
+      fields[f.field] = x;
+      // The channel's headline is its first field: the energy counter where there is one.
+      if (!ch.contains("state")) {
+        ch["state"] = x["state"];
+        ch["period_s"] = x["period_s"];
+      }
+    }
+    ch["misses"] = misses;
+    ch["relocks"] = relocks;
+    ch["fields"] = fields;
+    sched[py::str(names[i])] = ch;
+  }
+  d["schedule"] = sched;
   return d;
 }
+
 
 }  // namespace
 
@@ -190,7 +239,8 @@ PYBIND11_MODULE(_core, m) {
   m.attr("POWER_BOUND_MARGIN") = kPowerBoundMargin;
   py::class_<Meter>(m, "Meter")
       .def(py::init(&make_meter), py::arg("sources"), py::arg("period_ns"), py::arg("spin_ns") = -1,
-           py::arg("ring_capacity") = size_t{1} << 20, py::arg("keep_samples_ns") = RecordConfig{}.keep_samples_ns,
+           py::arg("ring_capacity") = size_t{1} << 20, py::arg("schedule") = "fixed", py::arg("realtime") = true,
+           py::arg("guard_ns") = 0, py::arg("keep_samples_ns") = RecordConfig{}.keep_samples_ns,
            py::arg("knot_resolution_ns") = RecordConfig{}.knot_resolution_ns)
       .def("start", &Meter::start, nogil())
       .def("stop", &Meter::stop, nogil())
@@ -259,7 +309,7 @@ PYBIND11_MODULE(_core, m) {
       .def("sample_count", &Meter::sample_count, nogil())
       .def("samples", &meter_samples, py::arg("start") = 0, py::arg("stop") = SIZE_MAX,
            "Columns (t_ns, channel, energy_j, power_w) of samples [start, stop) as numpy arrays.")
-      .def("stats", [](const Meter& self) { return stats_dict(self.stats()); })
+      .def("stats", [](const Meter& self) { return stats_dict(self.stats(), self.channels()); })
       .def("record_stats",
            [](Meter& self) {
              RecordStats s;
@@ -284,6 +334,21 @@ PYBIND11_MODULE(_core, m) {
   m.def("probe", &probe, py::arg("name"), py::arg("options") = SourceOptions{},
         "Open a source, read every channel once, close it. Returns {t_ns, channels, readings}.");
   m.def("counter_delta", &counter_delta, py::arg("prev"), py::arg("cur"), py::arg("range"));
+  m.def(
+      "simulate_schedule",
+      [](const std::vector<int64_t>& update_t_ns, int64_t start_ns, int64_t end_ns, int64_t poll_ns,
+         int64_t guard_ns) {
+        if (poll_ns <= 0 || guard_ns <= 0) throw std::invalid_argument("poll_ns and guard_ns must be positive");
+        ScheduleRun r;
+        {
+          py::gil_scoped_release nogil;
+          r = simulate_schedule(update_t_ns, start_ns, end_ns, poll_ns, guard_ns);
+        }
+        return py::make_tuple(r.poll_t_ns, r.states, r.period_ns, r.misses, r.relocks);
+      },
+      py::arg("update_t_ns"), py::arg("start_ns"), py::arg("end_ns"),
+        py::arg("poll_ns"), py::arg("guard_ns"),
+        "UpdateTracker on a made-up field: (poll_t_ns, states, period_ns, misses, relocks).");
   // --- calibrate: optional CUDA load ---
 #ifdef FASTMETER_HAVE_CUDA
   m.def(

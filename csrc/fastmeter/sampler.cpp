@@ -1,9 +1,15 @@
 #include "fastmeter/sampler.h"
 
+#include <pthread.h>
+#include <sched.h>
 #include <sys/prctl.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
+#include <stdexcept>
+#include <utility>
 
 namespace fastmeter {
 namespace {
@@ -14,6 +20,33 @@ inline void cpu_relax() noexcept {
 #elif defined(__aarch64__)
   asm volatile("yield" ::: "memory");
 #endif
+}
+
+void raise_to(std::atomic<int64_t>& max, int64_t v) noexcept {
+  int64_t prev = max.load(std::memory_order_relaxed);
+  while (v > prev && !max.compare_exchange_weak(prev, v, std::memory_order_relaxed)) {
+  }
+}
+
+const char* policy_name(int policy) noexcept {
+  switch (policy) {
+    case SCHED_OTHER:
+      return "SCHED_OTHER";
+    case SCHED_FIFO:
+      return "SCHED_FIFO";
+    case SCHED_RR:
+      return "SCHED_RR";
+#ifdef SCHED_BATCH
+    case SCHED_BATCH:
+      return "SCHED_BATCH";
+#endif
+#ifdef SCHED_IDLE
+    case SCHED_IDLE:
+      return "SCHED_IDLE";
+#endif
+    default:
+      return "unknown";
+  }
 }
 
 }  // namespace
@@ -29,6 +62,7 @@ int64_t Sampler::default_spin_ns(int64_t period_ns) noexcept {
 
 Sampler::Sampler(std::vector<std::unique_ptr<Source>> sources, SamplerConfig config)
     : sources_(std::move(sources)), config_(config), ring_(config.ring_capacity) {
+  if (config_.period_ns <= 0) throw std::invalid_argument("sampler period_ns must be positive");
   for (const auto& s : sources_) {
     first_channel_.push_back(channels_.size());
     for (const auto& c : s->channels()) channels_.push_back(c);
@@ -36,6 +70,21 @@ Sampler::Sampler(std::vector<std::unique_ptr<Source>> sources, SamplerConfig con
   for (const auto& c : channels_) acc_.emplace_back(c);
   state_ = std::make_unique<ChannelState[]>(channels_.size());
   readings_.resize(channels_.size());
+  src_state_.resize(sources_.size());
+  if (config_.schedule == SamplerConfig::Schedule::kAdaptive) {
+    // 2 ms at 1 kHz: wide enough for the half-period quantization of a located update plus wake-up lateness.
+    const int64_t guard = config_.guard_ns > 0 ? config_.guard_ns : std::max<int64_t>(2000000, 2 * config_.period_ns);
+    for (size_t i = 0; i < channels_.size(); ++i) {
+      if (channels_[i].has_counter) {
+        state_[i].counter_track = static_cast<int>(trackers_.size());
+        trackers_.emplace_back(config_.period_ns, guard);
+      }
+      if (channels_[i].has_power) {
+        state_[i].power_track = static_cast<int>(trackers_.size());
+        trackers_.emplace_back(config_.period_ns, guard);
+      }
+    }
+  }
 }
 
 Sampler::~Sampler() { stop(); }
@@ -44,7 +93,8 @@ void Sampler::start() {
   if (running_.load(std::memory_order_acquire)) return;
   anchor_ = take_anchor();
   start_ns_ = monotonic_ns();
-  poll();  // the record starts at start(), not one period later
+  poll_all();  // the record starts at start(), not one period later
+  for (auto& ss : src_state_) ss.next_ns = start_ns_ + config_.period_ns;
   running_.store(true, std::memory_order_release);
   thread_ = std::thread([this] { run(); });
 }
@@ -58,7 +108,7 @@ void Sampler::stop() {
   }
   cv_.notify_all();
   thread_.join();
-  poll();  // the record ends at stop(); the thread is gone, so this thread is now the only producer
+  poll_all();  // the record ends at stop(); the thread is gone, so this thread is now the only producer
   // Release the hardware now (NVML session, open sysfs/MSR files) rather than whenever Python frees the meter.
   sources_.clear();
   running_.store(false, std::memory_order_release);
@@ -68,7 +118,7 @@ std::string Sampler::channel_error(size_t i) const {
   return state_[i].failed.load(std::memory_order_acquire) ? state_[i].error : std::string();
 }
 
-SamplerStats Sampler::stats() const noexcept {
+SamplerStats Sampler::stats() const {
   SamplerStats s;
   s.polls = polls_.load(std::memory_order_relaxed);
   const int64_t last = last_poll_ns_.load(std::memory_order_acquire);
@@ -79,42 +129,129 @@ SamplerStats Sampler::stats() const noexcept {
   s.jitter_p99_us = lateness_.quantile_us(0.99);
   s.jitter_max_us = lateness_.max_us();
   s.missed = missed_.load(std::memory_order_relaxed);
+  const uint64_t scheduled = deadlines_.load(std::memory_order_relaxed) + s.missed;
+  s.missed_share = scheduled > 0 ? static_cast<double>(s.missed) / static_cast<double>(scheduled) : 0.0;
+  s.poll_gap_max_ns = poll_gap_max_ns_.load(std::memory_order_relaxed);
   s.dropped = dropped_.load(std::memory_order_relaxed);
+  const int policy = sched_policy_.load(std::memory_order_acquire);
+  s.sched_policy = policy < 0 ? "" : policy_name(policy);
+  for (size_t i = 0; i < channels_.size(); ++i) {
+    const ChannelState& st = state_[i];
+    s.channels.push_back({st.polls.load(std::memory_order_relaxed), st.read_errors.load(std::memory_order_relaxed),
+                          st.poll_gap_max_ns.load(std::memory_order_relaxed)});
+  }
+  if (!trackers_.empty()) {
+    std::lock_guard<std::mutex> lock(track_mu_);
+    for (size_t i = 0; i < channels_.size(); ++i) {
+      std::vector<FieldSchedule> fields;
+      const std::pair<const char*, int> tracked[] = {{"counter", state_[i].counter_track},
+                                                     {"power", state_[i].power_track}};
+      for (const auto& [name, k] : tracked) {
+        if (k < 0) continue;
+        const UpdateTracker& t = trackers_[static_cast<size_t>(k)];
+        fields.push_back({name, t.state(), t.period_ns(), t.misses(), t.relocks()});
+      }
+      s.schedule.push_back(std::move(fields));
+    }
+  }
   return s;
 }
 
+void Sampler::take_realtime() noexcept {
+  if (config_.realtime) {
+    sched_param sp{};
+    sp.sched_priority = sched_get_priority_min(SCHED_FIFO);
+    // EPERM without CAP_SYS_NICE or an RLIMIT_RTPRIO: stay SCHED_OTHER; stats() reports what we got.
+    pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+  }
+  int policy = 0;
+  sched_param cur{};
+  if (pthread_getschedparam(pthread_self(), &policy, &cur) == 0) sched_policy_.store(policy, std::memory_order_release);
+}
+
+int64_t Sampler::grid_ceil(int64_t t_ns) const noexcept {
+  const int64_t p = config_.period_ns;
+  if (t_ns <= start_ns_) return start_ns_;
+  return start_ns_ + (t_ns - start_ns_ + p - 1) / p * p;
+}
+
+int64_t Sampler::source_deadline(size_t s, int64_t after_ns) const noexcept {
+  if (trackers_.empty()) return after_ns;
+  const size_t base = first_channel_[s];
+  const size_t n = sources_[s]->channels().size();
+  bool any_locked = false;
+  for (size_t i = base; i < base + n; ++i)
+    for (int k : {state_[i].counter_track, state_[i].power_track})
+      if (k >= 0 && trackers_[static_cast<size_t>(k)].state() == TrackState::kLocked) any_locked = true;
+  int64_t need = std::numeric_limits<int64_t>::max();
+  for (size_t i = base; i < base + n; ++i) {
+    if (state_[i].failed.load(std::memory_order_relaxed)) continue;
+    for (int k : {state_[i].counter_track, state_[i].power_track}) {
+      if (k < 0) continue;
+      const UpdateTracker& t = trackers_[static_cast<size_t>(k)];
+      // A quiet field (no news for a while) rides along with a locked sibling's polls instead of keeping the
+      // whole source on dense polling; its next change puts it back to learning.
+      if (t.state() == TrackState::kQuiet && any_locked) continue;
+      need = std::min(need, t.next_poll_ns(after_ns));
+    }
+  }
+  return need == std::numeric_limits<int64_t>::max() ? after_ns : grid_ceil(need);
+}
+
 void Sampler::run() noexcept {
+  take_realtime();
   // Timer slack defaults to 50 µs; 1 ns lets clock_nanosleep wake as close to the deadline as the kernel can.
   prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
   const int64_t period = config_.period_ns;
-  int64_t next = start_ns_ + period;
+  int64_t last_wake = last_poll_ns_.load(std::memory_order_relaxed);
   while (!stop_flag_.load(std::memory_order_acquire)) {
+    int64_t next = std::numeric_limits<int64_t>::max();
+    for (const auto& ss : src_state_) next = std::min(next, ss.next_ns);
     wait_until(next);
     if (stop_flag_.load(std::memory_order_acquire)) break;
-    lateness_.record(monotonic_ns() - next);
-    poll();
-    next += period;
-    const int64_t now = monotonic_ns();
-    if (now >= next) {
-      // Overran at least one whole period: skip to the next deadline in the future (no burst of catch-up polls).
-      const int64_t behind = (now - next) / period + 1;
+    const int64_t woke = monotonic_ns();
+    lateness_.record(woke - next);
+    deadlines_.fetch_add(1, std::memory_order_relaxed);
+    for (size_t s = 0; s < sources_.size(); ++s)
+      if (src_state_[s].next_ns <= woke) poll_source(s);
+    const int64_t t_end = monotonic_ns();
+    polls_.fetch_add(1, std::memory_order_relaxed);
+    last_poll_ns_.store(t_end, std::memory_order_release);
+    raise_to(poll_gap_max_ns_, t_end - last_wake);
+    last_wake = t_end;
+    // Every source just polled moves to the next grid deadline it needs. Deadlines already in the past were
+    // missed (a poll overran whole periods or the thread was starved): count them once, skip to the future
+    // (no burst of catch-up polls).
+    int64_t earliest = std::numeric_limits<int64_t>::max();
+    for (size_t s = 0; s < sources_.size(); ++s) {
+      SourceState& ss = src_state_[s];
+      if (ss.next_ns <= woke) ss.next_ns = source_deadline(s, ss.next_ns + period);
+      earliest = std::min(earliest, ss.next_ns);
+    }
+    if (t_end >= earliest) {
+      const int64_t behind = (t_end - earliest) / period + 1;
       missed_.fetch_add(static_cast<uint64_t>(behind), std::memory_order_relaxed);
-      next += behind * period;
+      for (auto& ss : src_state_)
+        if (ss.next_ns <= t_end) ss.next_ns = grid_ceil(t_end + 1);
     }
   }
 }
 
 void Sampler::wait_until(int64_t deadline_ns) noexcept {
   const int64_t spin = config_.spin_ns;
-  constexpr int64_t kSleepChunkNs = 2000000;  // bound on how long stop() can wait for the thread to notice
+  // Below this a sleep uses clock_nanosleep, which stop() cannot interrupt: it bounds how long stop() can wait.
+  constexpr int64_t kSleepChunkNs = 2000000;
   for (;;) {
     if (stop_flag_.load(std::memory_order_acquire)) return;
     const int64_t remaining = deadline_ns - monotonic_ns();
     if (remaining <= 0) return;
     if (remaining > spin + kSleepChunkNs) {
+      // One wake-up for a long sleep (the adaptive schedule sleeps ~100 ms between bands): wait on the condition
+      // variable right up to the spin start. steady_clock is CLOCK_MONOTONIC, and the timer slack set in run()
+      // applies to this wait as to clock_nanosleep.
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, std::chrono::nanoseconds(remaining - spin - kSleepChunkNs / 2),
-                   [this] { return stop_requested_; });
+      const std::chrono::steady_clock::time_point wake{std::chrono::nanoseconds(deadline_ns - spin)};
+      cv_.wait_until(lock, wake, [this] { return stop_requested_; });
     } else if (remaining > spin) {
       const int64_t wake = deadline_ns - spin;
       timespec ts{static_cast<time_t>(wake / 1000000000LL), static_cast<long>(wake % 1000000000LL)};
@@ -126,43 +263,97 @@ void Sampler::wait_until(int64_t deadline_ns) noexcept {
   }
 }
 
-void Sampler::poll() noexcept {
-  const double nan = std::numeric_limits<double>::quiet_NaN();
-  int64_t t_end = 0;
-  for (size_t s = 0; s < sources_.size(); ++s) {
-    Source& src = *sources_[s];
-    const size_t base = first_channel_[s];
-    const size_t n = src.channels().size();
-    const int64_t t_a = monotonic_ns();
-    src.read(readings_.data() + base);
-    t_end = monotonic_ns();
-    // A read takes from ~0.1 µs (synthetic) to hundreds of µs (old GPUs): stamp it at its middle.
-    const int64_t t = t_a + (t_end - t_a) / 2;
-    for (size_t i = base; i < base + n; ++i) {
-      ChannelState& st = state_[i];
-      if (st.failed.load(std::memory_order_relaxed)) continue;
-      const Reading& r = readings_[i];
-      Sample smp{t, acc_[i].energy_j(), nan, static_cast<uint32_t>(i), 0};
-      if (r.flags & kReadFailed) {
-        try {
-          st.error = src.error_text(r.error_code);
-        } catch (...) {
-          st.error = "channel failed (error code " + std::to_string(r.error_code) + ")";
-        }
-        st.failed.store(true, std::memory_order_release);
-        smp.flags = kSampleFailed;
-      } else {
-        const ChannelAccumulator::Step step = acc_[i].push(t, r);
-        smp.energy_j = step.energy_j;
-        if (r.flags & kReadPower) smp.power_w = r.power_w;
-        smp.flags = (step.counter ? kSampleCounter : 0u) | (step.changed ? kSampleChanged : 0u);
-        st.total_j.store(step.energy_j, std::memory_order_release);
-      }
-      if (!ring_.try_push(smp)) dropped_.fetch_add(1, std::memory_order_relaxed);
-    }
-  }
+void Sampler::poll_all() noexcept {
+  for (size_t s = 0; s < sources_.size(); ++s) poll_source(s);
   polls_.fetch_add(1, std::memory_order_relaxed);
-  last_poll_ns_.store(t_end, std::memory_order_release);
+  last_poll_ns_.store(monotonic_ns(), std::memory_order_release);
+}
+
+void Sampler::fail_channel(size_t i, const std::string& why) noexcept {
+  ChannelState& st = state_[i];
+  try {
+    st.error = why.empty() ? "channel failed" : why;
+  } catch (...) {
+    st.error = "channel failed";
+  }
+  st.failed.store(true, std::memory_order_release);
+}
+
+void Sampler::observe_fields(size_t i, int64_t t_ns, const Reading& r) noexcept {
+  ChannelState& st = state_[i];
+  if ((r.flags & kReadCounter) && st.counter_track >= 0) {
+    trackers_[static_cast<size_t>(st.counter_track)].observe(t_ns, st.have_counter && r.counter_raw != st.last_counter);
+    st.have_counter = true;
+    st.last_counter = r.counter_raw;
+  }
+  if ((r.flags & kReadPower) && st.power_track >= 0) {
+    trackers_[static_cast<size_t>(st.power_track)].observe(t_ns, st.have_power && r.power_w != st.last_power_w);
+    st.have_power = true;
+    st.last_power_w = r.power_w;
+  }
+}
+
+void Sampler::poll_source(size_t s) noexcept {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  Source& src = *sources_[s];
+  const size_t base = first_channel_[s];
+  const size_t n = src.channels().size();
+  const int64_t t_a = monotonic_ns();
+  src.read(readings_.data() + base);
+  const int64_t t_end = monotonic_ns();
+  // A read takes from ~0.1 µs (synthetic) to hundreds of µs (old GPUs): stamp it at its middle.
+  const int64_t t = t_a + (t_end - t_a) / 2;
+  // Gaps run from the start of one read to the start of the next: a read that hangs counts whole.
+  SourceState& ss = src_state_[s];
+  const int64_t gap = ss.last_poll_ns > 0 ? t_a - ss.last_poll_ns : 0;
+  ss.last_poll_ns = t_a;
+  std::unique_lock<std::mutex> track_lock(track_mu_, std::defer_lock);
+  if (!trackers_.empty()) track_lock.lock();
+  for (size_t i = base; i < base + n; ++i) {
+    ChannelState& st = state_[i];
+    if (st.failed.load(std::memory_order_relaxed)) continue;
+    st.polls.fetch_add(1, std::memory_order_relaxed);
+    raise_to(st.poll_gap_max_ns, gap);
+    const Reading& r = readings_[i];
+    if (r.flags & kReadSkipped) {
+      // One bad read (EAGAIN, EIO, garbage): no value this poll; the next good one is differenced against the
+      // last good one, so no energy is lost. Only a channel that keeps failing for kFailAfterErrorsNs dies.
+      st.read_errors.fetch_add(1, std::memory_order_relaxed);
+      if (st.errors_in_row++ == 0) st.first_error_ns = t;
+      if (st.errors_in_row >= kFailAfterReadErrors && t - st.first_error_ns >= kFailAfterErrorsNs) {
+        std::string why;
+        try {
+          why = std::to_string(st.errors_in_row) + " reads in a row failed over " +
+                std::to_string((t - st.first_error_ns) / 1000000) + " ms; the last: " + src.error_text(r.error_code);
+        } catch (...) {
+        }
+        fail_channel(i, why);
+        Sample smp{t, acc_[i].energy_j(), nan, static_cast<uint32_t>(i), kSampleFailed};
+        if (!ring_.try_push(smp)) dropped_.fetch_add(1, std::memory_order_relaxed);
+      }
+      continue;
+    }
+    st.errors_in_row = 0;
+    Sample smp{t, acc_[i].energy_j(), nan, static_cast<uint32_t>(i), 0};
+    if (r.flags & kReadFailed) {
+      std::string why;
+      try {
+        why = src.error_text(r.error_code);
+      } catch (...) {
+        why = "channel failed (error code " + std::to_string(r.error_code) + ")";
+      }
+      fail_channel(i, why);
+      smp.flags = kSampleFailed;
+    } else {
+      const ChannelAccumulator::Step step = acc_[i].push(t, r);
+      smp.energy_j = step.energy_j;
+      if (r.flags & kReadPower) smp.power_w = r.power_w;
+      smp.flags = (step.counter ? kSampleCounter : 0u) | (step.changed ? kSampleChanged : 0u);
+      st.total_j.store(step.energy_j, std::memory_order_release);
+      if (!trackers_.empty()) observe_fields(i, t, r);
+    }
+    if (!ring_.try_push(smp)) dropped_.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 }  // namespace fastmeter

@@ -1,6 +1,8 @@
 // One native thread that polls every source on absolute CLOCK_MONOTONIC deadlines, turns readings into cumulative
 // joules (integrate.h) and pushes Samples into the SPSC ring. It never calls into Python and never blocks on the
-// consumer: a full ring counts a drop.
+// consumer: a full ring counts a drop. Deadlines lie on one grid (start + k * period); with the adaptive schedule
+// each source is polled only at the grid points its fields need (schedule.h) and the thread sleeps until the
+// earliest one.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -15,6 +17,7 @@
 #include "fastmeter/integrate.h"
 #include "fastmeter/ring.h"
 #include "fastmeter/sample.h"
+#include "fastmeter/schedule.h"
 #include "fastmeter/sources/source.h"
 #include "fastmeter/stats.h"
 
@@ -26,15 +29,46 @@ struct SamplerConfig {
   // (timer slack, VM exits), which at sub-millisecond periods is most of the period.
   int64_t spin_ns = 0;
   size_t ring_capacity = 1 << 20;
+  // kFixed: every source at every deadline. kAdaptive: learn each field's update period and phase and poll only
+  // around expected updates (schedule.h); continuous counters and fields without a period stay on every deadline.
+  enum class Schedule { kFixed, kAdaptive } schedule = Schedule::kFixed;
+  // Half-width of the band polled around an expected update; <= 0 picks max(2 ms, 2 periods).
+  int64_t guard_ns = 0;
+  // Ask for SCHED_FIFO at the lowest real-time priority, so a CPU-bound neighbour cannot starve the sampler.
+  // Without the privilege (EPERM) the thread stays SCHED_OTHER; stats() says which it got.
+  bool realtime = true;
+};
+
+// A channel failing every read for this long (and at least kFailAfterReadErrors times in a row) fails for good:
+// skipping transient errors must not turn a dead counter into a silent gap.
+constexpr int64_t kFailAfterErrorsNs = 1'000'000'000;
+constexpr uint64_t kFailAfterReadErrors = 3;
+
+struct ChannelStats {
+  uint64_t polls = 0;
+  uint64_t read_errors = 0;     // transient read failures skipped (the channel stayed alive)
+  int64_t poll_gap_max_ns = 0;  // largest interval between the starts of successive reads of this channel
+};
+
+struct FieldSchedule {
+  const char* field;  // "counter" or "power"
+  TrackState state;
+  int64_t period_ns;  // 0 until locked once
+  uint64_t misses, relocks;
 };
 
 struct SamplerStats {
-  uint64_t polls = 0;
+  uint64_t polls = 0;  // wake-ups that polled at least one source (plus the start and stop polls)
   double elapsed_s = 0.0;
   double rate_hz = 0.0;
   double jitter_p50_us = 0.0, jitter_p99_us = 0.0, jitter_max_us = 0.0;
   uint64_t missed = 0;   // deadlines skipped because a poll overran a whole period
+  double missed_share = 0.0;  // missed / (deadlines polled + missed)
+  int64_t poll_gap_max_ns = 0;  // largest interval between successive wake-ups
   uint64_t dropped = 0;  // samples lost because the ring was full
+  std::string sched_policy;  // "SCHED_FIFO", "SCHED_OTHER", ...; "" before the thread ran
+  std::vector<ChannelStats> channels;
+  std::vector<std::vector<FieldSchedule>> schedule;  // per channel, adaptive schedule only
 };
 
 class Sampler {
@@ -61,7 +95,9 @@ class Sampler {
   ClockAnchor anchor() const noexcept { return anchor_; }
   // Error text of a failed channel, empty while it works.
   std::string channel_error(size_t i) const;
-  SamplerStats stats() const noexcept;
+  // Safe from any thread; the adaptive schedule's per-field states are read under a lock the thread takes once
+  // per poll of a source.
+  SamplerStats stats() const;
   int64_t period_ns() const noexcept { return config_.period_ns; }
 
  private:
@@ -69,16 +105,39 @@ class Sampler {
     std::atomic<double> total_j{0.0};
     std::atomic<bool> failed{false};
     std::string error;  // written once by the sampler before `failed` is released
+    std::atomic<uint64_t> polls{0}, read_errors{0};
+    std::atomic<int64_t> poll_gap_max_ns{0};
+    // Sampler thread only:
+    uint64_t errors_in_row = 0;
+    int64_t first_error_ns = 0;
+    bool have_counter = false, have_power = false;
+    uint64_t last_counter = 0;
+    double last_power_w = 0.0;
+    int counter_track = -1, power_track = -1;  // index into trackers_, -1: field absent or fixed schedule
+  };
+  struct SourceState {
+    int64_t next_ns = 0;  // its next deadline on the grid
+    int64_t last_poll_ns = 0;  // start of its latest read
   };
 
   void run() noexcept;
-  void poll() noexcept;
+  void poll_all() noexcept;
+  void poll_source(size_t s) noexcept;
+  void fail_channel(size_t i, const std::string& why) noexcept;
+  void observe_fields(size_t i, int64_t t_ns, const Reading& r) noexcept;
+  // Grid deadline at or after t_ns the source needs next (every deadline on the fixed schedule).
+  int64_t source_deadline(size_t s, int64_t after_ns) const noexcept;
+  int64_t grid_ceil(int64_t t_ns) const noexcept;
   void wait_until(int64_t deadline_ns) noexcept;
+  void take_realtime() noexcept;
 
   std::vector<std::unique_ptr<Source>> sources_;
   SamplerConfig config_;
   std::vector<ChannelInfo> channels_;
   std::vector<size_t> first_channel_;  // per source: index of its first channel
+  std::vector<SourceState> src_state_;
+  std::vector<UpdateTracker> trackers_;  // adaptive schedule: one per (channel, field)
+  mutable std::mutex track_mu_;          // guards trackers_ against stats() readers
   std::vector<ChannelAccumulator> acc_;
   std::unique_ptr<ChannelState[]> state_;
   std::vector<Reading> readings_;
@@ -94,7 +153,9 @@ class Sampler {
   int64_t start_ns_ = 0;
   ClockAnchor anchor_{};
   std::atomic<int64_t> last_poll_ns_{0};
-  std::atomic<uint64_t> polls_{0}, missed_{0}, dropped_{0};
+  std::atomic<uint64_t> polls_{0}, missed_{0}, dropped_{0}, deadlines_{0};
+  std::atomic<int64_t> poll_gap_max_ns_{0};
+  std::atomic<int> sched_policy_{-1};
   LatenessHistogram lateness_;
 };
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fastmeter.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fastmeter.meter import Meter
 
 METHODS = ("time-share", "token-weighted")
 BACKENDS = ("native", "reference")
@@ -78,8 +81,8 @@ def attribute(
     """Attribute the energy of the total cumulative curve ``E(t_ns) = energy_j`` to requests.
 
     t_ns, energy_j: the curve, strictly increasing CLOCK_MONOTONIC ns and non-decreasing cumulative J (sum of
-        channels: ``total_curve``). E is linear between points, so to use your own interpolation evaluate E at
-        ``event_times(...)`` and pass those points.
+        channels: ``total_curve(meter, event_times(...))``). E is linear between the points given, so evaluate
+        the curve at ``event_times(...)`` and pass those points: then nothing is interpolated here.
     start_ns, end_ns: per request. first_token_ns: per request, None/NaN/null where it failed before its first
         token (all its energy is then prefill); None for all missing.
     chunk_offsets, chunk_t_ns, chunk_tokens: token chunks, request r owns ``[offsets[r], offsets[r+1])``;
@@ -157,32 +160,22 @@ def infer_update_period_s(t_ns: Any, energy_j: Any) -> float:
     return float(np.median(np.diff(changes))) * 1e-9
 
 
-def total_curve(samples: Any, channels: Any = None) -> tuple[np.ndarray, np.ndarray]:
-    """Sum per-channel cumulative curves (a table with t_ns, channel, energy_j, as Meter.samples() returns)
-    into one curve at the union of their times; each channel is linear between its points and flat outside."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    table = samples if isinstance(samples, pa.Table) else pa.table(samples)
-    names = pc.unique(table["channel"].cast(pa.string())).to_pylist() if channels is None else list(channels)
-    if not names:
-        raise ConfigError("total_curve: no channels in the samples; record some samples first")
-    t_all = table["t_ns"].to_numpy()
-    grid = _sorted_unique(t_all)
-    total = np.zeros(len(grid))
-    chan = table["channel"].cast(pa.string()).to_numpy(zero_copy_only=False)
-    energy = table["energy_j"].to_numpy()
-    for name in names:
-        sel = chan == name
-        if not sel.any():
-            raise ConfigError(f"total_curve: channel {name!r} has no samples; pick from {sorted(set(chan))}")
-        tc, ec = t_all[sel], energy[sel]
-        order = np.argsort(tc, kind="stable")
-        # Offsets from the first time keep ns exact in float64 for any run shorter than ~100 days.
-        total += np.interp(
-            (grid - grid[0]).astype(np.float64), (tc[order] - grid[0]).astype(np.float64), ec[order]
-        )
-    return grid, total
+def total_curve(meter: Meter, t_ns: Any, *, delays_ns: Mapping[str, int] | None = None) -> np.ndarray:
+    """Cumulative joules at each instant of `t_ns` (int64 CLOCK_MONOTONIC ns), summed over the meter's counted
+    channels (each physical quantity once), on the Meter's own fused curve (`Meter.cumulative_at`): the one curve
+    behind windows, run totals and attribution. A channel whose counter lags reality by d (calibrated, `delays_ns`)
+    is read at t + d: what it reported then happened at t."""
+    t = _int_array("t_ns", t_ns)
+    delays_ns = delays_ns or {}
+    total = np.zeros(len(t))
+    for c in meter.channels:
+        if not c.in_total:
+            continue
+        e = meter.cumulative_at(t + delays_ns.get(c.name, 0))[c.name]
+        if not np.all(np.isnan(e)):
+            total += np.nan_to_num(e)
+    # Each channel's curve is monotone; rounding in the sum must not make the total step backwards.
+    return np.maximum.accumulate(total) if len(total) else total
 
 
 def _sorted_unique(x: np.ndarray) -> np.ndarray:

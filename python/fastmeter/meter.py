@@ -14,12 +14,20 @@ import pyarrow as pa
 from fastmeter import _core
 from fastmeter.env.readers import procfs_root
 from fastmeter.errors import ConfigError, MeterStateError, SourceUnavailableError, SpanError
-from fastmeter.sources import HARDWARE_SOURCES, Channel, SourceInfo, check_source_name, probe_source
+from fastmeter.sources import (
+    HARDWARE_SOURCES,
+    Channel,
+    SourceInfo,
+    auto_options,
+    check_source_name,
+    probe_source,
+)
 from fastmeter.span import SpanResult, span_result
 from fastmeter.window import Window
 
 MIN_PERIOD_US = 50
 MAX_PERIOD_US = 10_000_000
+SCHEDULES = ("fixed", "adaptive")
 # How long a window's result waits for the counters' next update at most, whatever their observed period.
 MAX_WAIT_FINAL_S = 1.0
 # Until a channel's update period has been observed, a result waits for this one (by channel domain) before calling
@@ -63,9 +71,16 @@ def _resolve_sources(
         check_source_name(n)
     skipped: list[SourceInfo] = []
     if names == ["auto"]:
-        infos = [probe_source(n, options.get(n)) for n in HARDWARE_SOURCES]
+        given = options
+        options = {n: auto_options(n, options.get(n)) for n in HARDWARE_SOURCES}
+        infos = [probe_source(n, options[n]) for n in HARDWARE_SOURCES]
+        # Hardware asked for is hardware required: a source the caller configured (e.g. nvml gpus="5") or one
+        # rejecting its options must not quietly drop out of "auto" and leave the synthetic waveform measuring.
+        for i in infos:
+            if not i.available and (i.kind == "config" or given.get(i.name)):
+                raise SourceUnavailableError(f"{i.name} was asked for but cannot be used: {i.reason}")
         found = [i.name for i in infos if i.available]
-        skipped = [i for i in infos if not i.available]
+        skipped = [i for i in infos if not i.available or i.left_out]
         # rapl-msr reads the same counters as rapl: prefer the sysfs interface when both work.
         if "rapl" in found and "rapl-msr" in found:
             found.remove("rapl-msr")
@@ -100,6 +115,11 @@ class Meter:
         0 keeps every knot.
     wait_final_s: how long a window's result waits for the counters' next update after its end, 0 to 1 s
         (default: 1.5 update periods, observed or else nominal, at most 1 s); then the value is provisional.
+    schedule: "fixed" polls every source at every period; "adaptive" learns when each hardware field (NVML
+        counter, power) updates and polls only within a guard band around expected updates, falling back to every
+        period on a miss (stats()["schedule"] shows lock states); continuous counters (RAPL) stay on every period.
+    realtime: ask for SCHED_FIFO (lowest real-time priority) for the sampler thread, so CPU-bound neighbours
+        cannot starve it; without the privilege it stays SCHED_OTHER. stats()["sched_policy"] says which.
 
     Lifecycle: new -> running -> stopping -> stopped -> closed (`state`). start/stop/close may be called from any
     thread; concurrent stops all return once the record is complete. In a child forked while the meter runs, the
@@ -115,6 +135,8 @@ class Meter:
         spin_us: int | None = None,
         ring_capacity: int = 1 << 20,
         wait_final_s: float | None = None,
+        schedule: str = "fixed",
+        realtime: bool = True,
         keep_samples_s: float = KEEP_SAMPLES_S,
         knot_resolution_us: int = KNOT_RESOLUTION_US,
     ) -> None:
@@ -125,6 +147,8 @@ class Meter:
             )
         if spin_us is not None and not 0 <= spin_us <= period_us:
             raise ConfigError(f"spin_us={spin_us!r} must be within 0..period_us ({period_us})")
+        if schedule not in SCHEDULES:
+            raise ConfigError(f"schedule={schedule!r} is not one of {', '.join(SCHEDULES)}")
         if ring_capacity < 1024:
             raise ConfigError(f"ring_capacity={ring_capacity} is too small; use at least 1024 samples")
         if wait_final_s is not None and not 0 <= wait_final_s <= MAX_WAIT_FINAL_S:
@@ -137,7 +161,8 @@ class Meter:
         if not isinstance(knot_resolution_us, (int, np.integer)) or knot_resolution_us < 0:
             raise ConfigError(f"knot_resolution_us={knot_resolution_us!r} must be an integer >= 0 (0 = keep all)")
         specs, skipped = _resolve_sources(sources, source_options or {})
-        # With sources="auto": hardware sources left out and why ("permission" ones name the fix).
+        # With sources="auto": hardware sources left out, or partly left out (SourceInfo.left_out), and why
+        # ("permission" ones name the fix).
         self.skipped_sources: list[SourceInfo] = skipped
         self.period_us = int(period_us)
         self._wait_final_s = wait_final_s
@@ -147,8 +172,10 @@ class Meter:
                 self.period_us * 1000,
                 -1 if spin_us is None else spin_us * 1000,
                 ring_capacity,
-                round(keep_samples_s * 1e9),
-                int(knot_resolution_us) * 1000,
+                schedule=schedule,
+                realtime=bool(realtime),
+                keep_samples_ns=round(keep_samples_s * 1e9),
+                knot_resolution_ns=int(knot_resolution_us) * 1000,
             )
         except _core.SourceError as e:
             message, kind = e.args
@@ -289,9 +316,12 @@ class Meter:
         return pa.Table.from_arrays([pa.array(t), channel, pa.array(e), power], schema=SAMPLES_SCHEMA)
 
     def stats(self) -> dict[str, object]:
-        """Sampler quality: rate_hz, jitter_p50_us, jitter_p99_us, jitter_max_us, missed, dropped, polls,
-        errors ({channel: text} for failed channels), update_period_s ({channel: observed s between updates}),
-        failed_at_ns ({channel: t_ns of its first failed reading, or None}).
+        """Sampler quality: rate_hz, jitter_p50_us, jitter_p99_us, jitter_max_us, missed, missed_share (missed /
+        scheduled deadlines), poll_gap_max_ns (largest interval between wake-ups), dropped, polls, sched_policy,
+        channels ({channel: {polls, read_errors, poll_gap_max_ns}}), schedule ({channel: {state, period_s, misses,
+        relocks, fields}} with schedule="adaptive"), errors ({channel: text} for failed channels),
+        update_period_s ({channel: observed s between updates}), failed_at_ns ({channel: t_ns of its first failed
+        reading, or None}).
         Memory and queries: samples_kept (raw samples in RAM), samples_dropped_from_ram (older ones, no longer
         readable through samples()), knots (over all channels), rss_bytes (this process; NaN if unreadable),
         queries, query_p50_us / query_p99_us (latency of energy_between / cumulative_at calls, ~1% resolution;

@@ -43,6 +43,9 @@ class SourceInfo:
     kind: str = ""  # "unavailable" | "permission" | "config" when not available
     channels: list[Channel] = field(default_factory=list)
     power_w: dict[str, float | None] = field(default_factory=dict)  # one reading per channel, when available
+    # Parts an available source leaves out, one line each with the reason and fix (RAPL zones this user may not
+    # read in "auto" mode).
+    left_out: list[str] = field(default_factory=list)
 
 
 def check_source_name(name: str) -> None:
@@ -60,7 +63,18 @@ def probe_source(name: str, options: Mapping[str, str] | None = None) -> SourceI
         return SourceInfo(name, False, str(message), str(kind))
     chans = [Channel.from_core(c) for c in r["channels"]]
     power = {c.name: rd["power_w"] for c, rd in zip(chans, r["readings"])}
-    return SourceInfo(name, True, "", "", chans, power)
+    left_out = [str(x) for x in r["left_out"]]
+    return SourceInfo(name, True, "", "permission" if left_out else "", chans, power, left_out)
+
+
+def auto_options(name: str, options: Mapping[str, str] | None) -> dict[str, str]:
+    """Options a source gets in "auto" mode. rapl leaves out the zones this user may not read and names them
+    (e.g. dram stays measured when the package zone is root-only) instead of dropping the whole source; a source
+    asked for by name keeps failing on any unreadable zone, because hardware asked for is hardware required."""
+    out = {k: str(v) for k, v in (options or {}).items()}
+    if name == "rapl":
+        out.setdefault("skip_denied", "1")
+    return out
 
 
 def available_sources(options: Mapping[str, Mapping[str, str]] | None = None) -> list[SourceInfo]:
@@ -71,5 +85,13 @@ def available_sources(options: Mapping[str, Mapping[str, str]] | None = None) ->
 
 def permission_warnings(skipped: list[SourceInfo]) -> list[str]:
     """Hardware that is present but not readable by this user (RAPL since CVE-2020-8694) would silently drop out
-    of an "auto" measurement: one line each, with the fix."""
-    return [f"{i.name} is not measured: {i.reason}" for i in skipped if i.kind == "permission"]
+    of an "auto" measurement: one line each, with the fix (a partly readable source: one line per part left out)."""
+    out: list[str] = []
+    for i in skipped:
+        if i.kind != "permission":
+            continue
+        if i.available:
+            out += [f"{i.name} is measured without {part}" for part in i.left_out]
+        else:
+            out.append(f"{i.name} is not measured: {i.reason}")
+    return out

@@ -35,14 +35,16 @@ class SpanResult:
         return not all(self.final.values())
 
 
+def synthetic_reason(c: Channel) -> Reason:
+    """The one reason a synthetic channel gives, wherever it is judged (spans here, records in fastmeter.assess)."""
+    message = f"{c.name} is the synthetic waveform, not a measurement"
+    return Reason("synthetic_source", message, Verdict.SYNTHETIC, c.name)
+
+
 def _channel_reasons(c: Channel, status: str, bound_j: float, failed_at_ns: int | None) -> list[Reason]:
     reasons = []
     if c.domain == "synthetic":
-        reasons.append(
-            Reason(
-                "synthetic_source", f"{c.name} is the synthetic waveform, not a measurement", Verdict.SYNTHETIC, c.name
-            )
-        )
+        reasons.append(synthetic_reason(c))
     if status == "failed":
         return reasons + [
             Reason(

@@ -116,3 +116,26 @@ def combine(parts: Iterable[Validity]) -> Validity:
         for r in p.reasons:
             seen.setdefault(r, None)
     return Validity(tuple(seen))
+
+
+# --- thresholds added with the checks in fastmeter/assess.py ---------------------------------------------------
+# A gap of up to this many sampling periods is ordinary poll jitter (a few late or skipped deadlines in a row), not
+# starvation: below it, a counter updating every poll (RAPL, 1 ms) would flag every run on a shared host, while a
+# starved sampler's gaps are tens to hundreds of periods (366 ms at 1 kHz under a CPU-bound neighbour, issue 9).
+GAP_JITTER_PERIODS = 5.0
+# Exit codes of `fastmeter bench` by verdict (0 only for `measured`); 130/143 (interrupts) belong to the recorder.
+EXIT_CODES = {Verdict.MEASURED: 0, Verdict.DEGRADED: 3, Verdict.INVALID: 4, Verdict.SYNTHETIC: 5}
+# Reasons that make a figure synthetic because the user chose it (the synthetic source, or an emulator named by a
+# FASTMETER_* override): `--allow-degraded` accepts these, never an "auto" run that found no hardware.
+CHOSEN_SYNTHETIC_CODES = frozenset({"synthetic_source", "emulated_source"})
+
+
+def exit_code(validity: Validity, allow_degraded: bool = False) -> int:
+    """The exit code a command that publishes figures of this validity returns (see EXIT_CODES)."""
+    v = validity.verdict
+    if allow_degraded and v is Verdict.DEGRADED:
+        return 0
+    if allow_degraded and v is Verdict.SYNTHETIC:
+        chosen = all(r.code in CHOSEN_SYNTHETIC_CODES for r in validity.reasons if r.verdict is Verdict.SYNTHETIC)
+        return 0 if chosen else EXIT_CODES[v]
+    return EXIT_CODES[v]

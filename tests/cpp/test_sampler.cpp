@@ -1,4 +1,6 @@
 // The sampler and native meter on the synthetic source: deadlines, stop latency, energy vs the exact integral.
+#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <string>
@@ -7,6 +9,8 @@
 #include "check.h"
 #include "fastmeter/clock.h"
 #include "fastmeter/meter.h"
+#include "fastmeter/schedule.h"
+#include "fastmeter/sources/rapl_parse.h"
 
 using namespace fastmeter;
 
@@ -57,10 +61,52 @@ static void fast_period_no_drift() {
   CHECK(std::fabs(static_cast<double>(s.polls + s.missed) - expected) < 0.02 * expected + 3);
 }
 
+static void read_errors_fatal_or_transient() {
+  for (int e : {ENODEV, ENXIO, ENOENT, EBADF, EACCES, EPERM}) CHECK(rapl::read_error_is_fatal(e));
+  for (int e : {EAGAIN, EIO, EBUSY, EBADMSG, ERANGE, ETIMEDOUT}) CHECK(!rapl::read_error_is_fatal(e));
+}
+
+static void tracker_locks_on_a_periodic_field() {
+  constexpr int64_t ms = 1000000;
+  std::vector<int64_t> updates;
+  for (int64_t t = 37 * ms; t < 3000 * ms; t += 100 * ms) updates.push_back(t);
+  const ScheduleRun r = simulate_schedule(updates, 0, 3000 * ms, ms, 2 * ms);
+  CHECK(r.states.back() == static_cast<int>(TrackState::kLocked));
+  CHECK(r.period_ns == 100 * ms && r.misses == 0);
+  CHECK(r.poll_t_ns.size() < 1500);  // ~1 s dense, then a few polls per update
+}
+
+// The adaptive schedule on a source whose counter and power change at every poll: continuous, never locked,
+// so the sampler keeps every deadline. stats() runs concurrently with the sampler (a TSan target).
+static void adaptive_keeps_continuous_fields_on_every_deadline() {
+  SamplerConfig cfg;
+  cfg.period_ns = 1000000;
+  cfg.schedule = SamplerConfig::Schedule::kAdaptive;
+  Meter m({{"synthetic", {{"base_w", "100"}, {"amp_w", "50"}}}}, cfg);
+  m.start();
+  std::atomic<bool> done{false};
+  std::thread reader([&] {
+    while (!done.load()) (void)m.stats();
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  done = true;
+  reader.join();
+  m.stop();
+  const SamplerStats s = m.stats();
+  CHECK(!s.sched_policy.empty());
+  CHECK(s.schedule.size() == 1 && s.schedule[0].size() == 2);  // counter and power
+  for (const FieldSchedule& f : s.schedule[0]) CHECK(f.state != TrackState::kLocked);
+  CHECK(s.channels[0].polls == s.polls);
+  CHECK(s.missed_share >= 0.0 && s.missed_share <= 1.0);
+}
+
 int main() {
   constant_power_energy();
   stop_is_prompt_with_long_period();
   fast_period_no_drift();
+  read_errors_fatal_or_transient();
+  tracker_locks_on_a_periodic_field();
+  adaptive_keeps_continuous_fields_on_every_deadline();
   std::printf("test_sampler: ok\n");
   return 0;
 }

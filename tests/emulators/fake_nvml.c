@@ -112,6 +112,11 @@ static void spend_latency(nvmlDevice_t d, int64_t start_ns) {
   const int64_t until = start_ns + (int64_t)d->latency_us * 1000;
   while (fake_now_ns() < until) {
   }
+  if (d->stall_call >= 0 && __atomic_load_n(&d->calls, __ATOMIC_RELAXED) == d->stall_call) {
+    struct timespec ts = {(time_t)(d->stall_ns / 1000000000LL), (long)(d->stall_ns % 1000000000LL)};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+  }
 }
 
 static unsigned long long counter_mj(nvmlDevice_t d, int64_t t_ns) {
@@ -120,10 +125,11 @@ static unsigned long long counter_mj(nvmlDevice_t d, int64_t t_ns) {
   return v < 0 ? 0ULL : (unsigned long long)v;
 }
 
-/* Mean true power over the trailing window ending power_delay before the latest power refresh instant
- * (window 0: exact). */
+/* Mean true power over the trailing window ending power_delay before the latest power refresh instant, which comes
+ * power_phase after a counter refresh (window 0: exact). */
 static double mean_power_w(nvmlDevice_t d, int64_t t_ns, double window_s) {
-  const double s = fake_refresh_s(d, t_ns, d->power_refresh_ns) - d->power_delay_s;
+  const double phase_s = (double)d->power_phase_ns * 1e-9;
+  const double s = fake_refresh_s(d, t_ns - d->power_phase_ns, d->power_refresh_ns) + phase_s - d->power_delay_s;
   if (window_s <= 0) return fake_power_w(&d->wave, s);
   return (fake_energy_j(&d->wave, s) - fake_energy_j(&d->wave, s - window_s)) / window_s;
 }

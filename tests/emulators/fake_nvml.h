@@ -33,12 +33,16 @@ struct fake_gpu {
   struct wave wave;
   long long energy_offset_mj;
   int64_t counter_refresh_ns, power_refresh_ns;
+  int64_t power_phase_ns; /* power refreshes at t0 + phase + k * power_refresh (the counter's grid has phase 0) */
   double counter_delay_s, power_delay_s; /* calibrate: a published value describes the past by this much */
   double power_window_s, average_window_s;
   long latency_us;
   long fail_after_calls; /* < 0: never */
   int fail_code;
   long calls; /* field/energy/power calls so far */
+  long stall_call; /* this value call (1-based) sleeps stall_ns before returning; < 0: never */
+  int64_t jump_at_ns, jump_shift_ns; /* from t0 + jump_at_ns on, refresh instants move by jump_shift_ns */
+  int64_t stall_ns;
   int no_energy_counter, no_power_fields, no_instant_power, no_power_usage, no_field_values;
   int energy_type, power_type;
   unsigned power_limit_mw, arch, persistence, mig_current, mig_pending, mig_supported;

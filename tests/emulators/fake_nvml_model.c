@@ -17,6 +17,8 @@
  *   counter_refresh_ms <ms>  energy counter = offset + floor(1000 * E(tc)) mJ, tc = t0 + k*refresh the latest
  *                            instant <= now (0 = continuous); E = exact integral of the waveform from t0
  *   power_refresh_ms <ms>    power values are evaluated at the latest t0 + k*refresh <= now (0 = now)
+ *   power_phase_ms <ms>      power refreshes at t0 + phase + k*power_refresh_ms, phase after the counter's grid
+ *                            (default 0: both refresh together)
  *   power_window_ms <ms>     instant power (field 186) = mean true power over this trailing window (0 = exact)
  *   average_window_ms <ms>   field 185 and nvmlDeviceGetPowerUsage: mean over this window (default 1000)
  *   power_delay_ms <ms>      fields 185/186 and nvmlDeviceGetPowerUsage: the value published at refresh instant r
@@ -24,6 +26,10 @@
  *   counter_delay_ms <ms>    the counter published at refresh instant tc holds E(tc - delay) (default 0)
  *   latency_us <us>          every value call busy-waits this long after taking its value
  *   fail_after_calls <N> <code>  after N field/energy/power calls every device call returns <code> (15 = lost)
+ *   stall_at_call <N> <ms>   the N-th field/energy/power call (1-based) sleeps this long before returning: a
+ *                            driver call that hangs once, to show the sampler's poll gap and missed deadlines
+ *   refresh_jump <at_ms> <shift_ms>  from t0 + at_ms on, the counter and power refresh instants are
+ *                            t0 + shift + k*refresh (a phase jump; 0 <= shift < refresh keeps the counter monotone)
  *   no_energy_counter        field 83 and nvmlDeviceGetTotalEnergyConsumption: NOT_SUPPORTED
  *   no_power_fields          fields 185/186: NOT_SUPPORTED (drivers before R535)
  *   no_instant_power         field 186 alone: NOT_SUPPORTED
@@ -57,7 +63,10 @@ static int64_t floor_div(int64_t a, int64_t b) {
 
 double fake_refresh_s(const struct fake_gpu* g, int64_t t_ns, int64_t refresh_ns) {
   int64_t dt = t_ns - g->t0_ns;
-  if (refresh_ns > 0) dt = floor_div(dt, refresh_ns) * refresh_ns;
+  if (refresh_ns > 0) {
+    const int64_t shift = (g->jump_at_ns > 0 && dt >= g->jump_at_ns) ? g->jump_shift_ns : 0;
+    dt = floor_div(dt - shift, refresh_ns) * refresh_ns + shift;
+  }
   return (double)dt * 1e-9;
 }
 
@@ -112,6 +121,7 @@ static void gpu_defaults(struct fake_gpu* g, int index, int64_t t0_ns) {
   g->wave.a_w = 100.0;
   g->average_window_s = 1.0;
   g->fail_after_calls = -1;
+  g->stall_call = -1;
   g->energy_type = VT_ULL;
   g->power_type = VT_UINT;
   g->power_limit_mw = 700000;
@@ -176,6 +186,7 @@ static int apply(struct fake_system* sys, char* key, char* rest, char** tok, int
     }
   } else if (strcmp(key, "counter_refresh_ms") == 0 && n == 1) g->counter_refresh_ns = ms_to_ns(tok[0]);
   else if (strcmp(key, "power_refresh_ms") == 0 && n == 1) g->power_refresh_ns = ms_to_ns(tok[0]);
+  else if (strcmp(key, "power_phase_ms") == 0 && n == 1) g->power_phase_ns = ms_to_ns(tok[0]);
   else if (strcmp(key, "power_window_ms") == 0 && n == 1) g->power_window_s = atof(tok[0]) * 1e-3;
   else if (strcmp(key, "average_window_ms") == 0 && n == 1) g->average_window_s = atof(tok[0]) * 1e-3;
   else if (strcmp(key, "power_delay_ms") == 0 && n == 1) g->power_delay_s = atof(tok[0]) * 1e-3;
@@ -184,6 +195,12 @@ static int apply(struct fake_system* sys, char* key, char* rest, char** tok, int
   else if (strcmp(key, "fail_after_calls") == 0 && n == 2) {
     g->fail_after_calls = atol(tok[0]);
     g->fail_code = atoi(tok[1]);
+  } else if (strcmp(key, "refresh_jump") == 0 && n == 2) {
+    g->jump_at_ns = ms_to_ns(tok[0]);
+    g->jump_shift_ns = ms_to_ns(tok[1]);
+  } else if (strcmp(key, "stall_at_call") == 0 && n == 2) {
+    g->stall_call = atol(tok[0]);
+    g->stall_ns = ms_to_ns(tok[1]);
   } else if (strcmp(key, "no_energy_counter") == 0 && n == 0) g->no_energy_counter = 1;
   else if (strcmp(key, "no_power_fields") == 0 && n == 0) g->no_power_fields = 1;
   else if (strcmp(key, "no_instant_power") == 0 && n == 0) g->no_instant_power = 1;

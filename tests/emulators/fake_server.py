@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Callable
@@ -85,8 +86,9 @@ def sse(obj: Any, space: bool = True) -> bytes:
 
 
 class FakeServer:
-    def __init__(self, handler: Callable[[Request], Script]) -> None:
+    def __init__(self, handler: Callable[[Request], Script], ssl_context: ssl.SSLContext | None = None) -> None:
         self._handler = handler
+        self._ssl = ssl_context  # serve HTTPS with this context
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.base_events.Server | None = None
@@ -100,7 +102,7 @@ class FakeServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self._ssl else 'http'}://127.0.0.1:{self.port}"
 
     def __enter__(self) -> Self:
         self._thread.start()
@@ -114,7 +116,7 @@ class FakeServer:
         self._loop.close()
 
     async def _start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self._ssl)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _stop(self) -> None:

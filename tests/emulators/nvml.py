@@ -112,12 +112,15 @@ class GpuSpec:
     energy_offset_mj: int = 0
     counter_refresh_ms: float = 0.0
     power_refresh_ms: float = 0.0
+    power_phase_ms: float = 0.0  # power refreshes this long after each counter refresh
     power_window_ms: float = 0.0
     average_window_ms: float = 1000.0
     power_delay_ms: float = 0.0  # a published power value describes [r - delay - window, r - delay]
     counter_delay_ms: float = 0.0  # the counter published at tc holds E(tc - delay)
     latency_us: int = 0
     fail_after_calls: tuple[int, int] | None = None  # (N calls, nvmlReturn code)
+    stall_at_call: tuple[int, float] | None = None  # (N-th value call, ms it sleeps)
+    refresh_jump: tuple[float, float] | None = None  # (at ms after t0, shift ms): refresh phase jump
     no_energy_counter: bool = False
     no_power_fields: bool = False
     no_instant_power: bool = False
@@ -141,7 +144,10 @@ class GpuSpec:
         dt = t_ns - self.t0_ns
         refresh_ns = _ms_to_ns(refresh_ms)
         if refresh_ns > 0:
-            dt = (dt // refresh_ns) * refresh_ns
+            shift = 0
+            if self.refresh_jump is not None and 0 < _ms_to_ns(self.refresh_jump[0]) <= dt:
+                shift = _ms_to_ns(self.refresh_jump[1])
+            dt = ((dt - shift) // refresh_ns) * refresh_ns + shift
         return float(dt) * 1e-9
 
     def power_w(self, t_ns: int) -> float:
@@ -158,7 +164,8 @@ class GpuSpec:
         return max(0, self.energy_offset_mj + math.floor(e_j * 1000.0))
 
     def _mean_power_mw(self, t_ns: int, window_ms: float) -> float:
-        s = self._s(t_ns, self.power_refresh_ms) - self.power_delay_ms * 1e-3
+        phase_ns = _ms_to_ns(self.power_phase_ms)
+        s = self._s(t_ns - phase_ns, self.power_refresh_ms) + float(phase_ns) * 1e-9 - self.power_delay_ms * 1e-3
         window_s = window_ms * 1e-3
         if window_s <= 0:
             return self.waveform.power_at(s) * 1000.0
@@ -185,6 +192,7 @@ class GpuSpec:
             f"energy_offset_mj {self.energy_offset_mj}",
             f"counter_refresh_ms {self.counter_refresh_ms!r}",
             f"power_refresh_ms {self.power_refresh_ms!r}",
+            f"power_phase_ms {self.power_phase_ms!r}",
             f"power_window_ms {self.power_window_ms!r}",
             f"average_window_ms {self.average_window_ms!r}",
             f"power_delay_ms {self.power_delay_ms!r}",
@@ -204,6 +212,10 @@ class GpuSpec:
         lines += [f"process {pid} {used}" for pid, used in self.processes]
         if self.fail_after_calls is not None:
             lines.append("fail_after_calls {} {}".format(*self.fail_after_calls))
+        if self.refresh_jump is not None:
+            lines.append(f"refresh_jump {self.refresh_jump[0]!r} {self.refresh_jump[1]!r}")
+        if self.stall_at_call is not None:
+            lines.append(f"stall_at_call {self.stall_at_call[0]} {self.stall_at_call[1]!r}")
         for flag in (
             "no_energy_counter",
             "no_power_fields",
@@ -292,9 +304,7 @@ class FakeNvml:
         self.setenv("FAKE_NVML_CONFIG", str(self.config_path))
         self.configure([GpuSpec()])
 
-    def configure(
-        self, gpus: Sequence[GpuSpec], *, t0_ns: int | None = None, **system: object
-    ) -> list[GpuSpec]:
+    def configure(self, gpus: Sequence[GpuSpec], *, t0_ns: int | None = None, **system: object) -> list[GpuSpec]:
         """Write the config (t0_ns defaults to now); the emulator reads it at the next nvmlInit."""
         self.t0_ns = t0_ns if t0_ns is not None else time.monotonic_ns()
         self.gpus = write_config(self.config_path, gpus, t0_ns=self.t0_ns, **system)  # type: ignore[arg-type]
@@ -302,8 +312,6 @@ class FakeNvml:
 
     def subprocess_env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(
-            p for p in (str(self.loader_dir), env.get("LD_LIBRARY_PATH")) if p
-        )
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(self.loader_dir), env.get("LD_LIBRARY_PATH")) if p)
         env["FAKE_NVML_CONFIG"] = str(self.config_path)
         return env

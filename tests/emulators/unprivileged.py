@@ -25,8 +25,8 @@ if os.geteuid() == 0:
     os.setgid({NOBODY})
     os.setuid({NOBODY})
 try:
-    _core.probe(sys.argv[1], json.loads(sys.argv[2]))
-    print(json.dumps({{"ok": True}}))
+    r = _core.probe(sys.argv[1], json.loads(sys.argv[2]))
+    print(json.dumps({{"ok": True, "channels": [c["name"] for c in r["channels"]], "left_out": r["left_out"]}}))
 except _core.SourceError as e:
     print(json.dumps({{"ok": False, "message": e.args[0], "kind": e.args[1]}}))
 """
@@ -40,7 +40,8 @@ def world_readable_dir() -> Path:
 
 
 def probe_unprivileged(source: str, options: dict[str, str], env: dict[str, str]) -> dict[str, object]:
-    """_core.probe(source, options) as nobody; returns {"ok": True} or {"ok": False, "message", "kind"}."""
+    """_core.probe(source, options) as nobody; returns {"ok": True, "channels": [names], "left_out": [lines]} or
+    {"ok": False, "message", "kind"}."""
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, source, json.dumps(options)],
         env={**os.environ, **env},

@@ -37,7 +37,8 @@ def bench_args(url: str, out: Path, **extra: str) -> list[str]:
     args = {"server-kind": "openai", "base-url": url, "model": "tiny", "workload-kind": "random",
             "input-tokens": "8", "output-tokens": "12", "concurrency": "3", "num-requests": "15",
             "warmup-requests": "2", "sources": "nvml", "period-us": "1000", "metrics-enabled": "false", **extra}
-    return ["bench", "-o", str(out), *[x for k, v in args.items() for x in (f"--{k}", v)]]
+    # The emulator makes every run synthetic (emulated_source): --allow-degraded accepts that chosen source.
+    return ["bench", "-o", str(out), "--allow-degraded", *[x for k, v in args.items() for x in (f"--{k}", v)]]
 
 
 def test_per_request_energy_matches_the_waveform(fake_nvml: FakeNvml, tmp_path: Path) -> None:
@@ -47,6 +48,8 @@ def test_per_request_energy_matches_the_waveform(fake_nvml: FakeNvml, tmp_path: 
         r = CliRunner().invoke(main, bench_args(server.url, out))
     assert r.exit_code == 0, r.output
     run = json.loads((out / "run.json").read_text())
+    assert run["validity"]["verdict"] == "synthetic"
+    assert "emulated_source" in {r["code"] for r in run["validity"]["reasons"]}
     req = read(out / "requests.arrow").to_pandas()
     measured = req[~req.warmup]
     assert len(measured) == 15 and (measured.status == "ok").all()

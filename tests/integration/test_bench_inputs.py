@@ -22,7 +22,9 @@ def mtbench_file(path: Path, n: int) -> Path:
 
 
 def args(url: str, out: Path, questions: Path, num_requests: int, warmup: int) -> list[str]:
-    return ["bench", "-o", str(out), "--server-kind", "openai", "--base-url", url, "--model", "tiny",
+    # --allow-degraded: the NVML emulator is a chosen synthetic source (emulated_source)
+    return ["bench", "-o", str(out), "--allow-degraded",
+            "--server-kind", "openai", "--base-url", url, "--model", "tiny",
             "--endpoint", "chat", "--workload-kind", "mtbench", "--workload-path", str(questions), "--max-tokens", "4",
             "--concurrency", "2", "--num-requests", str(num_requests), "--warmup-requests", str(warmup),
             "--sources", "nvml", "--metrics-enabled", "false"]
@@ -53,3 +55,30 @@ def test_a_bad_dataset_fails_before_the_run_directory_exists(tmp_path: Path) -> 
         r = CliRunner().invoke(main, args("http://127.0.0.1:9", out, questions, num_requests=4, warmup=0))
         assert r.exit_code == 2 and str(questions) in r.output and "Traceback" not in r.output
         assert not out.exists()
+
+
+def test_an_unreachable_server_fails_before_the_run_directory_exists(tmp_path: Path) -> None:
+    questions = mtbench_file(tmp_path / "question.jsonl", 3)
+    out = tmp_path / "run"
+    # Port 9 (discard) has no listener here: the readiness check retries until its deadline, then says so.
+    r = CliRunner().invoke(main, [*args("http://127.0.0.1:9", out, questions, 2, 0), "--ready-timeout-s", "0.5"])
+    assert r.exit_code == 2, r.output
+    assert "cannot reach" in r.output and "start the server or fix base_url" in r.output
+    assert "Traceback" not in r.output
+    assert not out.exists()
+
+
+def test_requests_record_their_reads_and_bunching(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    fake_nvml.configure([GpuSpec(waveform=Square(100.0, 300.0, 0.05, 0.5))])
+    questions = mtbench_file(tmp_path / "question.jsonl", 4)
+    with openai_server(token_gap_s=0.002, prefill_s=0.003) as server:
+        r = CliRunner().invoke(main, args(server.url, tmp_path / "run", questions, num_requests=4, warmup=0))
+    assert r.exit_code == 0, r.output
+    with pa.OSFile(str(tmp_path / "run" / "requests.arrow")) as f:
+        table = pa.ipc.open_file(f).read_all()
+    # 4 tokens 2 ms apart arrive in separate reads: streamed, not bunched
+    assert all(n >= 2 for n in table.column("reads").to_pylist())
+    assert table.column("bunched").to_pylist() == [False] * 4
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    lag = run["send_lag_ns"]
+    assert set(lag) == {"p50", "p99", "max"} and 0 <= lag["p50"] <= lag["p99"] <= lag["max"]

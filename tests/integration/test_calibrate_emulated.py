@@ -141,7 +141,7 @@ def test_cli_saves_json_and_trace_records_it(
     # trace's fingerprint would load the emulator through pynvml and keep it resident: trace without it.
     monkeypatch.delenv("FASTMETER_NVML_LIBRARY")
     trace = tmp_path / "t.arrow"
-    args = ["trace", "--source", "synthetic", "--duration", "0.1", "-o", str(trace)]
+    args = ["trace", "--source", "synthetic", "--duration", "0.1", "-o", str(trace), "--force"]  # one file, rewritten
     assert CliRunner().invoke(main, [*args, "--calibration", str(out)]).exit_code == 0
     assert read_trace(trace).metadata["calibration"] == cal
     assert CliRunner().invoke(main, args).exit_code == 0  # no default file yet

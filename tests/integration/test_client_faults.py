@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
+import subprocess
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastmeter.adapters import (
     GenRequest,
@@ -24,6 +29,7 @@ from fastmeter.load import LoadSpec, make_client, run_load
 from fastmeter.load.workloads import random_workload
 from fastmeter.validity import BUNCHED_MIN_CHUNKS, BUNCHED_WINDOW_NS
 from tests.emulators.fake_server import FakeServer, Raw, Request, Script, Send, Sleep, sse
+from tests.emulators.openai_server import openai_server
 
 PROMPT = GenRequest("one two three", 4)
 
@@ -206,3 +212,58 @@ def test_every_scrape_is_bounded_by_its_timeout() -> None:
         scraper = asyncio.run(go())
     assert scraper.scrapes == 0 and scraper.errors >= 2  # the loop's scrapes and the final one all gave up
     assert "did not answer within 0.1 s" in scraper.last_error
+
+
+_EVENTS = [
+    chunk("a"),
+    b": ping\r\n\r\n",
+    sse({"choices": [{"text": "b"}]}, space=False).replace(b"\n", b"\r\n"),
+    chunk("c"),
+    sse("[DONE]"),
+]
+_BODY = b"".join(b"%x;x=y\r\n%s\r\n" % (len(e), e) for e in _EVENTS) + b"0\r\nT: 1\r\n\r\n"
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(1, len(_BODY) - 1), max_size=8, unique=True))
+def test_chunked_body_cut_anywhere_gives_the_same_record(cuts: list[int]) -> None:
+    bounds = [0, *sorted(cuts), len(_BODY)]
+    steps: list = []
+    for a, b in zip(bounds, bounds[1:]):
+        steps += [Raw(_BODY[a:b]), Sleep(0.001)]  # a pause so that the pieces tend to arrive in separate reads
+    with FakeServer(lambda _r: Script(steps, final_chunk=False)) as srv:
+        recs = stream_all(srv, 2, timeout_s=10.0)
+    for rec in recs:
+        assert rec.ok, rec.error
+        assert rec.text == "abc" and rec.chunk_tokens == [1, 1, 1] and rec.tokens_counted
+
+
+def test_the_scripted_openai_server_passes_the_readiness_check() -> None:
+    with openai_server() as srv:
+        assert wait_until_ready(srv.url, timeout_s=5.0) == "/v1/models"
+        (rec,) = stream_all(srv, 1, timeout_s=10.0)
+    assert rec.ok and rec.completion_tokens == PROMPT.max_tokens
+
+
+def test_https_with_a_trusted_certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    done = sse("[DONE]")
+    script = Script([*OK, Raw(b"%x\r\n%s\r\n0\r\n\r\n" % (len(done), done))], final_chunk=False)  # one write
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client trusts the system store, here just this cert
+    with FakeServer(lambda _r: script, ssl_context=server_ctx) as srv:
+        assert srv.url.startswith("https://")
+        recs = stream_all(srv, 2, timeout_s=10.0)
+    assert all(r.ok and r.text == "a" for r in recs), [r.error for r in recs]
+    assert srv.connections == 1  # the body's end came with [DONE], so the connection was reused
+    monkeypatch.delenv("SSL_CERT_FILE")  # an untrusted certificate is a connection error, never a silent pass
+    with FakeServer(lambda _r: script, ssl_context=server_ctx) as srv:
+        (rec,) = stream_all(srv, 1, timeout_s=10.0)
+    assert rec.status == "connection_error" and "CERTIFICATE_VERIFY_FAILED" in rec.error

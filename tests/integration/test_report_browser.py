@@ -7,6 +7,7 @@ Without a chromium binary these tests skip, unless FASTMETER_REQUIRE_BROWSER=1 (
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -41,17 +42,21 @@ def chromium() -> str:
 class Rendered:
     figures: str | None  # the page's data-figures attribute after load: "ready N" or "broken <alts>"
     console: list[str]  # console messages the page logged
+    summary_overflow: str | None  # how many summary tables are wider than the window
 
 
-def render(chromium: str, page: Path, profile: Path) -> Rendered:
+def render(chromium: str, page: Path, profile: Path, width_px: int = 1400) -> Rendered:
     """Load `page` from a file:// URL in headless Chromium and read back the DOM and the console log."""
     argv = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
-            f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom", page.resolve().as_uri()]
+            f"--user-data-dir={profile}", f"--window-size={width_px},900", "--virtual-time-budget=10000",
+            "--dump-dom", page.resolve().as_uri()]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     m = re.search(r'<html[^>]*\sdata-figures="([^"]*)"', done.stdout)
+    o = re.search(r'<html[^>]*\sdata-summary-overflow="([^"]*)"', done.stdout)
     return Rendered(m.group(1) if m else None, [c.group(1) for c in map(CONSOLE_LINE.search,
-                                                                         done.stderr.splitlines()) if c])
+                                                                         done.stderr.splitlines()) if c],
+                    o.group(1) if o else None)
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +74,21 @@ def test_the_report_renders_every_figure_without_console_messages(chromium: str,
     got = render(chromium, page, tmp_path / "profile")
     assert got.console == []
     assert got.figures == f"ready {n_images}"
+
+
+def test_the_summary_fits_a_1400_px_window(chromium: str, report_runs: dict[str, Path], tmp_path: Path) -> None:
+    """Every headline column (accuracy ones included) and a descriptive run name, in a 1400 px window."""
+    run = Path(shutil.copytree(report_runs["high"], tmp_path / "llama-3.1-8b-instruct-c16-bf16"))
+    meta = json.loads((run / "run.json").read_text())
+    meta["summary"].update(accuracy=0.8125, accuracy_per_kwh=123456.7)
+    (run / "run.json").write_text(json.dumps(meta))
+    page = tmp_path / "wide.html"
+    r = CliRunner().invoke(main, ["report", str(report_runs["low"]), str(run), str(report_runs["sweep"]),
+                                  "--html", str(page)])
+    assert r.exit_code == 0, r.output
+    assert render(chromium, page, tmp_path / "profile", width_px=1400).summary_overflow == "0"
+    # the check can fail: in a narrow window the same tables overflow
+    assert render(chromium, page, tmp_path / "narrow", width_px=500).summary_overflow not in (None, "0")
 
 
 def test_the_checker_sees_an_injected_script_error(chromium: str, page: Path, tmp_path: Path) -> None:

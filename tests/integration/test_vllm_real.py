@@ -149,9 +149,11 @@ def test_fastmeter_bench_against_vllm_conserves_energy(vllm_server: VllmServer, 
         "concurrency": "4", "num-requests": "16", "warmup-requests": "2", "sources": "synthetic",
         "attribution": "token-weighted", "metrics-interval-s": "0.2",
     }
-    r = CliRunner().invoke(main, ["bench", "-o", str(out), *[x for k, v in args.items() for x in (f"--{k}", v)]])
+    argv = ["bench", "-o", str(out), "--allow-degraded", *[x for k, v in args.items() for x in (f"--{k}", v)]]
+    r = CliRunner().invoke(main, argv)  # synthetic power was asked for: --allow-degraded accepts it
     assert r.exit_code == 0, r.output
     run = json.loads((out / "run.json").read_text())
+    assert run["validity"]["verdict"] == "synthetic"
     requests = read_arrow(out / "requests.arrow").to_pandas()
     measured = requests[~requests.warmup]
     assert len(measured) == 16 and (measured.status == "ok").all()

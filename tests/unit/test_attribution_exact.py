@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from fastmeter.attribution import attribute, event_times, infer_update_period_s, total_curve
+from fastmeter.attribution import attribute, event_times, infer_update_period_s
 
 S = 1_000_000_000  # ns per second: requests below are written in seconds
 backends = pytest.mark.parametrize("backend", ["native", "reference"])
@@ -208,20 +208,6 @@ def test_first_token_accepts_nan_masked_and_arrow_nulls():
         pa.array([2 * S, None], type=pa.int64()),
     ):
         np.testing.assert_allclose(attribute(t, e, starts, ends, first).prefill_energy_j, want)
-
-
-def test_total_curve_sums_channels_on_the_union_of_times():
-    samples = pa.table(
-        {
-            "t_ns": pa.array([0, 10, 5, 15], type=pa.int64()),
-            "channel": pa.array(["a", "a", "b", "b"]).dictionary_encode(),
-            "energy_j": [0.0, 10.0, 0.0, 20.0],
-        }
-    )
-    t, e = total_curve(samples)
-    assert t.tolist() == [0, 5, 10, 15]
-    assert e.tolist() == pytest.approx([0.0, 5.0, 20.0, 30.0])
-    assert total_curve(samples, ["b"])[1].tolist() == pytest.approx([0.0, 0.0, 10.0, 20.0])
 
 
 def test_infer_update_period_from_change_points():

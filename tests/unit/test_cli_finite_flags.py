@@ -27,3 +27,10 @@ def test_nan_and_inf_are_refused_naming_the_flag(args: list[str]) -> None:
     assert r.exit_code == 2, r.output
     assert f"Invalid value for '{flag}'" in r.output, r.output  # a usage error about that flag, before any run
     assert "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("gpu", ["-1", "first", "GPU"])
+def test_trace_gpu_is_checked_like_bench_gpus(gpu: str) -> None:
+    r = CliRunner().invoke(main, ["trace", "--gpu", gpu, "--duration", "0.1"])
+    assert r.exit_code == 2 and "Invalid value for '--gpu'" in r.output
+    assert "must be a GPU index (an integer >= 0) or a GPU UUID (GPU-...)" in r.output

@@ -9,15 +9,20 @@ import pytest
 from fastmeter.analysis.compare import Run, RunMismatchError, compare_runs
 from fastmeter.cli.compare import parse_percent
 from fastmeter.errors import ConfigError
+from fastmeter.validity import Validity
 
 CONFIG = {"server": {"kind": "openai", "base_url": "http://x", "model": "m"},
           "workload": {"kind": "random", "input_tokens": 8, "output_tokens": 8}, "load": {"concurrency": 2}}
 FINGERPRINT = {"controlled": {"gpu": {"driver_version": "550"}}}
 
 
-def runs(prefix: str, values: list[float], key: str = "energy_per_output_token_j", **config: object) -> list[Run]:
+def runs(prefix: str, values: list[float], key: str = "energy_per_output_token_j", validity: Validity | None = None,
+         **config: object) -> list[Run]:
+    """Runs with exact figures; valid measurements unless `validity` says otherwise."""
     cfg = {**CONFIG, **config}
-    return [Run(Path(f"{prefix}{i}"), f"{prefix}{i}", cfg, FINGERPRINT, {key: v}, False) for i, v in enumerate(values)]
+    v = Validity() if validity is None else validity
+    return [Run(Path(f"{prefix}{i}"), f"{prefix}{i}", cfg, FINGERPRINT, {key: x}, False, v)
+            for i, x in enumerate(values)]
 
 
 def test_worse_beyond_threshold_and_noise_is_a_regression() -> None:

@@ -10,23 +10,22 @@ from fastmeter.adapters.base import RequestRecord
 from fastmeter.analysis.accuracy import accuracy_summary, load_scorer, run_scorer
 from fastmeter.analysis.carbon import carbon_figures, cost_figures
 from fastmeter.errors import ConfigError
-from fastmeter.load.config import validate_config
+from fastmeter.load.config import BenchSettings, validate_config
 
 BASE = {"server": {"kind": "openai", "base_url": "http://x", "model": "m"},
         "workload": {"kind": "random", "input_tokens": 8, "output_tokens": 8}, "load": {"concurrency": 1}}
 
 
-def bench(**keys: object) -> dict[str, object]:
+def bench(**keys: object) -> BenchSettings:
     return validate_config({**BASE, "bench": keys}).bench
 
 
 def test_config_defaults_and_checks() -> None:
     b = bench()
-    assert (b["pue"], b["currency"], b["scorer"], b["grid_gco2_per_kwh"], b["price_per_kwh"]) == (1.0, "USD", None,
-                                                                                                   None, None)
+    assert (b.pue, b.currency, b.scorer, b.grid_gco2_per_kwh, b.price_per_kwh) == (1.0, "USD", None, None, None)
     with pytest.raises(ConfigError, match="pue.*>= 1"):
         bench(pue=0.9)
-    with pytest.raises(ConfigError, match="either \\[bench\\].accuracy or \\[bench\\].scorer"):
+    with pytest.raises(ConfigError, match="set either \\[bench\\].accuracy or \\[bench\\].scorer, not both"):
         bench(accuracy=0.5, scorer="m:f")
 
 

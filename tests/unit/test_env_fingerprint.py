@@ -29,8 +29,11 @@ def test_fingerprint_is_json_with_schema_and_sections(
         "python",
         "packages",
         "cuda_visible_devices",
+        "overrides",
     }
-    assert set(fp["observed"]) == {"gpu", "cpu", "hostname", "memory", "load_average", "container_evidence"}
+    assert set(fp["observed"]) == {"gpu", "cpu", "hostname", "memory", "load_average", "container_evidence",
+                                   "overrides"}
+    assert "FASTMETER_NVML_LIBRARY" in fp["controlled"]["overrides"]
     assert fp["controlled"]["packages"]["fastmeter"] == metadata.version("fastmeter")
 
 

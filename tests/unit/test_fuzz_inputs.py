@@ -30,7 +30,8 @@ from fastmeter.report.html import render_html
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
-                    st.text(max_size=12), st.sampled_from(["inf", "nan", "http://h:1", "ftp://x", "0", "GPU-1", 10**400, -(10**400)]))
+                    st.text(max_size=12),
+                    st.sampled_from(["inf", "nan", "http://h:1", "ftp://x", "0", "GPU-1", 10**400, -(10**400)]))
 json_values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
                                                              st.dictionaries(st.text(max_size=6), inner, max_size=4)),
                            max_leaves=12)

@@ -29,11 +29,11 @@ def probe(options: dict[str, str] | None = None) -> tuple[dict, int, int]:
     return out, out["t_ns"], time.monotonic_ns()
 
 
-def refresh_instants(gpu: GpuSpec, lo_ns: int, hi_ns: int, refresh_ms: float) -> list[int]:
-    """Every refresh instant t0 + k*refresh that can be the latest one for a read within [lo_ns, hi_ns]."""
-    r = round(refresh_ms * 1e6)
-    k_lo, k_hi = (lo_ns - gpu.t0_ns) // r, (hi_ns - gpu.t0_ns) // r
-    return [gpu.t0_ns + k * r for k in range(k_lo, k_hi + 1)]
+def refresh_instants(gpu: GpuSpec, lo_ns: int, hi_ns: int, refresh_ms: float, phase_ms: float = 0.0) -> list[int]:
+    """Every refresh instant t0 + phase + k*refresh that can be the latest one for a read within [lo_ns, hi_ns]."""
+    r, origin = round(refresh_ms * 1e6), gpu.t0_ns + round(phase_ms * 1e6)
+    k_lo, k_hi = (lo_ns - origin) // r, (hi_ns - origin) // r
+    return [origin + k * r for k in range(k_lo, k_hi + 1)]
 
 
 def three_gpus() -> list[GpuSpec]:
@@ -113,12 +113,18 @@ def test_refreshing_counter_equals_the_energy_at_a_refresh_instant(fake_nvml: Fa
     assert out["readings"][0]["counter_raw"] in allowed
 
 
-def test_instant_power_is_the_windowed_mean_at_the_latest_refresh(fake_nvml: FakeNvml) -> None:
-    spec = GpuSpec(waveform=Square(100.0, 300.0, 0.17, 0.3), power_window_ms=25.0, power_refresh_ms=100.0)
+@pytest.mark.parametrize("phase_ms", [0.0, 37.0])
+def test_instant_power_is_the_windowed_mean_at_the_latest_refresh(fake_nvml: FakeNvml, phase_ms: float) -> None:
+    spec = GpuSpec(
+        waveform=Square(100.0, 300.0, 0.17, 0.3), power_window_ms=25.0, power_refresh_ms=100.0, power_phase_ms=phase_ms
+    )
     (gpu,) = fake_nvml.configure([spec], t0_ns=time.monotonic_ns() - 3_000_000_000)
     out, lo_ns, hi_ns = probe()
-    allowed = {math.floor(gpu.instant_power_mw(t)) / 1000 for t in refresh_instants(gpu, lo_ns, hi_ns, 100.0)}
-    assert out["readings"][0]["power_w"] in allowed
+    instants = refresh_instants(gpu, lo_ns, hi_ns, 100.0, phase_ms)
+    # The model's value at a refresh instant is the mean over the 25 ms before it, whatever the phase.
+    for r in instants:
+        assert gpu.instant_power_mw(r) == pytest.approx(gpu.energy_j(r - 25_000_000, r) / 0.025 * 1000, rel=1e-9)
+    assert out["readings"][0]["power_w"] in {math.floor(gpu.instant_power_mw(t)) / 1000 for t in instants}
 
 
 @pytest.mark.parametrize(

@@ -91,7 +91,7 @@ def test_a_requests_table_without_energy_columns_is_rejected(report_runs: dict[s
     run = _copy(report_runs, tmp_path)
     with pa.OSFile(str(run / "requests.arrow"), "wb") as f, pa.ipc.new_file(f, pa.schema([("x", pa.int8())])) as w:
         w.write_table(pa.table({"x": pa.array([1], pa.int8())}))
-    with pytest.raises(FastmeterError, match=r"requests.arrow lacks columns \['warmup', 'send_ns'"):
+    with pytest.raises(FastmeterError, match=r"requests.arrow lacks columns warmup, send_ns"):
         load_report([run])
 
 

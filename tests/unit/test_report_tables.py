@@ -118,7 +118,9 @@ def test_text_summary_names_runs_best_point_and_warnings(report_runs: dict[str, 
     assert f"\nsweep: SLO TTFT p99 <= 5000 ms; best point {best}" in text
     assert "edited: 5 samples dropped" in text
     lines = text.splitlines()
-    assert lines[0].split()[:4] == ["run", "J", "/", "output"]
+    assert lines[0].startswith("NOT A MEASUREMENT")  # the runs read the NVML emulator: the banner says so first
+    assert any("[emulated_source]" in line for line in lines[1:4])
+    assert next(line for line in lines if line.startswith("run ")).split()[:4] == ["run", "J", "/", "output"]
     row = next(line for line in lines if line.startswith("edited "))
     assert format(report.runs[0].summary["energy_per_output_token_j"], ".4g") in row.split()
 
@@ -187,3 +189,16 @@ def test_run_json_with_values_of_the_wrong_type_is_one_clear_error(report_runs: 
     with pytest.raises(FastmeterError, match=re.escape(message)) as exc:
         render_text(load_report([run]))
     assert str(run / "run.json") in str(exc.value)
+
+
+def test_html_escapes_recorded_text(report_runs: dict[str, Path], tmp_path: Path) -> None:
+    from fastmeter.report.html import render_html
+
+    evil = "<script>alert(1)</script>|"
+    run = _edited(report_runs, tmp_path, config={"server": {"model": evil}})
+    meta = json.loads((run / "run.json").read_text())
+    meta["fingerprint"]["controlled"]["gpu"]["driver_version"] = evil
+    meta["sampler_stats"]["errors"] = {"gpu0": evil}
+    (run / "run.json").write_text(json.dumps(meta))
+    html = render_html(load_report([run]), [])
+    assert "<script>alert" not in html and html.count("&lt;script&gt;alert(1)&lt;/script&gt;|") >= 2

@@ -186,7 +186,8 @@ class RaplMsrSource final : public Source {
       const int err = read_msr(fds_[static_cast<size_t>(channel_fd_[i])].get(), regs_[i], &v);
       out[i].power_w = 0.0;
       out[i].counter_raw = err == 0 ? (v & 0xFFFFFFFFu) : 0;  // the energy field is bits 31:0
-      out[i].flags = err == 0 ? kReadCounter : kReadFailed;
+      // A short read or EIO is one bad poll (skipped, counted); only a vanished device or revoked access is fatal.
+      out[i].flags = err == 0 ? kReadCounter : rapl::read_error_is_fatal(err) ? kReadFailed : kReadSkipped;
       out[i].error_code = err;
     }
   }

@@ -1,6 +1,7 @@
 #include "fastmeter/sources/rapl_parse.h"
 
 #include <cctype>
+#include <cerrno>
 #include <limits>
 
 #include "fastmeter/sources/source.h"
@@ -62,6 +63,22 @@ std::string cpuinfo_field(const std::string& cpuinfo, const std::string& key) {
 
 bool parse_energy_uj(std::string_view text, uint64_t* energy_uj) noexcept {
   return parse_u64_exact(trim_view(text), energy_uj);
+}
+
+bool read_error_is_fatal(int err) noexcept {
+  switch (err) {
+    case ENODEV:
+    case ENXIO:
+    case ENOENT:
+    case EBADF:
+    case EACCES:
+    case EPERM:
+    case EISDIR:
+    case EOPNOTSUPP:
+      return true;
+    default:
+      return false;
+  }
 }
 
 bool parse_zone_dir(const std::string& dir_name, ZoneDir* out) {

@@ -13,6 +13,12 @@ namespace rapl {
 // whitespace (the kernel appends '\n'). False on anything else, including overflow.
 bool parse_energy_uj(std::string_view text, uint64_t* energy_uj) noexcept;
 
+// Whether a failed read of an energy counter (powercap energy_uj or an MSR), with this errno, means the counter is
+// gone for good: the device or driver went away (ENODEV, ENXIO, ENOENT, EBADF) or access was revoked (EACCES,
+// EPERM), or the file is not a counter (EISDIR, EOPNOTSUPP). Anything else (EAGAIN, EIO, EBUSY, a garbage read
+// reported as EBADMSG) is one bad poll: skip it and read again next period.
+bool read_error_is_fatal(int err) noexcept;
+
 // A powercap zone directory name: "intel-rapl:N" (top level), "intel-rapl:N:M" (subzone), and the same with
 // the "intel-rapl-mmio" prefix. sub is -1 for a top-level zone.
 struct ZoneDir {

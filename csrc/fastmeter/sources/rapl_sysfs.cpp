@@ -10,6 +10,10 @@
 // A zone's `enabled` file is deliberately ignored: it reports the PL1 power *limit* enable bit, and the energy
 // counter of a zone with enabled=0 (common for dram and core) counts all the same.
 // Option "packages": comma list of package ids and/or "psys" selecting what to read (default: everything).
+// Option "skip_denied" = "1" (auto mode): a zone whose energy_uj this user may not read is left out and named in
+// left_out() instead of failing the whole source, so e.g. dram is still measured when the package zone is denied.
+// A failed poll is classified by rapl::read_error_is_fatal: a transient one (EAGAIN, EIO, garbage, a value above
+// max_energy_range_uj, which would otherwise be added as a huge delta) is skipped and counted by the sampler.
 #include <algorithm>
 #include <cerrno>
 #include <map>
@@ -108,7 +112,16 @@ class RaplSysfsSource final : public Source {
     bool has_psys = false;
     for (const auto& z : zones) has_psys = has_psys || z.package < 0;
     int psys_count = 0;
-    for (const auto& z : zones) open_zone(root, z, has_psys, &psys_count);
+    const bool skip_denied = option_or(options, "skip_denied", "") == "1";
+    std::string first_denied;
+    for (const auto& z : zones) {
+      std::string denied = open_zone(root, z, has_psys, &psys_count);
+      if (denied.empty()) continue;
+      if (!skip_denied) throw SourceError("permission", denied);
+      if (first_denied.empty()) first_denied = denied;
+      left_out_.push_back(z.dir + " (" + z.name + "): " + denied);
+    }
+    if (channels_.empty() && !first_denied.empty()) throw SourceError("permission", first_denied);
     if (channels_.empty())
       throw SourceError("unavailable", "powercap RAPL zones under " + root + " have no readable energy_uj counter");
   }
@@ -119,23 +132,23 @@ class RaplSysfsSource final : public Source {
   void read(Reading* out) noexcept override {
     for (size_t i = 0; i < fds_.size(); ++i) {
       uint64_t v = 0;
-      const int err = read_counter(fds_[i].get(), &v);
+      int err = read_counter(fds_[i].get(), &v);
+      const uint64_t range = channels_[i].counter_range;
+      if (err == 0 && range > 0 && v > range) err = ERANGE;
       out[i].power_w = 0.0;
-      if (err == 0) {
-        out[i].counter_raw = v;
-        out[i].flags = kReadCounter;
-        out[i].error_code = 0;
-      } else {
-        out[i].counter_raw = 0;
-        out[i].flags = kReadFailed;
-        out[i].error_code = err;
-      }
+      out[i].counter_raw = err == 0 ? v : 0;
+      out[i].error_code = err;
+      out[i].flags = err == 0 ? kReadCounter : rapl::read_error_is_fatal(err) ? kReadFailed : kReadSkipped;
     }
   }
 
   std::string error_text(int error_code) const override {
+    if (error_code == ERANGE) return "a powercap energy_uj value above its max_energy_range_uj";
+    if (error_code == EBADMSG) return "a powercap energy_uj read that is not a number (short or garbage)";
     return "reading a powercap energy_uj file failed: " + errno_text(error_code);
   }
+
+  std::vector<std::string> left_out() const override { return left_out_; }
 
  private:
   // 0 on success, else an errno (EBADMSG when the text is not a number).
@@ -176,21 +189,22 @@ class RaplSysfsSource final : public Source {
     return out;
   }
 
-  void open_zone(const std::string& root, const Zone& z, bool has_psys, int* psys_count) {
+  // Opens one zone's counter and adds its channel. Returns the permission message when this user may not read
+  // it (the caller decides whether that fails the source), "" otherwise.
+  std::string open_zone(const std::string& root, const Zone& z, bool has_psys, int* psys_count) {
     const std::string dir = root + "/" + z.dir;
     const std::string file = dir + "/energy_uj";
     int err = 0;
     Fd fd = open_readonly(file, &err);
     if (!fd.ok() && (err == EACCES || err == EPERM))
-      throw SourceError("permission",
-                        "cannot read " + file + ": " + errno_text(err) +
-                            ". Since CVE-2020-8694 the kernel makes RAPL energy_uj readable by root only. Fix: run "
-                            "as root, or grant read access with `sudo chmod o+r " + file +
-                            "` (for every intel-rapl zone; resets at boot, so make it permanent with a udev rule "
-                            "or a systemd-tmpfiles entry)");
-    if (!fd.ok()) return;  // this zone has no energy counter (some MMIO zones only carry power limits)
+      return "cannot read " + file + ": " + errno_text(err) +
+             ". Since CVE-2020-8694 the kernel makes RAPL energy_uj readable by root only. Fix: run "
+             "as root, or grant read access with `sudo chmod o+r " + file +
+             "` (for every intel-rapl zone; resets at boot, so make it permanent with a udev rule "
+             "or a systemd-tmpfiles entry)";
+    if (!fd.ok()) return "";  // this zone has no energy counter (some MMIO zones only carry power limits)
     uint64_t first = 0;
-    if (read_counter(fd.get(), &first) != 0) return;  // the counter exists but this CPU does not implement it
+    if (read_counter(fd.get(), &first) != 0) return "";  // the counter exists but this CPU does not implement it
     std::string range_text;
     uint64_t range = 0;
     if (!read_text_file(dir + "/max_energy_range_uj", &range_text, &err) ||
@@ -215,10 +229,12 @@ class RaplSysfsSource final : public Source {
     c.in_total = rapl::domain_in_total(c.domain, has_psys);
     channels_.push_back(c);
     fds_.push_back(std::move(fd));
+    return "";
   }
 
   std::vector<ChannelInfo> channels_;
   std::vector<Fd> fds_;
+  std::vector<std::string> left_out_;  // "intel-rapl:0 (package-0): cannot read ..."
 };
 
 }  // namespace

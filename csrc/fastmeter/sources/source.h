@@ -27,6 +27,9 @@ enum ReadingFlags : uint32_t {
   kReadCounter = 1u << 0,  // counter_raw is valid
   kReadPower = 1u << 1,    // power_w is valid
   kReadFailed = 1u << 2,   // the channel failed permanently; error_code says why
+  // This poll's read failed transiently (EAGAIN, EIO, a short or garbage read, a value out of range): the poll
+  // gives no value and is counted in the channel's read_errors; the channel stays alive.
+  kReadSkipped = 1u << 3,
 };
 
 struct Reading {
@@ -63,6 +66,9 @@ class Source {
   virtual void read(Reading* out) noexcept = 0;
   // Text for an error_code this source put in a Reading. Must be callable from any thread.
   virtual std::string error_text(int error_code) const = 0;
+  // What the source left out when it opened (e.g. RAPL zones this user may not read), one line each; empty when
+  // it reads everything it found.
+  virtual std::vector<std::string> left_out() const { return {}; }
 };
 
 // Factories: throw SourceError when the source cannot run here (with the reason and the fix).

@@ -22,6 +22,8 @@ import time
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
+from fastmeter.errors import ConfigError
+
 if TYPE_CHECKING:
     from typing_extensions import Self
 
@@ -57,7 +59,7 @@ class HttpClient:
     def __init__(self, base_url: str, max_connections: int | None = None) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"base_url must be http://HOST[:PORT][/prefix] or https://..., got {base_url!r}")
+            raise ConfigError(f"base_url must be http://HOST[:PORT][/prefix] or https://..., got {base_url!r}")
         self.base_url = base_url
         self._host = parts.hostname
         self._port = parts.port or (443 if parts.scheme == "https" else 80)

@@ -80,4 +80,4 @@ def accuracy_summary(bench: BenchSettings, records: Sequence[RequestRecord], ene
     try:
         return {**accuracy_figures(run_scorer(bench.scorer, records), energy_j), "scorer": bench.scorer}
     except Exception as exc:  # a bug in user code must not lose the measurement
-        return {"accuracy_error": f"{bench['scorer']}: {type(exc).__name__}: {exc}"}
+        return {"accuracy_error": f"{bench.scorer}: {type(exc).__name__}: {exc}"}

@@ -25,6 +25,8 @@ from fastmeter.env.compare import Difference, compare_fingerprints, flatten
 from fastmeter.errors import ConfigError, FastmeterError
 from fastmeter.io.rundir import read_run_dir
 from fastmeter.load.config import config_to_dict, validate_config
+from fastmeter.validity import Validity, combine
+from fastmeter.validity import Verdict as VerdictKind
 
 from .stats import Difference as StatDifference
 from .stats import Estimate, compare_samples, finite, mean_ci
@@ -32,6 +34,10 @@ from .stats import Estimate, compare_samples, finite, mean_ci
 
 class RunMismatchError(FastmeterError):
     """Runs whose controlled variables differ were asked to be compared without --allow-mismatch."""
+
+
+class RunValidityError(FastmeterError):
+    """An invalid run, or synthetic runs against measured ones: no comparison of them means anything."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,7 @@ class Run:
     fingerprint: dict[str, Any]
     summary: dict[str, Any]
     interrupted: bool
+    validity: Validity | None = None  # None: run.json predates validity (compared, with a warning)
 
     def value(self, m: Metric) -> float | None:
         v: Any = self.summary
@@ -125,7 +132,33 @@ def load_run(path: Path, label: str) -> Run:
     data = read_run_dir(path).meta
     if not all(isinstance(data.get(k), dict) for k in ("config", "fingerprint")):
         raise ConfigError(f"{path / 'run.json'} is not a fastmeter run (needs config, fingerprint and summary)")
-    return Run(path, label, data["config"], data["fingerprint"], data["summary"], bool(data.get("interrupted")))
+    validity = Validity.from_dict(data["validity"]) if isinstance(data.get("validity"), dict) else None
+    return Run(path, label, data["config"], data["fingerprint"], data["summary"], bool(data.get("interrupted")),
+               validity)
+
+
+def check_validity(runs: Sequence[Run]) -> tuple[Validity, list[str]]:
+    """(validity of the comparison, warnings). Refuses invalid runs and a mix of synthetic and hardware runs;
+    warns on degraded runs, on runs that recorded no validity, and when every run is synthetic."""
+    invalid = [r for r in runs if r.validity is not None and r.validity.verdict is VerdictKind.INVALID]
+    if invalid:
+        lines = [f"  {r.label}: {r.validity.summary()}" for r in invalid if r.validity is not None]
+        raise RunValidityError("invalid runs cannot be compared:\n" + "\n".join(lines) +
+                               "\nrerun them (see docs/methodology.md, \"Validity\")")
+    synthetic = [r.label for r in runs if r.validity is not None and r.validity.verdict is VerdictKind.SYNTHETIC]
+    hardware = [r.label for r in runs if r.validity is not None and r.validity.verdict is not VerdictKind.SYNTHETIC]
+    if synthetic and hardware:
+        raise RunValidityError(f"{', '.join(synthetic)} measured a synthetic waveform or an emulator, "
+                               f"{', '.join(hardware)} measured hardware: they cannot be compared; rerun on the "
+                               "same kind of source")
+    warnings = [f"{r.label} is degraded: {r.validity.summary()}" for r in runs
+                if r.validity is not None and r.validity.verdict is VerdictKind.DEGRADED]
+    warnings += [f"{r.label} recorded no validity (written before fastmeter judged runs): unverified"
+                 for r in runs if r.validity is None]
+    if synthetic and len(synthetic) == len(runs):
+        warnings.append("every run is synthetic (the synthetic waveform or an emulator): this compares the "
+                        "waveforms, not measurements")
+    return combine([r.validity for r in runs if r.validity is not None]), warnings
 
 
 def _labels(paths: Sequence[Path]) -> list[str]:
@@ -217,6 +250,7 @@ class Comparison:
     verdicts: list[Verdict]
     mismatches: dict[str, list[Difference]] = field(default_factory=dict)  # candidate label -> differences
     warnings: list[str] = field(default_factory=list)
+    validity: Validity = field(default_factory=Validity)  # of all runs together (check_validity)
 
     @property
     def groups(self) -> list[Group]:
@@ -257,8 +291,9 @@ def compare_runs(baseline_runs: Sequence[Run], candidate_runs: Sequence[Run], me
     m = metric(metric_name)
     if not baseline_runs or not candidate_runs:
         raise ConfigError("compare needs a baseline and at least one other run")
-    warnings = [f"{r.label} was interrupted: its figures cover part of the workload"
-                for r in (*baseline_runs, *candidate_runs) if r.interrupted]
+    validity, warnings = check_validity([*baseline_runs, *candidate_runs])
+    warnings += [f"{r.label} was interrupted: its figures cover part of the workload"
+                 for r in (*baseline_runs, *candidate_runs) if r.interrupted]
     base_groups = group_runs(baseline_runs, "baseline")
     if len(base_groups) > 1:
         diffs = controlled_differences(base_groups[0].runs[0], base_groups[1].runs[0])
@@ -282,7 +317,7 @@ def compare_runs(baseline_runs: Sequence[Run], candidate_runs: Sequence[Run], me
     for label, d in mismatches.items():
         warnings.append(f"{label} differs from the baseline in controlled variables: {_differences_text(d)}")
     verdicts = [judge(baseline, c, m, max_regression_pct) for c in candidates]
-    return Comparison(baseline, candidates, m, max_regression_pct, verdicts, mismatches, warnings)
+    return Comparison(baseline, candidates, m, max_regression_pct, verdicts, mismatches, warnings, validity)
 
 
 def describe_test(t: StatDifference) -> str:

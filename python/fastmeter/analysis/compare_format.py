@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastmeter.env.compare import flatten
+from fastmeter.validity import combine
 
 from .compare import METRICS, Comparison, Group, Metric, Verdict, describe_test, normalized_config
 
@@ -51,13 +52,21 @@ def _change_ci_pct(v: Verdict, c: Comparison) -> tuple[float, float]:
     return 100.0 * v.test.ci_low / base, 100.0 * v.test.ci_high / base
 
 
+def _validity_cell(g: Group) -> str:
+    """The group's worst verdict; "unrecorded" when a run predates validity."""
+    if any(r.validity is None for r in g.runs):
+        return "unrecorded"
+    return combine([r.validity for r in g.runs if r.validity is not None]).verdict.value
+
+
 def side_by_side(c: Comparison) -> list[list[str]]:
     """Rows of the side-by-side table: a header, then identity rows, then one row per recorded metric."""
     groups = c.groups
     rows = [["metric", *(f"{g.label} ({g.role})" for g in groups)],
             ["model", *(g.runs[0].model for g in groups)],
             ["server", *(g.runs[0].server for g in groups)],
-            ["runs", *(str(len(g.runs)) for g in groups)]]
+            ["runs", *(str(len(g.runs)) for g in groups)],
+            ["validity", *(_validity_cell(g) for g in groups)]]
     differences = _config_differences(groups)
     if any(d != "-" for d in differences):
         rows.append(["config", *differences])
@@ -150,7 +159,7 @@ def to_json(c: Comparison) -> dict[str, Any]:
         "verdicts": verdicts,
         "mismatches": {k: [{"key": d.key, "baseline": d.a, "candidate": d.b} for d in ds]
                        for k, ds in c.mismatches.items()},
-        "warnings": c.warnings, "note": NOTE,
+        "warnings": c.warnings, "note": NOTE, "validity": c.validity.to_dict(),
     }
 
 

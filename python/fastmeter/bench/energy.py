@@ -1,17 +1,23 @@
-"""Energy of a benchmark run: the measured span, and each request's share of it."""
+"""Energy of a benchmark run: the measured span, and each request's share of it.
+
+Every figure comes from one curve, the Meter's fused knot curve (`attribution.total_curve`, through
+`Meter.cumulative_at`), and every instant stays int64 CLOCK_MONOTONIC ns: after ~104 days of uptime float64 can no
+longer hold a nanosecond timestamp exactly."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from fastmeter.adapters.base import RequestRecord
-from fastmeter.attribution import Attribution, attribute
+from fastmeter.attribution import Attribution, attribute, total_curve
 from fastmeter.calibrate.result import field_delay_ns
 from fastmeter.meter import Meter
+
+# Cumulative joules (each physical quantity once) at each int64 ns instant.
+Curve = Callable[[np.ndarray], np.ndarray]
 
 
 def counted_channels(m: Meter) -> list[str]:
@@ -32,17 +38,8 @@ def channel_delays_ns(m: Meter, calibration: dict[str, Any] | None) -> dict[str,
     return out
 
 
-def total_curve(m: Meter, t_ns: np.ndarray, delays_ns: dict[str, int] | None = None) -> np.ndarray:
-    """Cumulative joules at each instant summed over counted channels (each physical quantity once). A channel
-    whose counter lags reality by d (calibrated) is read at t + d: what it reported then happened at t."""
-    delays_ns = delays_ns or {}
-    total = np.zeros(len(t_ns))
-    for name in counted_channels(m):
-        c = m.cumulative_at(t_ns + delays_ns.get(name, 0))[name]
-        if not np.all(np.isnan(c)):
-            total += np.nan_to_num(c)
-    # Each channel's curve is monotone; rounding in the sum must not make the total step backwards.
-    return np.maximum.accumulate(total)
+def meter_curve(m: Meter, delays_ns: dict[str, int] | None = None) -> Curve:
+    return lambda t_ns: total_curve(m, t_ns, delays_ns=delays_ns)
 
 
 def span_energy_by_channel(m: Meter, span_ns: tuple[int, int], delays_ns: dict[str, int]) -> dict[str, float]:
@@ -61,40 +58,37 @@ def attributable(records: Sequence[RequestRecord]) -> list[RequestRecord]:
 
 
 def attribute_requests(
-    m: Meter,
+    curve: Curve,
     records: Sequence[RequestRecord],
     span_ns: tuple[int, int],
     method: str,
     idle_power_w: float | None,
-    delays_ns: dict[str, int] | None = None,
+    update_period_s: float,
 ) -> Attribution:
-    """Split the span's energy among `records` (all attributable) on the meter's interpolated curve, evaluated at
-    every event instant: span edges, request starts, first tokens, ends and chunk arrivals."""
-    starts = np.array([r.send_ns for r in records], dtype=np.int64)
-    ends = np.array([r.end_ns for r in records], dtype=np.int64)
-    first = np.array([math.nan if r.first_token_ns is None else r.first_token_ns for r in records], dtype=float)
+    """Split the span's energy among `records` (all attributable) on `curve`, evaluated at every event instant:
+    span edges, request starts, first tokens, ends and chunk arrivals (all int64 ns, clipped to the span)."""
+    lo, hi = (int(t) for t in span_ns)
+    starts = np.clip(np.array([r.send_ns for r in records], dtype=np.int64), lo, hi)
+    ends = np.clip(np.array([r.end_ns for r in records], dtype=np.int64), lo, hi)
+    has_first = np.array([r.first_token_ns is not None for r in records], dtype=bool)
+    first = np.clip(np.array([r.first_token_ns or 0 for r in records], dtype=np.int64), lo, hi)
     offsets = np.zeros(len(records) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(r.chunk_t_ns) for r in records])
-    chunk_t = np.array([t for r in records for t in r.chunk_t_ns], dtype=np.int64)
+    chunk_t = np.clip(np.array([t for r in records for t in r.chunk_t_ns], dtype=np.int64), lo, hi)
     chunk_k = np.array([k for r in records for k in r.chunk_tokens], dtype=np.int64)
-    lo, hi = span_ns
-    first = np.where(np.isnan(first), np.nan, np.clip(first, lo, hi))
-    chunk_t = np.clip(chunk_t, lo, hi)
     # sort + mask: np.unique is far slower on large int64 arrays.
-    events = np.sort(np.concatenate([np.array(span_ns, dtype=np.int64), starts, ends, chunk_t]))
-    events = events[(events >= lo) & (events <= hi)]
+    events = np.sort(np.concatenate([np.array([lo, hi], dtype=np.int64), starts, ends, chunk_t]))
     events = events[np.r_[True, events[1:] != events[:-1]]]
-    periods = [p for p in m.stats()["update_period_s"].values() if not math.isnan(p)]
     return attribute(
         events,
-        total_curve(m, events, delays_ns),
-        np.clip(starts, lo, hi),
-        np.clip(ends, lo, hi),
-        first,
+        curve(events),
+        starts,
+        ends,
+        np.ma.masked_array(first, mask=~has_first),
         chunk_offsets=offsets,
         chunk_t_ns=chunk_t,
         chunk_tokens=chunk_k,
         method=method,
-        update_period_s=max(periods, default=0.0),
+        update_period_s=update_period_s,
         idle_power_w=idle_power_w,
     )

@@ -14,6 +14,13 @@ from typing import Any
 import numpy as np
 
 from fastmeter.adapters.base import RequestRecord
+from fastmeter.validity import (
+    BUNCHED_WINDOW_NS,
+    MAX_BUNCHED_SHARE,
+    Reason,
+    Validity,
+    Verdict,
+)
 
 J_PER_KWH = 3.6e6
 
@@ -25,6 +32,9 @@ class RunEnergy:
     duration_s: float
     failed_energy_j: float = 0.0  # attributed to failed requests
     idle_power_w: float | None = None  # summed over counted channels
+    # Sum of the requests' and the idle time's net energy when attributed (so the parts add up exactly); None:
+    # energy_j - idle_power_w x duration_s.
+    net_energy_j: float | None = None
 
 
 def _pct(values: Sequence[float], q: float) -> float:
@@ -36,7 +46,8 @@ def _div(a: float, b: float) -> float:
 
 
 def latencies_ms(records: Sequence[RequestRecord]) -> dict[str, list[float]]:
-    """TTFT, inter-token gaps (between chunks that carried tokens) and end-to-end latency of ok requests."""
+    """TTFT, inter-token gaps (between chunks that carried tokens; only of requests that really streamed, not
+    bunched ones) and end-to-end latency of ok requests."""
     ttft, itl, e2e = [], [], []
     for r in records:
         if not r.ok or r.send_ns is None or r.end_ns is None:
@@ -44,9 +55,29 @@ def latencies_ms(records: Sequence[RequestRecord]) -> dict[str, list[float]]:
         e2e.append((r.end_ns - r.send_ns) / 1e6)
         if r.first_token_ns is not None:
             ttft.append((r.first_token_ns - r.send_ns) / 1e6)
+        if r.bunched:  # set by the client (adapters.base.is_bunched)
+            continue
         times = [t for t, k in zip(r.chunk_t_ns, r.chunk_tokens) if k > 0]
         itl.extend((b - a) / 1e6 for a, b in zip(times, times[1:]))
     return {"ttft": ttft, "itl": itl, "e2e": e2e}
+
+
+def requests_validity(records: Sequence[RequestRecord], interrupted: bool) -> Validity:
+    """What the requests of a measured span say about its figures: none succeeded (invalid), streams bunched
+    above MAX_BUNCHED_SHARE (degraded: ITL figures cover the rest), interrupted (degraded: part of the load)."""
+    ok = [r for r in records if r.ok and r.end_ns is not None]
+    reasons = []
+    if not ok:
+        reasons.append(Reason("no_successful_request", "no request succeeded inside the measured span: there is "
+                              "no work to divide the energy by", Verdict.INVALID))
+    n = sum(r.bunched for r in ok)
+    if ok and n / len(ok) > MAX_BUNCHED_SHARE:
+        reasons.append(Reason("bunched_streams", f"{n} of {len(ok)} responses arrived bunched (all chunks within "
+                              f"{BUNCHED_WINDOW_NS / 1e6:g} ms): ITL figures cover only the {len(ok) - n} that "
+                              "streamed"))
+    if interrupted:
+        reasons.append(Reason("interrupted", "the run was interrupted: figures cover part of the workload"))
+    return Validity(tuple(reasons))
 
 
 def summarize(records: Sequence[RequestRecord], energy: RunEnergy) -> dict[str, float | int | None]:
@@ -73,11 +104,15 @@ def summarize(records: Sequence[RequestRecord], energy: RunEnergy) -> dict[str, 
         "output_tokens_per_j": _div(out_tokens, useful_j),
         "inferences_per_kwh": _div(len(ok), useful_j / J_PER_KWH),
     }
+    s["bunched_requests"] = sum(r.bunched for r in ok)
+    s["streamed_requests"] = len(ok) - s["bunched_requests"]
     for name, values in lat.items():
         s[f"{name}_ms_p50"] = _pct(values, 50)
         s[f"{name}_ms_p99"] = _pct(values, 99)
     if energy.idle_power_w is not None:
-        net = energy.energy_j - energy.idle_power_w * energy.duration_s
+        net = energy.net_energy_j
+        if net is None:
+            net = energy.energy_j - energy.idle_power_w * energy.duration_s
         s["idle_power_w"] = energy.idle_power_w
         s["net_energy_j"] = net
         s["net_energy_per_output_token_j"] = _div(net - energy.failed_energy_j, out_tokens)
@@ -103,13 +138,33 @@ SUMMARY_LINES = (
 )
 
 
-def render_summary(s: dict[str, Any]) -> str:
-    lines = []
+def bunched_note(s: dict[str, Any]) -> str | None:
+    """Said wherever ITL figures or an ITL SLO check appear on a run with bunched responses."""
+    bunched, streamed = s.get("bunched_requests") or 0, s.get("streamed_requests") or 0
+    if not bunched:
+        return None
+    return (f"ITL covers the {streamed} streamed requests: {bunched} ({bunched / (bunched + streamed):.0%}) "
+            "arrived bunched and are left out")
+
+
+def verdict_line(validity: Validity) -> str:
+    """The line every output that shows figures carries: the verdict, and each reason on its own line."""
+    head = f"{'validity':<26}{validity.verdict.value.upper()}"
+    return "\n".join([head, *(f"{'':<26}- {r.message} [{r.code}]" for r in validity.reasons)])
+
+
+def render_summary(s: dict[str, Any], validity: Validity) -> str:
+    lines = [verdict_line(validity)]
     for label, fmt in SUMMARY_LINES:
         try:
             lines.append(f"{label:<26}{fmt.format(**s)}")
         except (KeyError, TypeError, ValueError):
             continue  # a figure this run does not have (no idle baseline measured)
+        if label.startswith("ITL") and (note := bunched_note(s)):
+            lines.append(f"{'':<26}{note}")
+    if s.get("requests_unmeasured"):
+        lines.append(f"{'requests not measured':<26}{s['requests_unmeasured']} (still running when a counted channel "
+                     "was lost: no energy, not in the figures)")
     if s.get("accuracy") is not None:
         per_kwh = s.get("accuracy_per_kwh")
         lines.append(f"{'accuracy':<26}{s['accuracy']:.4g}" + (f"  ({per_kwh:.4g} per kWh)" if per_kwh else ""))

@@ -11,11 +11,14 @@ from typing import Any
 
 import click
 
-from fastmeter.errors import ConfigError
+from fastmeter.adapters.base import RequestRecord
+from fastmeter.errors import ConfigError, FastmeterError
 from fastmeter.load import workloads
 from fastmeter.load.config import BenchConfig, config_fields, read_config_file, validate_config
 from fastmeter.load.config_check import Check, Choice, ListOf, Text, Url
 from fastmeter.load.config_types import Option
+from fastmeter.recorder import exit_code_for_signal
+from fastmeter.validity import Validity, Verdict, exit_code
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -134,14 +137,61 @@ def _options(f: Any) -> Any:
     return f
 
 
+class _Progress:
+    """Requests done / failed, redrawn in place on a terminal."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.failed = 0
+
+    def __call__(self, rec: RequestRecord) -> None:
+        self.done += 1
+        self.failed += not rec.ok
+        click.echo(f"\r  requests {self.done}  failed {self.failed} ", nl=False, err=True)
+
+
+def _notify(kind: str, text: str) -> None:
+    if kind == "summary":
+        click.echo(text)
+    elif kind == "warning":
+        click.echo(f"warning: {text}", err=True)
+    else:
+        click.echo(text, err=True)
+
+
+def _exit_status(result: dict[str, Any]) -> None:
+    """SIGINT/SIGTERM: 128 + N, after everything measured is written. No successful request: one error."""
+    signum = result.get("interrupted_by_signal")
+    if signum is not None:
+        click.echo(f"interrupted by signal {signum}: the run directory holds what was measured", err=True)
+        sys.exit(exit_code_for_signal(signum))
+    summaries = list(result["points"]) if "points" in result else [result["summary"]]
+    # Requests that succeeded after a channel was lost are not counted but did succeed (the run is invalid: exit 4).
+    empty = [s.get("point", "the run") for s in summaries
+             if not s.get("requests_ok") and not s.get("requests_unmeasured")]
+    if empty:
+        raise FastmeterError(
+            f"no request succeeded in {', '.join(empty)}: see the status and error columns of requests.arrow "
+            "(is the server up at base_url, and does it serve the model?)"
+        )
+
+
 @click.command("bench")
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @_options
-def bench_command(config: str | None, **flags: str | None) -> None:
+@click.option("--force", is_flag=True, help="Write into an existing non-empty run directory, replacing our files.")
+@click.option("--allow-degraded", is_flag=True,
+              help="Exit 0 for a degraded run, and for a synthetic one when the synthetic source (or an emulator "
+                   "through a FASTMETER_* override) was chosen; never for an invalid run.")
+def bench_command(config: str | None, force: bool, allow_degraded: bool, **flags: str | None) -> None:
     """Benchmark an inference server while measuring energy; writes a run directory (samples.arrow,
     requests.arrow, chunks.arrow, metrics.arrow, run.json). CONFIG is a TOML file (see configs/); any of its
     keys can be given or overridden as a flag. `--concurrency 1,2,4,8` or `--rate 1,2,inf` runs a sweep and marks
-    the best point within `--slo-ttft-p99-ms` / `--slo-itl-p99-ms`."""
+    the best point within `--slo-ttft-p99-ms` / `--slo-itl-p99-ms`. Ctrl-C/SIGTERM stop it with what was measured
+    written, exit 130/143; a run where no request succeeded exits 2. Otherwise the exit code follows the run's
+    validity (run.json "validity"): 0 measured, 3 degraded, 4 invalid, 5 synthetic (docs/methodology.md,
+    "Validity")."""
+    from fastmeter.bench.point import BenchHooks
     from fastmeter.bench.sweep import run_sweep
 
     data = read_config_file(config) if config else {}
@@ -155,9 +205,28 @@ def bench_command(config: str | None, **flags: str | None) -> None:
     note = _workload_note(cfg)
     if note:
         click.echo(f"warning: {note}", err=True)
-    run_sweep(cfg, Path(out))
+    live = sys.stderr.isatty()
+    hooks = BenchHooks(notify=_notify, on_request=_Progress() if live else None)
+    try:
+        result = run_sweep(cfg, Path(out), force=force, hooks=hooks)
+    finally:
+        if live:
+            click.echo("", err=True)
     if note:  # again under the summary, where the figures it qualifies are
         click.echo(f"warning: {note}", err=True)
+    _exit_status(result)
+    _exit_validity(Validity.from_dict(result["validity"]), allow_degraded)
+
+
+def _exit_validity(validity: Validity, allow_degraded: bool) -> None:
+    """0 only for a measured run (or what --allow-degraded accepts); see fastmeter.validity.EXIT_CODES."""
+    code = exit_code(validity, allow_degraded)
+    click.echo(f"validity: {validity.summary()}", err=True)
+    if code:
+        accepted = validity.verdict is not Verdict.INVALID and exit_code(validity, True) == 0
+        hint = " (--allow-degraded accepts it)" if accepted else ""
+        click.echo(f"exit {code}: the run is {validity.verdict.value}, not a clean measurement{hint}", err=True)
+        sys.exit(code)
 
 
 def _workload_note(cfg: BenchConfig) -> str | None:

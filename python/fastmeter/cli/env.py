@@ -16,6 +16,7 @@ from fastmeter.env import (
     noise_warnings,
     save_fingerprint,
 )
+from fastmeter.load.config import SERVER_KINDS
 
 _ALWAYS_GROUPED = ("gpu", "cpu")
 _SECTION_TITLES = {
@@ -104,13 +105,20 @@ def _report_differences(diffs: list[Difference], baseline: str, as_json: bool) -
     type=click.Path(dir_okay=False),
     help="Compare with a saved fingerprint; list differing controlled variables and exit 1 if any differ.",
 )
-def env_command(as_json: bool, save_path: str | None, baseline_path: str | None) -> None:
-    """Show the environment fingerprint: GPUs, CPU, memory, OS, container, package versions.
+@click.option("--server", "server_url", default=None, metavar="URL",
+              help="Also record the inference server's identity and version (a controlled variable), asked of the "
+                   "server at URL.")
+@click.option("--server-kind", type=click.Choice(SERVER_KINDS), default="openai", show_default=True,
+              help="API of the server at --server (which version endpoints to ask).")
+def env_command(as_json: bool, save_path: str | None, baseline_path: str | None, server_url: str | None,
+                server_kind: str) -> None:
+    """Show the environment fingerprint: GPUs, CPU, memory, OS, container, package versions, FASTMETER_*
+    overrides in effect and, with --server, the inference server's version.
 
     Noise warnings (other GPU processes, high load, warm GPU, CPU governor) go to stderr.
     """
     baseline = load_fingerprint(baseline_path) if baseline_path else None
-    fp = collect_fingerprint()
+    fp = collect_fingerprint(server=(server_url, server_kind) if server_url else None)
     for warning in noise_warnings(fp):
         click.echo(f"warning: {warning.message}", err=True)
     if save_path:

@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from fastmeter.load.config_check import GPU, Invalid
+
 
 class FiniteFloatRange(click.FloatRange):
     """click.FloatRange that also refuses nan and inf: `nan` passes every comparison of a range check (`--duration
@@ -19,3 +21,18 @@ class FiniteFloatRange(click.FloatRange):
         if not math.isfinite(rv):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return rv
+
+
+class GpuId(click.ParamType):
+    """A GPU index or UUID, checked as `[bench].gpus` items are (fastmeter.load.config_check.GPU), kept as text."""
+
+    name = "GPU"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return str(GPU(value))
+        except Invalid as exc:
+            self.fail(str(exc), param, ctx)
+
+
+GPU_ID = GpuId()

@@ -8,16 +8,25 @@ from typing import Any
 
 import click
 
-from fastmeter.analysis.trace_summary import channel_columns, jitter_text, summarize_channels
+from fastmeter.analysis.trace_summary import channel_columns, jitter_text, summarize_batches
 from fastmeter.errors import ConfigError
-from fastmeter.io.read import Trace, read_trace
+from fastmeter.io.read import Trace, TraceBatches, open_trace, read_trace
+from fastmeter.validity import Validity
 
 
 def _fmt(x: float | None, spec: str) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
-def _exit_text(trace: Trace) -> str:
+def validity_line(meta: dict[str, Any]) -> str:
+    """The trace's verdict first: a synthetic or invalid trace must not read like a measurement."""
+    if "validity" not in meta:
+        return "validity      UNKNOWN: not recorded (an unfinished trace, or one written before fastmeter judged them)"
+    v = Validity.from_dict(meta["validity"])
+    return "\n".join([f"validity      {v.verdict.value.upper()}", *(f"  - {r.message} [{r.code}]" for r in v.reasons)])
+
+
+def _exit_text(trace: Trace | TraceBatches) -> str:
     code = trace.metadata.get("exit_code")
     if code is not None:
         return f"exit code {code}"
@@ -29,11 +38,12 @@ def _exit_text(trace: Trace) -> str:
     return "exit code not recorded"
 
 
-def render_summary(trace: Trace) -> str:
+def render_summary(trace: Trace | TraceBatches) -> str:
+    """The summary, read batch by batch: a trace of any length is shown in bounded memory."""
     meta = trace.metadata
     idle = meta.get("idle_baseline_w") or {}
-    duration_s, rows = summarize_channels(trace.table, trace.channels, idle)
-    lines = [f"duration      {duration_s:.3f} s   samples {trace.table.num_rows}"]
+    duration_s, n_rows, rows = summarize_batches(trace.batches(), trace.channels, idle)
+    lines = [validity_line(meta), f"duration      {duration_s:.3f} s   samples {n_rows}"]
     if not trace.complete:
         lines.append("status        INCOMPLETE: the recorder stopped before finishing; samples up to its last flush")
     if meta.get("command"):
@@ -59,6 +69,12 @@ def render_summary(trace: Trace) -> str:
             lines.append(f"  {name:<14}counter update period {_fmt(period and period * 1e3, '.2f')} ms")
         for name, err in (stats.get("errors") or {}).items():
             lines.append(f"  {name:<14}FAILED: {err}")
+    rec = meta.get("recorder")
+    if isinstance(rec, dict) and rec.get("flushes") is not None:
+        lines.append(
+            f"recorder      {rec['flushes']} flushes every {_fmt(rec.get('flush_interval_s'), '.2f')} s, longest "
+            f"{_fmt(rec.get('flush_max_ms'), '.1f')} ms; peak RSS {_fmt(rec.get('peak_rss_mib'), '.0f')} MiB"
+        )
     return "\n".join(lines)
 
 
@@ -112,8 +128,7 @@ def show_command(file: Path, plot: str | None) -> None:
         raise ConfigError(_directory_hint(file))
     if plot:
         _matplotlib()
-    trace = read_trace(file)
-    click.echo(render_summary(trace))
-    if plot:
-        plot_trace(trace, Path(plot))
+    click.echo(render_summary(open_trace(file)))
+    if plot:  # the whole table, for the figure only
+        plot_trace(read_trace(file), Path(plot))
         click.echo(f"plot written to {plot}", err=True)

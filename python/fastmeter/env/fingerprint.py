@@ -2,8 +2,9 @@
 
 A fingerprint is a JSON object:
     {"schema_version": 1, "created_unix_s": float,
-     "controlled": {gpu, cpu, memory, os, container, python, packages, cuda_visible_devices},
-     "observed":   {gpu, cpu, hostname, memory, load_average, container_evidence}}
+     "controlled": {gpu, cpu, memory, os, container, python, packages, cuda_visible_devices, overrides,
+                    server (bench only: name, version, endpoint)},
+     "observed":   {gpu, cpu, hostname, memory, load_average, container_evidence, overrides}}
 "controlled" holds what must match for two runs to be compared (see compare.py); "observed" holds the
 state at collection time (temperatures, clocks now, processes, load). Every item is either a value or a
 string "unavailable: <why>".
@@ -16,8 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fastmeter.assess import overrides_in_effect
 from fastmeter.env.cpu import collect_cpu
 from fastmeter.env.gpu import collect_gpu
+from fastmeter.env.server import collect_server
 from fastmeter.env.system import collect_system
 from fastmeter.errors import ConfigError
 
@@ -26,20 +29,24 @@ SCHEMA_VERSION = 1
 Fingerprint = dict[str, Any]
 
 
-def collect_fingerprint() -> Fingerprint:
-    """Read the environment now. Never raises for missing hardware: such items say "unavailable: <why>"."""
+def collect_fingerprint(server: tuple[str, str] | None = None) -> Fingerprint:
+    """Read the environment now. Never raises for missing hardware: such items say "unavailable: <why>".
+    `server` = (base_url, kind) adds the server's identity and version (a controlled variable)."""
     gpu_controlled, gpu_observed = collect_gpu()
     cpu_controlled, cpu_observed = collect_cpu()
     system_controlled, system_observed = collect_system()
+    overrides = overrides_in_effect()
+    controlled = {"gpu": gpu_controlled, "cpu": cpu_controlled, **system_controlled,
+                  # Which FASTMETER_* overrides are set decides what was measured (an emulator or hardware); their
+                  # values (paths) are observed only, so runs with the same emulator in two places still compare.
+                  "overrides": sorted(overrides)}
+    if server is not None:
+        controlled["server"] = collect_server(*server)
     return {
         "schema_version": SCHEMA_VERSION,
         "created_unix_s": time.time(),
-        "controlled": {
-            "gpu": gpu_controlled,
-            "cpu": cpu_controlled,
-            **system_controlled,
-        },
-        "observed": {"gpu": gpu_observed, "cpu": cpu_observed, **system_observed},
+        "controlled": controlled,
+        "observed": {"gpu": gpu_observed, "cpu": cpu_observed, **system_observed, "overrides": overrides},
     }
 
 

@@ -1,4 +1,4 @@
-"""GPU part of the fingerprint, read through nvidia-ml-py (imported lazily: it is an optional extra).
+"""GPU part of the fingerprint, read through nvidia-ml-py (a dependency; imported lazily: it loads NVML).
 
 FASTMETER_NVML_LIBRARY names the NVML library file to use instead of libnvidia-ml.so.1 from the dynamic
 loader. pynvml keeps its loaded library in the module global `nvmlLib` and loads the default only when that
@@ -51,7 +51,7 @@ def _load_pynvml() -> Any:
     try:
         import pynvml
     except ImportError as exc:
-        raise _Unavailable("nvidia-ml-py is not installed; install fastmeter[gpu]") from exc
+        raise _Unavailable("nvidia-ml-py is missing although fastmeter depends on it; reinstall fastmeter") from exc
     path = os.environ.get(LIBRARY_ENV)
     if path:
         try:

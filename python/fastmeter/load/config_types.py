@@ -73,6 +73,9 @@ class ServerConfig:
     ignore_eos: bool = opt(BOOL, "Ask the server to generate exactly the token budget (vLLM's ignore_eos).", 31,
                            False)
     extra_body: dict[str, Any] | None = opt(TABLE, "Extra JSON fields merged into every request body.", 50, None)
+    ready_timeout_s: float = opt(number(0.0, lo_open=True, hi=3600.0),
+                                 "How long to wait for the server to answer /v1/models or /health before the run.",
+                                 51, 10.0)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import asyncio
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from fastmeter.adapters.base import Adapter, GenRequest, RequestRecord, stream_request
@@ -106,8 +106,10 @@ async def run_load(
     *,
     records: list[RequestRecord] | None = None,
     on_done: Callable[[RequestRecord], None] | None = None,
+    after_warmup: Callable[[], Awaitable[None]] | None = None,
 ) -> LoadResult:
-    """Run one load against ``client``'s server; requests cycle through ``workload``.
+    """Run one load against ``client``'s server; requests cycle through ``workload``. ``after_warmup`` is awaited
+    once the warm-up requests have finished, before the measured phase starts (the baseline /metrics scrape).
 
     ``records``: a list the caller owns, appended to as requests are released (warm-up ones first), so a run
     interrupted by a signal still has every request it started. ``on_done`` is called as each request ends."""
@@ -133,6 +135,8 @@ async def run_load(
     warm = [RequestRecord(f"{id_prefix}-warmup-{i}", warmup=True) for i in range(spec.warmup_requests)]
     all_records.extend(warm)
     await asyncio.gather(*(send(workload[i % len(workload)], r, False) for i, r in enumerate(warm)))
+    if after_warmup is not None:
+        await after_warmup()
 
     n_max = spec.num_requests
     if n_max is None and spec.duration_s is None:
@@ -227,7 +231,11 @@ async def run_config(
             if metrics is not None:
                 scraper.rows = metrics
             async with scraper:
-                result = await run_load(client, adapter, workload, spec, records=records, on_done=on_done)
+                # Server-side deltas must exclude warm-up: one scrape right after it is the baseline, one at the
+                # end closes the measured phase (fastmeter.analysis.server_metrics).
+                result = await run_load(client, adapter, workload, spec, records=records, on_done=on_done,
+                                        after_warmup=scraper.scrape_once)
+                await scraper.scrape_once()
         result.metrics = scraper.rows
         result.scrape_errors = scraper.errors
         return result

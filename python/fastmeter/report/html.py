@@ -8,6 +8,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 import fastmeter
+from fastmeter.report.banner import banner
 from fastmeter.report.tables import (
     Row,
     fingerprint_rows,
@@ -44,15 +45,23 @@ figure img { max-width: 100%; height: auto; display: block; margin: 0 auto; }
 figcaption { color: #5a6472; font-size: 13px; margin-top: 4px; }
 ul.warn { background: #fff4e5; border: 1px solid #f0c48a; border-radius: 6px; padding: 8px 8px 8px 28px; }
 p.ok { color: #2d6a3e; }
+div.validity { border-radius: 6px; padding: 4px 12px; margin: 8px 0; border: 1px solid; }
+div.validity.measured { background: #e5f5e8; border-color: #9fd3ab; }
+div.validity.degraded { background: #fff4e5; border-color: #f0c48a; }
+div.validity.synthetic, div.validity.invalid { background: #fde8e8; border-color: #e59a9a; }
 """
 
-# Marks the page once every figure has decoded (a headless browser reads the attribute back from the DOM).
+# Marks the page once every figure has decoded, and how many summary tables overflow the window (a headless browser
+# reads the attributes back from the DOM).
 _SCRIPT = """
 window.addEventListener("load", function () {
   var imgs = Array.prototype.slice.call(document.querySelectorAll("img"));
   var bad = imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); });
   document.documentElement.setAttribute("data-figures",
     bad.length ? "broken " + bad.map(function (i) { return i.alt; }).join(", ") : "ready " + imgs.length);
+  var wide = Array.prototype.slice.call(document.querySelectorAll(".summary .scroll")).filter(function (d) {
+    return d.scrollWidth > d.clientWidth + 1; });
+  document.documentElement.setAttribute("data-summary-overflow", String(wide.length));
 });
 """
 
@@ -79,7 +88,14 @@ def _summary(report: Report) -> str:
     note = '<p class="meta">Highlighted: the best operating point under the SLO of its sweep.</p>' if best else ""
     tables = [f"<h3>{escape(title)}</h3>" + _table(header, rows, classes)
               for title, header, rows in summary_tables(report)]
-    return "".join(tables) + note
+    return '<div class="summary">' + "".join(tables) + "</div>" + note
+
+
+def _banner(report: Report) -> str:
+    b = banner(report)
+    items = "".join(f"<li><b>{escape(label)}</b>: {escape(text)}</li>" for label, text in b.lines)
+    return (f'<div class="validity {b.verdict.value}" id="validity"><p><b>{escape(b.headline)}</b></p>'
+            f"{f'<ul>{items}</ul>' if items else ''}</div>")
 
 
 def _warnings(report: Report) -> str:
@@ -122,7 +138,7 @@ def render_html(report: Report, figures: list[tuple[FigureOut, bytes]]) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>fastmeter report: {escape(', '.join(r.label for r in report.runs))}</title>",
         f"<style>{_CSS}</style><script>{_SCRIPT}</script></head><body><main>",
-        "<h1>fastmeter report</h1>",
+        "<h1>fastmeter report</h1>", _banner(report),
         f'<p class="meta">{len(report.runs)} run(s), fastmeter {escape(fastmeter.__version__)}. '
         f"Sources: {sources}</p>",
         "<h2>Warnings</h2>", _warnings(report),

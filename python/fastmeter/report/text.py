@@ -3,6 +3,7 @@ warnings per run."""
 
 from __future__ import annotations
 
+from fastmeter.report.banner import banner
 from fastmeter.report.load import Report
 from fastmeter.report.tables import Row, headline_rows, slo_text, sweep_title, warnings
 
@@ -23,7 +24,9 @@ def _aligned(header: Row, rows: list[Row]) -> list[str]:
 def render_text(report: Report) -> str:
     header, rows = headline_rows(report)
     keep = [0, *(i for i, h in enumerate(header) if h in TEXT_COLUMNS)]
-    lines = _aligned([header[i] for i in keep], [[r[i] for i in keep] for r in rows])
+    b = banner(report)
+    lines = [b.headline, *(f"  {label}: {text}" for label, text in b.lines), ""]
+    lines += _aligned([header[i] for i in keep], [[r[i] for i in keep] for r in rows])
     for s in report.sweeps:
         lines.append(f"{sweep_title(s.label)}: SLO {slo_text(s)}; best point {s.best or 'none meets the SLO'}")
     found = [f"  {r.label}: {w}" for r in report.runs for w in warnings(r)]
