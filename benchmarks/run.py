@@ -36,6 +36,7 @@ BENCHMARKS = {
     "cpu_cost": "benchmarks.bench_cpu_cost",
     "interference": "benchmarks.bench_interference",
     "accuracy": "benchmarks.bench_accuracy",
+    "memory": "benchmarks.bench_memory",
     "trace_memory": "benchmarks.bench_trace_memory",
     "bound": "benchmarks.bench_bound",
     "schedule": "benchmarks.bench_schedule",

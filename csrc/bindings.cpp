@@ -74,7 +74,7 @@ using SourceSpecs = std::vector<std::pair<std::string, SourceOptions>>;
 
 std::unique_ptr<Meter> make_meter(const SourceSpecs& sources, int64_t period_ns, int64_t spin_ns,
                                   size_t ring_capacity, const std::string& schedule, bool realtime,
-                                  int64_t guard_ns) {
+                                  int64_t guard_ns, int64_t keep_samples_ns, int64_t knot_resolution_ns) {
   SamplerConfig cfg;
   cfg.period_ns = period_ns;
   cfg.spin_ns = spin_ns < 0 ? Sampler::default_spin_ns(period_ns) : spin_ns;
@@ -84,8 +84,11 @@ std::unique_ptr<Meter> make_meter(const SourceSpecs& sources, int64_t period_ns,
   cfg.schedule = schedule == "adaptive" ? SamplerConfig::Schedule::kAdaptive : SamplerConfig::Schedule::kFixed;
   cfg.realtime = realtime;
   cfg.guard_ns = guard_ns;
+  RecordConfig rec;
+  rec.keep_samples_ns = keep_samples_ns;
+  rec.knot_resolution_ns = knot_resolution_ns;
   py::gil_scoped_release nogil;
-  return std::make_unique<Meter>(sources, cfg);
+  return std::make_unique<Meter>(sources, cfg, rec);
 }
 
 // Samples [from, to) as numpy columns: one copy from the native record straight into numpy's buffers, GIL released.
@@ -110,6 +113,17 @@ py::tuple meter_samples(Meter& m, size_t from, size_t to) {
     m.copy_samples(from, to, tp, cp, ep, pp);
   }
   return py::make_tuple(t, ch, e, p);
+}
+
+py::dict record_stats_dict(const RecordStats& s) {
+  py::dict d;
+  d["samples_kept"] = s.samples_kept;
+  d["samples_dropped_from_ram"] = s.samples_dropped_from_ram;
+  d["knots"] = s.knots;
+  d["queries"] = s.queries;
+  d["query_p50_us"] = s.query_p50_us;
+  d["query_p99_us"] = s.query_p99_us;
+  return d;
 }
 
 const char* state_name(MeterState s) {
@@ -226,7 +240,8 @@ PYBIND11_MODULE(_core, m) {
   py::class_<Meter>(m, "Meter")
       .def(py::init(&make_meter), py::arg("sources"), py::arg("period_ns"), py::arg("spin_ns") = -1,
            py::arg("ring_capacity") = size_t{1} << 20, py::arg("schedule") = "fixed", py::arg("realtime") = true,
-           py::arg("guard_ns") = 0)
+           py::arg("guard_ns") = 0, py::arg("keep_samples_ns") = RecordConfig{}.keep_samples_ns,
+           py::arg("knot_resolution_ns") = RecordConfig{}.knot_resolution_ns)
       .def("start", &Meter::start, nogil())
       .def("stop", &Meter::stop, nogil())
       .def("close", &Meter::close, nogil())
@@ -295,6 +310,15 @@ PYBIND11_MODULE(_core, m) {
       .def("samples", &meter_samples, py::arg("start") = 0, py::arg("stop") = SIZE_MAX,
            "Columns (t_ns, channel, energy_j, power_w) of samples [start, stop) as numpy arrays.")
       .def("stats", [](const Meter& self) { return stats_dict(self.stats(), self.channels()); })
+      .def("record_stats",
+           [](Meter& self) {
+             RecordStats s;
+             {
+               py::gil_scoped_release nogil;
+               s = self.record_stats();
+             }
+             return record_stats_dict(s);
+           })
       .def("channel_error", &Meter::channel_error)
       .def("update_periods_s", &Meter::update_periods_s, nogil())
       .def_property_readonly("start_ns", &Meter::start_ns)
@@ -445,7 +469,7 @@ PYBIND11_MODULE(_core, m) {
         KnotBuilder kb(power_window_ns);
         for (py::ssize_t i = 0; i < n; ++i)
           kb.push(t_ns.at(i), energy_j.at(i), power_w.at(i), counter.at(i), changed.at(i));
-        const std::vector<Knot>& k = kb.knots();
+        const std::vector<Knot> k = kb.knots().to_vector();
         const auto m_k = static_cast<py::ssize_t>(k.size());
         I64 kt(m_k);
         F64 ke(m_k), kp(m_k);
@@ -477,6 +501,30 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("knot_t_ns"), py::arg("knot_energy_j"), py::arg("knot_power_w"), py::arg("t_ns"),
       "Cumulative energy on the knot curve at each query instant.");
+  m.def(
+      "decimate_knots",
+      [same_length](I64 knot_t_ns, F64 knot_energy_j, F64 knot_power_w, B8 anchor, int64_t resolution_ns) {
+        const py::ssize_t n = knot_t_ns.size();
+        same_length(n, {knot_energy_j.size(), knot_power_w.size(), anchor.size()});
+        std::vector<Knot> k(static_cast<size_t>(n));
+        std::vector<uint8_t> a(static_cast<size_t>(n));
+        for (py::ssize_t i = 0; i < n; ++i) {
+          k[static_cast<size_t>(i)] = {knot_t_ns.at(i), knot_energy_j.at(i), knot_power_w.at(i)};
+          a[static_cast<size_t>(i)] = anchor.at(i) ? 1 : 0;
+        }
+        const size_t m = decimate_knots(k.data(), a.data(), k.size(), resolution_ns);
+        I64 kt(static_cast<py::ssize_t>(m));
+        F64 ke(static_cast<py::ssize_t>(m)), kp(static_cast<py::ssize_t>(m));
+        for (size_t i = 0; i < m; ++i) {
+          const auto j = static_cast<py::ssize_t>(i);
+          kt.mutable_at(j) = k[i].t_ns;
+          ke.mutable_at(j) = k[i].energy_j;
+          kp.mutable_at(j) = k[i].power_w;
+        }
+        return py::make_tuple(kt, ke, kp);
+      },
+      py::arg("knot_t_ns"), py::arg("knot_energy_j"), py::arg("knot_power_w"), py::arg("anchor"),
+      py::arg("resolution_ns"), "Knot decimation kernel: the knots it keeps, as (t_ns, energy_j, power_w).");
   // ---- end integrate kernels block ----
   // ---- error bound kernels on whole arrays, for tests against python/fastmeter/reference/bound.py ----
   m.def(

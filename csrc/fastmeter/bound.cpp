@@ -35,6 +35,22 @@ void BoundBuilder::push(int64_t t_ns, double energy_j, double power_w, bool coun
   last_counter_ns_ = t_ns;
 }
 
+void BoundBuilder::thin_before(int64_t cutoff_ns, int64_t resolution_ns) {
+  const auto first = points_.begin() + static_cast<std::ptrdiff_t>(thinned_);
+  const auto old_end = std::lower_bound(first, points_.end(), cutoff_ns,
+                                        [](const ChangePoint& x, int64_t t) { return x.hi_ns < t; });
+  const auto old = static_cast<size_t>(old_end - first);
+  // Act once the old points reach a quarter of the recent ones: memory stays within 1.25x the window's points,
+  // and each point is moved about four times (the recent ones slide down at every pass).
+  if (old < 1024 || 4 * old < static_cast<size_t>(points_.end() - old_end)) return;
+  // A subset of the points keeps their (lo, hi] disjoint and in order: range_at stays valid, only wider.
+  size_t out = thinned_;
+  for (auto it = first; it != old_end; ++it)
+    if (out == 0 || it->hi_ns - points_[out - 1].hi_ns >= resolution_ns) points_[out++] = *it;
+  points_.erase(points_.begin() + static_cast<std::ptrdiff_t>(out), old_end);
+  thinned_ = out;
+}
+
 double BoundBuilder::max_power_w() const noexcept { return seen_max_w_ > 0.0 ? kPowerBoundMargin * seen_max_w_ : kInf; }
 
 EnergyRange BoundBuilder::range_at(int64_t t_ns) const noexcept {

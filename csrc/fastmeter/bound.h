@@ -40,10 +40,16 @@ class BoundBuilder {
   bool settled_at(int64_t t_ns) const noexcept;
   // A counter change that may be later than t_ns has been seen (else the counter never updated since t_ns).
   bool updated_since(int64_t t_ns) const noexcept;
+  // Thins change points older than cutoff_ns to one per resolution_ns, so a long run keeps bounded memory (a RAPL
+  // counter makes one per poll). Ranges only widen: by at most the energy of resolution_ns at the power limit.
+  // Amortized O(1) per point: it acts only once the old, unthinned points reach a quarter of the recent ones.
+  void thin_before(int64_t cutoff_ns, int64_t resolution_ns);
+  size_t points() const noexcept { return points_.size(); }
 
  private:
   double unit_j_;
   std::vector<ChangePoint> points_;
+  size_t thinned_ = 0;  // points_[0, thinned_) are already thinned
   int64_t last_counter_ns_ = 0;
   double seen_max_w_ = 0.0;
 };

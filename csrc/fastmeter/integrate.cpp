@@ -139,7 +139,7 @@ void KnotBuilder::push(int64_t t_ns, double energy_j, double power_w, bool count
         // The first change point went mid-way between polls, as for a counter that moved at an unknown instant.
         // A change again at the very next poll shows the counter moves at every poll, so that first value
         // belongs to the poll that read it: without this, every run's first millisecond is off by half a poll.
-        if (valid_prev_changed_ && knots_.size() == 1) knots_[0].t_ns = last_valid_ns_;
+        if (valid_prev_changed_ && knots_.single()) knots_.back().t_ns = last_valid_ns_;
         close_interval(change_instant(last_valid_ns_, t_ns, valid_prev_changed_), energy_j,
                        power_ok ? power_w : std::nan(""));
       }
@@ -150,7 +150,7 @@ void KnotBuilder::push(int64_t t_ns, double energy_j, double power_w, bool count
   } else {
     if (power_changed) note_update(s_ns);
     // Integrated power that is a trailing average over power_window_ns describes the middle of that window.
-    knots_.push_back({t_ns - power_window_ns_ / 2, energy_j, power_w});
+    knots_.push({t_ns - power_window_ns_ / 2, energy_j, power_w}, true);
   }
   if (power_ok) {
     power_prev_changed_ = power_changed;
@@ -163,7 +163,7 @@ void KnotBuilder::push(int64_t t_ns, double energy_j, double power_w, bool count
 }
 
 void KnotBuilder::note_update(int64_t t_ns) {
-  if (have_update_) update_intervals_ns_.push_back(t_ns - last_update_ns_);
+  if (have_update_) update_intervals_ns_.record(t_ns - last_update_ns_);
   last_update_ns_ = t_ns;
   have_update_ = true;
 }
@@ -173,7 +173,7 @@ void KnotBuilder::close_interval(int64_t b_ns, double e_b, double latest_power_w
   std::vector<PowerWindow> pending;
   pending.swap(pending_);
   if (knots_.empty()) {
-    knots_.push_back({b_ns, e_b, latest_power_w});
+    knots_.push({b_ns, e_b, latest_power_w}, true);
     return;
   }
   const int64_t a_ns = knots_.back().t_ns;
@@ -187,16 +187,14 @@ void KnotBuilder::close_interval(int64_t b_ns, double e_b, double latest_power_w
   double e = e_a;
   for (size_t k = 0; k + 1 < pieces.size(); ++k) {
     e = std::min(e + pieces[k].power_w * ns_to_s(pieces[k].hi_ns - pieces[k].lo_ns), e_b);
-    knots_.push_back({pieces[k].hi_ns, e, knot_slope(pieces[k], pieces[k + 1])});
+    knots_.push({pieces[k].hi_ns, e, knot_slope(pieces[k], pieces[k + 1])}, false);  // inside the interval
   }
-  knots_.push_back({b_ns, e_b, pieces.back().measured ? pieces.back().power_w : std::nan("")});
+  knots_.push({b_ns, e_b, pieces.back().measured ? pieces.back().power_w : std::nan("")}, true);
 }
 
 double KnotBuilder::observed_update_period_s() const {
-  if (update_intervals_ns_.size() < 2) return std::nan("");
-  std::vector<int64_t> d = update_intervals_ns_;
-  std::nth_element(d.begin(), d.begin() + static_cast<std::ptrdiff_t>(d.size() / 2), d.end());
-  return static_cast<double>(d[d.size() / 2]) * 1e-9;
+  if (update_intervals_ns_.count() < 2) return std::nan("");
+  return static_cast<double>(update_intervals_ns_.upper_median_ns()) * 1e-9;
 }
 
 // Mean power between knots i and i + 1; 0 W when there is no such pair.

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "fastmeter/knot_store.h"
+#include "fastmeter/log_histogram.h"
 #include "fastmeter/sources/source.h"
 
 namespace fastmeter {
@@ -44,14 +46,6 @@ class ChannelAccumulator {
   double energy_j_ = 0.0;
 };
 
-// A point of a channel's cumulative-energy curve, with the power there as the curve's slope. power_w is NaN where
-// no power reading applies: the curve then takes the secant to the neighbouring knot as the slope.
-struct Knot {
-  int64_t t_ns;
-  double energy_j;
-  double power_w;
-};
-
 // A power reading as a measurement: the average power over [lo_ns, hi_ns].
 struct PowerWindow {
   int64_t lo_ns, hi_ns;
@@ -72,17 +66,24 @@ struct PowerWindow {
 //
 // Power-integrated channels: every sample is a knot, placed power_window_ns / 2 before the poll because a trailing
 // average describes the middle of its window (pass 0 for instantaneous power).
+//
+// Memory: knots older than a cutoff the owner chooses (settle_before) are decimated to resolution_ns (knot_store.h);
+// the update-period statistic is a fixed-size histogram. Both are O(1) per sample.
 class KnotBuilder {
  public:
   KnotBuilder() = default;
-  explicit KnotBuilder(int64_t power_window_ns) : power_window_ns_(power_window_ns) {}
+  explicit KnotBuilder(int64_t power_window_ns, int64_t resolution_ns = 0)
+      : power_window_ns_(power_window_ns), resolution_ns_(resolution_ns) {}
 
   void push(int64_t t_ns, double energy_j, double power_w, bool counter, bool changed);
-  const std::vector<Knot>& knots() const noexcept { return knots_; }
+  const KnotStore& knots() const noexcept { return knots_; }
+  // Decimates knots older than cutoff_ns to the builder's resolution (0: keeps them all).
+  void settle_before(int64_t cutoff_ns) { knots_.settle_before(cutoff_ns, resolution_ns_); }
   int64_t first_poll_ns() const noexcept { return first_poll_ns_; }
   int64_t last_poll_ns() const noexcept { return last_poll_ns_; }
-  // Median interval between updates (counter change points; power changes on power channels) in seconds;
-  // NaN with fewer than two intervals.
+  // Median interval between updates (counter change points; power changes on power channels) in seconds, to the
+  // histogram's resolution (the centre of the bucket holding the upper median, log_histogram.h); NaN with fewer
+  // than two intervals. O(1).
   double observed_update_period_s() const;
 
  private:
@@ -90,9 +91,10 @@ class KnotBuilder {
   void close_interval(int64_t b_ns, double energy_j, double latest_power_w);
 
   int64_t power_window_ns_ = kNvmlPowerWindowNs;
-  std::vector<Knot> knots_;
+  int64_t resolution_ns_ = 0;
+  KnotStore knots_;
   std::vector<PowerWindow> pending_;  // power windows seen since the newest counter knot
-  std::vector<int64_t> update_intervals_ns_;
+  MedianHistogram update_intervals_ns_;
   int64_t first_poll_ns_ = 0, last_poll_ns_ = 0;
   int64_t last_valid_ns_ = 0, last_power_ns_ = 0, last_update_ns_ = 0;
   double last_power_w_ = 0.0;
@@ -105,5 +107,10 @@ class KnotBuilder {
 // secant is a straight line. Outside the knots it extends linearly with the end knot's slope. 0 when n == 0.
 // O(log n).
 double energy_at(const Knot* knots, size_t n, int64_t t_ns) noexcept;
+// The same on a channel's stored knots: O(log n), equal to energy_at over every knot the store holds.
+inline double energy_at(const KnotStore& knots, int64_t t_ns) noexcept {
+  const KnotSpan s = knots.span_for(t_ns);
+  return energy_at(s.data, s.size, t_ns);
+}
 
 }  // namespace fastmeter

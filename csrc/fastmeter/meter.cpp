@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <new>
 
@@ -30,6 +31,38 @@ std::unique_ptr<Sampler> make_sampler(const std::vector<std::pair<std::string, S
 }
 
 std::string ns_text(int64_t t_ns) { return std::to_string(t_ns) + " ns"; }
+
+std::string seconds_text(int64_t ns) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g s", static_cast<double>(ns) * 1e-9);
+  return buf;
+}
+
+// The count bound that goes with the time bound: keep_ns of polls at the nominal period, every channel, plus the
+// extra polls at start and stop. A starved sampler polls less often, so the time bound is the one that binds then.
+size_t max_samples(const RecordConfig& r, int64_t period_ns, size_t channels) {
+  if (r.keep_samples_ns <= 0) return 0;
+  const double polls = std::ceil(static_cast<double>(r.keep_samples_ns) / static_cast<double>(period_ns)) + 2.0;
+  const double n = polls * static_cast<double>(channels);
+  return n >= 1e18 ? static_cast<size_t>(1e18) : static_cast<size_t>(n);
+}
+
+// Samples the timer lets accumulate at the nominal rate: ~1 ms of drain work, which the first query after a quiet
+// spell would otherwise do itself.
+constexpr size_t kDrainBatch = 16384;
+
+// Times a query into a histogram when it leaves, whichever way.
+class QueryTimer {
+ public:
+  explicit QueryTimer(LogHistogram<std::atomic<uint64_t>>& h) noexcept : h_(h), t0_ns_(monotonic_ns()) {}
+  ~QueryTimer() { h_.record(monotonic_ns() - t0_ns_); }
+  QueryTimer(const QueryTimer&) = delete;
+  QueryTimer& operator=(const QueryTimer&) = delete;
+
+ private:
+  LogHistogram<std::atomic<uint64_t>>& h_;
+  int64_t t0_ns_;
+};
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
@@ -65,14 +98,17 @@ Registry& registry() {
 
 }  // namespace
 
-Meter::Meter(const std::vector<std::pair<std::string, SourceOptions>>& sources, SamplerConfig config)
+Meter::Meter(const std::vector<std::pair<std::string, SourceOptions>>& sources, SamplerConfig config,
+             RecordConfig record)
     : sampler_(make_sampler(sources, config)),
+      record_config_(record),
+      record_(record.keep_samples_ns, max_samples(record, config.period_ns, sampler_->channels().size())),
       knots_(),
       failed_at_ns_(sampler_->channels().size(), kNotFailed),
       last_t_ns_(sampler_->channels().size(), std::numeric_limits<int64_t>::min()),
-      buf_(8192) {
+      buf_(2048) {  // one drain batch: ~0.1 ms under the mutex, so a query never waits behind a long one
   for (const auto& c : sampler_->channels()) {
-    knots_.emplace_back(c.power_window_ns);
+    knots_.emplace_back(c.power_window_ns, record.knot_resolution_ns);
     bounds_.emplace_back(c.has_counter ? c.counter_unit_j : 0.0);
   }
   Registry& g = registry();
@@ -173,42 +209,51 @@ void Meter::fork_child() {
 }
 
 void Meter::drain_loop() {
-  // Queries drain on demand, so this thread only keeps the ring from filling: it wakes when the ring could be a
-  // quarter full at the sampler's densest rate (one sample per channel per period), between 10 ms and 1 s. At 1 kHz
-  // with a few channels that is once a second (each wake-up costs tens of µs of CPU, as much as a poll); at the
-  // extreme (20 kHz x 64 channels, 1M capacity) ~0.2 s.
-  const double per_s = 1e9 / static_cast<double>(sampler_->period_ns()) *
-                       static_cast<double>(std::max<size_t>(1, sampler_->channels().size()));
-  const double fill_s = static_cast<double>(sampler_->ring().capacity()) / per_s / 4.0;
-  const auto interval = std::chrono::milliseconds(static_cast<int64_t>(std::clamp(fill_s, 0.01, 1.0) * 1e3));
+  // Queries drain on demand, so this thread only keeps the ring from filling and the record's bounds current. It
+  // wakes when a quarter of the ring, or kDrainBatch samples, should have arrived at the nominal rate (between
+  // 10 ms and 1 s): 16 channels at 10 kHz wake it 10x a second, 10 channels at 1 kHz once a second (each wake-up
+  // costs tens of µs of CPU, as much as a poll). The batch cap keeps the backlog a query may find small.
+  const double samples_per_s = static_cast<double>(channels().size()) * 1e9 / static_cast<double>(period_ns());
+  const double batch = static_cast<double>(std::min(sampler_->ring().capacity() / 4, kDrainBatch));
+  const double interval_s = std::clamp(batch / std::max(samples_per_s, 1e-9), 0.01, 1.0);
+  const auto interval = std::chrono::microseconds(static_cast<int64_t>(interval_s * 1e6));
   std::unique_lock<std::mutex> lock(mu_);
   while (!drain_stop_) {
-    drain_locked();
+    while (drain_batch_locked()) {
+      lock.unlock();  // between batches: a waiting query gets the mutex
+      lock.lock();
+    }
     drain_cv_.wait_for(lock, interval, [this] { return drain_stop_; });
   }
 }
 
 void Meter::drain_locked() {
-  for (;;) {
-    const size_t n = sampler_->ring().pop_bulk(buf_.data(), buf_.size());
-    if (n == 0) return;
-    for (size_t k = 0; k < n; ++k) {
-      const Sample& s = buf_[k];
-      rec_t_ns_.push_back(s.t_ns);
-      rec_channel_.push_back(s.channel);
-      rec_energy_j_.push_back(s.energy_j);
-      rec_power_w_.push_back(s.power_w);
-      if (!(s.flags & kSampleFailed)) {
-        const bool counter = (s.flags & kSampleCounter) != 0, changed = (s.flags & kSampleChanged) != 0;
-        knots_[s.channel].push(s.t_ns, s.energy_j, s.power_w, counter, changed);
-        bounds_[s.channel].push(s.t_ns, s.energy_j, s.power_w, counter, changed);
-      } else if (failed_at_ns_[s.channel] == kNotFailed) {
-        failed_at_ns_[s.channel] = s.t_ns;
-      }
-      last_t_ns_[s.channel] = s.t_ns;
-      if (s.t_ns > newest_t_ns_) newest_t_ns_ = s.t_ns;
-    }
+  while (drain_batch_locked()) {
   }
+}
+
+bool Meter::drain_batch_locked() {
+  const size_t n = sampler_->ring().pop_bulk(buf_.data(), buf_.size());
+  if (n == 0) return false;
+  for (size_t k = 0; k < n; ++k) {
+    const Sample& s = buf_[k];
+    record_.append(s);
+    if (!(s.flags & kSampleFailed)) {
+      const bool counter = (s.flags & kSampleCounter) != 0, changed = (s.flags & kSampleChanged) != 0;
+      knots_[s.channel].push(s.t_ns, s.energy_j, s.power_w, counter, changed);
+      bounds_[s.channel].push(s.t_ns, s.energy_j, s.power_w, counter, changed);
+    } else if (failed_at_ns_[s.channel] == kNotFailed) {
+      failed_at_ns_[s.channel] = s.t_ns;
+    }
+    last_t_ns_[s.channel] = s.t_ns;
+    if (s.t_ns > newest_t_ns_) newest_t_ns_ = s.t_ns;
+  }
+  // Bounds are enforced per batch, not per sample: each is O(1) unless a whole chunk leaves.
+  record_.trim();
+  const int64_t cutoff_ns = newest_t_ns_ - record_config_.keep_samples_ns;
+  for (KnotBuilder& kb : knots_) kb.settle_before(cutoff_ns);
+  for (BoundBuilder& b : bounds_) b.thin_before(cutoff_ns, record_config_.knot_resolution_ns);
+  return true;
 }
 
 std::vector<double> Meter::totals() const {
@@ -218,6 +263,7 @@ std::vector<double> Meter::totals() const {
 }
 
 SpanEnergy Meter::energy_between(int64_t t0_ns, int64_t t1_ns, int64_t wait_ns, bool clamp_to_stop) {
+  const QueryTimer timer(query_ns_);
   if (sampler_->start_ns() == 0) throw MeterError("the Meter has not been started; call start() or use `with`");
   if (t1_ns < t0_ns) throw MeterError("span ends before it starts: t1_ns < t0_ns");
   if (t0_ns < sampler_->start_ns())
@@ -269,7 +315,7 @@ SpanEnergy Meter::span_locked(int64_t t0_ns, int64_t t1_ns) const {
     }
     // A counter that has not changed since t0: the span's energy is nothing but extrapolation.
     if (k.empty() || (b.has_counter() && !b.updated_since(t0_ns))) continue;
-    const double e0 = energy_at(k.data(), k.size(), t0_ns), e1 = energy_at(k.data(), k.size(), t1_ns);
+    const double e0 = energy_at(k, t0_ns), e1 = energy_at(k, t1_ns);
     out.energy_j[i] = e1 - e0;
     const bool settled = b.has_counter() ? b.settled_at(t1_ns) : k.back().t_ns >= t1_ns;
     out.status[i] = settled ? SpanStatus::kFinal : SpanStatus::kProvisional;
@@ -284,18 +330,37 @@ SpanEnergy Meter::span_locked(int64_t t0_ns, int64_t t1_ns) const {
 size_t Meter::copy_samples(size_t from, size_t to, int64_t* t_ns, uint32_t* channel, double* energy_j,
                            double* power_w) {
   std::lock_guard<std::mutex> lock(mu_);
-  const size_t n = rec_t_ns_.size();
+  const size_t n = record_.end_seq();
   if (to > n) to = n;
   if (from >= to) return 0;
-  const size_t k = to - from;
-  std::copy_n(rec_t_ns_.data() + from, k, t_ns);
-  std::copy_n(rec_channel_.data() + from, k, channel);
-  std::copy_n(rec_energy_j_.data() + from, k, energy_j);
-  std::copy_n(rec_power_w_.data() + from, k, power_w);
-  return k;
+  if (from < record_.first_seq())
+    throw MeterError("samples " + std::to_string(from) + ".." + std::to_string(to) +
+                     " are no longer in RAM: the Meter keeps raw samples for keep_samples_s=" +
+                     seconds_text(record_config_.keep_samples_ns) + " (now from sample " +
+                     std::to_string(record_.first_seq()) +
+                     " on). Stream long runs to a file with the recorder (`fastmeter trace`) and read them back "
+                     "from there, or create the Meter with a larger keep_samples_s");
+  record_.copy(from, to, t_ns, channel, energy_j, power_w);
+  return to - from;
+}
+
+RecordStats Meter::record_stats() {
+  RecordStats out;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    out.samples_kept = record_.kept();
+    out.samples_dropped_from_ram = record_.first_seq();
+    for (const KnotBuilder& kb : knots_) out.knots += kb.knots().size();
+  }
+  out.queries = query_ns_.count();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  out.query_p50_us = out.queries ? static_cast<double>(query_ns_.quantile_ns(0.50)) * 1e-3 : nan;
+  out.query_p99_us = out.queries ? static_cast<double>(query_ns_.quantile_ns(0.99)) * 1e-3 : nan;
+  return out;
 }
 
 void Meter::cumulative_at(size_t channel, const int64_t* t_ns, size_t n, double* out, double* bound_out) {
+  const QueryTimer timer(query_ns_);
   if (channel >= channels().size()) throw MeterError("channel index out of range");
   std::lock_guard<std::mutex> lock(mu_);
   drain_locked();
@@ -308,7 +373,7 @@ void Meter::cumulative_at(size_t channel, const int64_t* t_ns, size_t n, double*
   for (size_t i = 0; i < n; ++i) {
     const int64_t t = t_ns[i];
     const bool inside = known && t >= first && t <= last;
-    out[i] = inside ? energy_at(k.data(), k.size(), t) : kNaN;
+    out[i] = inside ? energy_at(k, t) : kNaN;
     if (bound_out) bound_out[i] = inside && b.has_counter() ? bound_of(out[i], b.range_at(t)) : kNaN;
   }
 }
@@ -322,7 +387,7 @@ std::vector<int64_t> Meter::failed_at_ns() {
 size_t Meter::sample_count() {
   std::lock_guard<std::mutex> lock(mu_);
   drain_locked();
-  return rec_t_ns_.size();
+  return record_.end_seq();
 }
 
 std::vector<double> Meter::update_periods_s() {

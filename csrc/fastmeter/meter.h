@@ -15,6 +15,8 @@
 
 #include "fastmeter/bound.h"
 #include "fastmeter/integrate.h"
+#include "fastmeter/log_histogram.h"
+#include "fastmeter/record.h"
 #include "fastmeter/sampler.h"
 
 namespace fastmeter {
@@ -23,6 +25,19 @@ namespace fastmeter {
 class MeterError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+// What the Meter keeps in RAM besides the ring (docs/architecture.md, "What stays in RAM").
+struct RecordConfig {
+  int64_t keep_samples_ns = 60'000'000'000;  // raw samples at most this old stay readable; 0 = none
+  int64_t knot_resolution_ns = 10'000'000;   // knots older than keep_samples_ns are thinned to this; 0 = never
+};
+
+struct RecordStats {
+  uint64_t samples_kept = 0, samples_dropped_from_ram = 0;
+  uint64_t knots = 0;                                // over all channels
+  double query_p50_us = 0.0, query_p99_us = 0.0;     // energy_between / cumulative_at calls; NaN before any
+  uint64_t queries = 0;
 };
 
 // new -> running -> stopping -> stopped -> closed (stop/close of a new meter go straight to stopped/closed).
@@ -50,7 +65,8 @@ constexpr int64_t kNotFailed = INT64_MAX;
 
 class Meter {
  public:
-  Meter(const std::vector<std::pair<std::string, SourceOptions>>& sources, SamplerConfig config);
+  Meter(const std::vector<std::pair<std::string, SourceOptions>>& sources, SamplerConfig config,
+        RecordConfig record = {});
   ~Meter();
   Meter(const Meter&) = delete;
   Meter& operator=(const Meter&) = delete;
@@ -77,11 +93,13 @@ class Meter {
   void cumulative_at(size_t channel, const int64_t* t_ns, size_t n, double* out, double* bound_out = nullptr);
   // Per channel: t_ns of the first failed sample seen, kNotFailed while it works.
   std::vector<int64_t> failed_at_ns();
-  // Drains the ring; returns how many samples the record holds.
+  // Drains the ring; returns how many samples were ever recorded (absolute: the next sample's sequence number).
   size_t sample_count();
   // Copies samples with sequence numbers [from, to) into caller-owned columns; returns how many were copied
-  // (to is clamped to the record's size). One copy, straight into the caller's (numpy) buffers.
+  // (to is clamped to the record's size). One copy, straight into the caller's (numpy) buffers. Throws MeterError
+  // when part of the range has already left RAM (older than keep_samples_ns).
   size_t copy_samples(size_t from, size_t to, int64_t* t_ns, uint32_t* channel, double* energy_j, double* power_w);
+  RecordStats record_stats();
 
   SamplerStats stats() const noexcept { return sampler_->stats(); }
   std::string channel_error(size_t i) const { return sampler_->channel_error(i); }
@@ -102,16 +120,15 @@ class Meter {
   // One pass over every channel for energy_between; caller holds mu_.
   SpanEnergy span_locked(int64_t t0_ns, int64_t t1_ns) const;
   void drain_loop();
-  void drain_locked();  // caller holds mu_
+  void drain_locked();        // caller holds mu_; drains the ring empty
+  bool drain_batch_locked();  // caller holds mu_; one batch; false when the ring was empty
   std::mutex life_mu_;  // held for a whole start/stop/close; taken before mu_, never while holding it
   std::atomic<MeterState> state_{MeterState::kNew};
   bool forked_ = false;  // this is a fork child's copy: the threads and hardware belong to the parent
   std::unique_ptr<Sampler> sampler_;
   mutable std::mutex mu_;  // guards everything below except the atomics
-  // The record in poll order: one entry per channel per poll.
-  std::vector<int64_t> rec_t_ns_;
-  std::vector<uint32_t> rec_channel_;
-  std::vector<double> rec_energy_j_, rec_power_w_;  // power NaN = no reading
+  RecordConfig record_config_;
+  SampleRecord record_;  // raw samples in poll order, one per channel per poll, bounded
   std::vector<KnotBuilder> knots_;
   std::vector<BoundBuilder> bounds_;
   std::vector<int64_t> failed_at_ns_;  // first failed sample per channel, kNotFailed while it works
@@ -119,6 +136,8 @@ class Meter {
   std::vector<Sample> buf_;
   int64_t newest_t_ns_ = 0;
   int64_t stop_ns_ = 0;
+
+  LogHistogram<std::atomic<uint64_t>> query_ns_;  // latency of energy_between / cumulative_at, any thread
 
   std::thread drainer_;
   std::condition_variable drain_cv_;

@@ -22,8 +22,14 @@ class SpscRing {
   explicit SpscRing(size_t capacity) : size_(capacity + 1), slots_(nullptr) {
     if (capacity < 1) throw std::invalid_argument("SpscRing capacity must be at least 1");
     if (capacity > (SIZE_MAX / sizeof(T)) - 2 * kPad) throw std::length_error("SpscRing capacity too large");
-    // Padding slots at both ends keep neighbours off the slots' cache lines.
-    slots_ = std::make_unique<T[]>(size_ + 2 * kPad);
+    // Padding slots at both ends keep neighbours off the slots' cache lines. `new T[n]` default-initializes: a
+    // trivial T stays unwritten, so the pages are only touched (made resident) as the producer reaches them,
+    // instead of zero-filling the whole ring (32 MiB at the default capacity) up front.
+    slots_ = std::unique_ptr<T[]>(new T[size_ + 2 * kPad]);
+    // Layout (rigtorp): the producer's index, its cached copy of the consumer's index and the consumer's index each
+    // start a cache line of their own, so neither side's stores invalidate the line the other side reads.
+    static_assert(alignof(SpscRing) == kCacheLine, "the ring object is cache-line aligned");
+    static_assert(sizeof(SpscRing) >= 4 * kCacheLine, "size_/slots_ line + one line per index");
   }
   SpscRing(const SpscRing&) = delete;
   SpscRing& operator=(const SpscRing&) = delete;
@@ -69,6 +75,7 @@ class SpscRing {
 
  private:
   static constexpr size_t kPad = (kCacheLine - 1) / sizeof(T) + 1;
+  static_assert(kPad * sizeof(T) >= kCacheLine, "padding covers a whole cache line at each end");
 
   const size_t size_;
   std::unique_ptr<T[]> slots_;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 from collections.abc import Iterable, Mapping
 
@@ -11,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from fastmeter import _core
+from fastmeter.env.readers import procfs_root
 from fastmeter.errors import ConfigError, MeterStateError, SourceUnavailableError, SpanError
 from fastmeter.sources import (
     HARDWARE_SOURCES,
@@ -34,6 +36,13 @@ NOMINAL_UPDATE_PERIOD_S = {"gpu": 0.1}
 # Added to every wait: on a loaded host the sampler's polls come tens of ms late, and a result that gives up before
 # the next poll would be provisional for nothing. The wait ends as soon as every counter has updated.
 SCHEDULING_SLACK_S = 0.1
+# Raw samples kept in RAM by default: a minute is enough for a recorder that flushes every few seconds to fall
+# behind without losing anything, and 10 channels at 1 kHz cost ~17 MB (28 bytes a sample).
+KEEP_SAMPLES_S = 60.0
+# Beyond that window, knots are thinned to this resolution (100 knots/s/channel, ~2.5 kB/s/channel).
+KNOT_RESOLUTION_US = 10_000
+# A year: bounds keep_samples_s so its nanoseconds fit an int64 with room to spare.
+MAX_KEEP_SAMPLES_S = 365 * 86400.0
 
 SAMPLES_SCHEMA = pa.schema(
     [
@@ -96,8 +105,14 @@ class Meter:
     period_us: sampling period, 50 (20 kHz) to 10_000_000.
     spin_us: busy-wait before each deadline; default 40 us below a 200 us period, else 0 (sleep only, the cheap
         choice). 50 at 1 kHz trades ~5% of a core for p99 deadline lateness of tens of us.
-    ring_capacity: samples the ring holds between drains (at every query, and on a timer when it could be a
-        quarter full, 10 ms to 1 s); a full ring drops and counts.
+    ring_capacity: samples the ring holds between drains (at every query, and on a timer that wakes when a
+        quarter of it, or 16k samples, should have arrived); a full ring drops and counts.
+    keep_samples_s: raw samples stay readable through `samples()` for this long (also bounded by the count the
+        nominal rate gives for it); older ones leave RAM. 0 keeps none. Long runs stream samples to a file with the
+        recorder (`fastmeter trace`) instead of keeping them here.
+    knot_resolution_us: knots (what energy queries read) older than keep_samples_s are thinned to this
+        resolution, keeping each kept knot's cumulative energy exact (docs/methodology.md, "Knot decimation");
+        0 keeps every knot.
     wait_final_s: how long a window's result waits for the counters' next update after its end, 0 to 1 s
         (default: 1.5 update periods, observed or else nominal, at most 1 s); then the value is provisional.
     schedule: "fixed" polls every source at every period; "adaptive" learns when each hardware field (NVML
@@ -122,6 +137,8 @@ class Meter:
         wait_final_s: float | None = None,
         schedule: str = "fixed",
         realtime: bool = True,
+        keep_samples_s: float = KEEP_SAMPLES_S,
+        knot_resolution_us: int = KNOT_RESOLUTION_US,
     ) -> None:
         if not isinstance(period_us, (int, np.integer)) or not MIN_PERIOD_US <= period_us <= MAX_PERIOD_US:
             raise ConfigError(
@@ -136,6 +153,13 @@ class Meter:
             raise ConfigError(f"ring_capacity={ring_capacity} is too small; use at least 1024 samples")
         if wait_final_s is not None and not 0 <= wait_final_s <= MAX_WAIT_FINAL_S:
             raise ConfigError(f"wait_final_s={wait_final_s!r} must be within 0..{MAX_WAIT_FINAL_S} s")
+        if not isinstance(keep_samples_s, (int, float)) or not 0 <= keep_samples_s <= MAX_KEEP_SAMPLES_S:
+            raise ConfigError(
+                f"keep_samples_s={keep_samples_s!r} must be a number of seconds from 0 to {MAX_KEEP_SAMPLES_S:.0f}; "
+                "stream longer runs to a file with the recorder (`fastmeter trace`)"
+            )
+        if not isinstance(knot_resolution_us, (int, np.integer)) or knot_resolution_us < 0:
+            raise ConfigError(f"knot_resolution_us={knot_resolution_us!r} must be an integer >= 0 (0 = keep all)")
         specs, skipped = _resolve_sources(sources, source_options or {})
         # With sources="auto": hardware sources left out, or partly left out (SourceInfo.left_out), and why
         # ("permission" ones name the fix).
@@ -150,6 +174,8 @@ class Meter:
                 ring_capacity,
                 schedule=schedule,
                 realtime=bool(realtime),
+                keep_samples_ns=round(keep_samples_s * 1e9),
+                knot_resolution_ns=int(knot_resolution_us) * 1000,
             )
         except _core.SourceError as e:
             message, kind = e.args
@@ -272,11 +298,17 @@ class Meter:
 
     # --- record ----------------------------------------------------------------------------------------------
     def sample_count(self) -> int:
+        """Samples recorded since start (absolute: includes those that have left RAM since)."""
         return int(self._core.sample_count())
 
     def samples(self, start: int = 0, stop: int | None = None) -> pa.Table:
-        """Samples [start, stop) in poll order: t_ns, channel, energy_j (cumulative J), power_w (nullable)."""
-        t, ch, e, p = self._core.samples(start, self.sample_count() if stop is None else stop)
+        """Samples [start, stop) in poll order: t_ns, channel, energy_j (cumulative J), power_w (nullable).
+        start/stop are absolute sequence numbers (`sample_count()` is the next one). Only the last keep_samples_s
+        stay in RAM: asking for older ones raises SpanError (stream long runs to a file with the recorder)."""
+        try:
+            t, ch, e, p = self._core.samples(start, self.sample_count() if stop is None else stop)
+        except _core.MeterError as err:
+            raise SpanError(str(err)) from None
         channel = pa.DictionaryArray.from_arrays(
             pa.array(ch.astype(np.int32, copy=False)), pa.array(self._names, pa.string())
         )
@@ -289,11 +321,17 @@ class Meter:
         channels ({channel: {polls, read_errors, poll_gap_max_ns}}), schedule ({channel: {state, period_s, misses,
         relocks, fields}} with schedule="adaptive"), errors ({channel: text} for failed channels),
         update_period_s ({channel: observed s between updates}), failed_at_ns ({channel: t_ns of its first failed
-        reading, or None})."""
+        reading, or None}).
+        Memory and queries: samples_kept (raw samples in RAM), samples_dropped_from_ram (older ones, no longer
+        readable through samples()), knots (over all channels), rss_bytes (this process; NaN if unreadable),
+        queries, query_p50_us / query_p99_us (latency of energy_between / cumulative_at calls, ~1% resolution;
+        NaN before the first)."""
         s = dict(self._core.stats())
         s["errors"] = {n: err for i, n in enumerate(self._names) if (err := self._core.channel_error(i))}
         s["update_period_s"] = dict(zip(self._names, self._core.update_periods_s()))
         s["failed_at_ns"] = self.failed_at_ns
+        s.update(self._core.record_stats())
+        s["rss_bytes"] = rss_bytes()
         return s
 
     @property
@@ -316,3 +354,13 @@ class Meter:
 
     def __repr__(self) -> str:
         return f"<Meter {self.state} sources={self.sources} period_us={self.period_us} channels={self._names}>"
+
+
+def rss_bytes() -> int | float:
+    """Resident set size of this process from procfs (FASTMETER_PROCFS_ROOT-aware); NaN when it cannot be read."""
+    try:
+        with open(procfs_root() / "self" / "statm", encoding="ascii") as f:
+            resident_pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return math.nan
+    return resident_pages * os.sysconf("SC_PAGE_SIZE")

@@ -186,11 +186,59 @@ class KnotBuilder:
         self.power_w.append(power_w)
 
     def observed_update_period_s(self) -> float:
-        """Median interval between updates (counter change points, or power changes): NaN with < 2 intervals."""
+        """Upper median interval between updates (counter change points, or power changes), as the centre of its
+        histogram bucket (`bucket_centre_ns`): NaN with < 2 intervals."""
         d = self._update_intervals_ns
         if len(d) < 2:
             return math.nan
-        return float(sorted(d)[len(d) // 2]) * 1e-9
+        return float(bucket_centre_ns(sorted(d)[len(d) // 2])) * 1e-9
+
+
+HISTOGRAM_TOP_NS = 2**40
+
+
+def bucket_centre_ns(v_ns: int) -> int:
+    """The value a ~1%-resolution histogram reports for v_ns (csrc/fastmeter/log_histogram.h): exact below 128 ns;
+    above, every power of two is split into 64 equal buckets, reported by their lower edge plus half their width;
+    2^40 ns and more share the last bucket below 2^40."""
+    v = min(max(int(v_ns), 0), HISTOGRAM_TOP_NS - 1)
+    if v < 128:
+        return v
+    width = 1 << (v.bit_length() - 7)
+    return v - v % width + width // 2
+
+
+def decimate_knots(
+    t_ns: Sequence[int],
+    energy_j: Sequence[float],
+    power_w: Sequence[float],
+    anchor: Sequence[bool],
+    resolution_ns: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The knots kept when a stretch of knots is thinned to resolution_ns (twin of decimate_knots in
+    csrc/fastmeter/knot_store.cpp, written from its specification): the first and last knots and the anchors are
+    the candidates; from each kept anchor, jump to the farthest anchor at most resolution_ns later, dropping all
+    between; when the next anchor is farther than that, keep every knot up to it."""
+    n = len(t_ns)
+    keep = list(range(n))
+    if n > 2:
+        anchors = [i for i in range(n) if anchor[i] or i in (0, n - 1)]
+        anchor_t = [int(t_ns[i]) for i in anchors]
+        keep = [0]
+        pos = 0
+        while anchors[pos] != n - 1:
+            far = bisect.bisect_right(anchor_t, anchor_t[pos] + resolution_ns) - 1
+            if far > pos:
+                keep.append(anchors[far])
+                pos = far
+            else:
+                keep.extend(range(anchors[pos] + 1, anchors[pos + 1] + 1))
+                pos += 1
+    return (
+        np.asarray([t_ns[i] for i in keep], dtype=np.int64),
+        np.asarray([energy_j[i] for i in keep], dtype=np.float64),
+        np.asarray([power_w[i] for i in keep], dtype=np.float64),
+    )
 
 
 Piece = tuple[int, int, float, bool]  # lo_ns, hi_ns, power_w, measured (a power reading's window)

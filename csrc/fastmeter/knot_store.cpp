@@ -1,0 +1,87 @@
+#include "fastmeter/knot_store.h"
+
+#include <algorithm>
+
+namespace fastmeter {
+
+size_t decimate_knots(Knot* k, const uint8_t* anchor, size_t n, int64_t resolution_ns) noexcept {
+  if (n <= 2) return n;
+  size_t out = 1;  // k[0] stays
+  size_t a = 0;    // the newest kept anchor (input index)
+  while (a + 1 < n) {
+    // The farthest anchor within resolution_ns of a, and the first anchor after a.
+    size_t far = 0, next = 0;
+    for (size_t j = a + 1; j < n; ++j) {
+      const bool is_anchor = anchor[j] != 0 || j == n - 1;
+      if (!is_anchor) continue;
+      if (next == 0) next = j;
+      if (k[j].t_ns - k[a].t_ns > resolution_ns) break;
+      far = j;
+    }
+    if (far != 0) {
+      k[out++] = k[far];  // merge: everything between a and far goes
+      a = far;
+    } else {
+      for (size_t j = a + 1; j <= next; ++j) k[out++] = k[j];  // interval longer than the resolution: kept whole
+      a = next;
+    }
+  }
+  return out;
+}
+
+void KnotStore::push(const Knot& k, bool anchor) {
+  if (chunks_.empty() || (chunks_.back().knots.size() >= kChunk && chunks_.back().anchor.back())) {
+    // A chunk ends at an anchor and the next starts with a copy of it, so a decimated chunk never splits an
+    // interval between anchors.
+    Chunk c;
+    c.knots.reserve(kChunk + 64);
+    c.anchor.reserve(kChunk + 64);
+    if (!chunks_.empty()) {
+      c.knots.push_back(chunks_.back().knots.back());
+      c.anchor.push_back(1);
+    }
+    chunks_.push_back(std::move(c));
+  }
+  chunks_.back().knots.push_back(k);
+  chunks_.back().anchor.push_back(anchor ? 1 : 0);
+}
+
+size_t KnotStore::size() const noexcept {
+  size_t n = settled_.empty() ? 0 : settled_.size() - 1;
+  for (const Chunk& c : chunks_) n += c.knots.size() - 1;
+  return chunks_.empty() ? n : n + 1;
+}
+
+void KnotStore::clear() noexcept {
+  settled_.clear();
+  chunks_.clear();
+}
+
+void KnotStore::settle_before(int64_t cutoff_ns, int64_t resolution_ns) {
+  while (chunks_.size() >= 2 && chunks_.front().knots.back().t_ns < cutoff_ns) {
+    Chunk& c = chunks_.front();
+    const size_t m = decimate_knots(c.knots.data(), c.anchor.data(), c.knots.size(), resolution_ns);
+    // The chunk's first knot is settled_'s last already.
+    settled_.insert(settled_.end(), c.knots.begin() + (settled_.empty() ? 0 : 1), c.knots.begin() + m);
+    chunks_.pop_front();
+  }
+}
+
+KnotSpan KnotStore::span_for(int64_t t_ns) const noexcept {
+  if (chunks_.empty()) return {nullptr, 0};
+  if (!settled_.empty() && t_ns <= settled_.back().t_ns) return {settled_.data(), settled_.size()};
+  // The last chunk that starts at or before t_ns (the first one for an instant before every knot).
+  const auto it = std::upper_bound(chunks_.begin(), chunks_.end(), t_ns,
+                                   [](int64_t t, const Chunk& c) { return t < c.knots.front().t_ns; });
+  const Chunk& c = it == chunks_.begin() ? chunks_.front() : *(it - 1);
+  return {c.knots.data(), c.knots.size()};
+}
+
+std::vector<Knot> KnotStore::to_vector() const {
+  std::vector<Knot> out(settled_);
+  for (const Chunk& c : chunks_)
+    out.insert(out.end(), c.knots.begin() + (out.empty() ? 0 : 1), c.knots.end());
+  return out;
+}
+
+}  // namespace fastmeter

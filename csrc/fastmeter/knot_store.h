@@ -1,0 +1,70 @@
+// Where a channel's knots live, and how old ones are thinned so a run of any length keeps bounded memory.
+//
+// Recent knots are kept as made, in chunks of about kChunk knots; consecutive chunks share one knot (the last of
+// one is the first of the next), so any instant between two knots lies inside a single chunk and energy_at over
+// that chunk gives bit for bit what it gives over all knots. Chunks older than a cutoff (the Meter's raw-sample
+// window) are decimated to a time resolution into one `settled` array, which shares its last knot with the first
+// chunk in the same way.
+//
+// Decimation (decimate_knots) keeps every kept knot's cumulative energy exact. It only ever merges whole update
+// intervals: an "anchor" is a knot at a change point (every knot of a power-integrated channel; the change points of
+// a counter channel, not the knots that power fusion puts inside an interval). From each kept anchor it jumps to the
+// farthest anchor at most resolution_ns later, dropping everything in between; when the next anchor is farther than
+// that, the interval up to it is kept whole, with its inner knots. So a counter that updates more slowly than the
+// resolution (GPUs: ~100 ms) keeps every knot, and its queries are unchanged to the last bit; a faster channel's
+// curve changes only inside merged intervals, where both curves run between the same two exact knots and never
+// decrease, so they differ by at most the energy of that interval (docs/methodology.md, "Knot decimation").
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <vector>
+
+namespace fastmeter {
+
+// A point of a channel's cumulative-energy curve, with the power there as the curve's slope. power_w is NaN where
+// no power reading applies: the curve then takes the secant to the neighbouring knot as the slope.
+struct Knot {
+  int64_t t_ns;
+  double energy_j;
+  double power_w;
+};
+
+struct KnotSpan {
+  const Knot* data;
+  size_t size;
+};
+
+// Thins knots[0..n) in place (see above) and returns how many remain, first and last always among them.
+// anchor[0] and anchor[n - 1] are treated as set. O(n).
+size_t decimate_knots(Knot* knots, const uint8_t* anchor, size_t n, int64_t resolution_ns) noexcept;
+
+class KnotStore {
+ public:
+  static constexpr size_t kChunk = 4096;
+
+  void push(const Knot& k, bool anchor);
+  bool empty() const noexcept { return chunks_.empty(); }
+  size_t size() const noexcept;  // knots kept, each counted once; O(number of chunks)
+  bool single() const noexcept { return settled_.empty() && chunks_.size() == 1 && chunks_[0].knots.size() == 1; }
+  Knot& back() noexcept { return chunks_.back().knots.back(); }
+  const Knot& back() const noexcept { return chunks_.back().knots.back(); }
+  void clear() noexcept;
+  // Decimates the chunks (all but the newest) whose knots all lie before cutoff_ns. O(1) when none qualifies.
+  void settle_before(int64_t cutoff_ns, int64_t resolution_ns);
+  // The contiguous knots whose range holds t_ns (or the end ones, for an instant outside every knot): energy_at
+  // over it equals energy_at over the whole curve. O(log n). Empty when there are no knots.
+  KnotSpan span_for(int64_t t_ns) const noexcept;
+  // Every knot in order, once each (for tests; O(n)).
+  std::vector<Knot> to_vector() const;
+
+ private:
+  struct Chunk {
+    std::vector<Knot> knots;
+    std::vector<uint8_t> anchor;
+  };
+  std::vector<Knot> settled_;  // decimated; its last knot is chunks_.front()'s first
+  std::deque<Chunk> chunks_;
+};
+
+}  // namespace fastmeter
