@@ -24,31 +24,15 @@ void BoundBuilder::push(int64_t t_ns, double energy_j, double power_w, bool coun
   if (std::isfinite(power_w)) seen_max_w_ = std::max(seen_max_w_, power_w);
   if (!counter) return;
   if (points_.empty()) {
-    points_.push_back({kUnknownNs, t_ns, energy_j});
+    points_.push({kUnknownNs, t_ns, energy_j});
   } else if (changed) {
     const ChangePoint& prev = points_.back();
     // The energy between two changes was spent within (prev.lo, t]: its mean over that stretch is at most the peak.
     if (prev.lo_ns != kUnknownNs && t_ns > prev.lo_ns)
       seen_max_w_ = std::max(seen_max_w_, (energy_j - prev.energy_j) / (static_cast<double>(t_ns - prev.lo_ns) * 1e-9));
-    points_.push_back({last_counter_ns_, t_ns, energy_j});
+    points_.push({last_counter_ns_, t_ns, energy_j});
   }
   last_counter_ns_ = t_ns;
-}
-
-void BoundBuilder::thin_before(int64_t cutoff_ns, int64_t resolution_ns) {
-  const auto first = points_.begin() + static_cast<std::ptrdiff_t>(thinned_);
-  const auto old_end = std::lower_bound(first, points_.end(), cutoff_ns,
-                                        [](const ChangePoint& x, int64_t t) { return x.hi_ns < t; });
-  const auto old = static_cast<size_t>(old_end - first);
-  // Act once the old points reach a quarter of the recent ones: memory stays within 1.25x the window's points,
-  // and each point is moved about four times (the recent ones slide down at every pass).
-  if (old < 1024 || 4 * old < static_cast<size_t>(points_.end() - old_end)) return;
-  // A subset of the points keeps their (lo, hi] disjoint and in order: range_at stays valid, only wider.
-  size_t out = thinned_;
-  for (auto it = first; it != old_end; ++it)
-    if (out == 0 || it->hi_ns - points_[out - 1].hi_ns >= resolution_ns) points_[out++] = *it;
-  points_.erase(points_.begin() + static_cast<std::ptrdiff_t>(out), old_end);
-  thinned_ = out;
 }
 
 double BoundBuilder::max_power_w() const noexcept { return seen_max_w_ > 0.0 ? kPowerBoundMargin * seen_max_w_ : kInf; }
@@ -57,21 +41,21 @@ EnergyRange BoundBuilder::range_at(int64_t t_ns) const noexcept {
   if (points_.empty()) return {-kInf, kInf};
   const double p = max_power_w();
   // Points are in time order and their (lo, hi] never overlap. c: the first point not certainly before t.
-  const auto c = std::upper_bound(points_.begin(), points_.end(), t_ns,
-                                  [](int64_t t, const ChangePoint& x) { return t < x.hi_ns; });
+  const ChangePointStore::Around near = points_.around(t_ns);
+  const ChangePoint* c = near.at;
   double lo = -kInf, hi = kInf;
-  if (c != points_.begin()) {  // a: the newest point certainly at or before t
-    const ChangePoint& a = c[-1];
+  if (near.before) {  // a: the newest point certainly at or before t
+    const ChangePoint& a = *near.before;
     lo = a.energy_j;
     hi = a.energy_j + reach_j(p, a.lo_ns, t_ns);
   }
-  auto b = c;
-  if (c != points_.end() && c->lo_ns < t_ns) {  // c may lie on either side of t
+  const ChangePoint* b = c;
+  if (c && c->lo_ns < t_ns) {  // c may lie on either side of t
     lo = std::max(lo, c->energy_j - reach_j(p, t_ns, c->hi_ns));
     hi = std::min(hi, c->energy_j + reach_j(p, c->lo_ns, t_ns));
-    ++b;
+    b = near.after;
   }
-  if (b != points_.end()) {  // b: the oldest point certainly after t
+  if (b) {  // b: the oldest point certainly after t
     hi = std::min(hi, b->energy_j);
     lo = std::max(lo, b->energy_j - reach_j(p, t_ns, b->hi_ns));
   }

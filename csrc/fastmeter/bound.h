@@ -3,20 +3,14 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
-#include <vector>
+
+#include "fastmeter/change_points.h"
 
 namespace fastmeter {
 
 // True power may exceed the largest power seen on a channel (every reading is an average, so peaks lie above it):
 // the bound assumes 0 <= P(t) <= kPowerBoundMargin x that largest power. Python: validity.POWER_BOUND_MARGIN.
 constexpr double kPowerBoundMargin = 2.0;
-
-// A counter value first read at hi_ns that the previous counter read (at lo_ns) did not see yet: the true cumulative
-// energy equals energy_j at one unknown instant in (lo_ns, hi_ns]. The first reading has lo_ns = INT64_MIN.
-struct ChangePoint {
-  int64_t lo_ns, hi_ns;
-  double energy_j;
-};
 
 // An interval holding the true value; an end is infinite where nothing observed limits it.
 struct EnergyRange {
@@ -42,14 +36,14 @@ class BoundBuilder {
   bool updated_since(int64_t t_ns) const noexcept;
   // Thins change points older than cutoff_ns to one per resolution_ns, so a long run keeps bounded memory (a RAPL
   // counter makes one per poll). Ranges only widen: by at most the energy of resolution_ns at the power limit.
-  // Amortized O(1) per point: it acts only once the old, unthinned points reach a quarter of the recent ones.
-  void thin_before(int64_t cutoff_ns, int64_t resolution_ns);
+  // Whole chunks at a time (change_points.h): O(1) per point.
+  void thin_before(int64_t cutoff_ns, int64_t resolution_ns) { points_.thin_before(cutoff_ns, resolution_ns); }
   size_t points() const noexcept { return points_.size(); }
+  size_t bytes() const noexcept { return points_.bytes(); }
 
  private:
   double unit_j_;
-  std::vector<ChangePoint> points_;
-  size_t thinned_ = 0;  // points_[0, thinned_) are already thinned
+  ChangePointStore points_;
   int64_t last_counter_ns_ = 0;
   double seen_max_w_ = 0.0;
 };
