@@ -120,6 +120,7 @@ py::dict record_stats_dict(const RecordStats& s) {
   d["samples_kept"] = s.samples_kept;
   d["samples_dropped_from_ram"] = s.samples_dropped_from_ram;
   d["knots"] = s.knots;
+  d["change_points"] = s.change_points;
   d["queries"] = s.queries;
   d["query_p50_us"] = s.query_p50_us;
   d["query_p99_us"] = s.query_p99_us;

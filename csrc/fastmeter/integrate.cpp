@@ -117,7 +117,42 @@ std::vector<Piece> fuse_interval(int64_t a_ns, int64_t b_ns, double de_j, const 
   return out;
 }
 
+// One window for neighbours a and b (b starts where a ends or later): over both spans, with their mean power, so a gap
+// between them is taken to have that mean power too.
+PowerWindow merged(const PowerWindow& a, const PowerWindow& b) {
+  const int64_t a_ns = a.hi_ns - a.lo_ns, b_ns = b.hi_ns - b.lo_ns;
+  const double p_w = (a.power_w * ns_to_s(a_ns) + b.power_w * ns_to_s(b_ns)) / ns_to_s(a_ns + b_ns);
+  return {a.lo_ns, b.hi_ns, p_w};
+}
+
 }  // namespace
+
+void KnotBuilder::add_window(PowerWindow w) {
+  if (!pending_.empty()) {
+    // fuse_interval gives time two windows share to the earlier one: keep only what w adds (nothing, if it ends
+    // first). This changes no interval's pieces, and makes every window start where the previous one ends or later.
+    w.lo_ns = std::max(w.lo_ns, pending_.back().hi_ns);
+    if (w.hi_ns <= w.lo_ns) return;
+    if (merge_ns_ > 0 && w.hi_ns - pending_.back().lo_ns <= merge_ns_) {
+      pending_.back() = merged(pending_.back(), w);
+      return;
+    }
+  }
+  pending_.push_back(w);
+  if (pending_.size() <= kMaxPendingWindows) return;
+  // Merged windows span at most merge_ns_, and a new one starts only past the previous one's start + merge_ns_, so
+  // every two advance by more than merge_ns_: at this resolution at most half the limit remain.
+  const int64_t span_ns = pending_.back().hi_ns - pending_.front().lo_ns;
+  merge_ns_ = std::max({2 * merge_ns_, span_ns / static_cast<int64_t>(kMaxPendingWindows / 4), int64_t{1}});
+  size_t out = 0;
+  for (size_t i = 1; i < pending_.size(); ++i) {
+    if (pending_[i].hi_ns - pending_[out].lo_ns <= merge_ns_)
+      pending_[out] = merged(pending_[out], pending_[i]);
+    else
+      pending_[++out] = pending_[i];
+  }
+  pending_.resize(out + 1);
+}
 
 void KnotBuilder::push(int64_t t_ns, double energy_j, double power_w, bool counter, bool changed) {
   if (!any_) first_poll_ns_ = t_ns;
@@ -133,7 +168,8 @@ void KnotBuilder::push(int64_t t_ns, double energy_j, double power_w, bool count
     update_intervals_ns_.clear();
   }
   if (counter_mode_) {
-    if (power_changed) pending_.push_back({s_ns - power_window_ns_, s_ns, power_w});
+    // A window of no length never holds any of an interval's time (fuse_interval drops it): not worth keeping.
+    if (power_changed && power_window_ns_ > 0) add_window({s_ns - power_window_ns_, s_ns, power_w});
     if (counter) {
       if (changed && have_valid_) {
         // The first change point went mid-way between polls, as for a counter that moved at an unknown instant.
@@ -172,6 +208,7 @@ void KnotBuilder::close_interval(int64_t b_ns, double e_b, double latest_power_w
   note_update(b_ns);
   std::vector<PowerWindow> pending;
   pending.swap(pending_);
+  merge_ns_ = 0;
   if (knots_.empty()) {
     knots_.push({b_ns, e_b, latest_power_w}, true);
     return;

@@ -52,6 +52,10 @@ struct PowerWindow {
   double power_w;
 };
 
+// Power windows one counter interval keeps for fusion. A counter that stops changing while power keeps changing
+// would grow the list without bound; past this many, they are merged to a common time resolution (KnotBuilder).
+constexpr size_t kMaxPendingWindows = 1024;
+
 // Collects knots from a channel's samples in time order.
 //
 // Counter channels (any sample with counter set switches the builder to this mode for good): the counter refreshes
@@ -68,7 +72,12 @@ struct PowerWindow {
 // average describes the middle of its window (pass 0 for instantaneous power).
 //
 // Memory: knots older than a cutoff the owner chooses (settle_before) are decimated to resolution_ns (knot_store.h);
-// the update-period statistic is a fixed-size histogram. Both are O(1) per sample.
+// the update-period statistic is a fixed-size histogram. Both are O(1) per sample. The power windows of the open
+// interval are at most kMaxPendingWindows: when one more arrives, neighbours are merged into windows no longer than a
+// resolution (chosen to leave at most about half, and at least doubled at each such pass), and later windows join
+// the newest one while it stays within that resolution. A merged window has the mean power of what fusion takes
+// from its members, over their whole span, so only the curve's shape inside that interval coarsens; its energy stays
+// the counter's. Amortized O(1) per window.
 class KnotBuilder {
  public:
   KnotBuilder() = default;
@@ -88,12 +97,14 @@ class KnotBuilder {
 
  private:
   void note_update(int64_t t_ns);
+  void add_window(PowerWindow w);
   void close_interval(int64_t b_ns, double energy_j, double latest_power_w);
 
   int64_t power_window_ns_ = kNvmlPowerWindowNs;
   int64_t resolution_ns_ = 0;
   KnotStore knots_;
   std::vector<PowerWindow> pending_;  // power windows seen since the newest counter knot
+  int64_t merge_ns_ = 0;              // longest merged window once pending_ overflowed; 0: every window as read
   MedianHistogram update_intervals_ns_;
   int64_t first_poll_ns_ = 0, last_poll_ns_ = 0;
   int64_t last_valid_ns_ = 0, last_power_ns_ = 0, last_update_ns_ = 0;

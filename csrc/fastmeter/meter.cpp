@@ -351,6 +351,7 @@ RecordStats Meter::record_stats() {
     out.samples_kept = record_.kept();
     out.samples_dropped_from_ram = record_.first_seq();
     for (const KnotBuilder& kb : knots_) out.knots += kb.knots().size();
+    for (const BoundBuilder& b : bounds_) out.change_points += b.points();
   }
   out.queries = query_ns_.count();
   const double nan = std::numeric_limits<double>::quiet_NaN();

@@ -36,6 +36,7 @@ struct RecordConfig {
 struct RecordStats {
   uint64_t samples_kept = 0, samples_dropped_from_ram = 0;
   uint64_t knots = 0;                                // over all channels
+  uint64_t change_points = 0;                        // the error bound's, over all channels (bound.h)
   double query_p50_us = 0.0, query_p99_us = 0.0;     // energy_between / cumulative_at calls; NaN before any
   uint64_t queries = 0;
 };

@@ -323,7 +323,8 @@ class Meter:
         update_period_s ({channel: observed s between updates}), failed_at_ns ({channel: t_ns of its first failed
         reading, or None}).
         Memory and queries: samples_kept (raw samples in RAM), samples_dropped_from_ram (older ones, no longer
-        readable through samples()), knots (over all channels), rss_bytes (this process; NaN if unreadable),
+        readable through samples()), knots and change_points (what energy queries and their error bounds read,
+        over all channels), rss_bytes (this process; NaN if unreadable),
         queries, query_p50_us / query_p99_us (latency of energy_between / cumulative_at calls, ~1% resolution;
         NaN before the first)."""
         s = dict(self._core.stats())

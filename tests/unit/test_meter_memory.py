@@ -16,6 +16,7 @@ from tests.emulators.nvml import FakeNvml, GpuSpec, Square
 
 RECORD_CHUNK = 8192  # SampleRecord::kChunk: samples leave RAM a chunk at a time
 KNOT_CHUNK = 4096  # KnotStore::kChunk: knots are decimated a chunk at a time
+POINT_CHUNK = 4096  # ChangePointStore::kChunk: the error bound's change points are thinned a chunk at a time
 
 
 def run_until_polls(m: fastmeter.Meter, polls: int) -> None:
@@ -46,10 +47,13 @@ def test_raw_sample_window_stays_bounded_by_count() -> None:
         assert t[-1] - t[0] <= (cap + RECORD_CHUNK) // channels * period_us * 1000 * 4
         with pytest.raises(SpanError, match=r"keep_samples_s=0\.05 s.*fastmeter trace"):
             m.samples(0, first)
-    # Knots are decimated beyond the window: far fewer than one per poll per channel.
+    # Knots and the error bound's change points (the synthetic counter changes at every poll) are thinned beyond
+    # the window: far fewer than one per poll per channel; at most the window's, two chunks' and one per 10 ms.
     s = m.stats()
     assert s["knots"] < channels * (s["elapsed_s"] / 0.01 + keep_s * 1e6 / period_us + 2 * KNOT_CHUNK + 2)
     assert s["knots"] < s["polls"] * channels / 2
+    assert s["change_points"] < channels * (s["elapsed_s"] / 0.01 + keep_s * 1e6 / period_us + 2 * POINT_CHUNK + 2)
+    assert s["change_points"] < s["polls"] * channels / 2
 
 
 def test_keep_none_still_answers_energy_queries() -> None:
@@ -93,9 +97,11 @@ def test_fast_counter_queries_move_within_the_stated_bound_after_decimation() ->
         # Decimation needs the grid older than the window and its knot chunk closed behind it.
         run_until_polls(m, m.stats()["polls"] + 3 * KNOT_CHUNK + int(keep_s * 1e6 / period_us))
         after = m.cumulative_at(grid)["synthetic0"]
-        between_after = [m.energy_between(a, b)["synthetic0"] for a, b in spans]
+        results_after = [m.span(a, b) for a, b in spans]
+        between_after = [r.energy_j["synthetic0"] for r in results_after]
         s = m.stats()
         assert s["knots"] < s["polls"] / 2  # it did thin the knots out
+        assert s["change_points"] < s["polls"] / 2  # and the error bound's change points
     # Stated bound: a kept interval spans at most the resolution (or one poll gap), and inside it both curves run
     # monotonically between the same exact knots: they differ by at most its energy.
     bound_j = (wave.base_w + wave.amp_w) * max(res_us * 1000, max_gap_ns) * 1e-9
@@ -103,6 +109,10 @@ def test_fast_counter_queries_move_within_the_stated_bound_after_decimation() ->
     assert np.any(after != before)  # not vacuous: the curve did change inside merged intervals
     for x, y in zip(between_before, between_after):
         assert abs(x - y) <= 2 * bound_j
+    # The error bounds over the thinned past are wider, never wrong: the truth stays within them.
+    for (a, b), r in zip(spans, results_after):
+        assert math.isfinite(r.bound_j["synthetic0"])
+        assert abs(r.energy_j["synthetic0"] - wave.energy_between_j(t0, a, b)) <= r.bound_j["synthetic0"]
 
 
 def test_counter_queries_are_bit_identical_after_their_samples_leave_ram(fake_nvml: FakeNvml) -> None:

@@ -21,6 +21,8 @@ READ_FAILED = 1 << 2
 
 # NVML instant power (field 186) on A100/H100 is the average of the ~25 ms before the value becomes visible.
 NVML_POWER_WINDOW_NS = 25_000_000
+# kMaxPendingWindows: power windows one counter interval keeps before they are merged to a common resolution.
+MAX_PENDING_WINDOWS = 1024
 
 
 def _half(d: int) -> int:
@@ -99,6 +101,7 @@ class KnotBuilder:
     """Twin of fastmeter::KnotBuilder; knots are (t_ns, energy_j, power_w) lists kept in three parallel lists."""
 
     power_window_ns: int = NVML_POWER_WINDOW_NS
+    max_pending_windows: int = MAX_PENDING_WINDOWS
     t_ns: list[int] = field(default_factory=list)
     energy_j: list[float] = field(default_factory=list)
     power_w: list[float] = field(default_factory=list)
@@ -114,6 +117,7 @@ class KnotBuilder:
     _last_power_w: float = 0.0
     _last_power_ns: int = 0
     _pending: list[tuple[int, int, float]] = field(default_factory=list)
+    _merge_ns: int = 0
     _have_update: bool = False
     _last_update_ns: int = 0
     _update_intervals_ns: list[int] = field(default_factory=list)
@@ -132,8 +136,8 @@ class KnotBuilder:
             self._have_update = False
             self._update_intervals_ns.clear()
         if self._counter_mode:
-            if power_changed:
-                self._pending.append((s_ns - self.power_window_ns, s_ns, power_w))
+            if power_changed and self.power_window_ns > 0:
+                self._add_window((s_ns - self.power_window_ns, s_ns, power_w))
             if counter:
                 if changed and self._have_valid:
                     # Twin of the first-knot move in KnotBuilder::push (integrate.cpp).
@@ -162,9 +166,34 @@ class KnotBuilder:
         self._last_update_ns = t_ns
         self._have_update = True
 
+    def _add_window(self, w: tuple[int, int, float]) -> None:
+        """Twin of KnotBuilder::add_window."""
+        pending = self._pending
+        if pending:
+            lo = max(w[0], pending[-1][1])  # _fuse gives shared time to the earlier window
+            if w[1] <= lo:
+                return
+            w = (lo, w[1], w[2])
+            if self._merge_ns > 0 and w[1] - pending[-1][0] <= self._merge_ns:
+                pending[-1] = _merged(pending[-1], w)
+                return
+        pending.append(w)
+        if len(pending) <= self.max_pending_windows:
+            return
+        span_ns = pending[-1][1] - pending[0][0]
+        self._merge_ns = max(2 * self._merge_ns, span_ns // (self.max_pending_windows // 4), 1)
+        groups = [pending[0]]
+        for x in pending[1:]:
+            if x[1] - groups[-1][0] <= self._merge_ns:
+                groups[-1] = _merged(groups[-1], x)
+            else:
+                groups.append(x)
+        self._pending = groups
+
     def _close(self, b_ns: int, e_b: float, latest_power_w: float) -> None:
         self._note_update(b_ns)
         pending, self._pending = self._pending, []
+        self._merge_ns = 0
         if not self.t_ns:
             self._append(b_ns, e_b, latest_power_w)
             return
@@ -251,6 +280,15 @@ def _knot_slope(left: Piece, right: Piece) -> float:
     return left[2] if left[3] else right[2]
 
 
+def _merged(a: tuple[int, int, float], b: tuple[int, int, float]) -> tuple[int, int, float]:
+    """Twin of `merged` (integrate.cpp): a and b (b starting at a's end or later) as one window over both spans,
+    with their mean power."""
+    a_ns = a[1] - a[0]
+    b_ns = b[1] - b[0]
+    p_w = (a[2] * (float(a_ns) * 1e-9) + b[2] * (float(b_ns) * 1e-9)) / (float(a_ns + b_ns) * 1e-9)
+    return (a[0], b[1], p_w)
+
+
 def _fuse(a_ns: int, b_ns: int, de_j: float, pending: list[tuple[int, int, float]]) -> list[Piece]:
     """Constant-power pieces covering [a_ns, b_ns] that hold exactly de_j (twin of fuse_interval in C++)."""
     span_ns = b_ns - a_ns
@@ -306,9 +344,11 @@ def build_knots(
     counter: Sequence[bool],
     changed: Sequence[bool],
     power_window_ns: int = NVML_POWER_WINDOW_NS,
+    max_pending_windows: int = MAX_PENDING_WINDOWS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Feeds a stream to a KnotBuilder: (knot_t_ns int64, knot_energy_j, knot_power_w, observed_update_period_s)."""
-    kb = KnotBuilder(power_window_ns=int(power_window_ns))
+    """Feeds a stream to a KnotBuilder: (knot_t_ns int64, knot_energy_j, knot_power_w, observed_update_period_s).
+    max_pending_windows other than the native one's is for tests (e.g. a curve that never merges)."""
+    kb = KnotBuilder(power_window_ns=int(power_window_ns), max_pending_windows=int(max_pending_windows))
     for i in range(len(t_ns)):
         kb.push(int(t_ns[i]), float(energy_j[i]), float(power_w[i]), bool(counter[i]), bool(changed[i]))
     return (
