@@ -47,7 +47,8 @@ void KnotStore::push(const Knot& k, bool anchor) {
 }
 
 size_t KnotStore::size() const noexcept {
-  size_t n = settled_.empty() ? 0 : settled_.size() - 1;
+  size_t n = 0;  // each chunk's last knot is the next one's first: count it there (the very last, once at the end)
+  for (const std::vector<Knot>& s : settled_) n += s.size() - 1;
   for (const Chunk& c : chunks_) n += c.knots.size() - 1;
   return chunks_.empty() ? n : n + 1;
 }
@@ -62,15 +63,30 @@ void KnotStore::settle_before(int64_t cutoff_ns, int64_t resolution_ns) {
     Chunk& c = chunks_.front();
     const size_t m = decimate_knots(c.knots.data(), c.anchor.data(), c.knots.size(), resolution_ns);
     // The chunk's first knot is settled_'s last already.
-    settled_.insert(settled_.end(), c.knots.begin() + (settled_.empty() ? 0 : 1), c.knots.begin() + m);
+    for (size_t i = settled_.empty() ? 0 : 1; i < m; ++i) settle(c.knots[i]);
     chunks_.pop_front();
   }
 }
 
+void KnotStore::settle(const Knot& k) {
+  if (settled_.empty() || settled_.back().size() >= kChunk) {
+    std::vector<Knot> s;
+    s.reserve(kChunk);
+    if (!settled_.empty()) s.push_back(settled_.back().back());  // shared, so every instant lies inside one chunk
+    settled_.push_back(std::move(s));
+  }
+  settled_.back().push_back(k);
+}
+
 KnotSpan KnotStore::span_for(int64_t t_ns) const noexcept {
   if (chunks_.empty()) return {nullptr, 0};
-  if (!settled_.empty() && t_ns <= settled_.back().t_ns) return {settled_.data(), settled_.size()};
-  // The last chunk that starts at or before t_ns (the first one for an instant before every knot).
+  // In either part, the last chunk that starts at or before t_ns (the first one for an instant before every knot).
+  if (!settled_.empty() && t_ns <= settled_.back().back().t_ns) {
+    const auto it = std::upper_bound(settled_.begin(), settled_.end(), t_ns,
+                                     [](int64_t t, const std::vector<Knot>& s) { return t < s.front().t_ns; });
+    const std::vector<Knot>& s = it == settled_.begin() ? settled_.front() : *(it - 1);
+    return {s.data(), s.size()};
+  }
   const auto it = std::upper_bound(chunks_.begin(), chunks_.end(), t_ns,
                                    [](int64_t t, const Chunk& c) { return t < c.knots.front().t_ns; });
   const Chunk& c = it == chunks_.begin() ? chunks_.front() : *(it - 1);
@@ -78,9 +94,12 @@ KnotSpan KnotStore::span_for(int64_t t_ns) const noexcept {
 }
 
 std::vector<Knot> KnotStore::to_vector() const {
-  std::vector<Knot> out(settled_);
-  for (const Chunk& c : chunks_)
-    out.insert(out.end(), c.knots.begin() + (out.empty() ? 0 : 1), c.knots.end());
+  std::vector<Knot> out;
+  const auto add = [&out](const std::vector<Knot>& k) {
+    out.insert(out.end(), k.begin() + (out.empty() ? 0 : 1), k.end());
+  };
+  for (const std::vector<Knot>& s : settled_) add(s);
+  for (const Chunk& c : chunks_) add(c.knots);
   return out;
 }
 

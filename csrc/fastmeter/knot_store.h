@@ -3,8 +3,9 @@
 // Recent knots are kept as made, in chunks of about kChunk knots; consecutive chunks share one knot (the last of
 // one is the first of the next), so any instant between two knots lies inside a single chunk and energy_at over
 // that chunk gives bit for bit what it gives over all knots. Chunks older than a cutoff (the Meter's raw-sample
-// window) are decimated to a time resolution into one `settled` array, which shares its last knot with the first
-// chunk in the same way.
+// window) are decimated to a time resolution into `settled` chunks of up to kChunk knots, which share their
+// boundary knots in the same way (the last one's last knot is the first recent chunk's first): a long run's history
+// grows a chunk at a time, never copied to a larger array while the Meter's mutex is held.
 //
 // Decimation (decimate_knots) keeps every kept knot's cumulative energy exact. It only ever merges whole update
 // intervals: an "anchor" is a knot at a change point (every knot of a power-integrated channel; the change points of
@@ -63,7 +64,9 @@ class KnotStore {
     std::vector<Knot> knots;
     std::vector<uint8_t> anchor;
   };
-  std::vector<Knot> settled_;  // decimated; its last knot is chunks_.front()'s first
+  void settle(const Knot& k);  // appends one decimated knot to the history
+
+  std::deque<std::vector<Knot>> settled_;  // decimated, each chunk's last knot the next one's first
   std::deque<Chunk> chunks_;
 };
 
