@@ -2,8 +2,9 @@
 
 A synthetic source with 16 channels at 10 kHz (160k samples/s: the sample count of ~2 hours of 8 GPUs + CPU at
 1 kHz in 10 minutes) runs with the Meter's defaults (keep_samples_s=60, knot_resolution_us=10000). Every
-`--every` seconds it records the process RSS, what the Meter keeps (raw samples, knots) and the latency of a burst
-of window queries, half over 100 ms ending 50 ms ago and half over random spans of the whole run (the decimated past).
+`--every` seconds it records the process RSS, what the Meter keeps (raw samples, knots, the error bound's change
+points) and the latency of a burst of window queries, half over 100 ms ending 50 ms ago and half over random spans
+of the whole run (the decimated past).
 
     python -m benchmarks.bench_memory --duration 600        (the recorded run: ~10 minutes)
     python -m benchmarks.bench_memory --duration 60 --every 10     (a smoke run)
@@ -80,6 +81,7 @@ def measure(duration_s: float, every_s: float, progress=None) -> dict:
                     "samples": m.sample_count(),
                     "samples_kept": s["samples_kept"],
                     "knots": s["knots"],
+                    "change_points": s["change_points"],
                     "query_p50_us": float(np.percentile(both, 50)),
                     "query_p99_us": float(np.percentile(both, 99)),
                     "recent_p99_us": float(np.percentile(recent, 99)),
@@ -140,6 +142,7 @@ def plot(result: dict, path: Path) -> None:
     a.plot(t_min, [p["rss_bytes"] / 2**20 for p in pts], marker="o", label="process RSS")
     a.plot(t_min, [p["samples_kept"] * 28 / 2**20 for p in pts], marker=".", label="raw samples kept (28 B each)")
     a.plot(t_min, [p["knots"] * 25 / 2**20 for p in pts], marker=".", label="knots kept (≤ 25 B each)")
+    a.plot(t_min, [p["change_points"] * 24 / 2**20 for p in pts], marker=".", label="change points (24 B each)")
     a.set_ylabel("MB")
     a.set_ylim(0, 1.45 * max(p["rss_bytes"] for p in pts) / 2**20)  # room for the legend above the curves
     a.set_title(f"{result['channels']} synthetic channels at {1e3 / result['period_us']:g} kHz, Meter defaults")
