@@ -11,6 +11,7 @@ namespace fastmeter {
 namespace {
 
 constexpr double kSPerNs = 1e-9;
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // Events at the same time are applied in this order, so a request that starts, emits and ends at one instant
 // ends up inactive with weight 0. build_events emits them kind by kind and the sort by time is stable.
@@ -99,6 +100,14 @@ class EdgePower {
   CurveCursor behind_, ahead_;
   int64_t window_ns_;
 };
+
+// Error bound of E(c) at a cut strictly between curve points (e0 +- b0) and (e1 +- b1), with e_c interpolated between
+// them: the true curve is non-decreasing, so true E(c) lies in [e0 - b0, e1 + b1] (docs/attribution.md). NaN where
+// either bound is unknown.
+double between_points_bound_j(double e0, double b0, double e_c, double e1, double b1) {
+  if (std::isnan(b0) || std::isnan(b1)) return kNaN;
+  return std::max(e_c - (e0 - b0), (e1 + b1) - e_c);
+}
 
 // Stable LSD radix sort by time, 11 bits a pass over (t - t_min); passes where every key shares the digit are
 // skipped. Several times faster than std::sort on millions of events, and stability keeps the kind order.
@@ -218,6 +227,7 @@ void attribute(const AttributionInput& in, AttributionOutput& out) {
 
   const int64_t* t = in.t_ns;
   const double* e = in.energy_j;
+  const double* bound = in.bound_j;
   const size_t n_pts = in.n_points;
   const int64_t t_first = t[0], t_last = t[n_pts - 1];
   const auto clip = [&](int64_t c) { return std::min(std::max(c, t_first), t_last); };
@@ -249,13 +259,17 @@ void attribute(const AttributionInput& in, AttributionOutput& out) {
   size_t i = 0, k = 0, cut = 0;
   while (i < n_pts || k < ev.size()) {
     const int64_t c = k == ev.size() ? t[i] : (i == n_pts ? ev[k].t_ns : std::min(t[i], ev[k].t_ns));
-    double e_c;
+    double e_c, b_c = kNaN;  // E(c) and the bound of its error (NaN: unknown)
     if (i < n_pts && t[i] == c) {
+      if (bound) b_c = bound[i];
       e_c = e[i++];
     } else if (i == 0 || i == n_pts) {
-      e_c = e[i == 0 ? 0 : n_pts - 1];  // flat outside the curve's span
+      const size_t edge = i == 0 ? 0 : n_pts - 1;  // flat outside the curve's span
+      e_c = e[edge];
+      if (bound) b_c = bound[edge];
     } else {
       e_c = e[i - 1] + (e[i] - e[i - 1]) * (static_cast<double>(c - t[i - 1]) / static_cast<double>(t[i] - t[i - 1]));
+      if (bound) b_c = between_points_bound_j(e[i - 1], bound[i - 1], e_c, e[i], bound[i]);
     }
     if (have_prev) {  // the elementary interval (prev_c, c]: shares are constant inside it
       const double de = e_c - prev_e;
@@ -314,8 +328,9 @@ void attribute(const AttributionInput& in, AttributionOutput& out) {
     }
     const Side after{n_active, n_weighted, total_weight.value()};
     // The error of E(c) moves energy between the intervals either side of c; a request's share of it is the
-    // change of its share across c (summation by parts), see docs/attribution.md.
-    const double u_j = edge_power.power_w(c, e_c) * period_s / 2.0;
+    // change of its share across c (summation by parts), see docs/attribution.md. u(c) is the given bound of
+    // E(c), or where that is unknown the heuristic power near c x half the update period.
+    const double u_j = std::isnan(b_c) ? edge_power.power_w(c, e_c) * period_s / 2.0 : b_c;
     uh_j += u_j * std::fabs(before.per_weight() - after.per_weight());
     uf_j += u_j * std::fabs(before.per_fallback() - after.per_fallback());
     for (size_t m = 0; m < touched.size(); ++m) {  // its own share change, then reopen its run

@@ -20,6 +20,7 @@ def constant_power(power_w: float = 100.0, seconds: int = 10) -> tuple[np.ndarra
 
 def run(starts, ends, first=None, *, curve=None, backend="native", **kw):
     t, e = constant_power() if curve is None else curve
+
     def sec(xs):
         return np.array([round(x * S) for x in xs], dtype=np.int64)
 

@@ -54,9 +54,7 @@ def test_native_agrees_with_twin(case):
     native = attribute(**case, backend="native")
     twin = attribute(**case, backend="reference")
     for key in KEYS:
-        np.testing.assert_allclose(
-            getattr(native, key), getattr(twin, key), rtol=1e-9, atol=tolerance(native)
-        )
+        np.testing.assert_allclose(getattr(native, key), getattr(twin, key), rtol=1e-9, atol=tolerance(native))
     for key in ("idle_j", "total_j"):
         assert abs(getattr(native, key) - getattr(twin, key)) <= tolerance(native)
     assert abs(native.idle_s - twin.idle_s) <= 1e-15 + 1e-12 * native.span_s
@@ -68,9 +66,7 @@ def test_energy_and_time_are_conserved(case):
     a = attribute(**case)
     assert abs(a.energy_j.sum() + a.idle_j - a.total_j) <= tolerance(a)
     assert abs(a.attributed_s.sum() + a.idle_s - a.span_s) <= 1e-12 * max(1.0, a.span_s)
-    np.testing.assert_allclose(
-        a.prefill_energy_j + a.decode_energy_j, a.energy_j, rtol=1e-12, atol=tolerance(a)
-    )
+    np.testing.assert_allclose(a.prefill_energy_j + a.decode_energy_j, a.energy_j, rtol=1e-12, atol=tolerance(a))
     assert (a.energy_j >= -tolerance(a)).all()
     assert (a.uncertainty_j >= 0).all()
 

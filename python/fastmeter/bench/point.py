@@ -289,7 +289,7 @@ def _finish(
     net_j = None
     if targets and span[1] > span[0]:
         periods = [p for p in meter.stats()["update_period_s"].values() if not math.isnan(p)]  # type: ignore[union-attr]
-        a = attribute_requests(
+        a, uncertainty = attribute_requests(
             meter_curve(meter, delays_ns),
             [records[i] for i in targets],
             span,
@@ -310,6 +310,7 @@ def _finish(
             idle_s=a.idle_s,
             requests_j=math.fsum(a.energy_j),
             update_period_s=a.update_period_s,
+            **uncertainty,
         )
         if idle_total_w is not None:
             # The run's net energy is the sum of its parts, so requests' net + idle net == run net exactly.
