@@ -42,6 +42,7 @@ struct RequestState {
   double energy_j = 0.0;
   double attributed_s = 0.0;
   double uncertainty_j = 0.0;
+  double unknown = 0.0;  // share change seen at cuts whose u is unknown: > 0 makes its uncertainty NaN
   size_t last_cut = std::numeric_limits<size_t>::max();
   bool active = false;
 };
@@ -231,6 +232,7 @@ void attribute(const AttributionInput& in, AttributionOutput& out) {
   const size_t n_pts = in.n_points;
   const int64_t t_first = t[0], t_last = t[n_pts - 1];
   const auto clip = [&](int64_t c) { return std::min(std::max(c, t_first), t_last); };
+  const bool period_known = !std::isnan(in.update_period_s);
   const double period_s = std::isfinite(in.update_period_s) ? std::max(0.0, in.update_period_s) : 0.0;
   EdgePower edge_power(t, e, n_pts, static_cast<int64_t>(std::llround(period_s * 1e9)));
 
@@ -241,7 +243,8 @@ void attribute(const AttributionInput& in, AttributionOutput& out) {
 
   // Prefix sums over the intervals swept so far: energy and time per unit weight (weighted intervals) and per
   // zero-weight active request (fallback intervals); uncertainty per unit weight / per zero-weight request.
-  double h_j = 0.0, h_s = 0.0, f_j = 0.0, f_s = 0.0, uh_j = 0.0, uf_j = 0.0;
+  // The same for unknown u(c), counting share change instead of joules (exactly 0 for a request that saw none).
+  double h_j = 0.0, h_s = 0.0, f_j = 0.0, f_s = 0.0, uh_j = 0.0, uf_j = 0.0, nh = 0.0, nf = 0.0;
   int64_t n_active = 0, n_weighted = 0;
   CompensatedSum total_weight;
   const auto set_weight = [&](RequestState& s, double w) {
@@ -307,6 +310,7 @@ void attribute(const AttributionInput& in, AttributionOutput& out) {
         s.energy_j += s.weight * h_j + (fallback ? f_j : 0.0);
         s.attributed_s += s.weight * h_s + (fallback ? f_s : 0.0);
         s.uncertainty_j += s.weight * uh_j + (fallback ? uf_j : 0.0);
+        s.unknown += s.weight * nh + (fallback ? nf : 0.0);
       }
       switch (ev[k].code >> kKindShift) {
         case kStart:
@@ -330,17 +334,26 @@ void attribute(const AttributionInput& in, AttributionOutput& out) {
     // The error of E(c) moves energy between the intervals either side of c; a request's share of it is the
     // change of its share across c (summation by parts), see docs/attribution.md. u(c) is the given bound of
     // E(c), or where that is unknown the heuristic power near c x half the update period.
-    const double u_j = std::isnan(b_c) ? edge_power.power_w(c, e_c) * period_s / 2.0 : b_c;
-    uh_j += u_j * std::fabs(before.per_weight() - after.per_weight());
-    uf_j += u_j * std::fabs(before.per_fallback() - after.per_fallback());
+    const double heuristic_j = period_known ? edge_power.power_w(c, e_c) * period_s / 2.0 : kNaN;
+    const double u = std::isnan(b_c) ? heuristic_j : b_c;
+    const double u_j = std::isnan(u) ? 0.0 : u, unknown = std::isnan(u) ? 1.0 : 0.0;
+    const double d_weight = std::fabs(before.per_weight() - after.per_weight());
+    const double d_fallback = std::fabs(before.per_fallback() - after.per_fallback());
+    uh_j += u_j * d_weight;
+    uf_j += u_j * d_fallback;
+    nh += unknown * d_weight;
+    nf += unknown * d_fallback;
     for (size_t m = 0; m < touched.size(); ++m) {  // its own share change, then reopen its run
       RequestState& s = req[touched[m]];
       const double share_before = before.share(touched_weight[m], touched_active[m] != 0);
-      s.uncertainty_j += u_j * std::fabs(share_before - after.share(s.weight, s.active));
+      const double d_share = std::fabs(share_before - after.share(s.weight, s.active));
+      s.uncertainty_j += u_j * d_share;
+      s.unknown += unknown * d_share;
       const bool fallback = s.active && s.weight == 0.0;
       s.energy_j -= s.weight * h_j + (fallback ? f_j : 0.0);
       s.attributed_s -= s.weight * h_s + (fallback ? f_s : 0.0);
       s.uncertainty_j -= s.weight * uh_j + (fallback ? uf_j : 0.0);
+      s.unknown -= s.weight * nh + (fallback ? nf : 0.0);
     }
     ++cut;
   }
@@ -348,7 +361,7 @@ void attribute(const AttributionInput& in, AttributionOutput& out) {
   for (size_t r = 0; r < in.n_requests; ++r) {
     out.energy_j[r] = req[r].energy_j;
     out.attributed_s[r] = req[r].attributed_s;
-    out.uncertainty_j[r] = req[r].uncertainty_j;
+    out.uncertainty_j[r] = req[r].unknown > 0.0 ? kNaN : req[r].uncertainty_j;
     if (!in.has_first_token[r]) out.prefill_energy_j[r] = req[r].energy_j;
   }
   out.idle_j = idle_j;

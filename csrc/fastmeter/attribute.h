@@ -37,7 +37,9 @@ struct AttributionInput {
   size_t n_chunks = 0;
 
   AttributionMethod method = AttributionMethod::kTimeShare;
-  double update_period_s = 0.0;  // counter refresh period behind the heuristic uncertainty; 0 = none
+  // Counter refresh period behind the heuristic uncertainty; 0 = none; NaN = unknown, so a request whose share
+  // changes at a cut without a known bound gets uncertainty NaN.
+  double update_period_s = 0.0;
 };
 
 // Per-request arrays (n_requests each) are written by attribute(); the caller owns them.

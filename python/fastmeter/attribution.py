@@ -96,7 +96,8 @@ def attribute(
     chunk_offsets, chunk_t_ns, chunk_tokens: token chunks, request r owns ``[offsets[r], offsets[r+1])``;
         required by ``method="token-weighted"``.
     update_period_s: counter refresh period behind the heuristic ``uncertainty_j``; None infers it
-        (``infer_update_period_s``), which is only right when the curve is raw counter samples.
+        (``infer_update_period_s``), which is only right when the curve is raw counter samples; NaN: unknown, so a
+        request whose share changes at a cut without a known bound gets ``uncertainty_j`` NaN.
     bound_j: per curve point, a bound of the error of ``energy_j`` there (J, >= 0; NaN where unknown), e.g. the
         sum over channels of ``Meter.cumulative_at(t, with_bound=True)`` bounds (``bounded_total_curve``). Where
         known, it replaces the heuristic and ``uncertainty_j`` bounds each request's error rigorously.
@@ -115,9 +116,12 @@ def attribute(
     ft, has_ft = _first_token(first_token_ns, len(start))
     _check_requests(start, end, ft, has_ft)
     offsets, ct, ck = _chunks(chunk_offsets, chunk_t_ns, chunk_tokens, start, end, method)
-    period_s = (
-        infer_update_period_s(t, e) if update_period_s is None else _non_negative("update_period_s", update_period_s)
-    )
+    if update_period_s is None:
+        period_s = infer_update_period_s(t, e)
+    elif isinstance(update_period_s, float) and math.isnan(update_period_s):
+        period_s = math.nan
+    else:
+        period_s = _non_negative("update_period_s", update_period_s)
     idle_w = _idle_power(idle_power_w)
 
     args = (t, e, start, end, ft, has_ft.astype(np.uint8), offsets, ct, ck, method, period_s, bound)

@@ -110,6 +110,6 @@ def uncertainty_info(a: Attribution, points: BoundedCurve) -> dict[str, Any]:
         info["uncertainty_reason"] = (
             f"no error bound at {a.heuristic_points} of {len(points.energy_j)} cut instants (a counted channel "
             "without an energy counter, or outside its record): there uncertainty_j uses the update-period "
-            "estimate, which is not a rigorous bound"
+            "estimate, which is not a rigorous bound, and is NaN when no update period is known"
         )
     return info

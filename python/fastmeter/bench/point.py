@@ -288,6 +288,7 @@ def _finish(
     failed_j = 0.0
     net_j = None
     if targets and span[1] > span[0]:
+        # NaN when no counted channel has a known update period: the heuristic uncertainty is then unknown, not 0.
         periods = [p for p in meter.stats()["update_period_s"].values() if not math.isnan(p)]  # type: ignore[union-attr]
         a, uncertainty = attribute_requests(
             meter_curve(meter, delays_ns),
@@ -295,7 +296,7 @@ def _finish(
             span,
             cfg.bench.attribution,
             idle_total_w,
-            max(periods, default=0.0),
+            max(periods, default=math.nan),
         )
         for k in ENERGY_COLUMNS:
             per_request[k][targets] = getattr(a, k)

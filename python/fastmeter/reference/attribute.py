@@ -131,19 +131,21 @@ def attribute(
 
     # Summation by parts: request energy = sum over cuts c of E(c) * (share before c - share after c), so an
     # error of at most u(c) in E(c) moves at most u(c) * |share change| of energy into or out of the request.
-    # u(c) is the given bound of E(c); where none is known, the power near c times half the update period.
-    window_ns = math.floor(update_period_s * 1e9 + 0.5)
+    # u(c) is the given bound of E(c); where none is known, the power near c times half the update period; with
+    # that period unknown too (NaN), u(c) is unknown and so is the uncertainty of every request whose share changes.
+    window_ns = 0 if math.isnan(update_period_s) else math.floor(update_period_s * 1e9 + 0.5)
     bounds = [math.nan] * len(t_ns) if bound_j is None else [float(x) for x in bound_j]
     zero = [0.0] * n
     unc = [0.0] * n
     for m, c in enumerate(cuts):
         u_j = _bound_at(t_ns, energy_j, bounds, c)
-        if math.isnan(u_j):
+        if math.isnan(u_j) and not math.isnan(update_period_s):
             u_j = _edge_power_w(t_ns, energy_j, c, window_ns) * update_period_s / 2 if update_period_s > 0 else 0.0
         before = shares[m - 1] if m > 0 else zero
         after = shares[m] if m < len(shares) else zero
         for r in range(n):
-            unc[r] += u_j * abs(before[r] - after[r])
+            if before[r] != after[r]:
+                unc[r] += u_j * abs(before[r] - after[r])
     out["uncertainty_j"] = unc
     out.update(idle_j=idle_j, idle_s=idle_s, total_j=energy_j[-1] - energy_j[0], span_s=(t_last - t_first) * S_PER_NS)
     return out
