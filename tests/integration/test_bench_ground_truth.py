@@ -59,8 +59,18 @@ def true_curve_attribution(spec: GpuSpec, out: Path, method: str) -> np.ndarray:
     starts, ends = clip(req.column("send_ns")), clip(req.column("end_ns"))
     cuts = np.union1d(event_times(starts, ends, first, chunk_t), [lo, hi])
     truth_j = np.array([spec.energy_j(lo, int(c)) for c in cuts])
-    a = attribute(cuts, truth_j, starts, ends, first, chunk_offsets=offsets, chunk_t_ns=chunk_t,
-                  chunk_tokens=chunk_k, method=method, backend="reference")
+    a = attribute(
+        cuts,
+        truth_j,
+        starts,
+        ends,
+        first,
+        chunk_offsets=offsets,
+        chunk_t_ns=chunk_t,
+        chunk_tokens=chunk_k,
+        method=method,
+        backend="reference",
+    )
     return a.energy_j
 
 
@@ -89,8 +99,9 @@ def test_each_requests_error_lies_within_its_uncertainty(fake_nvml: FakeNvml, tm
     assert (bound < run["attribution"]["total_j"]).all() and (error > 0).any()
 
 
-def test_a_gpu_without_energy_counter_falls_back_to_the_heuristic_and_says_so(fake_nvml: FakeNvml,
-                                                                             tmp_path: Path) -> None:
+def test_a_gpu_without_energy_counter_falls_back_to_the_heuristic_and_says_so(
+    fake_nvml: FakeNvml, tmp_path: Path
+) -> None:
     fake_nvml.configure([GpuSpec(waveform=Square(100.0, 400.0, 0.17, 0.3), no_energy_counter=True)])
     out = tmp_path / "run"
     with openai_server() as server:
@@ -108,9 +119,21 @@ def test_a_gpu_without_energy_counter_falls_back_to_the_heuristic_and_says_so(fa
 
 
 def bench_args(url: str, out: Path, **extra: str) -> list[str]:
-    args = {"server-kind": "openai", "base-url": url, "model": "tiny", "workload-kind": "random",
-            "input-tokens": "8", "output-tokens": "12", "concurrency": "3", "num-requests": "15",
-            "warmup-requests": "2", "sources": "nvml", "period-us": "1000", "metrics-enabled": "false", **extra}
+    args = {
+        "server-kind": "openai",
+        "base-url": url,
+        "model": "tiny",
+        "workload-kind": "random",
+        "input-tokens": "8",
+        "output-tokens": "12",
+        "concurrency": "3",
+        "num-requests": "15",
+        "warmup-requests": "2",
+        "sources": "nvml",
+        "period-us": "1000",
+        "metrics-enabled": "false",
+        **extra,
+    }
     # The emulator makes every run synthetic (emulated_source): --allow-degraded accepts that chosen source.
     return ["bench", "-o", str(out), "--allow-degraded", *[x for k, v in args.items() for x in (f"--{k}", v)]]
 
@@ -152,8 +175,7 @@ def test_per_request_energy_matches_the_waveform(fake_nvml: FakeNvml, tmp_path: 
     assert "energy-to-solution" in r.output and "J / output token" in r.output
 
 
-def test_failed_requests_are_recorded_and_excluded_from_per_token_figures(fake_nvml: FakeNvml,
-                                                                         tmp_path: Path) -> None:
+def test_failed_requests_are_recorded_and_excluded_from_per_token_figures(fake_nvml: FakeNvml, tmp_path: Path) -> None:
     fake_nvml.configure([GpuSpec(waveform=Square(100.0, 200.0, 0.05, 0.5))])
     out = tmp_path / "run"
     with openai_server(fail=lambda i: i in (4, 7)) as server:  # two measured requests fail (2 warm-ups first)
@@ -174,8 +196,9 @@ def test_concurrency_sweep_marks_the_best_point_within_the_slo(fake_nvml: FakeNv
     fake_nvml.configure([GpuSpec(waveform=Square(100.0, 200.0, 0.05, 0.5))])
     out = tmp_path / "sweep"
     with openai_server() as server:
-        r = CliRunner().invoke(main, bench_args(server.url, out, concurrency="1,4", **{"num-requests": "8",
-                                                                                        "slo-ttft-p99-ms": "1000"}))
+        r = CliRunner().invoke(
+            main, bench_args(server.url, out, concurrency="1,4", **{"num-requests": "8", "slo-ttft-p99-ms": "1000"})
+        )
     assert r.exit_code == 0, r.output
     sweep = json.loads((out / "sweep.json").read_text())
     assert [p["point"] for p in sweep["points"]] == ["concurrency-1", "concurrency-4"]
@@ -190,8 +213,10 @@ def test_bench_rejects_bad_config_with_the_key_named(tmp_path: Path) -> None:
     bad.write_text('[server]\nkind = "grpc"\nbase_url = "http://x"\n[workload]\nkind = "random"\n[load]\n')
     r = CliRunner().invoke(main, ["bench", str(bad), "-o", str(tmp_path / "o")])
     assert r.exit_code == 2 and "[server].kind must be one of openai, tgi" in r.output
-    r = CliRunner().invoke(main, ["bench", str(bad), "--server-kind", "openai", "--model", "m",
-                                  "--input-tokens", "4", "--output-tokens", "4"])
+    r = CliRunner().invoke(
+        main,
+        ["bench", str(bad), "--server-kind", "openai", "--model", "m", "--input-tokens", "4", "--output-tokens", "4"],
+    )
     assert r.exit_code == 2 and "no run directory given" in r.output
 
 
@@ -200,10 +225,14 @@ def test_calibrated_counter_delay_is_corrected(fake_nvml: FakeNvml, tmp_path: Pa
     waveform over the requests' true intervals; without it, the lag shifts energy between requests."""
     (spec,) = fake_nvml.configure([GpuSpec(waveform=Square(100.0, 600.0, 0.06, 0.5), counter_delay_ms=40.0)])
     calibration = tmp_path / "calibration.json"
-    calibration.write_text(json.dumps({
-        "schema": "fastmeter.calibration/1",
-        "gpus": [{"index": 0, "uuid": spec.uuid or "", "fields": {"energy_counter": {"delay_ms": 40.0}}}],
-    }))
+    calibration.write_text(
+        json.dumps(
+            {
+                "schema": "fastmeter.calibration/1",
+                "gpus": [{"index": 0, "uuid": spec.uuid or "", "fields": {"energy_counter": {"delay_ms": 40.0}}}],
+            }
+        )
+    )
     errors = {}
     for name, extra in (("calibrated", {"calibration": str(calibration)}), ("raw", {})):
         out = tmp_path / name
