@@ -22,9 +22,6 @@ if TYPE_CHECKING:
 
 METHODS = ("time-share", "token-weighted")
 BACKENDS = ("native", "reference")
-# What `uncertainty_j` is: "bound" when every curve point's error bound was known (then |energy_j - energy_j on the
-# true curve| <= uncertainty_j for every request), "heuristic" when the update-period estimate served somewhere.
-UNCERTAINTY_KINDS = ("bound", "heuristic")
 
 
 @dataclass(frozen=True)
@@ -34,8 +31,9 @@ class Attribution:
     ``sum(energy_j) + idle_j == total_j`` to float rounding. ``net_energy_j`` is NaN unless an idle power was
     given. Only energy inside the curve's span ``[t_ns[0], t_ns[-1]]`` is known and attributed;
     ``requests_outside_span`` counts requests that reach beyond it. ``uncertainty`` says what ``uncertainty_j``
-    is (UNCERTAINTY_KINDS); ``heuristic_points`` counts the curve points without a known bound, where the
-    heuristic served (all of them when no bound was given).
+    is: "bound" when every curve point's error bound was known (then ``|energy_j - energy_j on the true curve| <=
+    uncertainty_j`` for every request), "heuristic" when the update-period estimate served somewhere;
+    ``heuristic_points`` counts the curve points without a known bound (all of them when no bound was given).
     """
 
     method: str
