@@ -359,7 +359,8 @@ class Meter:
 def rss_bytes() -> int | float:
     """Resident set size of this process from procfs (FASTMETER_PROCFS_ROOT-aware); NaN when it cannot be read."""
     try:
-        with open(procfs_root() / "self" / "statm", encoding="ascii") as f:
+        # Bytes, not text: no codec lookup, so it works after a process dropped the privilege to read the stdlib.
+        with open(procfs_root() / "self" / "statm", "rb") as f:
             resident_pages = int(f.read().split()[1])
     except (OSError, ValueError, IndexError):
         return math.nan

@@ -45,7 +45,7 @@ def trace_proc(out: Path, *args: str, preexec_fn=None) -> subprocess.Popen[str]:
 def wait_for(path: Path, proc: subprocess.Popen[str]) -> None:
     """Until `path` has content: the shell creates the file before `echo` writes to it."""
     deadline = time.monotonic() + 30
-    while not (path.exists() and path.read_text().strip()):
+    while not (path.exists() and path.read_bytes().strip()):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.02)

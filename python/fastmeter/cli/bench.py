@@ -138,16 +138,25 @@ def _options(f: Any) -> Any:
 
 
 class _Progress:
-    """Requests done / failed, redrawn in place on a terminal."""
+    """Measured requests done / failed (warm-up ones counted apart, as the summary does), redrawn in place on a
+    terminal."""
 
     def __init__(self) -> None:
+        self.warmup = 0
         self.done = 0
         self.failed = 0
 
     def __call__(self, rec: RequestRecord) -> None:
-        self.done += 1
-        self.failed += not rec.ok
-        click.echo(f"\r  requests {self.done}  failed {self.failed} ", nl=False, err=True)
+        if rec.warmup:
+            self.warmup += 1
+        else:
+            self.done += 1
+            self.failed += not rec.ok
+        click.echo(f"\r  {self.line()} ", nl=False, err=True)
+
+    def line(self) -> str:
+        warmup = f"warm-up {self.warmup}  " if self.warmup else ""
+        return f"{warmup}requests {self.done}  failed {self.failed}"
 
 
 def _notify(kind: str, text: str) -> None:
