@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from fastmeter.attribution import attribute, event_times
 from fastmeter.cli import main
-from tests.emulators.nvml import FakeNvml, GpuSpec, Square
+from tests.emulators.nvml import Constant, FakeNvml, GpuSpec, Square
 from tests.emulators.openai_server import openai_server
 
 
@@ -102,7 +102,8 @@ def test_each_requests_error_lies_within_its_uncertainty(fake_nvml: FakeNvml, tm
 def test_a_gpu_without_energy_counter_falls_back_to_the_heuristic_and_says_so(
     fake_nvml: FakeNvml, tmp_path: Path
 ) -> None:
-    fake_nvml.configure([GpuSpec(waveform=Square(100.0, 400.0, 0.17, 0.3), no_energy_counter=True)])
+    # Steady power: its readings never change, so they show no update period either.
+    fake_nvml.configure([GpuSpec(waveform=Constant(300.0), no_energy_counter=True)])
     out = tmp_path / "run"
     with openai_server() as server:
         r = CliRunner().invoke(main, bench_args(server.url, out, **{"num-requests": "4"}))
@@ -112,7 +113,7 @@ def test_a_gpu_without_energy_counter_falls_back_to_the_heuristic_and_says_so(
     assert a["uncertainty_heuristic_points"] > 0
     assert a["uncertainty_unbounded_channels"] == {"gpu0": a["uncertainty_heuristic_points"]}
     assert "not a rigorous bound" in a["uncertainty_reason"]
-    # Power readings alone give no counter update period either: the uncertainty is unknown, never 0.
+    # Neither a bound nor an update period: the uncertainty is unknown, never 0.
     assert a["update_period_s"] is None
     measured = read(out / "requests.arrow").to_pandas().query("not warmup")
     assert measured.uncertainty_j.isna().all() and (measured.energy_j > 0).all()
