@@ -224,7 +224,9 @@ def test_bench_rejects_bad_config_with_the_key_named(tmp_path: Path) -> None:
 def test_calibrated_counter_delay_is_corrected(fake_nvml: FakeNvml, tmp_path: Path) -> None:
     """A GPU whose counter lags reality by 40 ms: with a calibration file saying so, per-request energy matches the
     waveform over the requests' true intervals; without it, the lag shifts energy between requests."""
-    (spec,) = fake_nvml.configure([GpuSpec(waveform=Square(100.0, 600.0, 0.06, 0.5), counter_delay_ms=40.0)])
+    # A 200 ms period, far from a request's ~58 ms: a request covering a whole period would see its average power
+    # whatever the lag, and the uncorrected run would look right by chance.
+    (spec,) = fake_nvml.configure([GpuSpec(waveform=Square(100.0, 600.0, 0.2, 0.5), counter_delay_ms=40.0)])
     calibration = tmp_path / "calibration.json"
     calibration.write_text(
         json.dumps(
