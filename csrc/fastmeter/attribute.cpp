@@ -12,6 +12,9 @@ namespace {
 
 constexpr double kSPerNs = 1e-9;
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+// Total share change at cuts with unknown u(c) above which a request's uncertainty is unknown; below it, the change
+// is float rounding of the shares (w x 1/w need not be exactly 1). Twin: SHARE_ROUNDING.
+constexpr double kShareRounding = 1e-9;
 
 // Events at the same time are applied in this order, so a request that starts, emits and ends at one instant
 // ends up inactive with weight 0. build_events emits them kind by kind and the sort by time is stable.
@@ -42,7 +45,7 @@ struct RequestState {
   double energy_j = 0.0;
   double attributed_s = 0.0;
   double uncertainty_j = 0.0;
-  double unknown = 0.0;  // share change seen at cuts whose u is unknown: > 0 makes its uncertainty NaN
+  double unknown = 0.0;  // share change seen at cuts whose u is unknown: above kShareRounding, uncertainty NaN
   size_t last_cut = std::numeric_limits<size_t>::max();
   bool active = false;
 };
@@ -243,7 +246,7 @@ void attribute(const AttributionInput& in, AttributionOutput& out) {
 
   // Prefix sums over the intervals swept so far: energy and time per unit weight (weighted intervals) and per
   // zero-weight active request (fallback intervals); uncertainty per unit weight / per zero-weight request.
-  // The same for unknown u(c), counting share change instead of joules (exactly 0 for a request that saw none).
+  // The same for unknown u(c), counting share change instead of joules.
   double h_j = 0.0, h_s = 0.0, f_j = 0.0, f_s = 0.0, uh_j = 0.0, uf_j = 0.0, nh = 0.0, nf = 0.0;
   int64_t n_active = 0, n_weighted = 0;
   CompensatedSum total_weight;
@@ -361,7 +364,7 @@ void attribute(const AttributionInput& in, AttributionOutput& out) {
   for (size_t r = 0; r < in.n_requests; ++r) {
     out.energy_j[r] = req[r].energy_j;
     out.attributed_s[r] = req[r].attributed_s;
-    out.uncertainty_j[r] = req[r].unknown > 0.0 ? kNaN : req[r].uncertainty_j;
+    out.uncertainty_j[r] = req[r].unknown > kShareRounding ? kNaN : req[r].uncertainty_j;
     if (!in.has_first_token[r]) out.prefill_energy_j[r] = req[r].energy_j;
   }
   out.idle_j = idle_j;

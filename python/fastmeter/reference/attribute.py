@@ -12,6 +12,8 @@ import math
 from collections.abc import Sequence
 
 S_PER_NS = 1e-9
+# A request's total share change at cuts with unknown u(c) up to this is float rounding, not a change.
+SHARE_ROUNDING = 1e-9
 
 
 def _energy_at(t_ns: Sequence[int], energy_j: Sequence[float], c: int) -> float:
@@ -137,6 +139,7 @@ def attribute(
     bounds = [math.nan] * len(t_ns) if bound_j is None else [float(x) for x in bound_j]
     zero = [0.0] * n
     unc = [0.0] * n
+    unknown = [0.0] * n  # share change at cuts whose u(c) is unknown
     for m, c in enumerate(cuts):
         u_j = _bound_at(t_ns, energy_j, bounds, c)
         if math.isnan(u_j) and not math.isnan(update_period_s):
@@ -144,8 +147,10 @@ def attribute(
         before = shares[m - 1] if m > 0 else zero
         after = shares[m] if m < len(shares) else zero
         for r in range(n):
-            if before[r] != after[r]:
+            if math.isnan(u_j):
+                unknown[r] += abs(before[r] - after[r])
+            else:
                 unc[r] += u_j * abs(before[r] - after[r])
-    out["uncertainty_j"] = unc
+    out["uncertainty_j"] = [math.nan if unknown[r] > SHARE_ROUNDING else unc[r] for r in range(n)]
     out.update(idle_j=idle_j, idle_s=idle_s, total_j=energy_j[-1] - energy_j[0], span_s=(t_last - t_first) * S_PER_NS)
     return out
