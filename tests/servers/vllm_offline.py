@@ -43,8 +43,8 @@ def main(model_dir: str, max_tokens: int, out_path: str) -> None:
         before_ns = time.monotonic_ns()
         records, span = generate(llm, PROMPTS, params)
         after_ns = time.monotonic_ns()
-        # the curve bench uses; the synthetic counter updates at every poll
-        attribution = attribute_requests(
+        # the curve bench uses (with its error bound); the synthetic counter updates at every poll
+        attribution, _ = attribute_requests(
             meter_curve(meter), records, span, "token-weighted", None, METER_PERIOD_US * 1e-6
         )
         requests = []
