@@ -207,15 +207,16 @@ def bounded_total_curve(meter: Meter, t_ns: Any, *, delays_ns: Mapping[str, int]
         if not c.in_total:
             continue
         e, b = meter.cumulative_at(t + delays_ns.get(c.name, 0), with_bound=True)[c.name]
-        if not np.all(np.isnan(e)):
-            total += np.nan_to_num(e)
+        # Unknown stays unknown: an instant where a counted channel has no value has no total (never a partial sum).
+        total += e
         bound += b
         if n_unknown := int(np.count_nonzero(np.isnan(b))):
             unbounded[c.name] = n_unknown
     # Each channel's curve is monotone; rounding in the sum must not make the total step backwards (the bounds
-    # carry a relative float margin far above that rounding).
-    energy = np.maximum.accumulate(total) if len(total) else total
-    return BoundedCurve(energy, bound, unbounded)
+    # carry a relative float margin far above that rounding). NaN instants are left out of that and stay NaN.
+    known = ~np.isnan(total)
+    total[known] = np.maximum.accumulate(total[known]) if known.any() else total[known]
+    return BoundedCurve(total, bound, unbounded)
 
 
 def _sorted_unique(x: np.ndarray) -> np.ndarray:

@@ -150,8 +150,11 @@ def run_point(
     with interrupt.caught():
         if measured.stopped_ns is None and measured.span_ns[1] > measured.span_ns[0]:
             # validity: wait (bounded) for each counter's next update after the load, so the span's end is
-            # measured, not extrapolated (`provisional_end`).
-            meter.span(*measured.span_ns)
+            # measured, not extrapolated (`provisional_end`); a counter calibrated to lag by d is read at end + d.
+            lag_ns = max(channel_delays_ns(meter, calibration).values(), default=0)
+            end_ns = measured.span_ns[1] + lag_ns
+            time.sleep(max(0, end_ns - time.monotonic_ns()) * 1e-9)
+            meter.span(measured.span_ns[0], end_ns)
         recorder.stop()
         span = measured.span_ns
         if measured.stopped_ns is not None:
