@@ -39,6 +39,7 @@ BENCHMARKS = {
     "memory": "benchmarks.bench_memory",
     "trace_memory": "benchmarks.bench_trace_memory",
     "bound": "benchmarks.bench_bound",
+    "request_bound": "benchmarks.bench_request_bound",
     "schedule": "benchmarks.bench_schedule",
 }
 

@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <optional>
 
 #include "fastmeter/attribute.h"
 #include "fastmeter/bound.h"
@@ -373,9 +374,10 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "attribute",
       [](I64 t_ns, F64 energy_j, I64 start_ns, I64 end_ns, I64 first_token_ns, U8 has_first_token,
-         I64 chunk_offsets, I64 chunk_t_ns, I64 chunk_tokens, const std::string& method, double update_period_s) {
+         I64 chunk_offsets, I64 chunk_t_ns, I64 chunk_tokens, const std::string& method, double update_period_s,
+         std::optional<F64> bound_j) {
         const size_t n = static_cast<size_t>(start_ns.size());
-        if (t_ns.size() != energy_j.size() || end_ns.size() != start_ns.size() ||
+        if (t_ns.size() != energy_j.size() || (bound_j && bound_j->size() != t_ns.size()) || end_ns.size() != start_ns.size() ||
             first_token_ns.size() != start_ns.size() || has_first_token.size() != start_ns.size() ||
             chunk_t_ns.size() != chunk_tokens.size())
           throw std::invalid_argument("attribute: array lengths do not match");
@@ -387,6 +389,7 @@ PYBIND11_MODULE(_core, m) {
         AttributionInput in;
         in.t_ns = t_ns.data();
         in.energy_j = energy_j.data();
+        in.bound_j = bound_j ? bound_j->data() : nullptr;
         in.n_points = static_cast<size_t>(t_ns.size());
         in.start_ns = start_ns.data();
         in.end_ns = end_ns.data();
@@ -422,7 +425,7 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("t_ns"), py::arg("energy_j"), py::arg("start_ns"), py::arg("end_ns"), py::arg("first_token_ns"),
       py::arg("has_first_token"), py::arg("chunk_offsets"), py::arg("chunk_t_ns"), py::arg("chunk_tokens"),
-      py::arg("method"), py::arg("update_period_s"),
+      py::arg("method"), py::arg("update_period_s"), py::arg("bound_j") = py::none(),
       "Per-request energy attribution kernel; use fastmeter.attribution.attribute, which validates input.");
   // --- end attribution ---
   // ---- integrate kernels on whole arrays, for tests against python/fastmeter/reference ----

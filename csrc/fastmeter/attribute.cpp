@@ -11,6 +11,10 @@ namespace fastmeter {
 namespace {
 
 constexpr double kSPerNs = 1e-9;
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+// Total share change at cuts with unknown u(c) above which a request's uncertainty is unknown; below it, the change
+// is float rounding of the shares (w x 1/w need not be exactly 1). Twin: SHARE_ROUNDING.
+constexpr double kShareRounding = 1e-9;
 
 // Events at the same time are applied in this order, so a request that starts, emits and ends at one instant
 // ends up inactive with weight 0. build_events emits them kind by kind and the sort by time is stable.
@@ -41,6 +45,7 @@ struct RequestState {
   double energy_j = 0.0;
   double attributed_s = 0.0;
   double uncertainty_j = 0.0;
+  double unknown = 0.0;  // share change seen at cuts whose u is unknown: above kShareRounding, uncertainty NaN
   size_t last_cut = std::numeric_limits<size_t>::max();
   bool active = false;
 };
@@ -99,6 +104,14 @@ class EdgePower {
   CurveCursor behind_, ahead_;
   int64_t window_ns_;
 };
+
+// Error bound of E(c) at a cut strictly between curve points (e0 +- b0) and (e1 +- b1), with e_c interpolated between
+// them: the true curve is non-decreasing, so true E(c) lies in [e0 - b0, e1 + b1] (docs/attribution.md). NaN where
+// either bound is unknown.
+double between_points_bound_j(double e0, double b0, double e_c, double e1, double b1) {
+  if (std::isnan(b0) || std::isnan(b1)) return kNaN;
+  return std::max(e_c - (e0 - b0), (e1 + b1) - e_c);
+}
 
 // Stable LSD radix sort by time, 11 bits a pass over (t - t_min); passes where every key shares the digit are
 // skipped. Several times faster than std::sort on millions of events, and stability keeps the kind order.
@@ -218,9 +231,11 @@ void attribute(const AttributionInput& in, AttributionOutput& out) {
 
   const int64_t* t = in.t_ns;
   const double* e = in.energy_j;
+  const double* bound = in.bound_j;
   const size_t n_pts = in.n_points;
   const int64_t t_first = t[0], t_last = t[n_pts - 1];
   const auto clip = [&](int64_t c) { return std::min(std::max(c, t_first), t_last); };
+  const bool period_known = !std::isnan(in.update_period_s);
   const double period_s = std::isfinite(in.update_period_s) ? std::max(0.0, in.update_period_s) : 0.0;
   EdgePower edge_power(t, e, n_pts, static_cast<int64_t>(std::llround(period_s * 1e9)));
 
@@ -231,7 +246,8 @@ void attribute(const AttributionInput& in, AttributionOutput& out) {
 
   // Prefix sums over the intervals swept so far: energy and time per unit weight (weighted intervals) and per
   // zero-weight active request (fallback intervals); uncertainty per unit weight / per zero-weight request.
-  double h_j = 0.0, h_s = 0.0, f_j = 0.0, f_s = 0.0, uh_j = 0.0, uf_j = 0.0;
+  // The same for unknown u(c), counting share change instead of joules.
+  double h_j = 0.0, h_s = 0.0, f_j = 0.0, f_s = 0.0, uh_j = 0.0, uf_j = 0.0, nh = 0.0, nf = 0.0;
   int64_t n_active = 0, n_weighted = 0;
   CompensatedSum total_weight;
   const auto set_weight = [&](RequestState& s, double w) {
@@ -249,13 +265,17 @@ void attribute(const AttributionInput& in, AttributionOutput& out) {
   size_t i = 0, k = 0, cut = 0;
   while (i < n_pts || k < ev.size()) {
     const int64_t c = k == ev.size() ? t[i] : (i == n_pts ? ev[k].t_ns : std::min(t[i], ev[k].t_ns));
-    double e_c;
+    double e_c, b_c = kNaN;  // E(c) and the bound of its error (NaN: unknown)
     if (i < n_pts && t[i] == c) {
+      if (bound) b_c = bound[i];
       e_c = e[i++];
     } else if (i == 0 || i == n_pts) {
-      e_c = e[i == 0 ? 0 : n_pts - 1];  // flat outside the curve's span
+      const size_t edge = i == 0 ? 0 : n_pts - 1;  // flat outside the curve's span
+      e_c = e[edge];
+      if (bound) b_c = bound[edge];
     } else {
       e_c = e[i - 1] + (e[i] - e[i - 1]) * (static_cast<double>(c - t[i - 1]) / static_cast<double>(t[i] - t[i - 1]));
+      if (bound) b_c = between_points_bound_j(e[i - 1], bound[i - 1], e_c, e[i], bound[i]);
     }
     if (have_prev) {  // the elementary interval (prev_c, c]: shares are constant inside it
       const double de = e_c - prev_e;
@@ -293,6 +313,7 @@ void attribute(const AttributionInput& in, AttributionOutput& out) {
         s.energy_j += s.weight * h_j + (fallback ? f_j : 0.0);
         s.attributed_s += s.weight * h_s + (fallback ? f_s : 0.0);
         s.uncertainty_j += s.weight * uh_j + (fallback ? uf_j : 0.0);
+        s.unknown += s.weight * nh + (fallback ? nf : 0.0);
       }
       switch (ev[k].code >> kKindShift) {
         case kStart:
@@ -314,18 +335,28 @@ void attribute(const AttributionInput& in, AttributionOutput& out) {
     }
     const Side after{n_active, n_weighted, total_weight.value()};
     // The error of E(c) moves energy between the intervals either side of c; a request's share of it is the
-    // change of its share across c (summation by parts), see docs/attribution.md.
-    const double u_j = edge_power.power_w(c, e_c) * period_s / 2.0;
-    uh_j += u_j * std::fabs(before.per_weight() - after.per_weight());
-    uf_j += u_j * std::fabs(before.per_fallback() - after.per_fallback());
+    // change of its share across c (summation by parts), see docs/attribution.md. u(c) is the given bound of
+    // E(c), or where that is unknown the heuristic power near c x half the update period.
+    const double heuristic_j = period_known ? edge_power.power_w(c, e_c) * period_s / 2.0 : kNaN;
+    const double u = std::isnan(b_c) ? heuristic_j : b_c;
+    const double u_j = std::isnan(u) ? 0.0 : u, unknown = std::isnan(u) ? 1.0 : 0.0;
+    const double d_weight = std::fabs(before.per_weight() - after.per_weight());
+    const double d_fallback = std::fabs(before.per_fallback() - after.per_fallback());
+    uh_j += u_j * d_weight;
+    uf_j += u_j * d_fallback;
+    nh += unknown * d_weight;
+    nf += unknown * d_fallback;
     for (size_t m = 0; m < touched.size(); ++m) {  // its own share change, then reopen its run
       RequestState& s = req[touched[m]];
       const double share_before = before.share(touched_weight[m], touched_active[m] != 0);
-      s.uncertainty_j += u_j * std::fabs(share_before - after.share(s.weight, s.active));
+      const double d_share = std::fabs(share_before - after.share(s.weight, s.active));
+      s.uncertainty_j += u_j * d_share;
+      s.unknown += unknown * d_share;
       const bool fallback = s.active && s.weight == 0.0;
       s.energy_j -= s.weight * h_j + (fallback ? f_j : 0.0);
       s.attributed_s -= s.weight * h_s + (fallback ? f_s : 0.0);
       s.uncertainty_j -= s.weight * uh_j + (fallback ? uf_j : 0.0);
+      s.unknown -= s.weight * nh + (fallback ? nf : 0.0);
     }
     ++cut;
   }
@@ -333,7 +364,7 @@ void attribute(const AttributionInput& in, AttributionOutput& out) {
   for (size_t r = 0; r < in.n_requests; ++r) {
     out.energy_j[r] = req[r].energy_j;
     out.attributed_s[r] = req[r].attributed_s;
-    out.uncertainty_j[r] = req[r].uncertainty_j;
+    out.uncertainty_j[r] = req[r].unknown > kShareRounding ? kNaN : req[r].uncertainty_j;
     if (!in.has_first_token[r]) out.prefill_energy_j[r] = req[r].energy_j;
   }
   out.idle_j = idle_j;

@@ -18,6 +18,9 @@ struct AttributionInput {
   // Total cumulative-energy curve E(t): strictly increasing t_ns, linear between points, flat outside them.
   const int64_t* t_ns = nullptr;
   const double* energy_j = nullptr;
+  // Optional: a bound of |E - true E| at each curve point (NaN where unknown). Where known it is the error of E at a
+  // cut, so uncertainty_j bounds each request's attribution error; elsewhere the update-period heuristic serves.
+  const double* bound_j = nullptr;
   size_t n_points = 0;
 
   const int64_t* start_ns = nullptr;
@@ -34,7 +37,9 @@ struct AttributionInput {
   size_t n_chunks = 0;
 
   AttributionMethod method = AttributionMethod::kTimeShare;
-  double update_period_s = 0.0;  // counter refresh period behind the uncertainty bound; 0 = no bound
+  // Counter refresh period behind the heuristic uncertainty; 0 = none; NaN = unknown, so a request whose share
+  // changes at a cut without a known bound gets uncertainty NaN.
+  double update_period_s = 0.0;
 };
 
 // Per-request arrays (n_requests each) are written by attribute(); the caller owns them.
@@ -42,7 +47,7 @@ struct AttributionOutput {
   double* energy_j = nullptr;          // gross energy attributed to the request
   double* prefill_energy_j = nullptr;  // the part before its first token (all of it if it has none)
   double* attributed_s = nullptr;      // its share of time, sum over intervals of share x duration
-  double* uncertainty_j = nullptr;     // bound from the counter update period (docs/attribution.md)
+  double* uncertainty_j = nullptr;     // from bound_j, else the update period (docs/attribution.md)
   double idle_j = 0.0;                 // energy while no request was active
   double idle_s = 0.0;                 // time inside the curve's span with no request active
   double total_j = 0.0;                // E(last point) - E(first point)

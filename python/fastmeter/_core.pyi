@@ -79,6 +79,7 @@ def attribute(
     chunk_tokens: I64,
     method: str,
     update_period_s: float,
+    bound_j: F64 | None = None,
 ) -> dict[str, Any]: ...
 def accumulate(
     t_ns: I64, counter_raw: npt.NDArray[np.uint64], power_w: F64, flags: npt.NDArray[np.uint32], unit_j: float,

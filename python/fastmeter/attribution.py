@@ -1,9 +1,9 @@
 """Per-request energy attribution: split a measured energy curve among the requests that overlapped it.
 
 ``attribute()`` validates its input, runs the native sweep (or its pure-Python twin) and returns an
-``Attribution`` with per-request gross, prefill, decode, net energy and an uncertainty bound. The rules
-(elementary intervals, time-share, token weights, the zero-token fallback, the bound) are in
-docs/attribution.md.
+``Attribution`` with per-request gross, prefill, decode, net energy and an uncertainty: a rigorous bound of each
+request's attribution error when the curve's own error bound is given, else a heuristic. The rules (elementary
+intervals, time-share, token weights, the zero-token fallback, the uncertainty) are in docs/attribution.md.
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ class Attribution:
 
     ``sum(energy_j) + idle_j == total_j`` to float rounding. ``net_energy_j`` is NaN unless an idle power was
     given. Only energy inside the curve's span ``[t_ns[0], t_ns[-1]]`` is known and attributed;
-    ``requests_outside_span`` counts requests that reach beyond it.
+    ``requests_outside_span`` counts requests that reach beyond it. ``uncertainty`` says what ``uncertainty_j``
+    is: "bound" when every curve point's error bound was known (then ``|energy_j - energy_j on the true curve| <=
+    uncertainty_j`` for every request), "heuristic" when the update-period estimate served somewhere;
+    ``heuristic_points`` counts the curve points without a known bound (all of them when no bound was given).
     """
 
     method: str
@@ -47,6 +50,8 @@ class Attribution:
     update_period_s: float
     idle_power_w: float | None
     requests_outside_span: int
+    uncertainty: str
+    heuristic_points: int
 
     def to_arrow(self) -> Any:
         """The per-request arrays as a pyarrow.Table."""
@@ -76,6 +81,7 @@ def attribute(
     method: str = "time-share",
     update_period_s: float | None = None,
     idle_power_w: float | Mapping[str, float] | None = None,
+    bound_j: Any = None,
     backend: str = "native",
 ) -> Attribution:
     """Attribute the energy of the total cumulative curve ``E(t_ns) = energy_j`` to requests.
@@ -87,8 +93,12 @@ def attribute(
         token (all its energy is then prefill); None for all missing.
     chunk_offsets, chunk_t_ns, chunk_tokens: token chunks, request r owns ``[offsets[r], offsets[r+1])``;
         required by ``method="token-weighted"``.
-    update_period_s: counter refresh period behind ``uncertainty_j``; None infers it
-        (``infer_update_period_s``), which is only right when the curve is raw counter samples.
+    update_period_s: counter refresh period behind the heuristic ``uncertainty_j``; None infers it
+        (``infer_update_period_s``), which is only right when the curve is raw counter samples; NaN: unknown, so a
+        request whose share changes at a cut without a known bound gets ``uncertainty_j`` NaN.
+    bound_j: per curve point, a bound of the error of ``energy_j`` there (J, >= 0; NaN where unknown), e.g. the
+        sum over channels of ``Meter.cumulative_at(t, with_bound=True)`` bounds (``bounded_total_curve``). Where
+        known, it replaces the heuristic and ``uncertainty_j`` bounds each request's error rigorously.
     idle_power_w: baseline power (W, or {channel: W} summed) subtracted for net energy.
     backend: "native" or "reference" (the pure-Python twin, quadratic, for tests).
     """
@@ -99,16 +109,20 @@ def attribute(
     t = _int_array("t_ns", t_ns)
     e = _float_array("energy_j", energy_j)
     _check_curve(t, e)
+    bound = None if bound_j is None else _bound_array(bound_j, len(t))
     start, end = _int_array("start_ns", start_ns), _int_array("end_ns", end_ns)
     ft, has_ft = _first_token(first_token_ns, len(start))
     _check_requests(start, end, ft, has_ft)
     offsets, ct, ck = _chunks(chunk_offsets, chunk_t_ns, chunk_tokens, start, end, method)
-    period_s = (
-        infer_update_period_s(t, e) if update_period_s is None else _non_negative("update_period_s", update_period_s)
-    )
+    if update_period_s is None:
+        period_s = infer_update_period_s(t, e)
+    elif isinstance(update_period_s, float) and math.isnan(update_period_s):
+        period_s = math.nan
+    else:
+        period_s = _non_negative("update_period_s", update_period_s)
     idle_w = _idle_power(idle_power_w)
 
-    args = (t, e, start, end, ft, has_ft.astype(np.uint8), offsets, ct, ck, method, period_s)
+    args = (t, e, start, end, ft, has_ft.astype(np.uint8), offsets, ct, ck, method, period_s, bound)
     if backend == "native":
         from fastmeter import _core
 
@@ -122,6 +136,7 @@ def attribute(
     share_s = np.asarray(raw["attributed_s"], dtype=np.float64)
     net = energy - idle_w * share_s if idle_w is not None else np.full(len(energy), np.nan)
     outside = int(np.count_nonzero((start < t[0]) | (end > t[-1])))
+    heuristic_points = len(t) if bound is None else int(np.count_nonzero(np.isnan(bound)))
     return Attribution(
         method=method,
         energy_j=energy,
@@ -137,6 +152,8 @@ def attribute(
         update_period_s=period_s,
         idle_power_w=idle_w,
         requests_outside_span=outside,
+        uncertainty="heuristic" if heuristic_points else "bound",
+        heuristic_points=heuristic_points,
     )
 
 
@@ -160,22 +177,46 @@ def infer_update_period_s(t_ns: Any, energy_j: Any) -> float:
     return float(np.median(np.diff(changes))) * 1e-9
 
 
+@dataclass(frozen=True)
+class BoundedCurve:
+    """The total cumulative curve at some instants with the bound of its error there (NaN where unknown), and per
+    counted channel the number of instants at which that channel's bound is unknown (only channels with some)."""
+
+    energy_j: np.ndarray
+    bound_j: np.ndarray
+    unbounded_points: dict[str, int]
+
+
 def total_curve(meter: Meter, t_ns: Any, *, delays_ns: Mapping[str, int] | None = None) -> np.ndarray:
     """Cumulative joules at each instant of `t_ns` (int64 CLOCK_MONOTONIC ns), summed over the meter's counted
     channels (each physical quantity once), on the Meter's own fused curve (`Meter.cumulative_at`): the one curve
     behind windows, run totals and attribution. A channel whose counter lags reality by d (calibrated, `delays_ns`)
     is read at t + d: what it reported then happened at t."""
+    return bounded_total_curve(meter, t_ns, delays_ns=delays_ns).energy_j
+
+
+def bounded_total_curve(meter: Meter, t_ns: Any, *, delays_ns: Mapping[str, int] | None = None) -> BoundedCurve:
+    """`total_curve` and its error bound from the same query: the sum of the counted channels' bounds (errors add
+    across channels), NaN at an instant where any counted channel's bound is unknown (no energy counter, outside
+    its record)."""
     t = _int_array("t_ns", t_ns)
     delays_ns = delays_ns or {}
-    total = np.zeros(len(t))
+    total, bound = np.zeros(len(t)), np.zeros(len(t))
+    unbounded = {}
     for c in meter.channels:
         if not c.in_total:
             continue
-        e = meter.cumulative_at(t + delays_ns.get(c.name, 0))[c.name]
-        if not np.all(np.isnan(e)):
-            total += np.nan_to_num(e)
-    # Each channel's curve is monotone; rounding in the sum must not make the total step backwards.
-    return np.maximum.accumulate(total) if len(total) else total
+        e, b = meter.cumulative_at(t + delays_ns.get(c.name, 0), with_bound=True)[c.name]
+        # Unknown stays unknown: an instant where a counted channel has no value has no total (never a partial sum).
+        total += e
+        bound += b
+        if n_unknown := int(np.count_nonzero(np.isnan(b))):
+            unbounded[c.name] = n_unknown
+    # Each channel's curve is monotone; rounding in the sum must not make the total step backwards (the bounds
+    # carry a relative float margin far above that rounding). NaN instants are left out of that and stay NaN.
+    known = ~np.isnan(total)
+    total[known] = np.maximum.accumulate(total[known]) if known.any() else total[known]
+    return BoundedCurve(total, bound, unbounded)
 
 
 def _sorted_unique(x: np.ndarray) -> np.ndarray:
@@ -191,6 +232,15 @@ def _int_array(name: str, x: Any) -> np.ndarray:
     if a.size and a.dtype.kind not in "iu":
         raise ConfigError(f"{name} must hold integers (ns or counts), got dtype {a.dtype}")
     return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def _bound_array(x: Any, n: int) -> np.ndarray:
+    b = _float_array("bound_j", x)
+    if len(b) != n:
+        raise ConfigError(f"bound_j must have one entry per curve point ({n}), got {len(b)}")
+    if np.any(np.isinf(b) | (b < 0)):
+        raise ConfigError("bound_j must be finite and >= 0 (NaN where the bound is unknown)")
+    return b
 
 
 def _float_array(name: str, x: Any) -> np.ndarray:
@@ -227,9 +277,7 @@ def _first_token(x: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     else:
         raw = np.asarray(x)
         if raw.dtype == object:
-            has = np.array(
-                [v is not None and not (isinstance(v, float) and math.isnan(v)) for v in raw], dtype=bool
-            )
+            has = np.array([v is not None and not (isinstance(v, float) and math.isnan(v)) for v in raw], dtype=bool)
             values = np.array([int(v) if ok else 0 for v, ok in zip(raw, has)], dtype=np.int64)
         elif raw.dtype.kind == "f":
             has = ~np.isnan(raw)
@@ -260,9 +308,7 @@ def _check_requests(start: np.ndarray, end: np.ndarray, ft: np.ndarray, has_ft: 
         raise ConfigError(f"start_ns and end_ns must have the same length, got {len(start)} and {len(end)}")
     bad = np.flatnonzero(end < start)
     if bad.size:
-        raise ConfigError(
-            f"request {bad[0]} ends before it starts (end_ns < start_ns); {bad.size} such requests"
-        )
+        raise ConfigError(f"request {bad[0]} ends before it starts (end_ns < start_ns); {bad.size} such requests")
     bad = np.flatnonzero(has_ft & ((ft < start) | (ft > end)))
     if bad.size:
         raise ConfigError(f"request {bad[0]}: first_token_ns lies outside [start_ns, end_ns]")
@@ -287,21 +333,16 @@ def _chunks(offsets: Any, t: Any, tokens: Any, start: np.ndarray, end: np.ndarra
     )
     if len(off) != len(start) + 1 or off[0] != 0 or off[-1] != len(ct) or np.any(np.diff(off) < 0):
         raise ConfigError(
-            "chunk_offsets must have one more entry than requests, start at 0, not decrease "
-            "and end at len(chunk_t_ns)"
+            "chunk_offsets must have one more entry than requests, start at 0, not decrease and end at len(chunk_t_ns)"
         )
     if len(ck) != len(ct):
-        raise ConfigError(
-            f"chunk_t_ns and chunk_tokens must have the same length, got {len(ct)} and {len(ck)}"
-        )
+        raise ConfigError(f"chunk_t_ns and chunk_tokens must have the same length, got {len(ct)} and {len(ck)}")
     if np.any(ck < 0):
         raise ConfigError("chunk_tokens must be >= 0")
     owner = np.repeat(np.arange(len(start)), np.diff(off))
     bad = np.flatnonzero((ct < start[owner]) | (ct > end[owner]))
     if bad.size:
-        raise ConfigError(
-            f"chunk {bad[0]} (request {owner[bad[0]]}) lies outside its request's [start_ns, end_ns]"
-        )
+        raise ConfigError(f"chunk {bad[0]} (request {owner[bad[0]]}) lies outside its request's [start_ns, end_ns]")
     if np.any((np.diff(ct) < 0) & (owner[1:] == owner[:-1])):
         raise ConfigError("chunk_t_ns must be sorted within each request")
     return off, ct, ck

@@ -269,9 +269,15 @@ class Meter:
         """Cumulative joules since start of every channel at each instant of `t_ns` (int64 CLOCK_MONOTONIC ns),
         on the same interpolated curve as `energy_between`. For many instants at once (per-request attribution).
         NaN outside the record (before start, after the newest poll or the stop), after the channel's failure and
-        while it has not updated yet: never extrapolated. with_bound: {channel: (values, error bounds)}."""
+        while it has not updated yet: never extrapolated. While the meter runs, an instant the sampler has not
+        polled past yet is waited for first (bounded, as a window's result waits), so "not polled yet" is not
+        read as unknown. with_bound: {channel: (values, error bounds)}."""
         self._check_started()
         t = np.ascontiguousarray(t_ns, dtype=np.int64)
+        if t.size and self._core.running:
+            latest = int(t.max())
+            if self.start_ns <= latest <= time.monotonic_ns():
+                self._core.energy_between(latest, latest, self._wait_ns(), True)
         return {n: self._core.cumulative_at(i, t, with_bound) for i, n in enumerate(self._names)}
 
     @property

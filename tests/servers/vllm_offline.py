@@ -28,7 +28,7 @@ def main(model_dir: str, max_tokens: int, out_path: str) -> None:
 
     import fastmeter
     from fastmeter.adapters.vllm_inproc import generate
-    from fastmeter.bench.energy import attribute_requests
+    from fastmeter.bench.energy import attribute_requests, meter_curve
 
     llm = vllm.LLM(
         model=model_dir,
@@ -43,7 +43,10 @@ def main(model_dir: str, max_tokens: int, out_path: str) -> None:
         before_ns = time.monotonic_ns()
         records, span = generate(llm, PROMPTS, params)
         after_ns = time.monotonic_ns()
-        attribution = attribute_requests(meter, records, span, "token-weighted", None)
+        # the curve bench uses (with its error bound); the synthetic counter updates at every poll
+        attribution, _ = attribute_requests(
+            meter_curve(meter), records, span, "token-weighted", None, METER_PERIOD_US * 1e-6
+        )
         requests = []
         for rec, energy_j in zip(records, attribution.energy_j):
             requests.append(

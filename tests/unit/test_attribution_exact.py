@@ -20,6 +20,7 @@ def constant_power(power_w: float = 100.0, seconds: int = 10) -> tuple[np.ndarra
 
 def run(starts, ends, first=None, *, curve=None, backend="native", **kw):
     t, e = constant_power() if curve is None else curve
+
     def sec(xs):
         return np.array([round(x * S) for x in xs], dtype=np.int64)
 
@@ -215,3 +216,45 @@ def test_infer_update_period_from_change_points():
     e = np.floor(np.arange(1000) / 100) * 7.0  # counter moves every 100 ms
     assert infer_update_period_s(t, e) == pytest.approx(0.1)
     assert infer_update_period_s(t, np.zeros(1000)) == 0.0
+
+
+@backends
+def test_a_given_bound_replaces_the_heuristic(backend):
+    # E known to within 2 J at every point: at 1 s A's share goes 0 -> 1, at 3 s 1 -> 1/2, at 5 s 1/2 -> 0.
+    a = run([1, 3], [5, 7], bound_j=np.full(11, 2.0), update_period_s=0.1, backend=backend)
+    assert a.uncertainty_j == pytest.approx([2 + 1 + 1, 1 + 1 + 2])
+    assert (a.uncertainty, a.heuristic_points) == ("bound", 0)
+
+
+@backends
+def test_an_unknown_bound_falls_back_to_the_heuristic_at_that_point_only(backend):
+    bound = np.full(11, 2.0)
+    bound[5] = np.nan  # the heuristic there: 100 W x 0.05 s = 5 J, half of it to each request
+    a = run([1, 3], [5, 7], bound_j=bound, update_period_s=0.1, backend=backend)
+    assert a.uncertainty_j == pytest.approx([2 + 1 + 2.5, 2.5 + 1 + 2])
+    assert (a.uncertainty, a.heuristic_points) == ("heuristic", 1)
+
+
+@backends
+def test_without_bound_or_update_period_the_uncertainty_is_unknown(backend):
+    bound = np.full(11, 2.0)
+    bound[7] = np.nan  # only B's end lies there
+    a = run([1, 3], [5, 7], bound_j=bound, update_period_s=float("nan"), backend=backend)
+    assert a.uncertainty_j[0] == pytest.approx(4.0)
+    assert np.isnan(a.uncertainty_j[1])
+
+
+@backends
+def test_between_points_the_bound_holds_for_any_non_decreasing_truth(backend):
+    # A cut at 1.5 s, between points known to within 2 J (100 +- 2 and 200 +- 2): the true E(1.5 s) may be anywhere
+    # in [98, 202], so the interpolated 150 J is off by at most 52 J.
+    a = run([1.5], [5], bound_j=np.full(11, 2.0), backend=backend)
+    assert a.uncertainty_j == pytest.approx([52.0 + 2.0])
+
+
+@backends
+def test_outside_the_curve_the_bound_of_its_end_holds(backend):
+    # E is flat outside the curve, on the measured and the true curve alike: the end point's error is the error.
+    bound = np.arange(11, dtype=np.float64)
+    a = run([-1], [12], bound_j=bound, backend=backend)
+    assert a.uncertainty_j == pytest.approx([0.0 + 10.0])

@@ -13,16 +13,17 @@ from hypothesis import strategies as st
 
 import fastmeter
 from fastmeter.adapters.base import RequestRecord
-from fastmeter.attribution import total_curve
+from fastmeter.attribution import BoundedCurve, total_curve
 from fastmeter.bench.energy import attribute_requests
 
 T0_NS = 10**16  # ~115 days of CLOCK_MONOTONIC
 POWER_W = 250.0
 
 
-def linear_curve(t_ns: np.ndarray) -> np.ndarray:
-    """Constant power from T0: exact in the integer offset, so the truth below needs no interpolation."""
-    return POWER_W * (np.asarray(t_ns, dtype=np.int64) - T0_NS) * 1e-9
+def linear_curve(t_ns: np.ndarray) -> BoundedCurve:
+    """Constant power from T0: exact in the integer offset, so the truth below needs no interpolation (bound 0)."""
+    energy_j = POWER_W * (np.asarray(t_ns, dtype=np.int64) - T0_NS) * 1e-9
+    return BoundedCurve(energy_j, np.zeros(len(energy_j)), {})
 
 
 def time_share_s(starts: list[int], ends: list[int], span: tuple[int, int]) -> np.ndarray:
@@ -60,7 +61,9 @@ def test_attribution_keeps_every_nanosecond_after_115_days(reqs: list[tuple[int,
             )
         )
     span = (T0_NS, max(r.end_ns for r in records) + 1)  # type: ignore[type-var]
-    a = attribute_requests(linear_curve, records, span, "time-share", idle_power_w=POWER_W, update_period_s=0.0)
+    a, info = attribute_requests(linear_curve, records, span, "time-share", idle_power_w=POWER_W, update_period_s=0.0)
+    assert info == {"uncertainty": "bound", "uncertainty_heuristic_points": 0}
+    np.testing.assert_array_equal(a.uncertainty_j, 0.0)  # an exact curve: nothing to misattribute
     share_s = time_share_s([r.send_ns for r in records], [r.end_ns for r in records], span)  # type: ignore[misc]
     # A femtosecond of float rounding in the sums; a lost nanosecond would be a million times more.
     np.testing.assert_allclose(a.attributed_s, share_s, rtol=1e-12, atol=1e-15)

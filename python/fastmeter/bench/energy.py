@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 
 from fastmeter.adapters.base import RequestRecord
-from fastmeter.attribution import Attribution, attribute, total_curve
+from fastmeter.attribution import Attribution, BoundedCurve, attribute, bounded_total_curve
 from fastmeter.calibrate.result import field_delay_ns
 from fastmeter.meter import Meter
 
-# Cumulative joules (each physical quantity once) at each int64 ns instant.
-Curve = Callable[[np.ndarray], np.ndarray]
+# Cumulative joules (each physical quantity once) at each int64 ns instant, with the bound of their error.
+Curve = Callable[[np.ndarray], BoundedCurve]
 
 
 def counted_channels(m: Meter) -> list[str]:
@@ -39,7 +39,7 @@ def channel_delays_ns(m: Meter, calibration: dict[str, Any] | None) -> dict[str,
 
 
 def meter_curve(m: Meter, delays_ns: dict[str, int] | None = None) -> Curve:
-    return lambda t_ns: total_curve(m, t_ns, delays_ns=delays_ns)
+    return lambda t_ns: bounded_total_curve(m, t_ns, delays_ns=delays_ns)
 
 
 def span_energy_by_channel(m: Meter, span_ns: tuple[int, int], delays_ns: dict[str, int]) -> dict[str, float]:
@@ -64,9 +64,13 @@ def attribute_requests(
     method: str,
     idle_power_w: float | None,
     update_period_s: float,
-) -> Attribution:
+) -> tuple[Attribution, dict[str, Any]]:
     """Split the span's energy among `records` (all attributable) on `curve`, evaluated at every event instant:
-    span edges, request starts, first tokens, ends and chunk arrivals (all int64 ns, clipped to the span)."""
+    span edges, request starts, first tokens, ends and chunk arrivals (all int64 ns, clipped to the span).
+
+    Each request's `uncertainty_j` bounds its attribution error through the curve's bound at those instants; where
+    that bound is unknown the update-period heuristic serves. The second value says which, for run.json's
+    `attribution` (`uncertainty_info`)."""
     lo, hi = (int(t) for t in span_ns)
     starts = np.clip(np.array([r.send_ns for r in records], dtype=np.int64), lo, hi)
     ends = np.clip(np.array([r.end_ns for r in records], dtype=np.int64), lo, hi)
@@ -79,9 +83,10 @@ def attribute_requests(
     # sort + mask: np.unique is far slower on large int64 arrays.
     events = np.sort(np.concatenate([np.array([lo, hi], dtype=np.int64), starts, ends, chunk_t]))
     events = events[np.r_[True, events[1:] != events[:-1]]]
-    return attribute(
+    points = curve(events)
+    a = attribute(
         events,
-        curve(events),
+        points.energy_j,
         starts,
         ends,
         np.ma.masked_array(first, mask=~has_first),
@@ -91,4 +96,20 @@ def attribute_requests(
         method=method,
         update_period_s=update_period_s,
         idle_power_w=idle_power_w,
+        bound_j=points.bound_j,
     )
+    return a, uncertainty_info(a, points)
+
+
+def uncertainty_info(a: Attribution, points: BoundedCurve) -> dict[str, Any]:
+    """run.json's account of what the requests' `uncertainty_j` is: "bound" (rigorous at every cut instant) or
+    "heuristic", with how many instants lacked a bound and which channels' bounds were unknown there."""
+    info: dict[str, Any] = {"uncertainty": a.uncertainty, "uncertainty_heuristic_points": a.heuristic_points}
+    if a.heuristic_points:
+        info["uncertainty_unbounded_channels"] = points.unbounded_points
+        info["uncertainty_reason"] = (
+            f"no error bound at {a.heuristic_points} of {len(points.energy_j)} cut instants (a counted channel "
+            "without an energy counter, or outside its record): there uncertainty_j uses the update-period "
+            "estimate, which is not a rigorous bound, and is NaN when no update period is known"
+        )
+    return info

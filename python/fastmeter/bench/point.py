@@ -150,8 +150,11 @@ def run_point(
     with interrupt.caught():
         if measured.stopped_ns is None and measured.span_ns[1] > measured.span_ns[0]:
             # validity: wait (bounded) for each counter's next update after the load, so the span's end is
-            # measured, not extrapolated (`provisional_end`).
-            meter.span(*measured.span_ns)
+            # measured, not extrapolated (`provisional_end`); a counter calibrated to lag by d is read at end + d.
+            lag_ns = max(channel_delays_ns(meter, calibration).values(), default=0)
+            end_ns = measured.span_ns[1] + lag_ns
+            time.sleep(max(0, end_ns - time.monotonic_ns()) * 1e-9)
+            meter.span(measured.span_ns[0], end_ns)
         recorder.stop()
         span = measured.span_ns
         if measured.stopped_ns is not None:
@@ -288,14 +291,15 @@ def _finish(
     failed_j = 0.0
     net_j = None
     if targets and span[1] > span[0]:
+        # NaN when no counted channel has a known update period: the heuristic uncertainty is then unknown, not 0.
         periods = [p for p in meter.stats()["update_period_s"].values() if not math.isnan(p)]  # type: ignore[union-attr]
-        a = attribute_requests(
+        a, uncertainty = attribute_requests(
             meter_curve(meter, delays_ns),
             [records[i] for i in targets],
             span,
             cfg.bench.attribution,
             idle_total_w,
-            max(periods, default=0.0),
+            max(periods, default=math.nan),
         )
         for k in ENERGY_COLUMNS:
             per_request[k][targets] = getattr(a, k)
@@ -310,6 +314,7 @@ def _finish(
             idle_s=a.idle_s,
             requests_j=math.fsum(a.energy_j),
             update_period_s=a.update_period_s,
+            **uncertainty,
         )
         if idle_total_w is not None:
             # The run's net energy is the sum of its parts, so requests' net + idle net == run net exactly.

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fastmeter.errors import ConfigError
-from fastmeter.io.stream import OutputError, fsync_path
+from fastmeter.io.stream import OutputError, replace_durably
 
 # What `bench` writes into a run directory (and `--force` replaces).
 RUN_FILES = ("samples.arrow", "requests.arrow", "chunks.arrow", "metrics.arrow", "run.json", "sweep.json")
@@ -43,9 +42,7 @@ def write_run_json(run_dir: Path, run: dict[str, Any], name: str = "run.json") -
     tmp = path.with_name(name + ".tmp")
     try:
         tmp.write_text(json.dumps(finite(run), indent=2, default=_json_default) + "\n")
-        fsync_path(tmp)
-        os.replace(tmp, path)
-        fsync_path(run_dir)
+        replace_durably(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise OutputError(f"writing {path} failed: {e.strerror or e}; the other files of the run are kept") from None

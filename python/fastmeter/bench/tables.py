@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pyarrow as pa
 
 from fastmeter.adapters.base import RequestRecord
 from fastmeter.adapters.prometheus import MetricRow
-from fastmeter.io.stream import OutputError, fsync_path
+from fastmeter.io.stream import OutputError, replace_durably
 
 # A request in flight (or waiting for a slot) when the run was interrupted: it ends at the interrupt instant.
 STATUS_CANCELLED = "cancelled"
@@ -109,9 +108,7 @@ def write_arrow(table: pa.Table, path: Path) -> None:
     try:
         with pa.OSFile(str(tmp), "wb") as f, pa.ipc.new_file(f, table.schema) as w:
             w.write_table(table)
-        fsync_path(tmp)
-        os.replace(tmp, path)
-        fsync_path(path.parent)
+        replace_durably(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise OutputError(f"writing {path} failed: {e.strerror or e}; the other files of the run are kept") from None

@@ -79,6 +79,14 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def replace_durably(tmp: Path, path: Path) -> None:
+    """fsync `tmp`, rename it over `path`, fsync the directory: after a crash readers see the old file or the new
+    one, never half of one (a rename is durable only once its directory is)."""
+    fsync_path(tmp)
+    os.replace(tmp, path)
+    fsync_path(path.parent)
+
+
 def read_stream_batches(path: Path):  # type: ignore[no-untyped-def]
     """(schema, iterator of complete batches) of a stream, stopping quietly at a torn last batch."""
     f = pa.OSFile(str(path))
@@ -177,9 +185,7 @@ def finish_stream(stream_path: Path, path: Path, schema: pa.Schema) -> None:
                 for b in batches:
                     if b.num_rows:
                         w.write_batch(b)
-        fsync_path(tmp)
-        os.replace(tmp, path)
-        fsync_path(path.parent)
+        replace_durably(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise OutputError(f"finishing {path} failed: {_why(e)}; the recorded rows are kept in {stream_path}") from None

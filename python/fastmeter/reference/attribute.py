@@ -12,6 +12,8 @@ import math
 from collections.abc import Sequence
 
 S_PER_NS = 1e-9
+# A request's total share change at cuts with unknown u(c) up to this is float rounding, not a change.
+SHARE_ROUNDING = 1e-9
 
 
 def _energy_at(t_ns: Sequence[int], energy_j: Sequence[float], c: int) -> float:
@@ -45,10 +47,24 @@ def _edge_power_w(t_ns: Sequence[int], energy_j: Sequence[float], c: int, window
     if window_ns <= 0:
         return 0.0
     e_c = _energy_at(t_ns, energy_j, c)
-    rise_j = max(
-        _energy_at(t_ns, energy_j, c + window_ns) - e_c, e_c - _energy_at(t_ns, energy_j, c - window_ns)
-    )
+    rise_j = max(_energy_at(t_ns, energy_j, c + window_ns) - e_c, e_c - _energy_at(t_ns, energy_j, c - window_ns))
     return rise_j / (window_ns * S_PER_NS)
+
+
+def _bound_at(t_ns: Sequence[int], energy_j: Sequence[float], bound_j: Sequence[float], c: int) -> float:
+    """Bound of |E(c) - true E(c)| from the points' bounds: the point's own at a point or beyond an end (E is flat
+    there); between two points the true curve, non-decreasing, lies in [E_i - B_i, E_i+1 + B_i+1]. NaN: unknown."""
+    if c <= t_ns[0]:
+        return bound_j[0]
+    if c >= t_ns[-1]:
+        return bound_j[-1]
+    i = bisect.bisect_right(t_ns, c)  # t_ns[i - 1] <= c < t_ns[i]
+    if t_ns[i - 1] == c:
+        return bound_j[i - 1]
+    if math.isnan(bound_j[i - 1]) or math.isnan(bound_j[i]):
+        return math.nan
+    e_c = _energy_at(t_ns, energy_j, c)
+    return max(e_c - (energy_j[i - 1] - bound_j[i - 1]), energy_j[i] + bound_j[i] - e_c)
 
 
 def attribute(
@@ -63,6 +79,7 @@ def attribute(
     chunk_tokens: Sequence[int],
     method: str,
     update_period_s: float,
+    bound_j: Sequence[float] | None = None,
 ) -> dict:
     t_ns = [int(x) for x in t_ns]
     energy_j = [float(x) for x in energy_j]
@@ -116,19 +133,24 @@ def attribute(
 
     # Summation by parts: request energy = sum over cuts c of E(c) * (share before c - share after c), so an
     # error of at most u(c) in E(c) moves at most u(c) * |share change| of energy into or out of the request.
-    window_ns = math.floor(update_period_s * 1e9 + 0.5)
+    # u(c) is the given bound of E(c); where none is known, the power near c times half the update period; with
+    # that period unknown too (NaN), u(c) is unknown and so is the uncertainty of every request whose share changes.
+    window_ns = 0 if math.isnan(update_period_s) else math.floor(update_period_s * 1e9 + 0.5)
+    bounds = [math.nan] * len(t_ns) if bound_j is None else [float(x) for x in bound_j]
     zero = [0.0] * n
     unc = [0.0] * n
+    unknown = [0.0] * n  # share change at cuts whose u(c) is unknown
     for m, c in enumerate(cuts):
-        if update_period_s <= 0:
-            break
-        u_j = _edge_power_w(t_ns, energy_j, c, window_ns) * update_period_s / 2
+        u_j = _bound_at(t_ns, energy_j, bounds, c)
+        if math.isnan(u_j) and not math.isnan(update_period_s):
+            u_j = _edge_power_w(t_ns, energy_j, c, window_ns) * update_period_s / 2 if update_period_s > 0 else 0.0
         before = shares[m - 1] if m > 0 else zero
         after = shares[m] if m < len(shares) else zero
         for r in range(n):
-            unc[r] += u_j * abs(before[r] - after[r])
-    out["uncertainty_j"] = unc
-    out.update(
-        idle_j=idle_j, idle_s=idle_s, total_j=energy_j[-1] - energy_j[0], span_s=(t_last - t_first) * S_PER_NS
-    )
+            if math.isnan(u_j):
+                unknown[r] += abs(before[r] - after[r])
+            else:
+                unc[r] += u_j * abs(before[r] - after[r])
+    out["uncertainty_j"] = [math.nan if unknown[r] > SHARE_ROUNDING else unc[r] for r in range(n)]
+    out.update(idle_j=idle_j, idle_s=idle_s, total_j=energy_j[-1] - energy_j[0], span_s=(t_last - t_first) * S_PER_NS)
     return out
