@@ -146,6 +146,11 @@ def test_idle_baseline_gives_net_energy(tmp_path: Path) -> None:
     energy, avg, peak, idle, net = (float(x) for x in row.split()[1:])
     assert idle == pytest.approx(idle_w, abs=0.01)
     assert net == pytest.approx(energy - idle_w * energy / avg, rel=1e-3, abs=1e-3)
+    # the sampler's own health over the run: its memory and how fast it answered (the idle baseline queried it)
+    stats = t.metadata["sampler_stats"]
+    memory = next(line for line in shown.output.splitlines() if line.strip().startswith("memory"))
+    assert f"RSS {stats['rss_bytes'] / 2**20:.0f} MiB" in memory and f"{stats['knots']} knots" in memory
+    assert stats["queries"] > 0 and f"{stats['queries']} queries p50" in memory
 
 
 def test_show_plot_writes_a_png(tmp_path: Path) -> None:

@@ -65,6 +65,15 @@ def render_summary(trace: Trace | TraceBatches) -> str:
             f"{_fmt(stats.get('jitter_max_us'), '.0f')} us  missed {_fmt(stats.get('missed'), 'd')}  dropped "
             f"{_fmt(stats.get('dropped'), 'd')}"
         )
+        if "rss_bytes" in stats:  # the sampler's own long-run health: memory and query latency
+            queries = stats.get("queries") or 0
+            latency = (f"; {queries} queries p50 {_fmt(stats.get('query_p50_us'), '.0f')} us  p99 "
+                       f"{_fmt(stats.get('query_p99_us'), '.0f')} us") if queries else ""
+            lines.append(
+                f"  memory      RSS {_fmt(_mib(stats.get('rss_bytes')), '.0f')} MiB at the end, "
+                f"{_fmt(stats.get('samples_kept'), 'd')} raw samples and {_fmt(stats.get('knots'), 'd')} knots in RAM"
+                + latency
+            )
         for name, period in (stats.get("update_period_s") or {}).items():
             lines.append(f"  {name:<14}counter update period {_fmt(period and period * 1e3, '.2f')} ms")
         for name, err in (stats.get("errors") or {}).items():
@@ -76,6 +85,10 @@ def render_summary(trace: Trace | TraceBatches) -> str:
             f"{_fmt(rec.get('flush_max_ms'), '.1f')} ms; peak RSS {_fmt(rec.get('peak_rss_mib'), '.0f')} MiB"
         )
     return "\n".join(lines)
+
+
+def _mib(n: Any) -> float | None:
+    return n / 2**20 if isinstance(n, (int, float)) else None
 
 
 def _matplotlib() -> Any:
