@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,14 +35,15 @@ class Invalid(ValueError):
 
 
 @dataclass(frozen=True)
-class Check:
+class Check(ABC):
     """Base: `metavar` for help text, `allowed` as words ("an integer from 1 to 10")."""
 
     metavar: str
     allowed: str
 
+    @abstractmethod
     def __call__(self, v: Any) -> Any:
-        raise NotImplementedError
+        """The value, converted, or raise `Invalid`."""
 
     def fail(self, v: Any) -> Invalid:
         got = repr(v)
