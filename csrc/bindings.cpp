@@ -75,7 +75,8 @@ using SourceSpecs = std::vector<std::pair<std::string, SourceOptions>>;
 
 std::unique_ptr<Meter> make_meter(const SourceSpecs& sources, int64_t period_ns, int64_t spin_ns,
                                   size_t ring_capacity, const std::string& schedule, bool realtime,
-                                  int64_t guard_ns, int64_t keep_samples_ns, int64_t knot_resolution_ns) {
+                                  int64_t guard_ns, int64_t keep_samples_ns, int64_t knot_resolution_ns,
+                                  int64_t telemetry_period_ns) {
   SamplerConfig cfg;
   cfg.period_ns = period_ns;
   cfg.spin_ns = spin_ns < 0 ? Sampler::default_spin_ns(period_ns) : spin_ns;
@@ -85,6 +86,7 @@ std::unique_ptr<Meter> make_meter(const SourceSpecs& sources, int64_t period_ns,
   cfg.schedule = schedule == "adaptive" ? SamplerConfig::Schedule::kAdaptive : SamplerConfig::Schedule::kFixed;
   cfg.realtime = realtime;
   cfg.guard_ns = guard_ns;
+  cfg.telemetry_period_ns = telemetry_period_ns;
   RecordConfig rec;
   rec.keep_samples_ns = keep_samples_ns;
   rec.knot_resolution_ns = knot_resolution_ns;
@@ -125,6 +127,8 @@ py::dict record_stats_dict(const RecordStats& s) {
   d["queries"] = s.queries;
   d["query_p50_us"] = s.query_p50_us;
   d["query_p99_us"] = s.query_p99_us;
+  d["telemetry_kept"] = s.telemetry_kept;
+  d["telemetry_dropped_from_ram"] = s.telemetry_dropped_from_ram;
   return d;
 }
 
@@ -208,6 +212,11 @@ py::dict stats_dict(const SamplerStats& s, const std::vector<ChannelInfo>& chann
     sched[py::str(names[i])] = ch;
   }
   d["schedule"] = sched;
+  d["telemetry_polls"] = s.telemetry_polls;
+  d["telemetry_missed"] = s.telemetry_missed;
+  d["telemetry_dropped"] = s.telemetry_dropped;
+  d["telemetry_read_errors"] = s.telemetry_read_errors;
+  d["telemetry_read_p99_us"] = s.telemetry_read_p99_us;
   return d;
 }
 
@@ -243,7 +252,7 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init(&make_meter), py::arg("sources"), py::arg("period_ns"), py::arg("spin_ns") = -1,
            py::arg("ring_capacity") = size_t{1} << 20, py::arg("schedule") = "fixed", py::arg("realtime") = true,
            py::arg("guard_ns") = 0, py::arg("keep_samples_ns") = RecordConfig{}.keep_samples_ns,
-           py::arg("knot_resolution_ns") = RecordConfig{}.knot_resolution_ns)
+           py::arg("knot_resolution_ns") = RecordConfig{}.knot_resolution_ns, py::arg("telemetry_period_ns") = 0)
       .def("start", &Meter::start, nogil())
       .def("stop", &Meter::stop, nogil())
       .def("close", &Meter::close, nogil())
@@ -568,4 +577,62 @@ PYBIND11_MODULE(_core, m) {
       py::arg("lo0_j"), py::arg("hi0_j"), py::arg("lo1_j"), py::arg("hi1_j"), py::arg("pmax_w"), py::arg("t0_ns"),
       py::arg("t1_ns"), "The range of E(t1) - E(t0) from the ranges at both ends (bound.h span_range).");
   // ---- end error bound kernels ----
+
+  // --- telemetry (telemetry.h): series, what is unavailable, readings by sequence number or by time ---
+  auto meter_cls = py::reinterpret_borrow<py::class_<Meter>>(m.attr("Meter"));
+  meter_cls.def_property_readonly("telemetry_period_ns", &Meter::telemetry_period_ns)
+      .def_property_readonly("telemetry_series",
+                             [](const Meter& self) {
+                               py::list out;
+                               for (const auto& se : self.telemetry_series())
+                                 out.append(py::make_tuple(se.channel, se.metric));
+                               return out;
+                             })
+      .def_property_readonly("telemetry_unavailable", &Meter::telemetry_unavailable)
+      .def("telemetry_count", &Meter::telemetry_count, nogil())
+      .def(
+          "telemetry_range",
+          [](Meter& self, size_t from, size_t to) {
+            size_t count;
+            {
+              py::gil_scoped_release nogil;
+              count = self.telemetry_count();
+            }
+            to = std::min(to, count);
+            from = std::min(from, to);
+            const auto n = static_cast<py::ssize_t>(to - from);
+            py::array_t<int64_t> t(n);
+            py::array_t<uint32_t> series(n);
+            py::array_t<double> value(n);
+            int64_t* tp = t.mutable_data();
+            uint32_t* sp = series.mutable_data();
+            double* vp = value.mutable_data();
+            {
+              py::gil_scoped_release nogil;
+              self.copy_telemetry(from, to, tp, sp, vp);
+            }
+            return py::make_tuple(t, series, value);
+          },
+          py::arg("start") = 0, py::arg("stop") = SIZE_MAX,
+          "Columns (t_ns, series, value) of telemetry readings [start, stop) by sequence number.")
+      .def(
+          "telemetry_between",
+          [](Meter& self, int64_t t0, int64_t t1) {
+            std::vector<TelemetryReading> r;
+            {
+              py::gil_scoped_release nogil;
+              r = self.telemetry_between(t0, t1);
+            }
+            const auto n = static_cast<py::ssize_t>(r.size());
+            py::array_t<int64_t> t(n);
+            py::array_t<uint32_t> series(n);
+            py::array_t<double> value(n);
+            for (py::ssize_t i = 0; i < n; ++i) {
+              t.mutable_at(i) = r[static_cast<size_t>(i)].t_ns;
+              series.mutable_at(i) = r[static_cast<size_t>(i)].series;
+              value.mutable_at(i) = r[static_cast<size_t>(i)].value;
+            }
+            return py::make_tuple(t, series, value);
+          },
+          py::arg("t0_ns"), py::arg("t1_ns"), "Columns (t_ns, series, value) of readings with t0_ns <= t_ns <= t1_ns.");
 }

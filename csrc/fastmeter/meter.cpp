@@ -19,6 +19,9 @@ SamplerConfig checked(SamplerConfig config) {
   if (config.spin_ns < 0 || config.spin_ns > config.period_ns)
     throw MeterError("spin_ns=" + std::to_string(config.spin_ns) + " must be within 0..period_ns");
   if (config.ring_capacity < 1) throw MeterError("ring_capacity must be at least 1 sample");
+  if (config.telemetry_period_ns < 0)
+    throw MeterError("telemetry_period_ns=" + std::to_string(config.telemetry_period_ns) +
+                     " must be >= 0 (0 = no telemetry, 50000000 for 20 Hz)");
   return config;
 }
 
@@ -27,7 +30,13 @@ std::unique_ptr<Sampler> make_sampler(const std::vector<std::pair<std::string, S
   config = checked(config);
   std::vector<std::unique_ptr<Source>> sources;
   for (const auto& [name, options] : specs) sources.push_back(open_source(name, options));
-  return std::make_unique<Sampler>(std::move(sources), config);
+  std::vector<std::unique_ptr<TelemetryProbe>> telemetry;
+  if (config.telemetry_period_ns > 0) {
+    for (const auto& s : sources)
+      if (auto probe = s->open_telemetry()) telemetry.push_back(std::move(probe));
+    telemetry.push_back(make_cpu_telemetry());
+  }
+  return std::make_unique<Sampler>(std::move(sources), config, std::move(telemetry));
 }
 
 std::string ns_text(int64_t t_ns) { return std::to_string(t_ns) + " ns"; }
@@ -44,6 +53,14 @@ size_t max_samples(const RecordConfig& r, int64_t period_ns, size_t channels) {
   if (r.keep_samples_ns <= 0) return 0;
   const double polls = std::ceil(static_cast<double>(r.keep_samples_ns) / static_cast<double>(period_ns)) + 2.0;
   const double n = polls * static_cast<double>(channels);
+  return n >= 1e18 ? static_cast<size_t>(1e18) : static_cast<size_t>(n);
+}
+
+// The telemetry count bound that goes with the time bound: keep_ns of telemetry polls, every series, + start/stop.
+size_t max_telemetry(const RecordConfig& r, int64_t telemetry_period_ns, size_t series) {
+  if (r.keep_samples_ns <= 0 || telemetry_period_ns <= 0) return 0;
+  const double polls = std::ceil(static_cast<double>(r.keep_samples_ns) / static_cast<double>(telemetry_period_ns));
+  const double n = (polls + 2.0) * static_cast<double>(series);
   return n >= 1e18 ? static_cast<size_t>(1e18) : static_cast<size_t>(n);
 }
 
@@ -106,7 +123,10 @@ Meter::Meter(const std::vector<std::pair<std::string, SourceOptions>>& sources, 
       knots_(),
       failed_at_ns_(sampler_->channels().size(), kNotFailed),
       last_t_ns_(sampler_->channels().size(), std::numeric_limits<int64_t>::min()),
-      buf_(2048) {  // one drain batch: ~0.1 ms under the mutex, so a query never waits behind a long one
+      buf_(2048),  // one drain batch: ~0.1 ms under the mutex, so a query never waits behind a long one
+      tel_record_(record.keep_samples_ns,
+                  max_telemetry(record, config.telemetry_period_ns, sampler_->telemetry_series().size())),
+      tel_buf_(1024) {
   for (const auto& c : sampler_->channels()) {
     knots_.emplace_back(c.power_window_ns, record.knot_resolution_ns);
     bounds_.emplace_back(c.has_counter ? c.counter_unit_j : 0.0);
@@ -233,6 +253,11 @@ void Meter::drain_locked() {
 }
 
 bool Meter::drain_batch_locked() {
+  // Telemetry first: a few readings per poll at 20 Hz, so one pass keeps its ring empty.
+  for (size_t m; (m = sampler_->telemetry_ring().pop_bulk(tel_buf_.data(), tel_buf_.size())) > 0;) {
+    for (size_t k = 0; k < m; ++k) tel_record_.append(tel_buf_[k]);
+    tel_record_.trim();
+  }
   const size_t n = sampler_->ring().pop_bulk(buf_.data(), buf_.size());
   if (n == 0) return false;
   for (size_t k = 0; k < n; ++k) {
@@ -350,6 +375,8 @@ RecordStats Meter::record_stats() {
     std::lock_guard<std::mutex> lock(mu_);
     out.samples_kept = record_.kept();
     out.samples_dropped_from_ram = record_.first_seq();
+    out.telemetry_kept = tel_record_.kept();
+    out.telemetry_dropped_from_ram = tel_record_.first_seq();
     for (const KnotBuilder& kb : knots_) out.knots += kb.knots().size();
     for (const BoundBuilder& b : bounds_) out.change_points += b.points();
   }
@@ -396,6 +423,51 @@ std::vector<double> Meter::update_periods_s() {
   drain_locked();
   std::vector<double> out;
   for (const auto& k : knots_) out.push_back(k.observed_update_period_s());
+  return out;
+}
+
+size_t Meter::telemetry_count() {
+  std::lock_guard<std::mutex> lock(mu_);
+  drain_locked();
+  return tel_record_.end_seq();
+}
+
+size_t Meter::copy_telemetry(size_t from, size_t to, int64_t* t_ns, uint32_t* series, double* value) {
+  std::lock_guard<std::mutex> lock(mu_);
+  drain_locked();
+  if (to > tel_record_.end_seq()) to = tel_record_.end_seq();
+  if (from >= to) return 0;
+  if (from < tel_record_.first_seq())
+    throw MeterError("telemetry readings " + std::to_string(from) + ".." + std::to_string(to) +
+                     " are no longer in RAM: the Meter keeps them for keep_samples_s=" +
+                     seconds_text(record_config_.keep_samples_ns) +
+                     ". Stream long runs to a file with the recorder (`fastmeter trace`), or create the Meter "
+                     "with a larger keep_samples_s");
+  for (size_t i = from; i < to; ++i) {
+    const TelemetryReading& r = tel_record_.at(i);
+    t_ns[i - from] = r.t_ns;
+    series[i - from] = r.series;
+    value[i - from] = r.value;
+  }
+  return to - from;
+}
+
+std::vector<TelemetryReading> Meter::telemetry_between(int64_t t0_ns, int64_t t1_ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  drain_locked();
+  if (t1_ns < t0_ns) throw MeterError("telemetry span ends before it starts: stop_ns < start_ns");
+  // Readings before the oldest kept one are gone only if some were dropped; before start there were none.
+  if (tel_record_.first_seq() > 0 && t0_ns < tel_record_.first_t_ns())
+    throw MeterError("telemetry before " + ns_text(tel_record_.first_t_ns()) +
+                     " is no longer in RAM (the Meter keeps keep_samples_s=" +
+                     seconds_text(record_config_.keep_samples_ns) +
+                     "); stream long runs to a file with the recorder (`fastmeter trace`)");
+  std::vector<TelemetryReading> out;
+  for (uint64_t i = tel_record_.lower_bound(t0_ns); i < tel_record_.end_seq(); ++i) {
+    const TelemetryReading& r = tel_record_.at(i);
+    if (r.t_ns > t1_ns) break;
+    out.push_back(r);
+  }
   return out;
 }
 

@@ -18,6 +18,7 @@
 #include "fastmeter/log_histogram.h"
 #include "fastmeter/record.h"
 #include "fastmeter/sampler.h"
+#include "fastmeter/telemetry.h"
 
 namespace fastmeter {
 
@@ -39,6 +40,7 @@ struct RecordStats {
   uint64_t change_points = 0;                        // the error bound's, over all channels (bound.h)
   double query_p50_us = 0.0, query_p99_us = 0.0;     // energy_between / cumulative_at calls; NaN before any
   uint64_t queries = 0;
+  uint64_t telemetry_kept = 0, telemetry_dropped_from_ram = 0;  // telemetry readings, like samples
 };
 
 // new -> running -> stopping -> stopped -> closed (stop/close of a new meter go straight to stopped/closed).
@@ -101,6 +103,16 @@ class Meter {
   // when part of the range has already left RAM (older than keep_samples_ns).
   size_t copy_samples(size_t from, size_t to, int64_t* t_ns, uint32_t* channel, double* energy_j, double* power_w);
   RecordStats record_stats();
+  // Telemetry (telemetry.h): readings ever recorded (absolute, like sample_count), and copies by sequence number
+  // or by time. Both drain first; both throw MeterError when part of the range has left RAM.
+  size_t telemetry_count();
+  size_t copy_telemetry(size_t from, size_t to, int64_t* t_ns, uint32_t* series, double* value);
+  std::vector<TelemetryReading> telemetry_between(int64_t t0_ns, int64_t t1_ns);
+  const std::vector<TelemetrySeries>& telemetry_series() const noexcept { return sampler_->telemetry_series(); }
+  const std::vector<std::string>& telemetry_unavailable() const noexcept {
+    return sampler_->telemetry_unavailable();
+  }
+  int64_t telemetry_period_ns() const noexcept { return sampler_->telemetry_period_ns(); }
 
   SamplerStats stats() const noexcept { return sampler_->stats(); }
   std::string channel_error(size_t i) const { return sampler_->channel_error(i); }
@@ -135,6 +147,8 @@ class Meter {
   std::vector<int64_t> failed_at_ns_;  // first failed sample per channel, kNotFailed while it works
   std::vector<int64_t> last_t_ns_;  // newest drained sample per channel
   std::vector<Sample> buf_;
+  TelemetryRecord tel_record_;
+  std::vector<TelemetryReading> tel_buf_;
   int64_t newest_t_ns_ = 0;
   int64_t stop_ns_ = 0;
 

@@ -60,9 +60,21 @@ int64_t Sampler::default_spin_ns(int64_t period_ns) noexcept {
   return std::min<int64_t>(40000, period_ns * 4 / 5);
 }
 
-Sampler::Sampler(std::vector<std::unique_ptr<Source>> sources, SamplerConfig config)
-    : sources_(std::move(sources)), config_(config), ring_(config.ring_capacity) {
+Sampler::Sampler(std::vector<std::unique_ptr<Source>> sources, SamplerConfig config,
+                 std::vector<std::unique_ptr<TelemetryProbe>> telemetry)
+    : sources_(std::move(sources)),
+      config_(config),
+      ring_(config.ring_capacity),
+      telemetry_(std::move(telemetry)),
+      tel_ring_(config.telemetry_period_ns > 0 ? config.telemetry_ring_capacity : 1) {
   if (config_.period_ns <= 0) throw std::invalid_argument("sampler period_ns must be positive");
+  if (config_.telemetry_period_ns < 0) throw std::invalid_argument("sampler telemetry_period_ns must be >= 0");
+  if (config_.telemetry_period_ns == 0) telemetry_.clear();
+  for (const auto& p : telemetry_) {
+    for (const auto& se : p->series()) tel_series_.push_back(se);
+    for (const auto& u : p->unavailable()) tel_unavailable_.push_back(u);
+  }
+  tel_values_.resize(tel_series_.size());
   for (const auto& s : sources_) {
     first_channel_.push_back(channels_.size());
     for (const auto& c : s->channels()) channels_.push_back(c);
@@ -95,6 +107,10 @@ void Sampler::start() {
   start_ns_ = monotonic_ns();
   poll_all();  // the record starts at start(), not one period later
   for (auto& ss : src_state_) ss.next_ns = start_ns_ + config_.period_ns;
+  if (!telemetry_.empty()) {
+    poll_telemetry();
+    tel_next_ns_ = start_ns_ + config_.telemetry_period_ns;
+  }
   running_.store(true, std::memory_order_release);
   thread_ = std::thread([this] { run(); });
 }
@@ -109,7 +125,9 @@ void Sampler::stop() {
   cv_.notify_all();
   thread_.join();
   poll_all();  // the record ends at stop(); the thread is gone, so this thread is now the only producer
+  if (!telemetry_.empty()) poll_telemetry();
   // Release the hardware now (NVML session, open sysfs/MSR files) rather than whenever Python frees the meter.
+  telemetry_.clear();
   sources_.clear();
   running_.store(false, std::memory_order_release);
 }
@@ -135,6 +153,11 @@ SamplerStats Sampler::stats() const {
   s.dropped = dropped_.load(std::memory_order_relaxed);
   const int policy = sched_policy_.load(std::memory_order_acquire);
   s.sched_policy = policy < 0 ? "" : policy_name(policy);
+  s.telemetry_polls = tel_polls_.load(std::memory_order_relaxed);
+  s.telemetry_missed = tel_missed_.load(std::memory_order_relaxed);
+  s.telemetry_dropped = tel_dropped_.load(std::memory_order_relaxed);
+  s.telemetry_read_p99_us = tel_read_ns_.quantile_us(0.99);
+  for (const auto& p : telemetry_) s.telemetry_read_errors += p->read_errors();
   for (size_t i = 0; i < channels_.size(); ++i) {
     const ChannelState& st = state_[i];
     s.channels.push_back({st.polls.load(std::memory_order_relaxed), st.read_errors.load(std::memory_order_relaxed),
@@ -207,34 +230,69 @@ void Sampler::run() noexcept {
   while (!stop_flag_.load(std::memory_order_acquire)) {
     int64_t next = std::numeric_limits<int64_t>::max();
     for (const auto& ss : src_state_) next = std::min(next, ss.next_ns);
-    wait_until(next);
+    const bool telemetry = !telemetry_.empty();
+    wait_until(telemetry ? std::min(next, tel_next_ns_) : next);
     if (stop_flag_.load(std::memory_order_acquire)) break;
     const int64_t woke = monotonic_ns();
-    lateness_.record(woke - next);
-    deadlines_.fetch_add(1, std::memory_order_relaxed);
-    for (size_t s = 0; s < sources_.size(); ++s)
-      if (src_state_[s].next_ns <= woke) poll_source(s);
-    const int64_t t_end = monotonic_ns();
-    polls_.fetch_add(1, std::memory_order_relaxed);
-    last_poll_ns_.store(t_end, std::memory_order_release);
-    raise_to(poll_gap_max_ns_, t_end - last_wake);
-    last_wake = t_end;
-    // Every source just polled moves to the next grid deadline it needs. Deadlines already in the past were
-    // missed (a poll overran whole periods or the thread was starved): count them once, skip to the future
-    // (no burst of catch-up polls).
-    int64_t earliest = std::numeric_limits<int64_t>::max();
-    for (size_t s = 0; s < sources_.size(); ++s) {
-      SourceState& ss = src_state_[s];
-      if (ss.next_ns <= woke) ss.next_ns = source_deadline(s, ss.next_ns + period);
-      earliest = std::min(earliest, ss.next_ns);
+    if (next <= woke) {
+      lateness_.record(woke - next);
+      deadlines_.fetch_add(1, std::memory_order_relaxed);
+      for (size_t s = 0; s < sources_.size(); ++s)
+        if (src_state_[s].next_ns <= woke) poll_source(s);
+      const int64_t t_end = monotonic_ns();
+      polls_.fetch_add(1, std::memory_order_relaxed);
+      last_poll_ns_.store(t_end, std::memory_order_release);
+      raise_to(poll_gap_max_ns_, t_end - last_wake);
+      last_wake = t_end;
+      // Every source just polled moves to the next grid deadline it needs. Deadlines already in the past were
+      // missed (a poll overran whole periods or the thread was starved): count them once, skip to the future
+      // (no burst of catch-up polls).
+      int64_t earliest = std::numeric_limits<int64_t>::max();
+      for (size_t s = 0; s < sources_.size(); ++s) {
+        SourceState& ss = src_state_[s];
+        if (ss.next_ns <= woke) ss.next_ns = source_deadline(s, ss.next_ns + period);
+        earliest = std::min(earliest, ss.next_ns);
+      }
+      if (t_end >= earliest) {
+        const int64_t behind = (t_end - earliest) / period + 1;
+        missed_.fetch_add(static_cast<uint64_t>(behind), std::memory_order_relaxed);
+        for (auto& ss : src_state_)
+          if (ss.next_ns <= t_end) ss.next_ns = grid_ceil(t_end + 1);
+      }
     }
-    if (t_end >= earliest) {
-      const int64_t behind = (t_end - earliest) / period + 1;
-      missed_.fetch_add(static_cast<uint64_t>(behind), std::memory_order_relaxed);
-      for (auto& ss : src_state_)
-        if (ss.next_ns <= t_end) ss.next_ns = grid_ceil(t_end + 1);
+    // Telemetry after the energy reads due at the same instant, so it never delays them within a wake-up.
+    if (telemetry && tel_next_ns_ <= woke) {
+      poll_telemetry();
+      const int64_t tp = config_.telemetry_period_ns;
+      tel_next_ns_ += tp;
+      const int64_t now = monotonic_ns();
+      if (tel_next_ns_ <= now) {
+        const int64_t behind = (now - tel_next_ns_) / tp + 1;
+        tel_missed_.fetch_add(static_cast<uint64_t>(behind), std::memory_order_relaxed);
+        tel_next_ns_ += behind * tp;
+      }
     }
   }
+}
+
+void Sampler::poll_telemetry() noexcept {
+  const int64_t t0 = monotonic_ns();
+  size_t base = 0;
+  for (const auto& p : telemetry_) {
+    const int64_t t_a = monotonic_ns();
+    p->read(tel_values_.data() + base);
+    const int64_t t_b = monotonic_ns();
+    const int64_t t = t_a + (t_b - t_a) / 2;  // stamped at the middle of its read, like an energy poll
+    const size_t n = p->series().size();
+    for (size_t i = base; i < base + n; ++i) {
+      if (std::isnan(tel_values_[i])) continue;  // no value this poll: counted in the probe's read_errors
+      const TelemetryReading r{t, tel_values_[i], static_cast<uint32_t>(i)};
+      if (!tel_ring_.try_push(r)) tel_dropped_.fetch_add(1, std::memory_order_relaxed);
+    }
+    base += n;
+  }
+  tel_read_ns_.record(monotonic_ns() - t0);
+  tel_polls_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void Sampler::wait_until(int64_t deadline_ns) noexcept {

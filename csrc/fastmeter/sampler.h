@@ -20,6 +20,7 @@
 #include "fastmeter/schedule.h"
 #include "fastmeter/sources/source.h"
 #include "fastmeter/stats.h"
+#include "fastmeter/telemetry.h"
 
 namespace fastmeter {
 
@@ -37,6 +38,10 @@ struct SamplerConfig {
   // Ask for SCHED_FIFO at the lowest real-time priority, so a CPU-bound neighbour cannot starve the sampler.
   // Without the privilege (EPERM) the thread stays SCHED_OTHER; stats() says which it got.
   bool realtime = true;
+  // Telemetry schedule (telemetry.h): every probe is read on its own grid start + k * telemetry_period_ns, after
+  // the energy sources due at the same wake-up; 0 = no telemetry.
+  int64_t telemetry_period_ns = 0;
+  size_t telemetry_ring_capacity = 1 << 16;
 };
 
 // A channel failing every read for this long (and at least kFailAfterReadErrors times in a row) fails for good:
@@ -69,6 +74,11 @@ struct SamplerStats {
   std::string sched_policy;  // "SCHED_FIFO", "SCHED_OTHER", ...; "" before the thread ran
   std::vector<ChannelStats> channels;
   std::vector<std::vector<FieldSchedule>> schedule;  // per channel, adaptive schedule only
+  uint64_t telemetry_polls = 0;         // telemetry wake-ups (plus start and stop)
+  uint64_t telemetry_missed = 0;        // telemetry deadlines skipped because the thread was late by a period
+  uint64_t telemetry_dropped = 0;       // readings lost because the telemetry ring was full
+  uint64_t telemetry_read_errors = 0;   // per item: polls that gave no value (transient errors)
+  double telemetry_read_p99_us = 0.0;   // time one telemetry poll of every probe took
 };
 
 class Sampler {
@@ -76,7 +86,8 @@ class Sampler {
   // Spin budget the default picks for a period: short periods need it to keep up, long ones can afford sleeping.
   static int64_t default_spin_ns(int64_t period_ns) noexcept;
 
-  Sampler(std::vector<std::unique_ptr<Source>> sources, SamplerConfig config);
+  Sampler(std::vector<std::unique_ptr<Source>> sources, SamplerConfig config,
+          std::vector<std::unique_ptr<TelemetryProbe>> telemetry = {});
   ~Sampler();
   Sampler(const Sampler&) = delete;
   Sampler& operator=(const Sampler&) = delete;
@@ -99,6 +110,11 @@ class Sampler {
   // per poll of a source.
   SamplerStats stats() const;
   int64_t period_ns() const noexcept { return config_.period_ns; }
+  int64_t telemetry_period_ns() const noexcept { return config_.telemetry_period_ns; }
+  // Every probe's series, concatenated (TelemetryReading::series indexes this), and what they left out.
+  const std::vector<TelemetrySeries>& telemetry_series() const noexcept { return tel_series_; }
+  const std::vector<std::string>& telemetry_unavailable() const noexcept { return tel_unavailable_; }
+  SpscRing<TelemetryReading>& telemetry_ring() noexcept { return tel_ring_; }
 
  private:
   struct ChannelState {
@@ -130,6 +146,7 @@ class Sampler {
   int64_t grid_ceil(int64_t t_ns) const noexcept;
   void wait_until(int64_t deadline_ns) noexcept;
   void take_realtime() noexcept;
+  void poll_telemetry() noexcept;
 
   std::vector<std::unique_ptr<Source>> sources_;
   SamplerConfig config_;
@@ -157,6 +174,15 @@ class Sampler {
   std::atomic<int64_t> poll_gap_max_ns_{0};
   std::atomic<int> sched_policy_{-1};
   LatenessHistogram lateness_;
+
+  std::vector<std::unique_ptr<TelemetryProbe>> telemetry_;
+  std::vector<TelemetrySeries> tel_series_;
+  std::vector<std::string> tel_unavailable_;
+  std::vector<double> tel_values_;  // scratch, one per series
+  SpscRing<TelemetryReading> tel_ring_;
+  int64_t tel_next_ns_ = 0;  // sampler thread only
+  std::atomic<uint64_t> tel_polls_{0}, tel_missed_{0}, tel_dropped_{0};
+  LatenessHistogram tel_read_ns_;  // duration of one telemetry poll
 };
 
 }  // namespace fastmeter

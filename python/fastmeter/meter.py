@@ -23,6 +23,7 @@ from fastmeter.sources import (
     probe_source,
 )
 from fastmeter.span import SpanResult, span_result
+from fastmeter.telemetry import DEFAULT_TELEMETRY_HZ, MAX_TELEMETRY_HZ, telemetry_table
 from fastmeter.window import Window
 
 MIN_PERIOD_US = 50
@@ -118,6 +119,9 @@ class Meter:
     schedule: "fixed" polls every source at every period; "adaptive" learns when each hardware field (NVML
         counter, power) updates and polls only within a guard band around expected updates, falling back to every
         period on a miss (stats()["schedule"] shows lock states); continuous counters (RAPL) stay on every period.
+    telemetry_hz: rate of the telemetry schedule (utilization, clocks, temperatures, power limit, throttle reasons of
+        each NVML GPU; CPU utilization and frequency), read by the same sampler thread after the energy polls due at
+        the same instant; 0 turns it off. `telemetry()` returns the readings.
     realtime: ask for SCHED_FIFO (lowest real-time priority) for the sampler thread, so CPU-bound neighbours
         cannot starve it; without the privilege it stays SCHED_OTHER. stats()["sched_policy"] says which.
 
@@ -139,6 +143,7 @@ class Meter:
         realtime: bool = True,
         keep_samples_s: float = KEEP_SAMPLES_S,
         knot_resolution_us: int = KNOT_RESOLUTION_US,
+        telemetry_hz: float = DEFAULT_TELEMETRY_HZ,
     ) -> None:
         if not isinstance(period_us, (int, np.integer)) or not MIN_PERIOD_US <= period_us <= MAX_PERIOD_US:
             raise ConfigError(
@@ -160,6 +165,11 @@ class Meter:
             )
         if not isinstance(knot_resolution_us, (int, np.integer)) or knot_resolution_us < 0:
             raise ConfigError(f"knot_resolution_us={knot_resolution_us!r} must be an integer >= 0 (0 = keep all)")
+        if not isinstance(telemetry_hz, (int, float)) or not 0 <= telemetry_hz <= MAX_TELEMETRY_HZ:
+            raise ConfigError(
+                f"telemetry_hz={telemetry_hz!r} must be a rate from 0 (off) to {MAX_TELEMETRY_HZ:.0f} Hz, e.g. 20"
+            )
+        self.telemetry_hz = float(telemetry_hz)
         specs, skipped = _resolve_sources(sources, source_options or {})
         # With sources="auto": hardware sources left out, or partly left out (SourceInfo.left_out), and why
         # ("permission" ones name the fix).
@@ -176,6 +186,7 @@ class Meter:
                 realtime=bool(realtime),
                 keep_samples_ns=round(keep_samples_s * 1e9),
                 knot_resolution_ns=int(knot_resolution_us) * 1000,
+                telemetry_period_ns=round(1e9 / telemetry_hz) if telemetry_hz > 0 else 0,
             )
         except _core.SourceError as e:
             message, kind = e.args
@@ -321,6 +332,37 @@ class Meter:
         power = pa.array(p, mask=np.isnan(p))
         return pa.Table.from_arrays([pa.array(t), channel, pa.array(e), power], schema=SAMPLES_SCHEMA)
 
+    def telemetry(self, start_ns: int | None = None, stop_ns: int | None = None) -> pa.Table:
+        """Telemetry readings with start_ns <= t_ns <= stop_ns (default: the whole record kept in RAM) in long
+        format: t_ns, channel ("gpu0", "cpu", "cpu-policy0"), metric (unit in the name), value. Items this machine
+        cannot read are absent here and listed once in stats()["telemetry_unavailable"]. Only the last
+        keep_samples_s stay in RAM: asking for older ones raises SpanError."""
+        self._check_started()
+        lo = self.start_ns if start_ns is None else int(start_ns)
+        hi = np.iinfo(np.int64).max if stop_ns is None else int(stop_ns)
+        try:
+            t, idx, value = self._core.telemetry_between(lo, hi)
+        except _core.MeterError as err:
+            raise SpanError(str(err)) from None
+        return telemetry_table(self.telemetry_series, t, idx, value)
+
+    def telemetry_count(self) -> int:
+        """Telemetry readings recorded since start (absolute: includes those that have left RAM since)."""
+        return int(self._core.telemetry_count())
+
+    def telemetry_range(self, start: int = 0, stop: int | None = None) -> pa.Table:
+        """Telemetry readings [start, stop) by absolute sequence number (what a recorder streams)."""
+        try:
+            t, idx, value = self._core.telemetry_range(start, self.telemetry_count() if stop is None else stop)
+        except _core.MeterError as err:
+            raise SpanError(str(err)) from None
+        return telemetry_table(self.telemetry_series, t, idx, value)
+
+    @property
+    def telemetry_series(self) -> list[tuple[str, str]]:
+        """Every (channel, metric) the telemetry schedule reads, decided when the meter opened."""
+        return [tuple(s) for s in self._core.telemetry_series]  # type: ignore[misc]
+
     def stats(self) -> dict[str, object]:
         """Sampler quality: rate_hz, jitter_p50_us, jitter_p99_us, jitter_max_us, missed, missed_share (missed /
         scheduled deadlines), poll_gap_max_ns (largest interval between wake-ups), dropped, polls, sched_policy,
@@ -332,12 +374,19 @@ class Meter:
         readable through samples()), knots and change_points (what energy queries and their error bounds read,
         over all channels), rss_bytes (this process; NaN if unreadable),
         queries, query_p50_us / query_p99_us (latency of energy_between / cumulative_at calls, ~1% resolution;
-        NaN before the first)."""
+        NaN before the first).
+        Telemetry: telemetry_hz, telemetry_series (how many series are read), telemetry_unavailable (one line per
+        item this machine cannot give, and why), telemetry_polls, telemetry_missed, telemetry_dropped,
+        telemetry_read_errors (item reads that gave no value), telemetry_read_p99_us (one telemetry poll),
+        telemetry_kept / telemetry_dropped_from_ram (readings in RAM / older ones)."""
         s = dict(self._core.stats())
         s["errors"] = {n: err for i, n in enumerate(self._names) if (err := self._core.channel_error(i))}
         s["update_period_s"] = dict(zip(self._names, self._core.update_periods_s()))
         s["failed_at_ns"] = self.failed_at_ns
         s.update(self._core.record_stats())
+        s["telemetry_hz"] = self.telemetry_hz
+        s["telemetry_series"] = len(self._core.telemetry_series)
+        s["telemetry_unavailable"] = list(self._core.telemetry_unavailable)
         s["rss_bytes"] = rss_bytes()
         return s
 

@@ -139,3 +139,10 @@ def exit_code(validity: Validity, allow_degraded: bool = False) -> int:
         chosen = all(r.code in CHOSEN_SYNTHETIC_CODES for r in validity.reasons if r.verdict is Verdict.SYNTHETIC)
         return 0 if chosen else EXIT_CODES[v]
     return EXIT_CODES[v]
+
+
+# --- thresholds added with telemetry (fastmeter/telemetry.py) --------------------------------------------------------
+# GPU temperature sensors report whole degrees and a busy GPU at steady state wanders a few degrees with its fan
+# control; a swing beyond this inside one span is a warm-up or cool-down, whose changing leakage power means the
+# span's energy is not that of a GPU in a steady state.
+MAX_TEMPERATURE_DRIFT_C = 10.0

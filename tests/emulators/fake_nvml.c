@@ -148,9 +148,21 @@ static void put_value(nvmlFieldValue_t* f, int type, double exact) {
   }
 }
 
+/* A request for telemetry fields only (fake_nvml_telemetry.c) is not an energy/power value call: it must not move
+ * fail_after_calls / stall_at_call budgets, which tests set in energy polls. */
+static int telemetry_only(int count, const nvmlFieldValue_t* values) {
+  unsigned long long v;
+  int type;
+  if (values == NULL || count <= 0) return 0;
+  for (int i = 0; i < count; ++i)
+    if (fake_telemetry_field(-1, NULL, values[i].fieldId, 0, &v, &type) == -1) return 0;
+  return 1;
+}
+
 API int nvmlDeviceGetFieldValues(nvmlDevice_t d, int count, nvmlFieldValue_t* values) {
-  int64_t t_ns;
-  const int rc = begin_value_call(d, values, &t_ns);
+  int64_t t_ns = fake_now_ns();
+  const int tel_only = telemetry_only(count, values);
+  const int rc = tel_only ? check(d, values) : begin_value_call(d, values, &t_ns);
   struct timespec wall;
   clock_gettime(CLOCK_REALTIME, &wall);
   for (int i = 0; rc != R_UNINITIALIZED && rc != R_INVALID_ARGUMENT && i < count; ++i) {
@@ -168,9 +180,15 @@ API int nvmlDeviceGetFieldValues(nvmlDevice_t d, int count, nvmlFieldValue_t* va
       const double w = f->fieldId == FIELD_POWER_INSTANT ? d->power_window_s : d->average_window_s;
       f->nvmlReturn = R_SUCCESS;
       put_value(f, d->power_type, mean_power_w(d, t_ns, w) * 1000.0);
-    } else f->nvmlReturn = R_NOT_SUPPORTED;
+    } else {
+      unsigned long long v = 0;
+      int type = VT_ULL;
+      const int trc = fake_telemetry_field((int)(d - sys.gpus), d, f->fieldId, t_ns, &v, &type);
+      f->nvmlReturn = trc < 0 ? R_NOT_SUPPORTED : trc;
+      if (trc == R_SUCCESS) put_value(f, type, (double)v);
+    }
   }
-  if (rc == R_SUCCESS) spend_latency(d, t_ns);
+  if (rc == R_SUCCESS && !tel_only) spend_latency(d, t_ns);
   return (rc == R_SUCCESS && d->no_field_values) ? R_NOT_SUPPORTED : rc;
 }
 
@@ -250,7 +268,6 @@ API int nvmlDeviceGetHandleByUUID(const char* uuid, nvmlDevice_t* d) {
 GETTER(nvmlDeviceGetIndex, unsigned int, d - sys.gpus)
 GETTER(nvmlDeviceGetPowerManagementLimit, unsigned int, d->power_limit_mw)
 GETTER(nvmlDeviceGetPowerManagementDefaultLimit, unsigned int, d->power_limit_mw)
-GETTER(nvmlDeviceGetEnforcedPowerLimit, unsigned int, d->power_limit_mw)
 GETTER(nvmlDeviceGetPersistenceMode, int, d->persistence)
 GETTER(nvmlDeviceGetArchitecture, unsigned int, d->arch)
 GETTER(nvmlDeviceGetPerformanceState, int, 0)
@@ -277,11 +294,14 @@ static int clock_of(nvmlDevice_t d, int type, unsigned int* mhz, const unsigned 
   const int rc = check(d, mhz);
   if (rc != R_SUCCESS) return rc;
   if (type < 0 || type > 2) return R_INVALID_ARGUMENT;
-  *mhz = table[type];
+  *mhz = table == d->clocks_mhz ? fake_clock_mhz((int)(d - sys.gpus), d, type) : table[type];
   return R_SUCCESS;
 }
 API int nvmlDeviceGetClockInfo(nvmlDevice_t d, int type, unsigned int* mhz) {
-  return clock_of(d, type, mhz, d ? d->clocks_mhz : NULL);
+  const int rc = check(d, mhz);
+  if (rc != R_SUCCESS) return rc;
+  const int trc = fake_telemetry_check((int)(d - sys.gpus), "clocks");
+  return trc != R_SUCCESS ? trc : clock_of(d, type, mhz, d->clocks_mhz);
 }
 API int nvmlDeviceGetMaxClockInfo(nvmlDevice_t d, int type, unsigned int* mhz) {
   return clock_of(d, type, mhz, d ? d->max_clocks_mhz : NULL);
@@ -291,18 +311,22 @@ API int nvmlDeviceGetTemperature(nvmlDevice_t d, int sensor, unsigned int* c) {
   const int rc = check(d, c);
   if (rc != R_SUCCESS) return rc;
   if (sensor != 0) return R_INVALID_ARGUMENT;
-  *c = d->temperature_c;
+  const int trc = fake_telemetry_check((int)(d - sys.gpus), "temperature");
+  if (trc != R_SUCCESS) return trc;
+  *c = fake_temperature_c((int)(d - sys.gpus), d, fake_now_ns());
   return R_SUCCESS;
 }
 
 API int nvmlDeviceGetUtilizationRates(nvmlDevice_t d, nvmlUtilization_t* u) {
-  const int rc = check(d, u);
+  int rc = check(d, u);
+  if (rc == R_SUCCESS) rc = fake_telemetry_check((int)(d - sys.gpus), "utilization");
   if (rc == R_SUCCESS) u->gpu = d->util_gpu, u->memory = d->util_mem;
   return rc;
 }
 
 API int nvmlDeviceGetMemoryInfo(nvmlDevice_t d, nvmlMemory_t* m) {
-  const int rc = check(d, m);
+  int rc = check(d, m);
+  if (rc == R_SUCCESS) rc = fake_telemetry_check((int)(d - sys.gpus), "memory");
   if (rc != R_SUCCESS) return rc;
   m->total = d->memory_total_b;
   m->used = d->memory_used_b;
@@ -328,4 +352,40 @@ API int nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t d, unsigned int* co
 }
 API int nvmlDeviceGetComputeRunningProcesses(nvmlDevice_t d, unsigned int* count, nvmlProcessInfo_t* infos) {
   return nvmlDeviceGetComputeRunningProcesses_v3(d, count, infos);
+}
+
+/* --- telemetry and control (state and model in fake_nvml_telemetry.c) --- */
+API int nvmlDeviceGetEnforcedPowerLimit(nvmlDevice_t d, unsigned int* mw) {
+  int rc = check(d, mw);
+  if (rc == R_SUCCESS) rc = fake_telemetry_check((int)(d - sys.gpus), "power_limit");
+  if (rc == R_SUCCESS) *mw = d->power_limit_mw;
+  return rc;
+}
+
+API int nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t d, unsigned long long* reasons) {
+  int rc = check(d, reasons);
+  if (rc == R_SUCCESS) rc = fake_telemetry_check((int)(d - sys.gpus), "clocks_event_reasons");
+  if (rc == R_SUCCESS) *reasons = fake_clocks_event_reasons((int)(d - sys.gpus), d, fake_now_ns());
+  return rc;
+}
+API int nvmlDeviceGetCurrentClocksThrottleReasons(nvmlDevice_t d, unsigned long long* reasons) {
+  return nvmlDeviceGetCurrentClocksEventReasons(d, reasons);
+}
+
+API int nvmlDeviceSetGpuLockedClocks(nvmlDevice_t d, unsigned int min_mhz, unsigned int max_mhz) {
+  const int rc = check(d, d);
+  return rc != R_SUCCESS ? rc : fake_set_locked_clocks((int)(d - sys.gpus), min_mhz, max_mhz);
+}
+API int nvmlDeviceResetGpuLockedClocks(nvmlDevice_t d) {
+  const int rc = check(d, d);
+  return rc != R_SUCCESS ? rc : fake_reset_locked_clocks((int)(d - sys.gpus));
+}
+API int nvmlDeviceSetPowerManagementLimit(nvmlDevice_t d, unsigned int mw) {
+  const int rc = check(d, d);
+  return rc != R_SUCCESS ? rc : fake_set_power_limit((int)(d - sys.gpus), d, mw);
+}
+API int nvmlDeviceGetPowerManagementLimitConstraints(nvmlDevice_t d, unsigned int* min_mw, unsigned int* max_mw) {
+  const int rc = check(d, max_mw ? min_mw : NULL);
+  if (rc == R_SUCCESS) fake_power_limit_range((int)(d - sys.gpus), min_mw, max_mw);
+  return rc;
 }

@@ -70,4 +70,21 @@ double fake_refresh_s(const struct fake_gpu* g, int64_t t_ns, int64_t refresh_ns
 double fake_power_w(const struct wave* w, double s);  /* true power at s seconds after the origin */
 double fake_energy_j(const struct wave* w, double s); /* exact integral of the power from 0 to s */
 
+
+/* Telemetry and control (fake_nvml_telemetry.c). gpu = device index. */
+void fake_telemetry_reset(void);
+/* 0: handled, -1: malformed, 1: not a telemetry directive. */
+int fake_telemetry_directive(int gpu, const char* key, char** tok, int n);
+int fake_telemetry_check(int gpu, const char* item);
+unsigned long long fake_clocks_event_reasons(int gpu, const struct fake_gpu* g, int64_t t_ns);
+unsigned fake_temperature_c(int gpu, const struct fake_gpu* g, int64_t t_ns);
+int fake_telemetry_field(int gpu, const struct fake_gpu* g, unsigned field, int64_t t_ns, unsigned long long* out,
+                         int* type);
+unsigned fake_clock_mhz(int gpu, const struct fake_gpu* g, int type);
+int fake_set_locked_clocks(int gpu, unsigned min_mhz, unsigned max_mhz);
+int fake_reset_locked_clocks(int gpu);
+int fake_set_power_limit(int gpu, struct fake_gpu* g, unsigned mw);
+void fake_power_limit_range(int gpu, unsigned* min_mw, unsigned* max_mw);
+int fake_clocks_locked(int gpu);
+
 #endif

@@ -231,12 +231,17 @@ static int apply(struct fake_system* sys, char* key, char* rest, char** tok, int
     g->proc_pid[g->n_procs] = (unsigned)atoi(tok[0]);
     g->proc_used_b[g->n_procs] = (unsigned long long)atoll(tok[1]);
     g->n_procs++;
-  } else return -1;
+  } else {
+    /* Telemetry and control directives (fake_nvml_telemetry.c). */
+    const int rc = fake_telemetry_directive((int)(g - sys->gpus), key, tok, n);
+    if (rc != 0) return -1;
+  }
   return 0;
 }
 
 int fake_load_config(struct fake_system* sys) {
   memset(sys, 0, sizeof *sys);
+  fake_telemetry_reset();
   snprintf(sys->driver, sizeof sys->driver, "550.54.15");
   snprintf(sys->nvml_version, sizeof sys->nvml_version, "12.550.54.15");
   sys->cuda_driver = 12040;

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).parent
-C_SOURCES = ("fake_nvml.c", "fake_nvml_model.c")
+C_SOURCES = ("fake_nvml.c", "fake_nvml_model.c", "fake_nvml_telemetry.c")
 CFLAGS = ("-shared", "-fPIC", "-O2", "-ffp-contract=off", "-fvisibility=hidden", "-std=c11", "-D_GNU_SOURCE")
 LDFLAGS = ("-Wl,-soname,libnvidia-ml.so.1", "-lm", "-lpthread")
 VALUE_TYPES = ("double", "uint", "ulong", "ull", "sll", "sint", "ushort")
@@ -137,6 +137,8 @@ class GpuSpec:
     max_clocks_mhz: tuple[int, int, int] = (1980, 1980, 3201)
     memory_mib: tuple[int, int] = (143771, 512)
     processes: tuple[tuple[int, int], ...] = ()  # (pid, used bytes)
+    # Telemetry and control directives (fake_nvml_telemetry.c), one line each, e.g. "throttle 100 300 0x4".
+    telemetry: tuple[str, ...] = ()
 
     # --- analytic model (needs t0_ns set) ---
     def _s(self, t_ns: int, refresh_ms: float = 0.0) -> float:
@@ -225,6 +227,7 @@ class GpuSpec:
         ):
             if getattr(self, flag):
                 lines.append(flag)
+        lines += list(self.telemetry)
         return lines
 
 

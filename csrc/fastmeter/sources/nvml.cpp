@@ -14,102 +14,14 @@
 #include <vector>
 
 #include "fastmeter/sources/nvml_api.h"
+#include "fastmeter/sources/nvml_library.h"
 #include "fastmeter/sources/source.h"
+#include "fastmeter/telemetry.h"
 
 namespace fastmeter {
 namespace {
 
 using namespace nvml;
-
-constexpr const char* kLibraryEnv = "FASTMETER_NVML_LIBRARY";
-
-template <typename Fn>
-void resolve(void* lib, const char* symbol, Fn*& fn) {
-  fn = reinterpret_cast<Fn*>(dlsym(lib, symbol));
-}
-
-// The loaded library and an NVML session: dlopen + nvmlInit_v2 on construction, nvmlShutdown + dlclose after.
-class Library {
- public:
-  explicit Library(std::string path) : path_(std::move(path)) {
-    lib_ = dlopen(path_.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (lib_ == nullptr) {
-      const char* why = dlerror();
-      throw SourceError("unavailable", "cannot load the NVML library '" + path_ + "' (" +
-                                           (why ? why : "unknown reason") +
-                                           "): install the NVIDIA driver, or set " + kLibraryEnv +
-                                           " to the full path of libnvidia-ml.so.1");
-    }
-    try {
-      resolve_all();
-      const Return rc = api_.Init_v2();
-      if (rc != kSuccess)
-        throw SourceError(rc == 4 ? "permission" : "unavailable", "nvmlInit_v2 failed: " + describe(rc));
-    } catch (...) {
-      dlclose(lib_);
-      throw;
-    }
-  }
-  ~Library() {
-    api_.Shutdown();
-    dlclose(lib_);
-  }
-  Library(const Library&) = delete;
-  Library& operator=(const Library&) = delete;
-
-  const Api& api() const noexcept { return api_; }
-
-  // "NVML error 15 GPU_IS_LOST (GPU is lost): <what to do>"
-  std::string describe(Return rc) const {
-    const ReturnInfo& info = return_info(rc);
-    const char* text = api_.ErrorString ? api_.ErrorString(rc) : nullptr;
-    std::string s = "NVML error " + std::to_string(rc) + " " + info.name;
-    if (text != nullptr && *text != '\0') s += std::string(" (") + text + ")";
-    if (*info.advice != '\0') s += std::string(": ") + info.advice;
-    return s;
-  }
-
- private:
-  template <typename Fn>
-  void require(const char* symbol, Fn*& fn) {
-    resolve(lib_, symbol, fn);
-    if (fn == nullptr)
-      throw SourceError("unavailable", "'" + path_ + "' has no " + symbol +
-                                           ": it is not NVML or its driver is too old; upgrade the NVIDIA driver "
-                                           "or point " + kLibraryEnv + " at libnvidia-ml.so.1");
-  }
-  void resolve_all() {
-    require("nvmlInit_v2", api_.Init_v2);
-    require("nvmlShutdown", api_.Shutdown);
-    require("nvmlErrorString", api_.ErrorString);
-    require("nvmlDeviceGetCount_v2", api_.DeviceGetCount_v2);
-    require("nvmlDeviceGetHandleByIndex_v2", api_.DeviceGetHandleByIndex_v2);
-    require("nvmlDeviceGetName", api_.DeviceGetName);
-    require("nvmlDeviceGetUUID", api_.DeviceGetUUID);
-    resolve(lib_, "nvmlDeviceGetFieldValues", api_.DeviceGetFieldValues);
-    resolve(lib_, "nvmlDeviceGetTotalEnergyConsumption", api_.DeviceGetTotalEnergyConsumption);
-    resolve(lib_, "nvmlDeviceGetPowerUsage", api_.DeviceGetPowerUsage);
-  }
-
-  std::string path_;
-  void* lib_ = nullptr;
-  Api api_{};
-};
-
-// A field value as a double, whatever its valueType; false for a type NVML does not define.
-bool field_as_double(const FieldValue& f, double* out) {
-  switch (f.valueType) {
-    case kDouble: *out = f.value.dVal; break;
-    case kUInt: *out = static_cast<double>(f.value.uiVal); break;
-    case kULong: *out = static_cast<double>(f.value.ulVal); break;
-    case kULongLong: *out = static_cast<double>(f.value.ullVal); break;
-    case kSLongLong: *out = static_cast<double>(f.value.sllVal); break;
-    case kSInt: *out = static_cast<double>(f.value.siVal); break;
-    case kUShort: *out = static_cast<double>(f.value.usVal); break;
-    default: return false;
-  }
-  return std::isfinite(*out) && *out >= 0;
-}
 
 // The energy counter without rounding through a double when it is an integer type (mJ counters exceed 2^53
 // only after ~285 years at 1 kW, but exactness costs nothing).
@@ -171,20 +83,20 @@ std::vector<size_t> select_gpus(const std::vector<Gpu>& all, const std::string& 
 
 class NvmlSource final : public Source {
  public:
-  explicit NvmlSource(const SourceOptions& options) : lib_(env_or(kLibraryEnv, "libnvidia-ml.so.1")) {
+  explicit NvmlSource(const SourceOptions& options) : lib_(std::make_shared<const Library>(env_or(kLibraryEnv, "libnvidia-ml.so.1"))) {
     for (const auto& kv : options)
       if (kv.first != "gpus") throw SourceError("config", "nvml has no option '" + kv.first + "'; valid: gpus");
-    const Api& api = lib_.api();
+    const Api& api = lib_->api();
     unsigned int count = 0;
     Return rc = api.DeviceGetCount_v2(&count);
-    if (rc != kSuccess) throw SourceError("unavailable", "nvmlDeviceGetCount_v2 failed: " + lib_.describe(rc));
+    if (rc != kSuccess) throw SourceError("unavailable", "nvmlDeviceGetCount_v2 failed: " + lib_->describe(rc));
     if (count == 0) throw SourceError("unavailable", "NVML reports no GPUs; check `nvidia-smi`");
     std::vector<Gpu> all(count);
     for (unsigned int i = 0; i < count; ++i) {
       all[i].index = i;
       rc = api.DeviceGetHandleByIndex_v2(i, &all[i].dev);
       if (rc != kSuccess)
-        throw SourceError("unavailable", "cannot open GPU " + std::to_string(i) + ": " + lib_.describe(rc) +
+        throw SourceError("unavailable", "cannot open GPU " + std::to_string(i) + ": " + lib_->describe(rc) +
                                              "; or leave it out with the nvml option gpus");
       all[i].name = text_of(api.DeviceGetName, all[i].dev);
       all[i].uuid = text_of(api.DeviceGetUUID, all[i].dev);
@@ -214,7 +126,13 @@ class NvmlSource final : public Source {
     for (size_t k = 0; k < gpus_.size(); ++k) read_gpu(gpus_[k], &out[k]);
   }
 
-  std::string error_text(int code) const override { return lib_.describe(code); }
+  std::string error_text(int code) const override { return lib_->describe(code); }
+
+  std::unique_ptr<TelemetryProbe> open_telemetry() override {
+    std::vector<TelemetryGpu> gpus;
+    for (const auto& g : gpus_) gpus.push_back({g.dev, g.index});
+    return make_telemetry(lib_, std::move(gpus));
+  }
 
  private:
   static int slot_of(const Gpu& g, unsigned int field) {
@@ -227,7 +145,7 @@ class NvmlSource final : public Source {
 
   // Decide once, at open, how to read this GPU: which fields answer, and which single calls fill the gaps.
   void plan(Gpu& g) {
-    const Api& api = lib_.api();
+    const Api& api = lib_->api();
     const unsigned int wanted[3] = {kFieldTotalEnergy, kFieldPowerInstant, kFieldPowerAverage};
     Return rc = kFunctionNotFound;
     if (api.DeviceGetFieldValues != nullptr) {
@@ -260,7 +178,7 @@ class NvmlSource final : public Source {
 
   [[noreturn]] void fail_open(const Gpu& g, Return rc) const {
     throw SourceError(rc == 4 ? "permission" : "unavailable",
-                      "GPU " + gpu_label(g) + ": " + lib_.describe(rc) + "; or leave it out with the nvml option gpus");
+                      "GPU " + gpu_label(g) + ": " + lib_->describe(rc) + "; or leave it out with the nvml option gpus");
   }
 
   void read_gpu(Gpu& g, Reading* r) noexcept {
@@ -270,7 +188,7 @@ class NvmlSource final : public Source {
       r->error_code = g.error;
       return;
     }
-    const Api& api = lib_.api();
+    const Api& api = lib_->api();
     Return err = kSuccess;
     if (!g.fields.empty()) {
       const int n = static_cast<int>(g.fields.size());
@@ -318,7 +236,7 @@ class NvmlSource final : public Source {
     r->error_code = err;
   }
 
-  Library lib_;
+  std::shared_ptr<const Library> lib_;  // shared with the telemetry probe
   std::vector<Gpu> gpus_;
   std::vector<ChannelInfo> channels_;
   std::vector<FieldValue> buf_;  // scratch for read(), sampler thread only

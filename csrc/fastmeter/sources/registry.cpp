@@ -1,6 +1,7 @@
 #include <cstdlib>
 
 #include "fastmeter/sources/source.h"
+#include "fastmeter/telemetry.h"
 
 namespace fastmeter {
 
@@ -18,6 +19,8 @@ std::unique_ptr<Source> open_source(const std::string& name, const SourceOptions
   for (const auto& n : source_names()) valid += (valid.empty() ? "" : ", ") + n;
   throw SourceError("config", "unknown source '" + name + "'; valid sources: " + valid);
 }
+
+std::unique_ptr<TelemetryProbe> Source::open_telemetry() { return nullptr; }
 
 std::string option_or(const SourceOptions& options, const std::string& key, const std::string& fallback) {
   const auto it = options.find(key);

@@ -10,6 +10,8 @@
 
 namespace fastmeter {
 
+class TelemetryProbe;  // telemetry.h
+
 struct ChannelInfo {
   std::string name;    // "gpu0", "cpu0-package", "cpu0-core", "cpu0-dram", "psys", "synthetic0"
   std::string device;  // human-readable device: "NVIDIA H200 GPU-8f3e...", "intel-rapl:0"
@@ -69,6 +71,9 @@ class Source {
   // What the source left out when it opened (e.g. RAPL zones this user may not read), one line each; empty when
   // it reads everything it found.
   virtual std::vector<std::string> left_out() const { return {}; }
+  // Telemetry of the same devices read on the sampler's slower schedule (telemetry.h); nullptr when the source has
+  // none. Called once, before the sampler starts; the probe may share the source's device session.
+  virtual std::unique_ptr<TelemetryProbe> open_telemetry();  // default (registry.cpp): none
 };
 
 // Factories: throw SourceError when the source cannot run here (with the reason and the fix).
