@@ -124,8 +124,10 @@ void Sampler::stop() {
   }
   cv_.notify_all();
   thread_.join();
-  poll_all();  // the record ends at stop(); the thread is gone, so this thread is now the only producer
+  // The thread is gone, so this thread is now the only producer. Telemetry first: the energy poll after it is
+  // the stop instant, and every reading lies inside [start, stop].
   if (!telemetry_.empty()) poll_telemetry();
+  poll_all();  // the record ends at stop()
   // Release the hardware now (NVML session, open sysfs/MSR files) rather than whenever Python frees the meter.
   telemetry_.clear();
   sources_.clear();
@@ -157,7 +159,7 @@ SamplerStats Sampler::stats() const {
   s.telemetry_missed = tel_missed_.load(std::memory_order_relaxed);
   s.telemetry_dropped = tel_dropped_.load(std::memory_order_relaxed);
   s.telemetry_read_p99_us = tel_read_ns_.quantile_us(0.99);
-  for (const auto& p : telemetry_) s.telemetry_read_errors += p->read_errors();
+  s.telemetry_read_errors = tel_read_errors_.load(std::memory_order_relaxed);
   for (size_t i = 0; i < channels_.size(); ++i) {
     const ChannelState& st = state_[i];
     s.channels.push_back({st.polls.load(std::memory_order_relaxed), st.read_errors.load(std::memory_order_relaxed),
@@ -292,6 +294,10 @@ void Sampler::poll_telemetry() noexcept {
     base += n;
   }
   tel_read_ns_.record(monotonic_ns() - t0);
+  // Kept here, not only in the probes: they are released at stop() and stats() stays readable after it.
+  uint64_t errors = 0;
+  for (const auto& p : telemetry_) errors += p->read_errors();
+  tel_read_errors_.store(errors, std::memory_order_relaxed);
   tel_polls_.fetch_add(1, std::memory_order_relaxed);
 }
 

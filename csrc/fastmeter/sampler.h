@@ -181,7 +181,7 @@ class Sampler {
   std::vector<double> tel_values_;  // scratch, one per series
   SpscRing<TelemetryReading> tel_ring_;
   int64_t tel_next_ns_ = 0;  // sampler thread only
-  std::atomic<uint64_t> tel_polls_{0}, tel_missed_{0}, tel_dropped_{0};
+  std::atomic<uint64_t> tel_polls_{0}, tel_missed_{0}, tel_dropped_{0}, tel_read_errors_{0};
   LatenessHistogram tel_read_ns_;  // duration of one telemetry poll
 };
 
