@@ -5,6 +5,7 @@ Three questions, each answered from what was actually observed, never from what 
   or hardware.
 - Did every counted channel keep working, and did its counter update? `Meter.span` answers for a span (with its
   error bound); a whole record is judged here. A channel that failed has no measurement after its last sample.
+- Did the GPU throttle, or its temperature drift, inside the span (fastmeter/telemetry.py)?
 - Was the sampler able to keep time? Missed deadlines, dropped samples and poll gaps longer than the counter's
   update period each widen the error of the span's edges.
 """
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fastmeter.span import synthetic_reason
+from fastmeter.telemetry import meter_telemetry_validity
 from fastmeter.validity import (
     GAP_JITTER_PERIODS,
     MAX_GAP_UPDATE_PERIODS,
@@ -193,4 +195,5 @@ def record_validity(meter: Meter, span_ns: tuple[int, int] | None = None) -> Val
 def meter_validity(meter: Meter, span_ns: tuple[int, int] | None = None) -> Validity:
     """Everything the meter alone can say about the figures of `span_ns`: source, channels, sampler."""
     sources = source_validity(meter.sources, meter.skipped_sources, channels=meter.channels)
-    return combine([sources, record_validity(meter, span_ns)])
+    lo, hi = span_ns if span_ns is not None else (meter.start_ns, meter.stop_ns or time.monotonic_ns())
+    return combine([sources, record_validity(meter, span_ns), meter_telemetry_validity(meter, lo, hi)])

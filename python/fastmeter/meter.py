@@ -175,6 +175,7 @@ class Meter:
         # ("permission" ones name the fix).
         self.skipped_sources: list[SourceInfo] = skipped
         self.period_us = int(period_us)
+        self.keep_samples_s = float(keep_samples_s)
         self._wait_final_s = wait_final_s
         try:
             self._core = _core.Meter(
@@ -359,6 +360,11 @@ class Meter:
         return telemetry_table(self.telemetry_series, t, idx, value)
 
     @property
+    def telemetry_unavailable(self) -> list[str]:
+        """Telemetry items this machine cannot give, one line each with the reason (fixed when the meter opened)."""
+        return list(self._core.telemetry_unavailable)
+
+    @property
     def telemetry_series(self) -> list[tuple[str, str]]:
         """Every (channel, metric) the telemetry schedule reads, decided when the meter opened."""
         return [tuple(s) for s in self._core.telemetry_series]  # type: ignore[misc]
@@ -386,7 +392,7 @@ class Meter:
         s.update(self._core.record_stats())
         s["telemetry_hz"] = self.telemetry_hz
         s["telemetry_series"] = len(self._core.telemetry_series)
-        s["telemetry_unavailable"] = list(self._core.telemetry_unavailable)
+        s["telemetry_unavailable"] = self.telemetry_unavailable
         s["rss_bytes"] = rss_bytes()
         return s
 

@@ -27,6 +27,7 @@ from fastmeter.errors import SpanError
 from fastmeter.io.read import read_batches
 from fastmeter.io.stream import ArrowStreamFile, OutputError, TraceWriter, check_output_path, schema_with
 from fastmeter.meter import SAMPLES_SCHEMA, Meter
+from fastmeter.telemetry import TELEMETRY_SCHEMA
 
 # At most this much is lost to a SIGKILL.
 FLUSH_MAX_INTERVAL_S = 0.5
@@ -142,6 +143,7 @@ class Recorder:
         rotate_s: float | None = None,
         on_flush: Callable[[int], None] | None = None,
         on_error: Callable[[OutputError], None] | None = None,
+        telemetry_path: str | Path | None = None,
     ) -> None:
         if rotate_s is not None and not (math.isfinite(rotate_s) and rotate_s > 0):
             raise OutputError(f"rotation interval {rotate_s!r} s must be a finite number > 0")
@@ -158,6 +160,13 @@ class Recorder:
         self.on_error = on_error  # settable later (bench points it at its event loop)
         self._writer: TraceWriter | None = None
         self._streams: list[RecordStream] = []
+        # The meter's telemetry (docs/format.md, "Telemetry files"), streamed at the samples' cadence; none when the
+        # meter reads no telemetry.
+        self.telemetry_path = None
+        if telemetry_path is not None and meter.telemetry_series:
+            self.telemetry_path = check_output_path(telemetry_path, force=force)
+        self._telemetry: RecordStream | None = None
+        self._telemetry_written = 0
         self._written = 0
         self._flushes = 0
         self._flush_max_ns = 0
@@ -168,6 +177,9 @@ class Recorder:
     # --- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> Recorder:
         self._writer = TraceWriter(self.path, self.metadata, force=self._force, rotate_s=self._rotate_s)
+        if self.telemetry_path is not None:
+            self._telemetry = RecordStream(self.telemetry_path, TELEMETRY_SCHEMA, self._telemetry_metadata())
+            self._streams.append(self._telemetry)
         try:
             self.meter.start()
         except BaseException:
@@ -197,6 +209,10 @@ class Recorder:
                 n = self.meter.sample_count()
                 self._writer.write(self.meter.samples(self._written, n))
                 self._written = n
+                if self._telemetry is not None:
+                    k = self.meter.telemetry_count()
+                    self._telemetry.append(self.meter.telemetry_range(self._telemetry_written, k))
+                    self._telemetry_written = k
                 for s in self._streams:
                     s.flush()
             except OutputError as e:
@@ -269,7 +285,21 @@ class Recorder:
         if self.error is not None:
             raise self.error
         assert self._writer is not None, "close() before start()"
-        return self._writer.close({"sampler_stats": self.meter.stats(), "recorder": self.telemetry(), **final_metadata})
+        stats = self.meter.stats()
+        if self._telemetry is not None:
+            self._telemetry.finish({**self._telemetry_metadata(), "complete": True, "sampler_stats": stats})
+        return self._writer.close({"sampler_stats": stats, "recorder": self.telemetry(), **final_metadata})
+
+    def _telemetry_metadata(self) -> dict[str, Any]:
+        return {
+            "format_version": 1,
+            "realtime_anchor": self.metadata["realtime_anchor"],
+            "telemetry": {
+                "hz": self.meter.telemetry_hz,
+                "series": [list(x) for x in self.meter.telemetry_series],
+                "unavailable": self.meter.telemetry_unavailable,
+            },
+        }
 
     def telemetry(self) -> dict[str, float | int]:
         """How the recording itself went: flush cadence and count, the longest flush, and this process's peak RSS

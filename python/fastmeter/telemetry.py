@@ -5,15 +5,22 @@ it (docs/methodology.md, "Telemetry"; docs/format.md, "telemetry").
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fastmeter.errors import SpanError
 from fastmeter.validity import MAX_TEMPERATURE_DRIFT_C, Reason, Validity, Verdict
+
+if TYPE_CHECKING:
+    from fastmeter.meter import Meter
 
 # 20 Hz: clocks, temperatures and utilization change over tens of ms at the fastest (NVML's utilization is itself a
 # mean over 1/6 to 1 s), and nine NVML calls per GPU per poll stay a small share of a 1 kHz energy sampler's time.
@@ -44,6 +51,12 @@ REASON_BITS: dict[int, str] = {
 # Bits that do not slow a busy GPU below what was asked: idle (nothing to run), the application-clock and display
 # settings (what the user configured). Every other bit is throttling.
 NOT_THROTTLING = 0x1 | 0x2 | 0x100
+
+
+def telemetry_path_for(trace: Path) -> Path:
+    """Where a trace's telemetry goes: `run.arrow` -> `run.telemetry.arrow` (also for .parquet traces and rotated
+    ones: one telemetry file for all parts)."""
+    return trace.with_name(f"{trace.stem}.telemetry.arrow")
 
 
 def reason_names(mask: int) -> list[str]:
@@ -203,3 +216,48 @@ def telemetry_validity(table: pa.Table, t0_ns: int, t1_ns: int) -> Validity:
                 )
             )
     return Validity(tuple(reasons))
+
+
+def meter_telemetry_validity(meter: Meter, t0_ns: int, t1_ns: int) -> Validity:
+    """`telemetry_validity` over what the meter still holds of [t0_ns, t1_ns]. When older readings have left RAM
+    (a span longer than keep_samples_s) the rest is judged and a `telemetry_partly_judged` note (verdict measured)
+    says from when: throttling before it is not seen here (the telemetry file has it)."""
+    if not meter.telemetry_series:
+        return Validity()
+    try:
+        return telemetry_validity(meter.telemetry(t0_ns, t1_ns), t0_ns, t1_ns)
+    except SpanError:
+        kept = meter.telemetry(max(t0_ns, meter.stop_ns or t1_ns) - int(meter.keep_samples_s * 1e9), t1_ns)
+        first = int(kept["t_ns"].to_numpy().min()) if kept.num_rows else t1_ns
+        note = Reason(
+            "telemetry_partly_judged",
+            f"throttling and temperature were judged from t={(first - t0_ns) / 1e9:.1f} s into the span on (the "
+            "meter keeps keep_samples_s of telemetry in RAM); the telemetry file holds the rest",
+            Verdict.MEASURED,
+            t_ns=first,
+        )
+        return telemetry_validity(kept, first, t1_ns).with_reasons([note])
+
+
+TELEMETRY_FIX = "it was not written by fastmeter, or is damaged; record it again"
+
+
+def read_telemetry(path: str | Path) -> tuple[pa.Table, dict[str, Any]]:
+    """A telemetry file (finished IPC file, or the stream of a killed recorder up to its last flush): the table and
+    its fastmeter metadata ({format_version, realtime_anchor, telemetry: {hz, series, unavailable}, complete?})."""
+    from fastmeter.errors import FastmeterError
+    from fastmeter.io.read import read_batches
+    from fastmeter.io.schema import METADATA_KEY
+    from fastmeter.io.shape import FLOAT, INT64, STRINGS, check_columns
+
+    p = Path(path)
+    try:
+        batches = list(read_batches(p))
+        schema = batches[0].schema if batches else None
+    except (OSError, pa.ArrowInvalid) as e:
+        raise FastmeterError(f"{p} is not a readable telemetry file: {e}") from None
+    if schema is None or METADATA_KEY not in (schema.metadata or {}):
+        raise FastmeterError(f"{p} is not a fastmeter telemetry file (no fastmeter metadata); {TELEMETRY_FIX}")
+    table = pa.Table.from_batches([b for b in batches if b.num_rows], schema=schema)
+    check_columns(table, {"t_ns": INT64, "channel": STRINGS, "metric": STRINGS, "value": FLOAT}, str(p), TELEMETRY_FIX)
+    return table, json.loads(schema.metadata[METADATA_KEY])

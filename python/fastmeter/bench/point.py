@@ -84,7 +84,7 @@ def _make_meter(cfg: BenchConfig) -> fastmeter.Meter:
     b = cfg.bench
     options = {"nvml": {"gpus": ",".join(map(str, b.gpus))}} if b.gpus else {}
     sources = b.sources if b.sources != ("auto",) else "auto"
-    return fastmeter.Meter(sources, b.period_us, source_options=options)
+    return fastmeter.Meter(sources, b.period_us, source_options=options, telemetry_hz=b.telemetry_hz)
 
 
 def run_point(
@@ -123,6 +123,7 @@ def run_point(
             "calibration": calibration,
         },
         force=force,
+        telemetry_path=run_dir / "telemetry.arrow",
     )
     requests_stream = recorder.add_stream(run_dir / "requests.arrow", REQUESTS_SCHEMA)
     chunks_stream = recorder.add_stream(run_dir / "chunks.arrow", CHUNKS_SCHEMA)

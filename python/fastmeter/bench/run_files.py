@@ -13,7 +13,9 @@ from fastmeter.errors import ConfigError
 from fastmeter.io.stream import OutputError, replace_durably
 
 # What `bench` writes into a run directory (and `--force` replaces).
-RUN_FILES = ("samples.arrow", "requests.arrow", "chunks.arrow", "metrics.arrow", "run.json", "sweep.json")
+RUN_FILES = (
+    "samples.arrow", "requests.arrow", "chunks.arrow", "metrics.arrow", "run.json", "sweep.json", "telemetry.arrow"
+)
 
 
 def prepare_run_dir(path: Path, *, force: bool = False) -> Path:

@@ -18,6 +18,7 @@ from fastmeter.errors import ConfigError
 from fastmeter.io.stream import check_output_path, part_paths
 from fastmeter.recorder import Recorder
 from fastmeter.sources import SOURCE_NAMES, permission_warnings
+from fastmeter.telemetry import DEFAULT_TELEMETRY_HZ, telemetry_path_for
 from fastmeter.tracing import DEFAULT_GRACE_S, run_trace
 
 _DURATION_UNITS_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -111,6 +112,14 @@ class _LiveLine:
     help="Sensor calibration to record in the metadata [default: ~/.cache/fastmeter/calibration.json "
     "when it exists; see `fastmeter calibrate`].",
 )
+@click.option(
+    "--telemetry-hz",
+    type=FiniteFloatRange(min=0, max=1000),
+    default=DEFAULT_TELEMETRY_HZ,
+    show_default=True,
+    help="GPU/CPU telemetry rate (utilization, clocks, temperature, throttling), written beside the trace to "
+    "<stem>.telemetry.arrow; 0 = off.",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def trace_command(
     output: str,
@@ -123,6 +132,7 @@ def trace_command(
     gpus: tuple[str, ...],
     idle_baseline: float,
     calibration: str | None,
+    telemetry_hz: float,
     command: tuple[str, ...],
 ) -> None:
     """Trace power for a duration, until Ctrl-C, or while COMMAND runs (`fastmeter trace -- python train.py`).
@@ -135,7 +145,7 @@ def trace_command(
     options = {"nvml": {"gpus": ",".join(gpus)}} if gpus else {}
     if gpus and sources and "nvml" not in sources:
         raise ConfigError("--gpu selects NVIDIA GPUs, but --source does not include nvml")
-    m = fastmeter.Meter(sources or "auto", period_us, source_options=options)
+    m = fastmeter.Meter(sources or "auto", period_us, source_options=options, telemetry_hz=telemetry_hz)
     fingerprint = collect_fingerprint()
     metadata: dict[str, Any] = {
         "fingerprint": fingerprint,
@@ -146,7 +156,15 @@ def trace_command(
         "calibration": calibration_for(calibration),
     }
     live = sys.stderr.isatty()
-    recorder = Recorder(m, output, metadata, force=force, rotate_s=rotate_s, on_flush=_LiveLine(m) if live else None)
+    recorder = Recorder(
+        m,
+        output,
+        metadata,
+        force=force,
+        rotate_s=rotate_s,
+        on_flush=_LiveLine(m) if live else None,
+        telemetry_path=telemetry_path_for(Path(output)),
+    )
     for warning in noise_warnings(fingerprint):
         click.echo(f"warning: {warning.message}", err=True)
     for text in permission_warnings(m.skipped_sources):
@@ -169,6 +187,8 @@ def trace_command(
     parts = part_paths(Path(output)) if rotate_s is not None else []
     where = f"{len(parts)} parts, {parts[0].name} to {parts[-1].name}" if len(parts) > 1 else str(result.path)
     click.echo(f"wrote {result.rows} samples to {where}", err=True)
+    if recorder.telemetry_path is not None:
+        click.echo(f"wrote telemetry to {recorder.telemetry_path}", err=True)
     click.echo(f"validity: {meter_validity(m).summary()}", err=True)  # as written in the file's metadata
     if result.exit_code is not None:
         sys.exit(result.exit_code)

@@ -135,6 +135,8 @@ class BenchSettings:
                      "Data-centre power usage effectiveness.", 45, 1.0)
     price_per_kwh: float | None = opt(number(0), "Electricity price for cost figures.", 46, None)
     currency: str = opt(TEXT, "Currency of price_per_kwh.", 47, "USD")
+    telemetry_hz: float = opt(number(0, hi=1000.0), "GPU/CPU telemetry rate in Hz (utilization, clocks, temperature, "
+                              "throttling); 0 = off.", 60, 20.0)
 
 
 @dataclass(frozen=True)
