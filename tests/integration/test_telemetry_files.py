@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from fastmeter.cli import main
@@ -16,18 +17,21 @@ from fastmeter.telemetry import read_telemetry, series_of
 from tests.emulators.nvml import FakeNvml, GpuSpec
 
 
-def test_trace_writes_telemetry_beside_it_and_judges_throttling(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+@pytest.mark.parametrize("suffix", [".arrow", ".parquet"])
+def test_trace_writes_telemetry_beside_it_and_judges_throttling(
+    fake_nvml: FakeNvml, tmp_path: Path, suffix: str
+) -> None:
     t0 = time.monotonic_ns()
     fake_nvml.configure(
         [GpuSpec(utilization=(88, 30), telemetry=("throttle 0 100000 0x8",))],
         t0_ns=t0,  # HW slowdown all along
     )
-    out = tmp_path / "t.arrow"
+    out = tmp_path / f"t{suffix}"
     r = CliRunner().invoke(
         main, ["trace", "--source", "nvml", "--duration", "0.5", "--telemetry-hz", "40", "-o", str(out)]
     )
     assert r.exit_code == 0, r.output
-    tel_path = tmp_path / "t.telemetry.arrow"
+    tel_path = tmp_path / f"t.telemetry{suffix}"
     assert f"wrote telemetry to {tel_path}" in r.output
     tel, meta = read_telemetry(tel_path)
     assert meta["complete"] is True and meta["telemetry"]["hz"] == 40.0
