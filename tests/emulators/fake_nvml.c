@@ -389,3 +389,28 @@ API int nvmlDeviceGetPowerManagementLimitConstraints(nvmlDevice_t d, unsigned in
   if (rc == R_SUCCESS) fake_power_limit_range((int)(d - sys.gpus), min_mw, max_mw);
   return rc;
 }
+
+API int nvmlDeviceGetApplicationsClock(nvmlDevice_t d, int type, unsigned int* mhz) {
+  const int rc = check(d, mhz);
+  if (rc != R_SUCCESS) return rc;
+  if (type < 0 || type > 2) return R_INVALID_ARGUMENT;
+  *mhz = fake_applications_clock_mhz((int)(d - sys.gpus), d, type);
+  return R_SUCCESS;
+}
+API int nvmlDeviceGetDefaultApplicationsClock(nvmlDevice_t d, int type, unsigned int* mhz) {
+  return clock_of(d, type, mhz, d ? d->max_clocks_mhz : NULL);
+}
+API int nvmlDeviceGetEccMode(nvmlDevice_t d, unsigned int* current, unsigned int* pending) {
+  const int rc = check(d, pending ? current : NULL);
+  return rc != R_SUCCESS ? rc : fake_ecc_mode((int)(d - sys.gpus), current, pending);
+}
+#define PCIE_GETTER(fn, which)                                \
+  API int fn(nvmlDevice_t d, unsigned int* out) {             \
+    const int rc = check(d, out);                             \
+    if (rc == R_SUCCESS) *out = fake_pcie((int)(d - sys.gpus), which); \
+    return rc;                                                \
+  }
+PCIE_GETTER(nvmlDeviceGetMaxPcieLinkGeneration, 0)
+PCIE_GETTER(nvmlDeviceGetMaxPcieLinkWidth, 1)
+PCIE_GETTER(nvmlDeviceGetCurrPcieLinkGeneration, 2)
+PCIE_GETTER(nvmlDeviceGetCurrPcieLinkWidth, 3)

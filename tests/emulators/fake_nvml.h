@@ -86,5 +86,8 @@ int fake_reset_locked_clocks(int gpu);
 int fake_set_power_limit(int gpu, struct fake_gpu* g, unsigned mw);
 void fake_power_limit_range(int gpu, unsigned* min_mw, unsigned* max_mw);
 int fake_clocks_locked(int gpu);
+unsigned fake_applications_clock_mhz(int gpu, const struct fake_gpu* g, int type);
+int fake_ecc_mode(int gpu, unsigned* current, unsigned* pending);
+unsigned fake_pcie(int gpu, int which); /* 0 max generation, 1 max width, 2 current generation, 3 current width */
 
 #endif

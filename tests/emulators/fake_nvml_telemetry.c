@@ -17,6 +17,9 @@
  *                                  "locked_clocks <gpu> <min> <max>", "reset_locked_clocks <gpu>",
  *                                  "power_limit <gpu> <mW>"
  *   power_limit_range_w <min> <max>  nvmlDeviceGetPowerManagementLimitConstraints (default 100 700)
+ *   applications_clocks_mhz <graphics> <sm> <mem>  nvmlDeviceGetApplicationsClock (default: the max clocks)
+ *   ecc <current> <pending> | ecc unsupported      nvmlDeviceGetEccMode (default 1 1)
+ *   pcie_link <max_gen> <max_width> <cur_gen> <cur_width>  PCIe link queries (default 5 16 5 16)
  * Cumulative throttle time (ns since t0) per field: 74 SW power cap (0x4), 75 thermal (0x20|0x40), 76 sync boost
  * (0x10), 251 SW thermal (0x20), 252 HW thermal (0x40), 253 HW power brake (0x80). */
 #include <math.h>
@@ -45,8 +48,11 @@ struct fake_telemetry {
   char control_log[512];
   unsigned limit_min_mw, limit_max_mw;
   unsigned locked_min_mhz, locked_max_mhz;
-  unsigned unlocked_clocks_mhz[2];
   int locked;
+  unsigned app_clocks_mhz[3]; /* 0 = the GPU's max clock of that type */
+  int ecc_supported;
+  unsigned ecc_current, ecc_pending;
+  unsigned pcie[4]; /* max generation, max width, current generation, current width */
 };
 
 static struct fake_telemetry tel[FAKE_MAX_GPUS];
@@ -60,6 +66,10 @@ void fake_telemetry_reset(void) {
     tel[i].mem_temp_c = 45;
     tel[i].limit_min_mw = 100000;
     tel[i].limit_max_mw = 700000;
+    tel[i].ecc_supported = 1;
+    tel[i].ecc_current = tel[i].ecc_pending = 1;
+    tel[i].pcie[0] = tel[i].pcie[2] = 5;
+    tel[i].pcie[1] = tel[i].pcie[3] = 16;
   }
 }
 
@@ -102,6 +112,14 @@ int fake_telemetry_directive(int gpu, const char* key, char** tok, int n) {
   else if (strcmp(key, "power_limit_range_w") == 0 && n == 2) {
     t->limit_min_mw = (unsigned)llround(atof(tok[0]) * 1e3);
     t->limit_max_mw = (unsigned)llround(atof(tok[1]) * 1e3);
+  } else if (strcmp(key, "applications_clocks_mhz") == 0 && n == 3) {
+    for (int i = 0; i < 3; ++i) t->app_clocks_mhz[i] = (unsigned)atoi(tok[i]);
+  } else if (strcmp(key, "ecc") == 0 && n == 1 && strcmp(tok[0], "unsupported") == 0) t->ecc_supported = 0;
+  else if (strcmp(key, "ecc") == 0 && n == 2) {
+    t->ecc_current = (unsigned)atoi(tok[0]);
+    t->ecc_pending = (unsigned)atoi(tok[1]);
+  } else if (strcmp(key, "pcie_link") == 0 && n == 4) {
+    for (int i = 0; i < 4; ++i) t->pcie[i] = (unsigned)atoi(tok[i]);
   } else return 1;
   return 0;
 }
@@ -233,3 +251,17 @@ void fake_power_limit_range(int gpu, unsigned* min_mw, unsigned* max_mw) {
 }
 
 int fake_clocks_locked(int gpu) { return tel[gpu].locked; }
+
+/* --- fingerprint getters --------------------------------------------------------------------------------------- */
+unsigned fake_applications_clock_mhz(int gpu, const struct fake_gpu* g, int type) {
+  return tel[gpu].app_clocks_mhz[type] ? tel[gpu].app_clocks_mhz[type] : g->max_clocks_mhz[type];
+}
+
+int fake_ecc_mode(int gpu, unsigned* current, unsigned* pending) {
+  if (!tel[gpu].ecc_supported) return R_NOT_SUPPORTED;
+  *current = tel[gpu].ecc_current;
+  *pending = tel[gpu].ecc_pending;
+  return R_SUCCESS;
+}
+
+unsigned fake_pcie(int gpu, int which) { return tel[gpu].pcie[which]; }

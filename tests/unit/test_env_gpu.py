@@ -13,6 +13,7 @@ import pytest
 
 from fastmeter.env import collect_fingerprint, noise_warnings
 from fastmeter.env.gpu import collect_gpu, cuda_version_text
+from fastmeter.env.gpu_extra import NOT_LOCKED
 
 EMULATOR_DIR = Path(__file__).resolve().parents[1] / "emulators"
 
@@ -35,6 +36,9 @@ power_limit_w 450
 persistence 0
 mig 1 0
 temperature_c 30
+applications_clocks_mhz 1410 1410 2619
+ecc 0 1
+pcie_link 4 8 2 8
 """
 
 
@@ -61,6 +65,10 @@ def test_controlled_gpu_items_of_emulated_gpus(emulated: Path) -> None:
                 "persistence_mode": "enabled",
                 "mig_mode": "disabled",
                 "max_clocks_mhz": {"graphics": 1980, "sm": 1980, "memory": 3201},
+                "applications_clocks_mhz": {"graphics": 1980, "memory": 3201},  # default: the max clocks
+                "locked_clocks_mhz": NOT_LOCKED,
+                "ecc_mode": "enabled",
+                "pcie_max": {"generation": 5, "width": 16},
             },
             {
                 "name": "NVIDIA H200",
@@ -69,6 +77,10 @@ def test_controlled_gpu_items_of_emulated_gpus(emulated: Path) -> None:
                 "persistence_mode": "disabled",
                 "mig_mode": "enabled (pending: disabled)",
                 "max_clocks_mhz": {"graphics": 1980, "sm": 1980, "memory": 3201},
+                "applications_clocks_mhz": {"graphics": 1410, "memory": 2619},
+                "locked_clocks_mhz": NOT_LOCKED,
+                "ecc_mode": "disabled",
+                "pcie_max": {"generation": 4, "width": 8},
             },
         ],
     }
@@ -90,6 +102,10 @@ def test_observed_gpu_items_of_emulated_gpus(
         (4242, "compute", 2097152, f"unavailable: cannot read {proc}/4242/comm: No such file or directory"),
     ]
     assert (second["uuid"], second["temperature_c"], second["processes"]) == ("GPU-00000000-bbbb", 30, [])
+    assert (first["pcie_current"], second["pcie_current"]) == (
+        {"generation": 5, "width": 16},
+        {"generation": 2, "width": 8},
+    )
 
 
 def test_noise_warnings_from_emulated_gpus(emulated: Path) -> None:

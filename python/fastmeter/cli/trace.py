@@ -14,6 +14,7 @@ import fastmeter
 from fastmeter.assess import meter_validity, source_validity
 from fastmeter.calibrate.result import calibration_for
 from fastmeter.cli.params import GPU_ID, FiniteFloatRange
+from fastmeter.control import GpuControl, control_request
 from fastmeter.errors import ConfigError
 from fastmeter.io.stream import check_output_path, part_paths
 from fastmeter.recorder import Recorder
@@ -120,6 +121,22 @@ class _LiveLine:
     help="GPU/CPU telemetry rate (utilization, clocks, temperature, throttling), written beside the trace to "
     "<stem>.telemetry.arrow; 0 = off.",
 )
+@click.option(
+    "--lock-clocks",
+    "lock_clocks_mhz",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="MHZ",
+    help="Lock the GPUs' graphics clock to MHZ for the trace, restored after it (needs root; recorded).",
+)
+@click.option(
+    "--power-limit",
+    "power_limit_w",
+    type=FiniteFloatRange(min=0, min_open=True),
+    default=None,
+    metavar="W",
+    help="Set the GPUs' power limit to W for the trace, restored after it (needs root; recorded).",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def trace_command(
     output: str,
@@ -133,6 +150,8 @@ def trace_command(
     idle_baseline: float,
     calibration: str | None,
     telemetry_hz: float,
+    lock_clocks_mhz: int | None,
+    power_limit_w: float | None,
     command: tuple[str, ...],
 ) -> None:
     """Trace power for a duration, until Ctrl-C, or while COMMAND runs (`fastmeter trace -- python train.py`).
@@ -142,48 +161,53 @@ def trace_command(
 
     check_output_path(output, force=force)  # before anything slow
     rotate_s = parse_duration_s(rotate) if rotate is not None else None
-    options = {"nvml": {"gpus": ",".join(gpus)}} if gpus else {}
-    if gpus and sources and "nvml" not in sources:
-        raise ConfigError("--gpu selects NVIDIA GPUs, but --source does not include nvml")
-    m = fastmeter.Meter(sources or "auto", period_us, source_options=options, telemetry_hz=telemetry_hz)
-    fingerprint = collect_fingerprint()
-    metadata: dict[str, Any] = {
-        "fingerprint": fingerprint,
-        "sampler": {"period_us": period_us, "sources": m.sources},
-        "channels": [asdict(c) for c in m.channels],
-        "command": list(command),
-        "fastmeter_version": fastmeter.__version__,
-        "calibration": calibration_for(calibration),
-    }
-    live = sys.stderr.isatty()
-    recorder = Recorder(
-        m,
-        output,
-        metadata,
-        force=force,
-        rotate_s=rotate_s,
-        on_flush=_LiveLine(m) if live else None,
-        telemetry_path=telemetry_path_for(Path(output)),
-    )
-    for warning in noise_warnings(fingerprint):
-        click.echo(f"warning: {warning.message}", err=True)
-    for text in permission_warnings(m.skipped_sources):
-        click.echo(f"warning: {text}", err=True)
-    for reason in source_validity(m.sources, m.skipped_sources, channels=m.channels).reasons:
-        click.echo(f"warning: {reason.message}", err=True)
-
-    try:
-        result = run_trace(
-            recorder,
-            list(command),
-            duration_s=duration,
-            idle_baseline_s=idle_baseline,
-            grace_s=grace_s,
-            on_phase=lambda text: click.echo(f"{text} ...", err=True),
+    request = control_request(lock_clocks_mhz, power_limit_w, gpus)
+    # Set before the meter opens (its fingerprint and telemetry see the settings); restored when the block ends,
+    # also on SIGINT/SIGTERM (run_trace returns normally) and errors.
+    with GpuControl(request) as control:
+        options = {"nvml": {"gpus": ",".join(gpus)}} if gpus else {}
+        if gpus and sources and "nvml" not in sources:
+            raise ConfigError("--gpu selects NVIDIA GPUs, but --source does not include nvml")
+        m = fastmeter.Meter(sources or "auto", period_us, source_options=options, telemetry_hz=telemetry_hz)
+        fingerprint = collect_fingerprint()
+        metadata: dict[str, Any] = {
+            "fingerprint": fingerprint,
+            "sampler": {"period_us": period_us, "sources": m.sources},
+            "channels": [asdict(c) for c in m.channels],
+            "command": list(command),
+            "fastmeter_version": fastmeter.__version__,
+            "calibration": calibration_for(calibration),
+            "control": control.record(),
+        }
+        live = sys.stderr.isatty()
+        recorder = Recorder(
+            m,
+            output,
+            metadata,
+            force=force,
+            rotate_s=rotate_s,
+            on_flush=_LiveLine(m) if live else None,
+            telemetry_path=telemetry_path_for(Path(output)),
         )
-    finally:
-        if live:
-            click.echo("", err=True)
+        for warning in noise_warnings(fingerprint):
+            click.echo(f"warning: {warning.message}", err=True)
+        for text in permission_warnings(m.skipped_sources):
+            click.echo(f"warning: {text}", err=True)
+        for reason in source_validity(m.sources, m.skipped_sources, channels=m.channels).reasons:
+            click.echo(f"warning: {reason.message}", err=True)
+
+        try:
+            result = run_trace(
+                recorder,
+                list(command),
+                duration_s=duration,
+                idle_baseline_s=idle_baseline,
+                grace_s=grace_s,
+                on_phase=lambda text: click.echo(f"{text} ...", err=True),
+            )
+        finally:
+            if live:
+                click.echo("", err=True)
     parts = part_paths(Path(output)) if rotate_s is not None else []
     where = f"{len(parts)} parts, {parts[0].name} to {parts[-1].name}" if len(parts) > 1 else str(result.path)
     click.echo(f"wrote {result.rows} samples to {where}", err=True)

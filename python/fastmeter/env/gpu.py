@@ -143,6 +143,10 @@ class _Reader:
             "clocks_mhz": self.clocks(handle, nv.nvmlDeviceGetClockInfo),
             "processes": self.processes(handle),
         }
+        from fastmeter.env.gpu_extra import extra_controlled, extra_observed  # lazy: it imports fastmeter.control
+
+        controlled.update(extra_controlled(self, handle, index))
+        observed.update(extra_observed(self, handle))
         return controlled, observed
 
 
