@@ -5,9 +5,10 @@ it (docs/methodology.md, "Telemetry"; docs/format.md, "telemetry").
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -242,9 +243,10 @@ def meter_telemetry_validity(meter: Meter, t0_ns: int, t1_ns: int) -> Validity:
 TELEMETRY_FIX = "it was not written by fastmeter, or is damaged; record it again"
 
 
-def read_telemetry(path: str | Path) -> tuple[pa.Table, dict[str, Any]]:
-    """A telemetry file (finished IPC file, or the stream of a killed recorder up to its last flush): the table and
-    its fastmeter metadata ({format_version, realtime_anchor, telemetry: {hz, series, unavailable}, complete?})."""
+def open_telemetry(path: str | Path) -> tuple[dict[str, Any], Iterator[pa.RecordBatch]]:
+    """A telemetry file's fastmeter metadata ({format_version, realtime_anchor, telemetry: {hz, series,
+    unavailable}, complete?}) and its record batches, read one at a time (a finished IPC or Parquet file, or the
+    stream of a killed recorder up to its last flush)."""
     from fastmeter.errors import FastmeterError
     from fastmeter.io.read import read_batches
     from fastmeter.io.schema import METADATA_KEY
@@ -252,12 +254,20 @@ def read_telemetry(path: str | Path) -> tuple[pa.Table, dict[str, Any]]:
 
     p = Path(path)
     try:
-        batches = list(read_batches(p))
-        schema = batches[0].schema if batches else None
+        batches = read_batches(p)
+        first = next(batches, None)
     except (OSError, pa.ArrowInvalid) as e:
         raise FastmeterError(f"{p} is not a readable telemetry file: {e}") from None
-    if schema is None or METADATA_KEY not in (schema.metadata or {}):
+    if first is None or METADATA_KEY not in (first.schema.metadata or {}):
         raise FastmeterError(f"{p} is not a fastmeter telemetry file (no fastmeter metadata); {TELEMETRY_FIX}")
-    table = pa.Table.from_batches([b for b in batches if b.num_rows], schema=schema)
-    check_columns(table, {"t_ns": INT64, "channel": STRINGS, "metric": STRINGS, "value": FLOAT}, str(p), TELEMETRY_FIX)
-    return table, json.loads(schema.metadata[METADATA_KEY])
+    columns = {"t_ns": INT64, "channel": STRINGS, "metric": STRINGS, "value": FLOAT}
+    check_columns(pa.Table.from_batches([first]), columns, str(p), TELEMETRY_FIX)
+    return json.loads(first.schema.metadata[METADATA_KEY]), itertools.chain([first], batches)
+
+
+def read_telemetry(path: str | Path) -> tuple[pa.Table, dict[str, Any]]:
+    """A telemetry file loaded whole: its table and metadata (see `open_telemetry`)."""
+    meta, batches = open_telemetry(path)
+    rows = [b for b in batches if b.num_rows]
+    table = pa.Table.from_batches(rows) if rows else TELEMETRY_SCHEMA.empty_table()
+    return table, meta

@@ -8,9 +8,11 @@ from typing import Any
 
 import click
 
+from fastmeter.analysis.telemetry_summary import TelemetryAccumulator
 from fastmeter.analysis.trace_summary import channel_columns, jitter_text, summarize_batches
 from fastmeter.errors import ConfigError
-from fastmeter.io.read import Trace, TraceBatches, open_trace, read_trace
+from fastmeter.io.read import Trace, TraceBatches, _base_of_part, open_trace, read_trace
+from fastmeter.telemetry import open_telemetry, telemetry_path_for
 from fastmeter.validity import Validity
 
 
@@ -78,6 +80,7 @@ def render_summary(trace: Trace | TraceBatches) -> str:
             lines.append(f"  {name:<14}counter update period {_fmt(period and period * 1e3, '.2f')} ms")
         for name, err in (stats.get("errors") or {}).items():
             lines.append(f"  {name:<14}FAILED: {err}")
+    lines += telemetry_lines(trace, {r.channel: r.energy_j for r in rows})
     rec = meta.get("recorder")
     if isinstance(rec, dict) and rec.get("flushes") is not None:
         lines.append(
@@ -145,3 +148,43 @@ def show_command(file: Path, plot: str | None) -> None:
     if plot:  # the whole table, for the figure only
         plot_trace(read_trace(file), Path(plot))
         click.echo(f"plot written to {plot}", err=True)
+
+
+# --- telemetry beside the trace (docs/format.md, "Telemetry files") ---
+def telemetry_file_of(path: Path) -> Path | None:
+    """The telemetry file recorded with a trace: `telemetry.arrow` beside a run directory's samples.arrow, else
+    `<stem>.telemetry<suffix>`; None when there is none."""
+    candidates = [path.with_name("telemetry.arrow")] if path.name == "samples.arrow" else []
+    candidates.append(telemetry_path_for(path))
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def telemetry_lines(trace: Trace | TraceBatches, energy_j: dict[str, float]) -> list[str]:
+    """Per-GPU utilization, temperature, time throttled, clocks, power limit and J per GPU-busy second, read batch
+    by batch from the telemetry file recorded with the trace (none for a trace loaded without its paths)."""
+    paths = getattr(trace, "paths", None)
+    path = telemetry_file_of(_base_of_part(paths[0]) or paths[0]) if paths else None
+    if path is None:
+        return []
+    meta, batches = open_telemetry(path)
+    info = meta.get("telemetry") or {}
+    acc = TelemetryAccumulator(0, 2**62).add_all(batches)
+    lines = ["", f"telemetry     {_fmt(info.get('hz'), 'g')} Hz, {len(info.get('series') or [])} series ({path.name})"]
+    for u in info.get("unavailable") or []:
+        lines.append(f"  unavailable {u}")
+    gpus = acc.gpus(energy_j)
+    if gpus:
+        lines.append(
+            f"{'gpu':<8}{'util %':>8}{'busy s':>9}{'temp C':>8}{'max C':>7}{'throttled s':>13}{'SM MHz':>8}"
+            f"{'limit W':>9}{'J/busy s':>10}"
+        )
+    for g in gpus:
+        limit = (_fmt(g.power_limit_w_min, ".0f") if g.power_limit_w_min == g.power_limit_w_max
+                 else f"{_fmt(g.power_limit_w_min, '.0f')}-{_fmt(g.power_limit_w_max, '.0f')}")
+        lines.append(
+            f"{g.channel:<8}{_fmt(g.mean_util_pct, '.1f'):>8}{_fmt(g.busy_s, '.2f'):>9}{_fmt(g.mean_temp_c, '.1f'):>8}"
+            f"{_fmt(g.max_temp_c, '.0f'):>7}{_fmt(g.throttled_s, '.3f'):>13}{_fmt(g.mean_sm_clock_mhz, '.0f'):>8}"
+            f"{limit:>9}{_fmt(g.j_per_busy_s, '.1f'):>10}"
+        )
+    return lines
+
