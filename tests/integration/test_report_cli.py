@@ -36,6 +36,8 @@ def rendered(report_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFact
 EXPECTED_PNGS = {"runs", "sweep-sweep", "low-power", "low-requests", "high-power", "high-requests",
                  "sweep_concurrency-1-power", "sweep_concurrency-1-requests", "sweep_concurrency-4-power",
                  "sweep_concurrency-4-requests"}
+# Every run was recorded with telemetry (bench's default 20 Hz): one telemetry figure each.
+EXPECTED_PNGS |= {f"{run}-telemetry" for run in ("low", "high", "sweep_concurrency-1", "sweep_concurrency-4")}
 
 
 def _decode_png(data: bytes) -> np.ndarray:
@@ -155,3 +157,17 @@ def test_report_on_a_trace_file_points_to_show(tmp_path: Path) -> None:
     code, out, err = _run(str(trace))
     assert code == 2 and out == ""
     assert f"{trace} is a trace file: use `fastmeter show {trace}`" in err
+
+
+def test_html_has_the_gpu_telemetry_table(report_runs: dict[str, Path], rendered: tuple[Path, Path]) -> None:
+    from fastmeter.report.telemetry import telemetry_rows
+
+    html = rendered[0].read_text()
+    assert "<h2>GPU telemetry</h2>" in html and 'id="fig-low-telemetry"' in html
+    header, rows = telemetry_rows(load_report([report_runs["low"], report_runs["high"]]))
+    assert [r[:2] for r in rows] == [["low", "gpu0"], ["high", "gpu0"]]
+    for row in rows:
+        assert all(cell in html for cell in row[2:])
+    # The emulated GPU reports utilization 0 (the emulator's default): never busy, so no J per busy second.
+    assert {r[header.index("mean util %")] for r in rows} == {"0.0"}
+    assert {r[header.index("J / GPU-busy s")] for r in rows} == {"—"}

@@ -18,6 +18,7 @@ from fastmeter.analysis.trace_summary import channel_columns
 from fastmeter.errors import ConfigError
 from fastmeter.report.load import Report, Run, Sweep, in_flight
 from fastmeter.report.tables import sweep_title
+from fastmeter.report.telemetry import telemetry_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -214,4 +215,8 @@ def build_figures(report: Report) -> list[FigureOut]:
         out.append(FigureOut(f"{stem}-power", f"{run.label}: power and requests in flight", power_timeline(run),
                              run.label))
         out.append(FigureOut(f"{stem}-requests", f"{run.label}: per-request energy", request_energy(run), run.label))
+        telemetry = telemetry_figure(run)
+        if telemetry is not None:
+            out.append(FigureOut(f"{stem}-telemetry", f"{run.label}: GPU telemetry beside power (throttling shaded)",
+                                 telemetry, run.label))
     return out

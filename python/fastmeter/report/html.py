@@ -18,6 +18,7 @@ from fastmeter.report.tables import (
     sweep_title,
     warnings,
 )
+from fastmeter.report.telemetry import telemetry_rows
 
 if TYPE_CHECKING:
     from fastmeter.report.figures import FigureOut
@@ -147,6 +148,12 @@ def render_html(report: Report, figures: list[tuple[FigureOut, bytes]]) -> str:
     if overview:
         parts += ["<h2>Runs compared</h2>", *overview]
     parts += ["<h2>Each run</h2>", *per_run]
+    header, rows = telemetry_rows(report)
+    if rows:
+        parts += ["<h2>GPU telemetry</h2>",
+                  '<p class="meta">Over each run\'s measured span; throttled: polls that saw a throttle reason. '
+                  "J / GPU-busy s: the GPU's energy per second of utilization (docs/methodology.md, "
+                  '"Telemetry").</p>', _table(header, rows)]
     header, rows = sampler_rows(report)
     parts += ["<h2>Sampler quality</h2>", _table(header, rows)]
     parts += ["<h2>Environment</h2>",
