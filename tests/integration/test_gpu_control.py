@@ -150,3 +150,29 @@ def test_env_check_sees_locked_clocks_and_power_limit_as_controlled(fake_nvml: F
     assert diffs["gpu.devices.0.locked_clocks_mhz"][1] == 1100
     assert diffs["gpu.devices.0.power_limit_w"] == (700.0, 500.0)
     assert compare_fingerprints(before, after) == []
+
+
+def test_bench_sets_and_restores_and_records_the_settings(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    import json
+
+    from tests.emulators.openai_server import openai_server
+
+    fake_nvml.configure(
+        [GpuSpec(power_limit_w=700.0, utilization=(60, 20), telemetry=(f"control_log {_log(fake_nvml)}",))]
+    )
+    out = tmp_path / "run"
+    with openai_server(token_gap_s=0.003, prefill_s=0.005) as server:
+        argv = ["bench", "-o", str(out), "--allow-degraded", "--base-url", server.url, "--server-kind", "openai",
+                "--model", "tiny", "--workload-kind", "random", "--input-tokens", "8", "--output-tokens", "8",
+                "--concurrency", "2", "--num-requests", "6", "--warmup-requests", "0", "--sources", "nvml",
+                "--metrics-enabled", "false", "--lock-clocks-mhz", "1300", "--power-limit-w", "400"]
+        r = CliRunner().invoke(main, argv)
+    assert r.exit_code == 0, r.output
+    assert _lines(_log(fake_nvml)) == [
+        "power_limit 0 400000", "locked_clocks 0 1300 1300", "reset_locked_clocks 0", "power_limit 0 700000",
+    ]
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["bench"]["lock_clocks_mhz"] == 1300 and run["control"]["previous_power_limit_w"] == {"0": 700.0}
+    tel, _ = read_telemetry(out / "telemetry.arrow")
+    assert set(series_of(tel, "gpu0", "sm_clock_mhz")[1].tolist()) == {1300.0}
+    assert set(series_of(tel, "gpu0", "gpu_util_pct")[1].tolist()) == {60.0}

@@ -53,6 +53,7 @@ from fastmeter.bench.tables import (
     write_arrow,
 )
 from fastmeter.calibrate.result import calibration_for
+from fastmeter.control import GpuControl, control_request
 from fastmeter.load.config import BenchConfig
 from fastmeter.load.runner import run_config
 from fastmeter.recorder import Interrupt, Recorder
@@ -95,7 +96,23 @@ def run_point(
     force: bool = False,
     hooks: BenchHooks = BenchHooks(),
 ) -> dict[str, Any]:
-    """Run the load of `cfg` while measuring; write `run_dir`; return run.json's content."""
+    """Run the load of `cfg` while measuring; write `run_dir`; return run.json's content. GPU settings asked for
+    (`lock_clocks_mhz`, `power_limit_w`) hold from before the meter opens until the run directory is written, and
+    are restored whatever ends the run (fastmeter/control.py)."""
+    b = cfg.bench
+    with GpuControl(control_request(b.lock_clocks_mhz, b.power_limit_w, tuple(map(str, b.gpus)))) as control:
+        return _run_point(cfg, run_dir, config_dict, force=force, hooks=hooks, control=control)
+
+
+def _run_point(
+    cfg: BenchConfig,
+    run_dir: Path,
+    config_dict: dict[str, Any],
+    *,
+    force: bool,
+    hooks: BenchHooks,
+    control: GpuControl,
+) -> dict[str, Any]:
     from fastmeter.env import collect_fingerprint, noise_warnings
 
     # Everything that can reject the input, before a directory or a meter exists.
@@ -121,6 +138,7 @@ def run_point(
             "channels": [asdict(c) for c in meter.channels],
             "fastmeter_version": fastmeter.__version__,
             "calibration": calibration,
+            "control": control.record(),
         },
         force=force,
         telemetry_path=run_dir / "telemetry.arrow",
@@ -171,7 +189,7 @@ def run_point(
             recorder.close({"idle_baseline_w": measured.idle_w, "interrupted": interrupt.signum is not None,
                             "validity": meter_validity(meter).to_dict()})  # the whole record's, for `show`
         context = {"fingerprint": fingerprint, "config": config_dict, "calibration": calibration,
-                   "send_lag_ns": measured.send_lag_ns}
+                   "send_lag_ns": measured.send_lag_ns, "control": control.record()}
         run = _finish(cfg, run_dir, meter, records, metrics, span, measured.idle_w, context, hooks, interrupt.signum)
     if recorder.error is not None:  # everything else is written; the samples are kept up to the failure
         raise recorder.error
@@ -357,6 +375,7 @@ def _finish(
         "validity": validity.to_dict(),
         "server_metrics": server_deltas,
         "send_lag_ns": context["send_lag_ns"],
+        "control": context["control"],
     }
     write_run_json(run_dir, run)
     hooks.notify("summary", render_summary(summary, validity))

@@ -137,6 +137,11 @@ class BenchSettings:
     currency: str = opt(TEXT, "Currency of price_per_kwh.", 47, "USD")
     telemetry_hz: float = opt(number(0, hi=1000.0), "GPU/CPU telemetry rate in Hz (utilization, clocks, temperature, "
                               "throttling); 0 = off.", 60, 20.0)
+    lock_clocks_mhz: int | None = opt(integer(1, 10_000), "Lock the GPUs' graphics clock (MHz) for the run, restored "
+                                      "after it (needs root).", 61, None)
+    power_limit_w: float | None = opt(number(0, lo_open=True, hi=10_000.0),
+                                      "Set the GPUs' power limit (W) for the run, restored after it (needs root).",
+                                      62, None)
 
 
 @dataclass(frozen=True)
