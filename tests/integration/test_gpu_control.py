@@ -172,7 +172,8 @@ def test_bench_sets_and_restores_and_records_the_settings(fake_nvml: FakeNvml, t
         "power_limit 0 400000", "locked_clocks 0 1300 1300", "reset_locked_clocks 0", "power_limit 0 700000",
     ]
     run = json.loads((out / "run.json").read_text())
-    assert run["config"]["bench"]["lock_clocks_mhz"] == 1300 and run["control"]["previous_power_limit_w"] == {"0": 700.0}
+    assert run["config"]["bench"]["lock_clocks_mhz"] == 1300
+    assert run["control"]["previous_power_limit_w"] == {"0": 700.0}
     tel, _ = read_telemetry(out / "telemetry.arrow")
     assert set(series_of(tel, "gpu0", "sm_clock_mhz")[1].tolist()) == {1300.0}
     assert set(series_of(tel, "gpu0", "gpu_util_pct")[1].tolist()) == {60.0}
