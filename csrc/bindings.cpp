@@ -13,6 +13,7 @@
 #include "fastmeter/meter.h"
 #include "fastmeter/schedule.h"
 #include "fastmeter/sources/source.h"
+#include "fastmeter/telemetry_parse.h"
 // --- calibrate: optional CUDA load ---
 #ifdef FASTMETER_HAVE_CUDA
 #include <stdexcept>
@@ -635,4 +636,20 @@ PYBIND11_MODULE(_core, m) {
             return py::make_tuple(t, series, value);
           },
           py::arg("t0_ns"), py::arg("t1_ns"), "Columns (t_ns, series, value) of readings with t0_ns <= t_ns <= t1_ns.");
+  m.def(
+      "parse_proc_stat_cpu",
+      [](const std::string& text) -> py::object {
+        CpuTicks t;
+        if (!parse_proc_stat_cpu(text, &t)) return py::none();
+        return py::make_tuple(t.busy, t.total);
+      },
+      py::arg("text"), "(busy, total) ticks of /proc/stat's aggregate cpu line, or None when it is not one.");
+  m.def(
+      "cpu_busy_pct",
+      [](uint64_t prev_busy, uint64_t prev_total, uint64_t busy, uint64_t total) {
+        return cpu_busy_pct(CpuTicks{prev_busy, prev_total}, CpuTicks{busy, total});
+      },
+      py::arg("prev_busy"), py::arg("prev_total"), py::arg("busy"), py::arg("total"));
+  m.def(
+      "parse_cpufreq_mhz", [](const std::string& text) { return parse_cpufreq_mhz(text); }, py::arg("text"));
 }

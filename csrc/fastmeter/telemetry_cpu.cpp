@@ -3,14 +3,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
-#include <cstdlib>
 #include <limits>
-#include <atomic>
+#include <string_view>
 
 #include "fastmeter/sources/posix_file.h"
 #include "fastmeter/telemetry.h"
+#include "fastmeter/telemetry_parse.h"
 
 namespace fastmeter {
 namespace {
@@ -66,46 +67,26 @@ class CpuTelemetry final : public TelemetryProbe {
     char buf[512];
     if (stat_.ok()) out[k++] = utilization(buf, sizeof buf);
     for (const Fd& fd : freq_) {
-      char* end = nullptr;
-      const double khz = reread(fd, buf, sizeof buf) > 0 ? std::strtod(buf, &end) : kNaN;
-      const bool ok = end != nullptr && end != buf && std::isfinite(khz) && khz >= 0;
-      if (!ok) errors_.fetch_add(1, std::memory_order_relaxed);
-      out[k++] = ok ? khz * 1e-3 : kNaN;
+      const ssize_t n = reread(fd, buf, sizeof buf);
+      const double mhz = n > 0 ? parse_cpufreq_mhz(std::string_view(buf, static_cast<size_t>(n))) : kNaN;
+      if (std::isnan(mhz)) errors_.fetch_add(1, std::memory_order_relaxed);
+      out[k++] = mhz;
     }
   }
 
  private:
-  // Busy share of all CPU time since the previous poll: (total - idle - iowait) / total over the "cpu" line's
-  // counters. NaN on the first poll (no previous) and when no tick passed.
+  // Busy share of all CPU time since the previous poll (telemetry_parse.h). NaN on the first poll (no previous)
+  // and when no tick passed, which is not a read error.
   double utilization(char* buf, size_t cap) noexcept {
-    if (reread(stat_, buf, cap) < 5 || buf[0] != 'c' || buf[1] != 'p' || buf[2] != 'u' || buf[3] != ' ') {
+    const ssize_t n = reread(stat_, buf, cap);
+    CpuTicks cur;
+    if (n <= 0 || !parse_proc_stat_cpu(std::string_view(buf, static_cast<size_t>(n)), &cur)) {
       errors_.fetch_add(1, std::memory_order_relaxed);
       return kNaN;
     }
-    const char* p = buf + 4;
-    unsigned long long v[10] = {};
-    int n = 0;
-    for (; n < 10; ++n) {
-      char* end = nullptr;
-      v[n] = std::strtoull(p, &end, 10);
-      if (end == p) break;
-      p = end;
-    }
-    if (n < 4) {
-      errors_.fetch_add(1, std::memory_order_relaxed);
-      return kNaN;
-    }
-    // user nice system idle iowait irq softirq steal (guest and guest_nice are already inside user and nice).
-    unsigned long long total = 0;
-    for (int i = 0; i < std::min(n, 8); ++i) total += v[i];
-    const unsigned long long idle = v[3] + (n > 4 ? v[4] : 0);
-    const double out = have_prev_ && total > prev_total_
-                           ? 100.0 * (1.0 - static_cast<double>(idle - prev_idle_) /
-                                                static_cast<double>(total - prev_total_))
-                           : kNaN;
+    const double out = have_prev_ ? cpu_busy_pct(prev_, cur) : kNaN;
     have_prev_ = true;
-    prev_total_ = total;
-    prev_idle_ = idle;
+    prev_ = cur;
     return out;
   }
 
@@ -115,7 +96,7 @@ class CpuTelemetry final : public TelemetryProbe {
   std::vector<std::string> unavailable_;
   std::atomic<uint64_t> errors_{0};
   bool have_prev_ = false;
-  unsigned long long prev_total_ = 0, prev_idle_ = 0;
+  CpuTicks prev_;
 };
 
 }  // namespace
