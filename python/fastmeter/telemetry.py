@@ -228,7 +228,9 @@ def meter_telemetry_validity(meter: Meter, t0_ns: int, t1_ns: int) -> Validity:
     try:
         return telemetry_validity(meter.telemetry(t0_ns, t1_ns), t0_ns, t1_ns)
     except SpanError:
-        kept = meter.telemetry(max(t0_ns, meter.stop_ns or t1_ns) - int(meter.keep_samples_s * 1e9), t1_ns)
+        # What is still in RAM, from the oldest kept reading on (judged after the meter stopped, nothing moves).
+        kept = meter.telemetry_range(int(meter.stats()["telemetry_dropped_from_ram"]))
+        kept = kept.filter(pc.less_equal(kept["t_ns"], t1_ns))
         first = int(kept["t_ns"].to_numpy().min()) if kept.num_rows else t1_ns
         note = Reason(
             "telemetry_partly_judged",

@@ -264,3 +264,23 @@ def test_pynvml_reads_the_same_telemetry_as_fastmeter(fake_nvml: FakeNvml) -> No
     seen = json.loads(run.stdout)
     ours = {metric: set(_values(tab, "gpu0", metric).tolist()) for metric in seen}
     assert ours == {metric: {float(v)} for metric, v in seen.items()}
+
+
+def test_validity_of_a_span_longer_than_ram_says_what_it_judged(
+    fake_nvml: FakeNvml, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastmeter.assess import meter_validity
+
+    t0 = time.monotonic_ns()
+    # Throttled early on only: by the end that part has left RAM, and the note says from when it was judged.
+    fake_nvml.configure([GpuSpec(telemetry=("throttle 0 200 0x4",))], t0_ns=t0)
+    with Meter("nvml", telemetry_hz=1000, keep_samples_s=0.1) as m:
+        time.sleep(1.0)
+    assert m.stats()["telemetry_dropped_from_ram"] > 0
+    reasons = {r.code: r for r in meter_validity(m).reasons}
+    note = reasons["telemetry_partly_judged"]
+    assert note.verdict.value == "measured" and m.start_ns < note.t_ns <= m.stop_ns
+    assert "gpu_throttled" not in reasons  # the throttled stretch is older than what RAM holds
+    # The same meter judged over a span it still holds: clean, and no note.
+    recent = {r.code for r in meter_validity(m, (m.stop_ns - 50_000_000, m.stop_ns)).reasons}
+    assert not recent & {"telemetry_partly_judged", "gpu_throttled"}
