@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import signal
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ class GpuControl:
     _restored: bool = False
     _restore_errors: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _previous_handlers: dict[int, Any] = field(default_factory=dict)
 
     def __enter__(self) -> GpuControl:
         if self.request.empty:
@@ -68,7 +70,8 @@ class GpuControl:
         except self._nv.NVMLError as e:
             self._nv = None
             raise ControlError(f"{why}: {e}") from None
-        atexit.register(self.restore)  # backstop for exits that skip __exit__ (sys.exit in a signal handler)
+        atexit.register(self.restore)  # backstop for exits that skip __exit__
+        self._catch_signals()
         try:
             for index in self._indices():
                 self._apply(index)
@@ -81,6 +84,23 @@ class GpuControl:
         self.restore()
         if self._restore_errors and exc[0] is None:
             raise ControlError("; ".join(self._restore_errors))
+
+    def _catch_signals(self) -> None:
+        """Until restore: SIGTERM and SIGHUP, whose default action kills the process without unwinding, become
+        SystemExit(128 + N), so the settings are restored on the way out. (SIGINT already raises
+        KeyboardInterrupt.) A recorder's own handlers take over while it runs and hand these back after."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(signum) is signal.SIG_DFL:
+                self._previous_handlers[signum] = signal.signal(signum, _exit_on_signal)
+
+    def _release_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers.clear()
 
     def _indices(self) -> list[int]:
         nv = self._nv
@@ -154,6 +174,7 @@ class GpuControl:
             with contextlib.suppress(nv.NVMLError):
                 nv.nvmlShutdown()
         atexit.unregister(self.restore)
+        self._release_signals()
 
     def record(self) -> dict[str, Any] | None:
         """What was set and what it replaced (None when nothing was asked)."""
@@ -169,6 +190,10 @@ class GpuControl:
             "restored": self._restored and not self._restore_errors,
             "restore_errors": list(self._restore_errors),
         }
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def control_request(

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from fastmeter.cli import main
@@ -177,3 +178,34 @@ def test_bench_sets_and_restores_and_records_the_settings(fake_nvml: FakeNvml, t
     tel, _ = read_telemetry(out / "telemetry.arrow")
     assert set(series_of(tel, "gpu0", "sm_clock_mhz")[1].tolist()) == {1300.0}
     assert set(series_of(tel, "gpu0", "gpu_util_pct")[1].tolist()) == {60.0}
+
+
+def test_sigterm_right_after_the_settings_still_restores_them(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    # Before the recorder's own handlers are in place (the meter and fingerprint are still opening), SIGTERM's
+    # default action would kill the process with the clocks locked.
+    _configure(fake_nvml, "latency_us 2000")  # slow NVML value calls: the window before tracing is wide
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastmeter.cli", "trace", "--source", "nvml", "--lock-clocks", "800", "-o",
+         str(tmp_path / "t.arrow"), "--", "sleep", "30"],
+        env={**os.environ, **fake_nvml.subprocess_env()}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not _lines(_log(fake_nvml)):
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert _lines(_log(fake_nvml)) == ["locked_clocks 0 800 800", "reset_locked_clocks 0"]
+
+
+def test_a_failure_after_the_settings_restores_them(
+    fake_nvml: FakeNvml, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _configure(fake_nvml)
+    monkeypatch.setenv("FASTMETER_POWERCAP_ROOT", str(tmp_path / "no-powercap"))  # rapl cannot open
+    r = CliRunner().invoke(
+        main,
+        ["trace", "--source", "rapl", "--duration", "0.2", "--lock-clocks", "1000", "-o", str(tmp_path / "t.arrow")],
+    )
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert _lines(_log(fake_nvml)) == ["locked_clocks 0 1000 1000", "reset_locked_clocks 0"]
