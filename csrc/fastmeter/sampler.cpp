@@ -109,7 +109,9 @@ void Sampler::start() {
   for (auto& ss : src_state_) ss.next_ns = start_ns_ + config_.period_ns;
   if (!telemetry_.empty()) {
     poll_telemetry();
-    tel_next_ns_ = start_ns_ + config_.telemetry_period_ns;
+    // Half an energy period off the energy grid: a telemetry read (several driver calls, up to ~1 ms on real
+    // GPUs) then falls between two energy deadlines instead of right before the next one.
+    tel_next_ns_ = start_ns_ + config_.period_ns / 2 + config_.telemetry_period_ns;
   }
   running_.store(true, std::memory_order_release);
   thread_ = std::thread([this] { run(); });
@@ -262,7 +264,7 @@ void Sampler::run() noexcept {
           if (ss.next_ns <= t_end) ss.next_ns = grid_ceil(t_end + 1);
       }
     }
-    // Telemetry after the energy reads due at the same instant, so it never delays them within a wake-up.
+    // Telemetry after any energy reads due at the same instant, so it never delays them within a wake-up.
     if (telemetry && tel_next_ns_ <= woke) {
       poll_telemetry();
       const int64_t tp = config_.telemetry_period_ns;

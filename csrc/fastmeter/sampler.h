@@ -38,8 +38,8 @@ struct SamplerConfig {
   // Ask for SCHED_FIFO at the lowest real-time priority, so a CPU-bound neighbour cannot starve the sampler.
   // Without the privilege (EPERM) the thread stays SCHED_OTHER; stats() says which it got.
   bool realtime = true;
-  // Telemetry schedule (telemetry.h): every probe is read on its own grid start + k * telemetry_period_ns, after
-  // the energy sources due at the same wake-up; 0 = no telemetry.
+  // Telemetry schedule (telemetry.h): every probe is read on its own grid, start + period_ns / 2 + k *
+  // telemetry_period_ns (between two energy deadlines), and at start and stop; 0 = no telemetry.
   int64_t telemetry_period_ns = 0;
   size_t telemetry_ring_capacity = 1 << 16;
 };
