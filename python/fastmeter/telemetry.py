@@ -55,9 +55,10 @@ NOT_THROTTLING = 0x1 | 0x2 | 0x100
 
 
 def telemetry_path_for(trace: Path) -> Path:
-    """Where a trace's telemetry goes: `run.arrow` -> `run.telemetry.arrow`, `run.parquet` -> `run.telemetry.parquet`
-    (a rotated trace has one telemetry file for all its parts)."""
-    return trace.with_name(f"{trace.stem}.telemetry{trace.suffix}")
+    """Where a trace's telemetry goes: `run.arrow` -> `run-telemetry.arrow`, `run.parquet` -> `run-telemetry.parquet`
+    (a rotated trace has one telemetry file for all its parts). Not `run.telemetry.arrow`: that would match the
+    numbered parts' `run.*.arrow`."""
+    return trace.with_name(f"{trace.stem}-telemetry{trace.suffix}")
 
 
 def reason_names(mask: int) -> list[str]:

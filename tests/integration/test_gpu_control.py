@@ -57,7 +57,7 @@ def test_settings_hold_during_the_trace_and_are_restored_after(fake_nvml: FakeNv
         "reset_locked_clocks 0",
         "power_limit 0 700000",
     ]
-    tel, _ = read_telemetry(tmp_path / "t.telemetry.arrow")
+    tel, _ = read_telemetry(tmp_path / "t-telemetry.arrow")
     assert set(series_of(tel, "gpu0", "sm_clock_mhz")[1].tolist()) == {1200.0}
     assert set(series_of(tel, "gpu0", "power_limit_w")[1].tolist()) == {450.0}
     meta = read_trace(out).metadata

@@ -70,7 +70,7 @@ def page(chromium: str, report_runs: dict[str, Path], tmp_path_factory: pytest.T
 
 def test_the_report_renders_every_figure_without_console_messages(chromium: str, page: Path, tmp_path: Path) -> None:
     n_images = page.read_text().count("<img ")
-    assert n_images == 10
+    assert n_images == 14  # 2 comparisons + 4 runs x (power, requests, telemetry)
     got = render(chromium, page, tmp_path / "profile")
     assert got.console == []
     assert got.figures == f"ready {n_images}"
@@ -96,7 +96,7 @@ def test_the_checker_sees_an_injected_script_error(chromium: str, page: Path, tm
     bad.write_text(page.read_text().replace("<script>", "<script>undefinedFunction();</script><script>", 1))
     got = render(chromium, bad, tmp_path / "profile")
     assert any("Uncaught ReferenceError: undefinedFunction is not defined" in c for c in got.console), got.console
-    assert got.figures == "ready 10"  # the page's own script still ran: only the console tells
+    assert got.figures == "ready 14"  # the page's own script still ran: only the console tells
 
 
 def test_the_checker_sees_a_figure_that_does_not_decode(chromium: str, page: Path, tmp_path: Path) -> None:

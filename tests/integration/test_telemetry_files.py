@@ -31,7 +31,7 @@ def test_trace_writes_telemetry_beside_it_and_judges_throttling(
         main, ["trace", "--source", "nvml", "--duration", "0.5", "--telemetry-hz", "40", "-o", str(out)]
     )
     assert r.exit_code == 0, r.output
-    tel_path = tmp_path / f"t.telemetry{suffix}"
+    tel_path = tmp_path / f"t-telemetry{suffix}"
     assert f"wrote telemetry to {tel_path}" in r.output
     tel, meta = read_telemetry(tel_path)
     assert meta["complete"] is True and meta["telemetry"]["hz"] == 40.0
@@ -53,7 +53,7 @@ def test_telemetry_off_writes_no_file(fake_nvml: FakeNvml, tmp_path: Path) -> No
         main, ["trace", "--source", "nvml", "--duration", "0.1", "--telemetry-hz", "0", "-o", str(out)]
     )
     assert r.exit_code == 0, r.output
-    assert out.exists() and not (tmp_path / "t.telemetry.arrow").exists()
+    assert out.exists() and not (tmp_path / "t-telemetry.arrow").exists()
     assert "wrote telemetry" not in r.output
 
 
@@ -64,4 +64,4 @@ def test_a_clean_gpu_keeps_the_trace_free_of_telemetry_reasons(fake_nvml: FakeNv
     assert r.exit_code == 0, r.output
     codes = {x["code"] for x in read_trace(out).metadata["validity"]["reasons"]}
     assert not codes & {"gpu_throttled", "gpu_temperature_drift"}
-    assert read_telemetry(tmp_path / "t.telemetry.arrow")[0].num_rows > 0
+    assert read_telemetry(tmp_path / "t-telemetry.arrow")[0].num_rows > 0

@@ -153,7 +153,8 @@ def test_figure_names_stay_unique_when_labels_differ_only_in_unsafe_characters(r
     report = load_report([tmp_path / "a b", tmp_path / "a_b"])
     assert [r.label for r in report.runs] == ["a b", "a_b"]
     names = [f.name for f in build_figures(report)]
-    assert names == ["runs", "a_b-power", "a_b-requests", "a_b-2-power", "a_b-2-requests"]
+    assert names == ["runs", "a_b-power", "a_b-requests", "a_b-telemetry", "a_b-2-power", "a_b-2-requests",
+                     "a_b-2-telemetry"]
 
 
 def test_sampler_period_is_read_from_the_recorded_sampler_settings(report_runs: dict[str, Path],

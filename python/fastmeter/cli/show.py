@@ -153,7 +153,7 @@ def show_command(file: Path, plot: str | None) -> None:
 # --- telemetry beside the trace (docs/format.md, "Telemetry files") ---
 def telemetry_file_of(path: Path) -> Path | None:
     """The telemetry file recorded with a trace: `telemetry.arrow` beside a run directory's samples.arrow, else
-    `<stem>.telemetry<suffix>`; None when there is none."""
+    `<stem>-telemetry<suffix>`; None when there is none."""
     candidates = [path.with_name("telemetry.arrow")] if path.name == "samples.arrow" else []
     candidates.append(telemetry_path_for(path))
     return next((c for c in candidates if c.is_file()), None)

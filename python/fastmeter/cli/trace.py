@@ -119,7 +119,7 @@ class _LiveLine:
     default=DEFAULT_TELEMETRY_HZ,
     show_default=True,
     help="GPU/CPU telemetry rate (utilization, clocks, temperature, throttling), written beside the trace to "
-    "<stem>.telemetry.arrow; 0 = off.",
+    "<stem>-telemetry.arrow; 0 = off.",
 )
 @click.option(
     "--lock-clocks",
