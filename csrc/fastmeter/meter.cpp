@@ -35,6 +35,12 @@ std::unique_ptr<Sampler> make_sampler(const std::vector<std::pair<std::string, S
     for (const auto& s : sources)
       if (auto probe = s->open_telemetry()) telemetry.push_back(std::move(probe));
     telemetry.push_back(make_cpu_telemetry());
+    // Two seconds of readings at the nominal rate, at least the default: the drain thread empties the ring at
+    // least once a second, so only a stalled drain drops (and counts) telemetry.
+    size_t series = 0;
+    for (const auto& p : telemetry) series += p->series().size();
+    const double per_s = static_cast<double>(series) * 1e9 / static_cast<double>(config.telemetry_period_ns);
+    config.telemetry_ring_capacity = std::max(config.telemetry_ring_capacity, static_cast<size_t>(2.0 * per_s));
   }
   return std::make_unique<Sampler>(std::move(sources), config, std::move(telemetry));
 }
