@@ -177,7 +177,8 @@ class GpuControl:
         self._release_signals()
 
     def record(self) -> dict[str, Any] | None:
-        """What was set and what it replaced (None when nothing was asked)."""
+        """What was set and what it replaced (None when nothing was asked). Written while the settings hold; a
+        failed restore is not recorded here but raised from __exit__ (one error naming the nvidia-smi fix)."""
         if self.request.empty:
             return None
         return {
@@ -187,8 +188,6 @@ class GpuControl:
             "previous_power_limit_w": {
                 str(index): prev / 1000 for what, index, prev in self._applied if what == "power_limit"
             },
-            "restored": self._restored and not self._restore_errors,
-            "restore_errors": list(self._restore_errors),
         }
 
 
