@@ -173,9 +173,10 @@ def telemetry_validity(table: pa.Table, t0_ns: int, t1_ns: int) -> Validity:
         reasons.append(
             Reason(
                 "gpu_throttled",
-                f"{iv.channel} throttled ({', '.join(iv.reasons)}) for {(iv.stop_ns - iv.start_ns) / 1e9:.3f} s "
-                f"from t={(iv.start_ns - t0_ns) / 1e9:.3f} s into the span: its clocks were held below what the "
-                "work asked for, so energy and speed are not those of an unthrottled GPU",
+                f"{iv.channel} throttled ({', '.join(iv.reasons)}) from t={(iv.start_ns - t0_ns) / 1e9:.3f} s to "
+                f"t={(iv.stop_ns - t0_ns) / 1e9:.3f} s into the span (the first and last poll that saw it): its "
+                "clocks were held below what the work asked for, so energy and speed are not those of an "
+                "unthrottled GPU",
                 Verdict.DEGRADED,
                 channel=iv.channel,
                 t_ns=iv.start_ns,
