@@ -75,3 +75,24 @@ def test_show_prints_the_telemetry_table(fake_nvml: FakeNvml, tmp_path: Path) ->
     # Throttled (0x4) and 40% busy at every poll: both are holds over the same record, rounded as printed.
     assert throttled_s > 0.4 and abs(busy_s - 0.4 * throttled_s) <= 0.006
     assert abs(j_per_busy - energy_j / busy_s) <= 0.05 * j_per_busy
+
+
+def test_validity_names_throttling_between_polls_and_temperature_drift() -> None:
+    from fastmeter.telemetry import telemetry_validity
+    from fastmeter.validity import MAX_TEMPERATURE_DRIFT_C
+
+    rows = []
+    for k in range(6):  # no poll sees a throttle reason, but the power-cap counter grows by 3 ms between two polls
+        rows += [
+            (k * S, "gpu0", "clocks_event_reasons", 1.0),
+            (k * S, "gpu0", "throttle_power_cap_ns", 3e6 if k >= 3 else 0.0),
+            (k * S, "gpu0", "gpu_temp_c", 40.0 + 3.0 * k),  # 40 -> 55 C
+        ]
+    v = telemetry_validity(_table(rows), 0, 5 * S)
+    reasons = {r.code: r for r in v.reasons}
+    assert v.verdict.value == "degraded" and set(reasons) == {"gpu_throttled", "gpu_temperature_drift"}
+    assert "power_cap" in reasons["gpu_throttled"].message and "3.0 ms" in reasons["gpu_throttled"].message
+    first_past = min(k for k in range(6) if 3.0 * k > MAX_TEMPERATURE_DRIFT_C)
+    assert reasons["gpu_temperature_drift"].t_ns == first_past * S
+    # The same record over a span before the counter moved and within the drift threshold: clean.
+    assert telemetry_validity(_table(rows), 0, 2 * S).reasons == ()
