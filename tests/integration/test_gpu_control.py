@@ -163,14 +163,45 @@ def test_bench_sets_and_restores_and_records_the_settings(fake_nvml: FakeNvml, t
     )
     out = tmp_path / "run"
     with openai_server(token_gap_s=0.003, prefill_s=0.005) as server:
-        argv = ["bench", "-o", str(out), "--allow-degraded", "--base-url", server.url, "--server-kind", "openai",
-                "--model", "tiny", "--workload-kind", "random", "--input-tokens", "8", "--output-tokens", "8",
-                "--concurrency", "2", "--num-requests", "6", "--warmup-requests", "0", "--sources", "nvml",
-                "--metrics-enabled", "false", "--lock-clocks-mhz", "1300", "--power-limit-w", "400"]
+        argv = [
+            "bench",
+            "-o",
+            str(out),
+            "--allow-degraded",
+            "--base-url",
+            server.url,
+            "--server-kind",
+            "openai",
+            "--model",
+            "tiny",
+            "--workload-kind",
+            "random",
+            "--input-tokens",
+            "8",
+            "--output-tokens",
+            "8",
+            "--concurrency",
+            "2",
+            "--num-requests",
+            "6",
+            "--warmup-requests",
+            "0",
+            "--sources",
+            "nvml",
+            "--metrics-enabled",
+            "false",
+            "--lock-clocks-mhz",
+            "1300",
+            "--power-limit-w",
+            "400",
+        ]
         r = CliRunner().invoke(main, argv)
     assert r.exit_code == 0, r.output
     assert _lines(_log(fake_nvml)) == [
-        "power_limit 0 400000", "locked_clocks 0 1300 1300", "reset_locked_clocks 0", "power_limit 0 700000",
+        "power_limit 0 400000",
+        "locked_clocks 0 1300 1300",
+        "reset_locked_clocks 0",
+        "power_limit 0 700000",
     ]
     run = json.loads((out / "run.json").read_text())
     assert run["config"]["bench"]["lock_clocks_mhz"] == 1300
@@ -185,9 +216,25 @@ def test_sigterm_right_after_the_settings_still_restores_them(fake_nvml: FakeNvm
     # default action would kill the process with the clocks locked.
     _configure(fake_nvml, "latency_us 2000")  # slow NVML value calls: the window before tracing is wide
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fastmeter.cli", "trace", "--source", "nvml", "--lock-clocks", "800", "-o",
-         str(tmp_path / "t.arrow"), "--", "sleep", "30"],
-        env={**os.environ, **fake_nvml.subprocess_env()}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "fastmeter.cli",
+            "trace",
+            "--source",
+            "nvml",
+            "--lock-clocks",
+            "800",
+            "-o",
+            str(tmp_path / "t.arrow"),
+            "--",
+            "sleep",
+            "30",
+        ],
+        env={**os.environ, **fake_nvml.subprocess_env()},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not _lines(_log(fake_nvml)):
