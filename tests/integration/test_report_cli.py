@@ -171,3 +171,11 @@ def test_html_has_the_gpu_telemetry_table(report_runs: dict[str, Path], rendered
     # The emulated GPU reports utilization 0 (the emulator's default): never busy, so no J per busy second.
     assert {r[header.index("mean util %")] for r in rows} == {"0.0"}
     assert {r[header.index("J / GPU-busy s")] for r in rows} == {"—"}
+
+
+def test_text_summary_has_the_gpu_telemetry_table(report_runs: dict[str, Path]) -> None:
+    code, out, _ = _run(str(report_runs["low"]))
+    assert code == 0
+    lines = out.splitlines()
+    i = lines.index("GPU telemetry over the measured span:")
+    assert lines[i + 1].split()[:3] == ["run", "GPU", "mean"] and lines[i + 2].split()[:3] == ["low", "gpu0", "0.0"]

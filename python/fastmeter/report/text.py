@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastmeter.report.banner import banner
 from fastmeter.report.load import Report
 from fastmeter.report.tables import Row, headline_rows, slo_text, sweep_title, warnings
+from fastmeter.report.telemetry import telemetry_rows
 
 # Columns of the text table (a terminal is narrower than the page): header text as in tables.HEADLINE.
 TEXT_COLUMNS = ("J / output token", "output tokens / J", "output tokens / s", "avg power W", "inferences / kWh",
@@ -29,6 +30,9 @@ def render_text(report: Report) -> str:
     lines += _aligned([header[i] for i in keep], [[r[i] for i in keep] for r in rows])
     for s in report.sweeps:
         lines.append(f"{sweep_title(s.label)}: SLO {slo_text(s)}; best point {s.best or 'none meets the SLO'}")
+    tel_header, tel_rows = telemetry_rows(report)
+    if tel_rows:
+        lines += ["", "GPU telemetry over the measured span:", *_aligned(tel_header, tel_rows)]
     found = [f"  {r.label}: {w}" for r in report.runs for w in warnings(r)]
     lines += ["", "warnings:", *found] if found else ["", "no warnings"]
     return "\n".join(lines)
