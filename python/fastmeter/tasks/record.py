@@ -126,8 +126,10 @@ class BatchRecorder:
         clean = {}
         for k, v in values.items():
             if not isinstance(v, (int, float)) or isinstance(v, bool) or k in BATCHES_SCHEMA.names:
-                raise ConfigError(f"batch value {k}={v!r}: values are numbers under names other than the "
-                                  f"columns {', '.join(BATCHES_SCHEMA.names)}")
+                raise ConfigError(
+                    f"batch value {k}={v!r}: values are numbers under names other than the "
+                    f"columns {', '.join(BATCHES_SCHEMA.names)}"
+                )
             clean[k] = float(v)
         with self._lock:
             index = len(self._batches)
