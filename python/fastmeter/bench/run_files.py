@@ -14,6 +14,8 @@ from fastmeter.io.stream import OutputError, replace_durably
 
 # What `bench` writes into a run directory (and `--force` replaces).
 RUN_FILES = ("samples.arrow", "requests.arrow", "chunks.arrow", "metrics.arrow", "run.json", "sweep.json")
+# ... and what a task run (`fastmeter bench task.toml`, fastmeter.tasks) writes besides.
+RUN_FILES += ("batches.arrow", "items.arrow")
 
 
 def prepare_run_dir(path: Path, *, force: bool = False) -> Path:

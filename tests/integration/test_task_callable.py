@@ -1,0 +1,113 @@
+"""The task runner end to end with a `callable` task (no heavy dependency): `fastmeter bench task.toml` on the NVML
+emulator writes batches.arrow, items.arrow and run.json whose energies match the analytic truth within their
+bounds, leaves warm-up out, scores the outputs, and keeps what was measured when a batch fails."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+
+from fastmeter.cli import main
+from tests.emulators.nvml import FakeNvml, GpuSpec, Square
+
+WORK = """
+import time
+
+def run(items):
+    time.sleep(0.004 * len(items))
+    if any(x == FAIL_AT for x in items):
+        raise RuntimeError("boom at item %d" % FAIL_AT)
+    return [x * 2 if x % 4 else -1 for x in items]
+
+def score(items, outputs):
+    return sum(o == 2 * x for x, o in zip(items, outputs)) / len(items)
+
+FAIL_AT = {fail_at}
+"""
+
+
+def _config(tmp_path: Path, fail_at: int = -1, **task: object) -> Path:
+    work = tmp_path / "work.py"
+    work.write_text(WORK.format(fail_at=fail_at))
+    keys = {
+        "kind": "callable",
+        "function": f"{work}:run",
+        "scorer": f"{work}:score",
+        "num_items": 40,
+        "batch_size": 4,
+        "warmup_batches": 2,
+        **task,
+    }
+    body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in keys.items())
+    path = tmp_path / "task.toml"
+    path.write_text(f'[task]\n{body}\n\n[bench]\nsources = ["nvml"]\nperiod_us = 1000\n')
+    return path
+
+
+def _read(path: Path) -> pa.Table:
+    with pa.OSFile(str(path)) as f:
+        return pa.ipc.open_file(f).read_all()
+
+
+def test_callable_task_energy_per_batch_and_item_match_truth(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    (spec,) = fake_nvml.configure([GpuSpec(waveform=Square(60.0, 250.0, 0.03, 0.5))])
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["bench", str(_config(tmp_path)), "-o", str(out), "--allow-degraded"])
+    assert result.exit_code == 0, result.output
+    run = json.loads((out / "run.json").read_text())
+    s = run["summary"]
+    assert (s["items"], s["batches"]) == (32, 8)  # 10 batches of 4, 2 of them warm-up
+    assert s["accuracy"] == pytest.approx(24 / 32)  # x % 4 == 0 answers -1: a quarter wrong
+    assert run["task"]["kind"] == "callable" and run["validity"]["verdict"] == "synthetic"
+    t0, t1 = run["span_ns"]
+    assert abs(s["energy_j"] - spec.energy_j(t0, t1)) <= s["energy_bound_j"]
+    assert s["inferences_per_kwh"] == pytest.approx(32 / (s["energy_j"] / 3.6e6))
+    assert s["accuracy_per_kwh"] == pytest.approx(s["accuracy"] / (s["energy_j"] / 3.6e6))
+    batches = _read(out / "batches.arrow").to_pylist()
+    assert [b["warmup"] for b in batches] == [True] * 2 + [False] * 8
+    for b in batches:
+        assert abs(b["energy_j"] - spec.energy_j(b["t0_ns"], b["t1_ns"])) <= b["energy_bound_j"]
+    assert (batches[2]["t0_ns"], batches[-1]["t1_ns"]) == (t0, t1)
+    assert s["batches_energy_j"] == pytest.approx(math.fsum(b["energy_j"] for b in batches[2:]))
+    items = _read(out / "items.arrow").to_pylist()
+    assert len(items) == 32 and run["attribution"]["method"] == "batch-share"
+    for b in batches[2:]:
+        mine = [i for i in items if i["batch"] == b["batch"]]
+        assert len(mine) == 4 and all(i["send_ns"] == b["t0_ns"] and i["end_ns"] == b["t1_ns"] for i in mine)
+        assert math.fsum(i["energy_j"] for i in mine) == pytest.approx(b["energy_j"])
+
+
+def test_a_failing_batch_keeps_what_was_measured(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    fake_nvml.configure([GpuSpec()])
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["bench", str(_config(tmp_path, fail_at=21)), "-o", str(out)])
+    assert result.exit_code == 2, result.output  # one error (FastmeterError), after the run directory is written
+    assert "boom at item 21" in result.output and "Traceback" not in result.output
+    run = json.loads((out / "run.json").read_text())
+    assert run["summary"]["batches"] == 3  # batches 2, 3, 4 ran; batch 5 (items 20..23) raised
+    assert "boom" in run["task"]["error"]
+    assert "task_error" in [r["code"] for r in run["validity"]["reasons"]]
+    assert len(_read(out / "batches.arrow")) == 5
+
+
+def test_task_config_errors_are_one_line(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    cases = [
+        ({"kind": "callable", "function": "x:y"}, "either [task].data"),
+        ({"kind": "image-classification", "model": "resnet18", "data": str(tmp_path)}, "[task].weights is required"),
+        ({"kind": "callable", "num_items": 3, "function": "x:y", "image_size": 32}, "does not apply"),
+        ({"kind": "callable", "num_items": 3, "function": "no_such_module_xyz:f"}, "cannot import"),
+    ]
+    for task, message in cases:
+        cfg = tmp_path / "t.toml"
+        cfg.write_text("[task]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in task.items()) + "\n")
+        out = tmp_path / "never"
+        result = CliRunner().invoke(main, ["bench", str(cfg), "-o", str(out)])
+        assert result.exit_code != 0 and message in result.output, result.output
+        assert "Traceback" not in result.output and not out.exists()
+    result = CliRunner().invoke(main, ["bench", str(cfg), "-o", str(out), "--rate", "3"])
+    assert "does not apply to a task config" in result.output
