@@ -26,6 +26,7 @@ EXTRAS = {
     "transformers": "hf",
     "accelerate": "hf",
     "timm": "timm",
+    "PIL": "vision",
 }
 
 

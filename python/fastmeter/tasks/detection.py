@@ -29,7 +29,8 @@ class ObjectDetection(Task):
         self.env = TorchEnv(t)
         what = 'kind = "object-detection"'
         models = need_extra("torchvision.models.detection", what)
-        self.tv_io = need_extra("torchvision.io", what)
+        self.to_tensor = need_extra("torchvision.transforms.functional", what).pil_to_tensor
+        self.pil = need_extra("PIL.Image", what)
         coco_mod = need_extra("pycocotools.coco", what)
         self.cocoeval = need_extra("pycocotools.cocoeval", what)
         ann = Path(t.annotations or "")
@@ -76,8 +77,8 @@ class ObjectDetection(Task):
             images = []
             for image_id in ids:
                 path = self.images_dir / self.coco.imgs[image_id]["file_name"]
-                image = self.tv_io.decode_image(str(path), mode=self.tv_io.ImageReadMode.RGB)
-                images.append(image.float() / 255.0)
+                with self.pil.open(path) as im:
+                    images.append(self.to_tensor(im.convert("RGB")).float() / 255.0)
             yield Prepared(len(ids), (ids, images))
 
     def run(self, payload: Any) -> Any:

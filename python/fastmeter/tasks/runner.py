@@ -178,15 +178,19 @@ def _run_batches(
         hooks.notify("phase", f"measuring idle baseline for {cfg.bench.idle_baseline_s:g} s")
         loop.idle_w = recorder.measure_idle(cfg.bench.idle_baseline_s, stop)
     limit = None if cfg.task.max_batches is None else cfg.task.warmup_batches + cfg.task.max_batches
-    for prepared in task.batches():  # preparing (reading, decoding) happens here, outside the batch's window
+    prepared_batches = iter(task.batches())
+    while True:
         if stop():
             loop.stopped = "signal" if interrupt.count else "writing samples failed"
             return
         index = len(loop.results)
         try:
+            prepared = next(prepared_batches, None)  # reading, decoding: outside the batch's window
+            if prepared is None:
+                return
             with rec.batch(prepared.items) as b:
                 output = task.run(prepared.payload)
-        except Exception as exc:  # the user's code or the model failed: keep what was measured, then say it
+        except Exception as exc:  # the data, the model or the user's code failed: keep what was measured, then say it
             loop.stopped = f"batch {index}: {type(exc).__name__}: {exc}"
             loop.error = exc
             return
