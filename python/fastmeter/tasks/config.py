@@ -133,10 +133,12 @@ def validate_task_config(data: Mapping[str, Any], source: str = "<dict>", origin
     for key in SERVER_ONLY_BENCH_KEYS:
         if raw_bench.get(key) is not None:
             where = origins.get(("bench", key)) or f"{source}: [bench].{key}"
-            raise ConfigError(
-                f"{where} applies to server benchmarks only; a task's accuracy comes from its kind "
-                "(or [task].scorer for a callable)"
+            hint = (
+                "; a task's accuracy comes from its kind (or [task].scorer for a callable)"
+                if key in ("accuracy", "scorer")
+                else ""
             )
+            raise ConfigError(f"{where} applies to server benchmarks only{hint}")
     task = _build_table(source, origins, "task", TaskSettings, raw_task)
     bench = _build_table(source, origins, "bench", BenchSettings, raw_bench)
     for key in _REQUIRED[task.kind]:
@@ -163,4 +165,5 @@ def validate_task_config(data: Mapping[str, Any], source: str = "<dict>", origin
 def task_config_to_dict(cfg: TaskConfig) -> dict[str, Any]:
     """The config as run.json records it (every key, unset ones as None); validate_task_config reads it back."""
     task = {k: v for k, v in dataclasses.asdict(cfg.task).items() if cfg.task.kind in _ONLY_FOR.get(k, TASK_KINDS)}
-    return {"task": _plain(task), "bench": _plain(dataclasses.asdict(cfg.bench))}
+    bench = {k: v for k, v in dataclasses.asdict(cfg.bench).items() if k not in SERVER_ONLY_BENCH_KEYS}
+    return {"task": _plain(task), "bench": _plain(bench)}
