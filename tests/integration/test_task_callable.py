@@ -16,24 +16,29 @@ from fastmeter.cli import main
 from tests.emulators.nvml import FakeNvml, GpuSpec, Square
 
 WORK = """
+import os
+import signal
 import time
 
 def run(items):
     time.sleep(0.004 * len(items))
     if any(x == FAIL_AT for x in items):
         raise RuntimeError("boom at item %d" % FAIL_AT)
+    if any(x == SIGINT_AT for x in items):
+        os.kill(os.getpid(), signal.SIGINT)
     return [x * 2 if x % 4 else -1 for x in items]
 
 def score(items, outputs):
     return sum(o == 2 * x for x, o in zip(items, outputs)) / len(items)
 
 FAIL_AT = {fail_at}
+SIGINT_AT = {sigint_at}
 """
 
 
-def _config(tmp_path: Path, fail_at: int = -1, **task: object) -> Path:
+def _config(tmp_path: Path, fail_at: int = -1, sigint_at: int = -1, **task: object) -> Path:
     work = tmp_path / "work.py"
-    work.write_text(WORK.format(fail_at=fail_at))
+    work.write_text(WORK.format(fail_at=fail_at, sigint_at=sigint_at))
     keys = {
         "kind": "callable",
         "function": f"{work}:run",
@@ -111,3 +116,31 @@ def test_task_config_errors_are_one_line(fake_nvml: FakeNvml, tmp_path: Path) ->
         assert "Traceback" not in result.output and not out.exists()
     result = CliRunner().invoke(main, ["bench", str(cfg), "-o", str(out), "--rate", "3"])
     assert "does not apply to a task config" in result.output
+
+
+def test_sigint_stops_after_the_batch_and_writes_the_run(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    fake_nvml.configure([GpuSpec()])
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["bench", str(_config(tmp_path, sigint_at=13)), "-o", str(out)])
+    assert result.exit_code == 130, result.output
+    run = json.loads((out / "run.json").read_text())
+    assert run["interrupted_by_signal"] == 2 and run["summary"]["batches"] == 2  # batches 2 and 3 (items 12..15)
+    assert "interrupted" in [r["code"] for r in run["validity"]["reasons"]]
+    assert len(_read(out / "items.arrow")) == 8
+
+
+def test_report_and_compare_read_task_runs(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    fake_nvml.configure([GpuSpec()])
+    runs = []
+    for name in ("a", "b"):
+        runs.append(str(tmp_path / name))
+        result = CliRunner().invoke(main, ["bench", str(_config(tmp_path, num_items=16)), "-o", runs[-1]])
+        assert result.exit_code == 5, result.output  # the emulator: synthetic
+    report = CliRunner().invoke(main, ["report", *runs])
+    assert report.exit_code == 0 and "inferences / kWh" in report.output, report.output
+    compare = CliRunner().invoke(main, ["compare", *runs, "--metric", "energy_per_item_j"])
+    assert "J / item" in compare.output and "Traceback" not in compare.output, compare.output
+    other = _config(tmp_path, num_items=20)
+    CliRunner().invoke(main, ["bench", str(other), "-o", str(tmp_path / "c")])
+    mismatch = CliRunner().invoke(main, ["compare", runs[0], str(tmp_path / "c"), "--metric", "energy_per_item_j"])
+    assert "workload.num_items: 16 vs 20" in mismatch.output, mismatch.output

@@ -29,7 +29,7 @@ from fastmeter.bench.tables import write_arrow
 from fastmeter.calibrate.result import calibration_for
 from fastmeter.recorder import Interrupt, Recorder
 from fastmeter.sources import permission_warnings
-from fastmeter.tasks.base import BatchResult, Task
+from fastmeter.tasks.base import BatchResult, Task, TaskScore
 from fastmeter.tasks.config import TaskConfig, task_config_to_dict
 from fastmeter.tasks.items import items_table
 from fastmeter.tasks.record import BATCH_TIMES_SCHEMA, Batch, BatchRecorder, times_table
@@ -227,7 +227,7 @@ def _finish(
     figures: dict[str, Any] = {}
     item_columns: dict[str, list[Any]] = {}
     try:
-        score = task.score(results)
+        score = task.score(results) if results else TaskScore()
         figures, item_columns = score.figures, score.item_columns
     except Exception as exc:  # a failing scorer loses no measurement: the figures without accuracy are written
         figures["accuracy_error"] = f"{type(exc).__name__}: {exc}"
