@@ -2,8 +2,10 @@
 
 A kind splits each batch in two: `batches()` prepares it (reading and decoding data, outside the batch's energy
 window) and `run(payload)` is what the window measures (moving it to the device, the model, waiting for the device).
-After the last batch, `score(results)` turns the measured batches' outputs into accuracy figures and per-item
-columns; a kind with per-token instants (text generation) also gives per-item events for the attribution kernel.
+`run` returns only what scoring needs (labels and predictions, not the images): the runner keeps every batch's
+output until the end. After the last batch, `score(results)` turns the measured batches' outputs into accuracy
+figures and per-item columns; a kind with per-token instants (text generation) also gives per-item events for the
+attribution kernel.
 """
 
 from __future__ import annotations
@@ -50,14 +52,13 @@ class Prepared:
 
 @dataclass
 class BatchResult:
-    """One batch after it ran: its index, warm-up flag, instants, payload and the kind's output."""
+    """One batch after it ran: its index, warm-up flag, instants and the kind's output (what `run` returned)."""
 
     index: int
     warmup: bool
     t0_ns: int
     t1_ns: int
     items: int
-    payload: Any
     output: Any
 
 
@@ -80,7 +81,7 @@ class Task(ABC):
 
     @abstractmethod
     def run(self, payload: Any) -> Any:
-        """Run one batch and return when the device is done with it."""
+        """Run one batch and return when the device is done with it: what scoring needs of it, kept small."""
 
     @abstractmethod
     def score(self, results: Sequence[BatchResult]) -> TaskScore:

@@ -44,13 +44,13 @@ class CallableTask(Task):
                 f"{f' of {len(out)}' if isinstance(out, (list, tuple)) else ''} for a batch of "
                 f"{len(payload)} items; return one output per item (a list), or None"
             )
-        return out
+        return payload, out
 
     def score(self, results: Sequence[BatchResult]) -> TaskScore:
         if self.scorer is None:
             return TaskScore()
-        items = [x for r in results for x in r.payload]
-        outputs = [o for r in results for o in (r.output if r.output is not None else [None] * r.items)]
+        items = [x for r in results for x in r.output[0]]
+        outputs = [o for r in results for o in (r.output[1] if r.output[1] is not None else [None] * r.items)]
         value = self.scorer(items, outputs)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
             raise ConfigError(

@@ -42,8 +42,8 @@ class TaskSettings:
     )
     weights: str | None = opt(
         PATH,
-        'Weights file (a state dict), or "random" for random initialisation '
-        "(text-generation: default the model directory's own weights).",
+        'Weights: a state-dict file, or "random" for random initialisation (text-generation: a model directory '
+        "to load them from, default the model directory itself).",
         3,
         None,
     )
@@ -76,6 +76,12 @@ class TaskSettings:
         TEXT, 'Callable kind: accuracy scorer "module:function" called with (items, outputs).', 17, None
     )
     seed: int = opt(integer(0, MAX_SEED), "Seed of random initialisation.", 18, 0)
+    data_workers: int = opt(
+        integer(0, 256),
+        "Worker processes decoding images ahead of the model (0: between batches, in this process).",
+        19,
+        0,
+    )
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,7 @@ _REQUIRED = {
 _ONLY_FOR = {
     "annotations": ("object-detection",),
     "image_size": ("image-classification",),
+    "data_workers": ("image-classification",),
     "num_classes": ("image-classification", "object-detection"),
     "max_new_tokens": ("text-generation",),
     "prompt_format": ("text-generation",),

@@ -82,15 +82,15 @@ class ObjectDetection(Task):
             yield Prepared(len(ids), (ids, images))
 
     def run(self, payload: Any) -> Any:
-        _, images = payload
+        ids, images = payload
         with self.env.torch.inference_mode(), self.env.autocast():
             out = self.model([im.to(self.env.device, non_blocking=True) for im in images])
         self.env.sync()
-        return [{k: v.float().cpu() for k, v in o.items()} for o in out]
+        return ids, [{k: v.float().cpu() for k, v in o.items()} for o in out]
 
     def score(self, results: Sequence[BatchResult]) -> TaskScore:
-        ids = [i for r in results for i in r.payload[0]]
-        outputs = [o for r in results for o in r.output]
+        ids = [i for r in results for i in r.output[0]]
+        outputs = [o for r in results for o in r.output[1]]
         dets = []
         for image_id, o in zip(ids, outputs):
             for (x0, y0, x1, y1), s, c in zip(o["boxes"].tolist(), o["scores"].tolist(), o["labels"].tolist()):

@@ -195,9 +195,7 @@ def _run_batches(
             loop.error = exc
             return
         batch = rec.batches[index]
-        loop.results.append(
-            BatchResult(index, batch.warmup, batch.t0_ns, batch.t1_ns, b.items, prepared.payload, output)
-        )
+        loop.results.append(BatchResult(index, batch.warmup, batch.t0_ns, batch.t1_ns, b.items, output))
         if limit is not None and len(loop.results) >= limit:
             return
 

@@ -93,7 +93,7 @@ class TextGeneration(Task):
         self.env.sync()
         new = out[:, enc["input_ids"].shape[1] :].cpu()
         prompt_tokens = enc["attention_mask"].sum(dim=1).cpu()
-        return clock, new, prompt_tokens
+        return texts, clock, new, prompt_tokens
 
     def _generated(self, row: Any) -> int:
         """Tokens this row really generated: up to and including its first end-of-sequence token."""
@@ -107,8 +107,8 @@ class TextGeneration(Task):
     def item_events(self, results: Sequence[BatchResult]) -> list[RequestRecord]:
         records = []
         for r in results:
-            clock, new, prompt_tokens = r.output
-            for j, text in enumerate(r.payload[0]):
+            texts, clock, new, prompt_tokens = r.output
+            for j, text in enumerate(texts):
                 n = min(self._generated(new[j]), len(clock.step_ns))
                 steps = clock.step_ns[:n]
                 records.append(

@@ -65,26 +65,29 @@ class ImageClassification(Task):
             )
         self.model = self.env.load_weights(build_classifier(t.model or "", self.num_classes), t.weights or "")
         self.batch_size = t.batch_size
+        self.workers = t.data_workers
         self.model_name = t.model
 
     def batches(self) -> Iterator[Prepared]:
         torch = self.env.torch
-        loader = torch.utils.data.DataLoader(self.dataset, batch_size=self.batch_size, shuffle=False)
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_size=self.batch_size, shuffle=False, num_workers=self.workers
+        )
         for images, labels in loader:
             yield Prepared(len(labels), (images, labels))
 
     def run(self, payload: Any) -> Any:
-        images, _ = payload
+        images, labels = payload
         torch = self.env.torch
         with torch.inference_mode(), self.env.autocast():
             logits = self.model(images.to(self.env.device, non_blocking=True))
             top = logits.topk(min(TOP_K, logits.shape[1]), dim=1).indices
         self.env.sync()
-        return top.cpu()
+        return labels, top.cpu()
 
     def score(self, results: Sequence[BatchResult]) -> TaskScore:
-        labels = [int(v) for r in results for v in r.payload[1]]
-        tops = [[int(v) for v in row] for r in results for row in r.output]
+        labels = [int(v) for r in results for v in r.output[0]]
+        tops = [[int(v) for v in row] for r in results for row in r.output[1]]
         top1 = [top[0] == y for top, y in zip(tops, labels)]
         top5 = [y in top for top, y in zip(tops, labels)]
         n = len(labels)
