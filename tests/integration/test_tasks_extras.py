@@ -162,6 +162,7 @@ def test_tiny_llama_generation_attributes_tokens(gpu: GpuSpec, tmp_path: Path) -
             "batch_size": 2,
             "max_new_tokens": 8,
             "warmup_batches": 1,
+            "precision": "bf16",
         },
     )
     _check_energy(gpu, run, batches)
