@@ -57,8 +57,13 @@ def main(spec: dict) -> dict:
         table = rec.table()
         table_ns = now_ns() - t
     rows = [[r["t0_ns"], r["t1_ns"], r["energy_j"], r["energy_bound_j"]] for r in table.to_pylist()]
-    return {"fastmeter": rows, "zeus": zeus_rows, "fastmeter_call_ns": fm_calls, "zeus_call_ns": zeus_calls,
-            "table_ns": table_ns}
+    return {
+        "fastmeter": rows,
+        "zeus": zeus_rows,
+        "fastmeter_call_ns": fm_calls,
+        "zeus_call_ns": zeus_calls,
+        "table_ns": table_ns,
+    }
 
 
 if __name__ == "__main__":

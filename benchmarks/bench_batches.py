@@ -26,8 +26,9 @@ CASES = {"continuous counter": 0.0, "100 ms counter": 100.0}
 
 def run(quick: bool) -> list[Row]:
     if importlib.util.find_spec("zeus") is None:
-        return [Row("batches", "-", "skipped: Zeus is not installed (benchmarks/requirements-peers.txt)", float("nan"),
-                    "")]
+        return [
+            Row("batches", "-", "skipped: Zeus is not installed (benchmarks/requirements-peers.txt)", float("nan"), "")
+        ]
     batches, work_ms = (30, 20.0) if quick else (100, 20.0)
     err: dict[tuple[str, str], list[float]] = {}
     inside: dict[str, list[float]] = {}
@@ -45,23 +46,62 @@ def run(quick: bool) -> list[Row]:
                 inside.setdefault(case, []).append(float(np.mean(abs(fm[:, 1] - fm[:, 0]) <= fm[:, 2])) * 100)
                 per_batch_table_us = r["table_ns"] / len(r["fastmeter"]) / 1e3
                 cost.setdefault((case, "fastmeter"), []).append(
-                    float(np.median(r["fastmeter_call_ns"])) / 1e3 + per_batch_table_us)
+                    float(np.median(r["fastmeter_call_ns"])) / 1e3 + per_batch_table_us
+                )
                 cost.setdefault((case, "zeus"), []).append(float(np.median(r["zeus_call_ns"])) / 1e3)
                 load.append(os.getloadavg()[0])
-    note = (f"{ROUNDS} interleaved rounds of {batches} busy batches of {work_ms:g} ms, median over rounds; load "
-            f"average {min(load):.1f}-{max(load):.1f}")
+    note = (
+        f"{ROUNDS} interleaved rounds of {batches} busy batches of {work_ms:g} ms, median over rounds; load "
+        f"average {min(load):.1f}-{max(load):.1f}"
+    )
     rows = []
     for case in CASES:
         for tool in ("fastmeter", "zeus"):
             e, c = err[(case, tool)], cost[(case, tool)]
-            rows.append(Row("batches", case, f"{tool} per-batch energy error (median)", median(e), "%", None,
-                            f"range {min(e):.2f}-{max(e):.2f}; {note}"))
-            rows.append(Row("batches", case, f"{tool} time per batch in its calls", median(c), "us", None,
-                            f"range {min(c):.1f}-{max(c):.1f}" + ("; fastmeter includes the final table() query / "
-                                                                 "batches" if tool == "fastmeter" else "")))
-        rows.append(Row("batches", case, "fastmeter batches with the truth inside the bound", min(inside[case]),
-                        "%", (">=", 100.0), "worst round"))
+            rows.append(
+                Row(
+                    "batches",
+                    case,
+                    f"{tool} per-batch energy error (median)",
+                    median(e),
+                    "%",
+                    None,
+                    f"range {min(e):.3g}-{max(e):.3g}; {note}",
+                )
+            )
+            rows.append(
+                Row(
+                    "batches",
+                    case,
+                    f"{tool} time per batch in its calls",
+                    median(c),
+                    "us",
+                    None,
+                    f"range {min(c):.3g}-{max(c):.3g}"
+                    + ("; fastmeter includes the final table() query / batches" if tool == "fastmeter" else ""),
+                )
+            )
+        rows.append(
+            Row(
+                "batches",
+                case,
+                "fastmeter batches with the truth inside the bound",
+                min(inside[case]),
+                "%",
+                (">=", 100.0),
+                "worst round",
+            )
+        )
         ratios = [z / max(f, 1e-9) for z, f in zip(err[(case, "zeus")], err[(case, "fastmeter")])]
-        rows.append(Row("batches", case, "zeus / fastmeter per-batch error", median(ratios), "x", None,
-                        f"per-round ratio, range {min(ratios):.3g}-{max(ratios):.3g}"))
+        rows.append(
+            Row(
+                "batches",
+                case,
+                "zeus / fastmeter per-batch error",
+                median(ratios),
+                "x",
+                None,
+                f"per-round ratio, range {min(ratios):.3g}-{max(ratios):.3g}",
+            )
+        )
     return rows
