@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from fastmeter.errors import ConfigError, FastmeterError
+from fastmeter.errors import ConfigError
 from fastmeter.recorder import exit_code_for_signal
 from fastmeter.tasks.record import Batch
 
@@ -47,13 +47,6 @@ def run_task_command(
     hooks = TaskHooks(notify=notify, on_batch=_Progress() if live else None)
     try:
         run = run_task(cfg, Path(cfg.bench.output_dir), force=force, hooks=hooks)
-    except FastmeterError:
-        raise
-    except Exception as exc:  # the model or the user's function failed in a batch: everything before is written
-        raise FastmeterError(
-            f"the task failed ({type(exc).__name__}: {exc}); the run directory "
-            f"{cfg.bench.output_dir} holds the batches measured before it"
-        ) from None
     finally:
         if live:
             click.echo("", err=True)

@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from fastmeter.adapters.base import RequestRecord
-from fastmeter.errors import ConfigError
+from fastmeter.errors import ConfigError, FastmeterError
 
 # The pip extra that provides each heavy module.
 EXTRAS = {
@@ -40,6 +40,10 @@ def need_extra(module: str, what: str) -> ModuleType:
     except ImportError as exc:
         hint = "pip install timm" if extra == "timm" else f"pip install 'fastmeter[{extra}]'"
         raise ConfigError(f"{what} needs {module.split('.')[0]}, which is not installed ({exc}); {hint}") from None
+
+
+class TaskFailedError(FastmeterError):
+    """A batch raised (the data, the model or the user's function); raised after the run directory is written."""
 
 
 @dataclass(frozen=True)

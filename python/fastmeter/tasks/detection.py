@@ -61,12 +61,14 @@ class ObjectDetection(Task):
         # torchvision detectors number classes with 0 as background: COCO category ids are used as labels.
         self.num_classes = t.num_classes or max(self.coco.getCatIds(), default=0) + 1
         name = t.model or ""
-        if name not in models.__dict__ or not callable(models.__dict__[name]):
+        if name not in need_extra("torchvision.models", what).list_models(module=models):
             raise ConfigError(
                 f'[task].model = "{name}" is not a torchvision detection model; e.g. '
                 "fasterrcnn_mobilenet_v3_large_320_fpn, retinanet_resnet50_fpn"
             )
-        model = models.__dict__[name](weights=None, weights_backbone=None, num_classes=self.num_classes)
+        model = need_extra("torchvision.models", what).get_model(
+            name, weights=None, weights_backbone=None, num_classes=self.num_classes
+        )
         self.model = self.env.load_weights(model, t.weights or "")
         self.batch_size = t.batch_size
         self.model_name = name

@@ -27,9 +27,10 @@ from fastmeter.bench.energy import channel_delays_ns, counted_channels, span_ene
 from fastmeter.bench.run_files import prepare_run_dir, write_run_json
 from fastmeter.bench.tables import write_arrow
 from fastmeter.calibrate.result import calibration_for
+from fastmeter.errors import ConfigError, FastmeterError
 from fastmeter.recorder import Interrupt, Recorder
 from fastmeter.sources import permission_warnings
-from fastmeter.tasks.base import BatchResult, Task, TaskScore
+from fastmeter.tasks.base import BatchResult, Task, TaskFailedError, TaskScore
 from fastmeter.tasks.config import TaskConfig, task_config_to_dict
 from fastmeter.tasks.items import items_table
 from fastmeter.tasks.record import BATCH_TIMES_SCHEMA, Batch, BatchRecorder, times_table
@@ -56,7 +57,14 @@ class TaskHooks:
 def load_task(cfg: TaskConfig) -> Task:
     """The kind's Task with its model and data loaded (heavy imports happen here, only for this kind)."""
     module, name = KINDS[cfg.task.kind]
-    return getattr(importlib.import_module(module), name)(cfg)  # type: ignore[no-any-return]
+    try:
+        return getattr(importlib.import_module(module), name)(cfg)  # type: ignore[no-any-return]
+    except FastmeterError:
+        raise
+    except Exception as exc:  # the library refused the model or data as configured: one line, nothing created
+        raise ConfigError(
+            f'[task]: cannot set up kind = "{cfg.task.kind}": {type(exc).__name__}: {str(exc)[:400]}'
+        ) from None
 
 
 def _make_meter(cfg: TaskConfig) -> fastmeter.Meter:
@@ -75,7 +83,7 @@ class _Loop:
 
 def run_task(cfg: TaskConfig, run_dir: Path, *, force: bool = False, hooks: TaskHooks = TaskHooks()) -> dict[str, Any]:
     """Run the task of `cfg` while measuring; write `run_dir`; return run.json's content. A batch that raised is
-    re-raised after everything measured is written (run.json's task.error says which)."""
+    reported as TaskFailedError after everything measured is written (run.json's task.error says which)."""
     from fastmeter.env import collect_fingerprint, noise_warnings
 
     calibration = calibration_for(cfg.bench.calibration)
@@ -159,7 +167,9 @@ def run_task(cfg: TaskConfig, run_dir: Path, *, force: bool = False, hooks: Task
     if recorder.error is not None:
         raise recorder.error
     if loop.error is not None:
-        raise loop.error
+        raise TaskFailedError(
+            f"the task failed in {loop.stopped}; the run directory {run_dir} holds the batches measured before it"
+        ) from loop.error
     return run
 
 

@@ -61,7 +61,7 @@ class TextGeneration(Task):
                 model = tf.AutoModelForCausalLM.from_config(config)
             else:
                 model = tf.AutoModelForCausalLM.from_pretrained(t.weights or str(model_dir), local_files_only=True)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ImportError...
             raise ConfigError(
                 f'[task].model: cannot load {model_dir}: {str(exc)[:400]} (weights = "random" '
                 "initialises from config.json)"
