@@ -16,7 +16,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,11 @@ import fastmeter
 from fastmeter.analysis.carbon import carbon_cost_summary
 from fastmeter.assess import meter_validity
 from fastmeter.bench.energy import channel_delays_ns, counted_channels, span_energy_by_channel
-from fastmeter.bench.run_files import prepare_run_dir, write_run_json
+from fastmeter.bench.run_files import open_run_recorder, write_run_json
 from fastmeter.bench.tables import write_arrow
 from fastmeter.calibrate.result import calibration_for
 from fastmeter.errors import ConfigError, FastmeterError
 from fastmeter.recorder import Interrupt, Recorder
-from fastmeter.sources import permission_warnings
 from fastmeter.tasks.base import BatchResult, Task, TaskFailedError, TaskScore
 from fastmeter.tasks.config import TaskConfig, task_config_to_dict
 from fastmeter.tasks.items import items_table
@@ -84,29 +83,13 @@ class _Loop:
 def run_task(cfg: TaskConfig, run_dir: Path, *, force: bool = False, hooks: TaskHooks = TaskHooks()) -> dict[str, Any]:
     """Run the task of `cfg` while measuring; write `run_dir`; return run.json's content. A batch that raised is
     reported as TaskFailedError after everything measured is written (run.json's task.error says which)."""
-    from fastmeter.env import collect_fingerprint, noise_warnings
+    from fastmeter.env import collect_fingerprint
 
     calibration = calibration_for(cfg.bench.calibration)
     task = load_task(cfg)
     meter = _make_meter(cfg)
     fingerprint = collect_fingerprint()
-    prepare_run_dir(run_dir, force=force)
-    for w in noise_warnings(fingerprint):
-        hooks.notify("warning", w.message)
-    for text in permission_warnings(meter.skipped_sources):
-        hooks.notify("warning", text)
-    recorder = Recorder(
-        meter,
-        run_dir / "samples.arrow",
-        {
-            "fingerprint": fingerprint,
-            "sampler": {"period_us": meter.period_us, "sources": meter.sources},
-            "channels": [asdict(c) for c in meter.channels],
-            "fastmeter_version": fastmeter.__version__,
-            "calibration": calibration,
-        },
-        force=force,
-    )
+    recorder = open_run_recorder(meter, run_dir, fingerprint, calibration, force=force, notify=hooks.notify)
     stream = recorder.add_stream(run_dir / "batches.arrow", BATCH_TIMES_SCHEMA)
 
     def ended(b: Batch) -> None:
