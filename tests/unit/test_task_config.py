@@ -9,6 +9,7 @@ import pytest
 
 from fastmeter.errors import ConfigError
 from fastmeter.load.config import read_config_file
+from fastmeter.tasks.base import EXTRAS, need_extra
 from fastmeter.tasks.config import TASK_KINDS, task_config_to_dict, validate_task_config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "configs" / "tasks"
@@ -47,3 +48,10 @@ def test_mistakes_name_their_key(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as e:
         validate_task_config(data, "t.toml")
     assert message in str(e.value)
+
+
+def test_a_missing_library_is_one_error_naming_what_to_install() -> None:
+    with pytest.raises(ConfigError, match=r"needs fastmeter_no_such_module, .*; pip install fastmeter_no_such_module"):
+        need_extra("fastmeter_no_such_module.sub", 'kind = "x"')
+    for module, extra in EXTRAS.items():
+        assert extra in ("vision", "hf"), module  # every heavy module is behind one of the documented extras

@@ -20,26 +20,25 @@ from typing import Any
 from fastmeter.adapters.base import RequestRecord
 from fastmeter.errors import ConfigError, FastmeterError
 
-# The pip extra that provides each heavy module.
+# The fastmeter extra that provides each heavy module (any other is installed by its own name: timm).
 EXTRAS = {
     "torch": "vision",
     "torchvision": "vision",
     "pycocotools": "vision",
     "transformers": "hf",
     "accelerate": "hf",
-    "timm": "timm",
     "PIL": "vision",
 }
 
 
 def need_extra(module: str, what: str) -> ModuleType:
     """Import `module`, or one ConfigError naming the extra to install (no traceback)."""
-    extra = EXTRAS.get(module.split(".")[0], module)
+    root = module.split(".")[0]
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        hint = "pip install timm" if extra == "timm" else f"pip install 'fastmeter[{extra}]'"
-        raise ConfigError(f"{what} needs {module.split('.')[0]}, which is not installed ({exc}); {hint}") from None
+        hint = f"pip install 'fastmeter[{EXTRAS[root]}]'" if root in EXTRAS else f"pip install {root}"
+        raise ConfigError(f"{what} needs {root}, which is not installed ({exc}); {hint}") from None
 
 
 class TaskFailedError(FastmeterError):
