@@ -79,21 +79,22 @@ class TextGeneration(Task):
         for i in range(0, len(self.prompts), self.batch_size):
             texts = self.prompts[i : i + self.batch_size]
             enc = self.tokenizer(texts, return_tensors="pt", padding=True)
-            budget = max(self.max_new_tokens[i : i + self.batch_size])
-            yield Prepared(len(texts), (texts, enc, budget))
+            # One generate() call runs to the largest budget of its prompts; each prompt's own budget ends it.
+            budgets = self.max_new_tokens[i : i + self.batch_size]
+            yield Prepared(len(texts), (texts, enc, budgets))
 
     def run(self, payload: Any) -> Any:
-        texts, enc, budget = payload
+        texts, enc, budgets = payload
         clock = StepClock()
         enc = enc.to(self.env.device)
         with self.env.torch.inference_mode(), self.env.autocast():
             out = self.model.generate(
-                **enc, max_new_tokens=budget, do_sample=False, streamer=clock, pad_token_id=self.tokenizer.pad_token_id
+                **enc, max_new_tokens=max(budgets), do_sample=False, streamer=clock, pad_token_id=self.tokenizer.pad_token_id
             )
         self.env.sync()
         new = out[:, enc["input_ids"].shape[1] :].cpu()
         prompt_tokens = enc["attention_mask"].sum(dim=1).cpu()
-        return texts, clock, new, prompt_tokens
+        return texts, budgets, clock, new, prompt_tokens
 
     def _generated(self, row: Any) -> int:
         """Tokens this row really generated: up to and including its first end-of-sequence token."""
@@ -107,9 +108,9 @@ class TextGeneration(Task):
     def item_events(self, results: Sequence[BatchResult]) -> list[RequestRecord]:
         records = []
         for r in results:
-            texts, clock, new, prompt_tokens = r.output
+            texts, budgets, clock, new, prompt_tokens = r.output
             for j, text in enumerate(texts):
-                n = min(self._generated(new[j]), len(clock.step_ns))
+                n = min(self._generated(new[j]), budgets[j], len(clock.step_ns))
                 steps = clock.step_ns[:n]
                 records.append(
                     RequestRecord(
