@@ -89,7 +89,11 @@ class TextGeneration(Task):
         enc = enc.to(self.env.device)
         with self.env.torch.inference_mode(), self.env.autocast():
             out = self.model.generate(
-                **enc, max_new_tokens=max(budgets), do_sample=False, streamer=clock, pad_token_id=self.tokenizer.pad_token_id
+                **enc,
+                max_new_tokens=max(budgets),
+                do_sample=False,
+                streamer=clock,
+                pad_token_id=self.tokenizer.pad_token_id,
             )
         self.env.sync()
         new = out[:, enc["input_ids"].shape[1] :].cpu()
