@@ -172,6 +172,8 @@ def test_tiny_llama_generation_attributes_tokens(gpu: GpuSpec, tmp_path: Path) -
     assert attribution["method"] == "time-share" and len(items) == 4
     assert s["output_tokens"] == sum(i["completion_tokens"] for i in items) and 4 <= s["output_tokens"] <= 22
     assert all(1 <= i["completion_tokens"] <= b for i, b in zip(items, budgets[2:]))
+    ttft = sorted(i["ttft_ms"] for i in items)
+    assert s["ttft_ms_p50"] == pytest.approx((ttft[1] + ttft[2]) / 2) and 0 < s["ttft_ms_p50"] <= s["e2e_ms_p50"]
     # The items' energies and the idle time between them add up to the span's energy (one curve).
     assert math.fsum(i["energy_j"] for i in items) + attribution["idle_j"] == pytest.approx(attribution["total_j"])
     assert attribution["total_j"] == pytest.approx(s["energy_j"], rel=1e-9)

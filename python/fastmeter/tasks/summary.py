@@ -116,6 +116,8 @@ SUMMARY_LINES = (
     ("items / s", "{items_per_s:.1f}"),
     ("batch latency p50 / p99", "{batch_latency_ms_p50:.1f} / {batch_latency_ms_p99:.1f} ms"),
     ("J / output token", "{energy_per_output_token_j:.4g}"),
+    ("TTFT p50 / p99", "{ttft_ms_p50:.1f} / {ttft_ms_p99:.1f} ms"),
+    ("ITL p50 / p99", "{itl_ms_p50:.2f} / {itl_ms_p99:.2f} ms"),
     ("top-1 / top-5 accuracy", "{top1_accuracy:.4f} / {top5_accuracy:.4f}"),
     ("COCO mAP / mAP@.5", "{map:.4f} / {map_50:.4f}"),
     ("accuracy", "{accuracy:.4g}  ({accuracy_per_kwh:.4g} per kWh)"),

@@ -8,12 +8,16 @@ as for servers. Tokenisation happens outside the batch's window; the window is g
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fastmeter.adapters.base import RequestRecord
+from fastmeter.bench.summary import latencies_ms
 from fastmeter.errors import ConfigError
 from fastmeter.load.workloads import jsonl_workload, mtbench_workload
 from fastmeter.tasks.base import BatchResult, Prepared, Task, TaskScore, need_extra
@@ -136,8 +140,13 @@ class TextGeneration(Task):
         records = self.item_events(results)
         out_tokens = sum(r.completion_tokens or 0 for r in records)
         in_tokens = sum(r.prompt_tokens or 0 for r in records)
+        figures: dict[str, Any] = {"input_tokens": in_tokens, "output_tokens": out_tokens}
+        # The same latency figures as a server run's, from the same definitions (TTFT from the batch's start).
+        for name, values in latencies_ms(records).items():
+            figures[f"{name}_ms_p50"] = float(np.percentile(values, 50)) if values else math.nan
+            figures[f"{name}_ms_p99"] = float(np.percentile(values, 99)) if values else math.nan
         return TaskScore(
-            {"input_tokens": in_tokens, "output_tokens": out_tokens},
+            figures,
             {
                 "prompt_tokens": [r.prompt_tokens for r in records],
                 "completion_tokens": [r.completion_tokens for r in records],
