@@ -62,10 +62,13 @@ def _read(path: Path) -> pa.Table:
 def test_callable_task_energy_per_batch_and_item_match_truth(fake_nvml: FakeNvml, tmp_path: Path) -> None:
     (spec,) = fake_nvml.configure([GpuSpec(waveform=Square(60.0, 250.0, 0.03, 0.5))])
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["bench", str(_config(tmp_path)), "-o", str(out), "--allow-degraded"])
+    args = ["bench", str(_config(tmp_path)), "-o", str(out), "--allow-degraded", "--idle-baseline-s", "0.1"]
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     run = json.loads((out / "run.json").read_text())
     s = run["summary"]
+    idle_w = s["idle_power_w"]
+    assert idle_w > 0 and s["net_energy_j"] == pytest.approx(s["energy_j"] - idle_w * s["duration_s"])
     assert (s["items"], s["batches"]) == (32, 8)  # 10 batches of 4, 2 of them warm-up
     assert s["accuracy"] == pytest.approx(24 / 32)  # x % 4 == 0 answers -1: a quarter wrong
     assert run["task"]["kind"] == "callable" and run["validity"]["verdict"] == "synthetic"
@@ -85,6 +88,8 @@ def test_callable_task_energy_per_batch_and_item_match_truth(fake_nvml: FakeNvml
         mine = [i for i in items if i["batch"] == b["batch"]]
         assert len(mine) == 4 and all(i["send_ns"] == b["t0_ns"] and i["end_ns"] == b["t1_ns"] for i in mine)
         assert math.fsum(i["energy_j"] for i in mine) == pytest.approx(b["energy_j"])
+        net = b["energy_j"] - idle_w * (b["t1_ns"] - b["t0_ns"]) * 1e-9
+        assert math.fsum(i["net_energy_j"] for i in mine) == pytest.approx(net)
 
 
 def test_a_failing_batch_keeps_what_was_measured(fake_nvml: FakeNvml, tmp_path: Path) -> None:
