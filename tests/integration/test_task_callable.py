@@ -63,12 +63,15 @@ def test_callable_task_energy_per_batch_and_item_match_truth(fake_nvml: FakeNvml
     (spec,) = fake_nvml.configure([GpuSpec(waveform=Square(60.0, 250.0, 0.03, 0.5))])
     out = tmp_path / "run"
     args = ["bench", str(_config(tmp_path)), "-o", str(out), "--allow-degraded", "--idle-baseline-s", "0.1"]
+    args += ["--grid-gco2-per-kwh", "400"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     run = json.loads((out / "run.json").read_text())
     s = run["summary"]
     idle_w = s["idle_power_w"]
     assert idle_w > 0 and s["net_energy_j"] == pytest.approx(s["energy_j"] - idle_w * s["duration_s"])
+    assert s["carbon"]["gco2e"] == pytest.approx(s["energy_j"] / 3.6e6 * 400)
+    assert s["carbon"]["gco2e_per_request"] == pytest.approx(s["carbon"]["gco2e"] / 32)  # per item
     assert (s["items"], s["batches"]) == (32, 8)  # 10 batches of 4, 2 of them warm-up
     assert s["accuracy"] == pytest.approx(24 / 32)  # x % 4 == 0 answers -1: a quarter wrong
     assert run["task"]["kind"] == "callable" and run["validity"]["verdict"] == "synthetic"
