@@ -146,8 +146,8 @@ def test_report_and_compare_read_task_runs(fake_nvml: FakeNvml, tmp_path: Path) 
         assert result.exit_code == 5, result.output  # the emulator: synthetic
     report = CliRunner().invoke(main, ["report", *runs])
     assert report.exit_code == 0 and "inferences / kWh" in report.output, report.output
-    compare = CliRunner().invoke(main, ["compare", *runs, "--metric", "energy_per_item_j"])
-    assert "J / item" in compare.output and "Traceback" not in compare.output, compare.output
+    compare = CliRunner().invoke(main, ["compare", *runs])  # J/item: the default for task runs without tokens
+    assert "J / item (energy_per_item_j, lower is better)" in compare.output, compare.output
     other = _config(tmp_path, num_items=20)
     CliRunner().invoke(main, ["bench", str(other), "-o", str(tmp_path / "c")])
     mismatch = CliRunner().invoke(main, ["compare", runs[0], str(tmp_path / "c"), "--metric", "energy_per_item_j"])
