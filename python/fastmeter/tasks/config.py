@@ -119,11 +119,6 @@ _ONLY_FOR = {
 }
 
 
-def is_task_config(data: Mapping[str, Any]) -> bool:
-    """A config with a [task] table is a task, not a server benchmark."""
-    return "task" in data
-
-
 def validate_task_config(data: Mapping[str, Any], source: str = "<dict>", origins: Origins | None = None) -> TaskConfig:
     origins = origins or {}
     unknown = sorted(str(k) for k in data if k not in ("task", "bench"))
