@@ -90,10 +90,6 @@ class TaskConfig:
     bench: BenchSettings = BenchSettings()
     source: str = "<dict>"
 
-    @property
-    def random_weights(self) -> bool:
-        return self.task.weights == RANDOM_WEIGHTS
-
 
 # Keys each kind needs, and keys that mean nothing for it (refused rather than ignored).
 _REQUIRED = {
