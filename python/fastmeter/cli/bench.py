@@ -200,7 +200,7 @@ def bench_command(config: str | None, force: bool, allow_degraded: bool, **flags
     written, exit 130/143; a run where no request succeeded exits 2. Otherwise the exit code follows the run's
     validity (run.json "validity"): 0 measured, 3 degraded, 4 invalid, 5 synthetic (docs/methodology.md,
     "Validity"). A CONFIG with a [task] table runs a model in-process instead of a server benchmark
-    (configs/task-*.toml, docs/tasks.md): batches.arrow, items.arrow and run.json, same exit codes."""
+    (configs/tasks/*.toml, docs/tasks.md): batches.arrow, items.arrow and run.json, same exit codes."""
     from fastmeter.bench.point import BenchHooks
     from fastmeter.bench.sweep import run_sweep
 

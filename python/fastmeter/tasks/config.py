@@ -1,6 +1,6 @@
 """Task configs: a TOML file with a [task] table (and an optional [bench] table) that `fastmeter bench` runs
 in-process instead of a server benchmark. The edge: TOML and flags become one frozen TaskConfig here, every value
-checked once; each kind's required keys are checked together, naming the key. See configs/task-*.toml."""
+checked once; each kind's required keys are checked together, naming the key. See configs/tasks/*.toml."""
 
 from __future__ import annotations
 
