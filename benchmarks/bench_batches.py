@@ -44,12 +44,14 @@ def run(quick: bool) -> list[Row]:
                 err.setdefault((case, "fastmeter"), []).append(float(np.median(abs(fm[:, 1] / fm[:, 0] - 1))) * 100)
                 err.setdefault((case, "zeus"), []).append(float(np.median(abs(zs[:, 1] / zs[:, 0] - 1))) * 100)
                 inside.setdefault(case, []).append(float(np.mean(abs(fm[:, 1] - fm[:, 0]) <= fm[:, 2])) * 100)
-                per_batch_table_us = r["table_ns"] / len(r["fastmeter"]) / 1e3
-                cost.setdefault((case, "fastmeter"), []).append(
-                    float(np.median(r["fastmeter_call_ns"])) / 1e3 + per_batch_table_us
-                )
+                cost.setdefault((case, "fastmeter"), []).append(float(np.median(r["fastmeter_call_ns"])) / 1e3)
+                cost.setdefault((case, "fastmeter query"), []).append(r["table_ns"] / len(r["fastmeter"]) / 1e3)
                 cost.setdefault((case, "zeus"), []).append(float(np.median(r["zeus_call_ns"])) / 1e3)
                 load.append(os.getloadavg()[0])
+            for tool in ("fastmeter", "zeus", "nothing"):  # each alone in its process: its cost inside the loop
+                spec = {"batches": batches, "work_ms": work_ms, "alone": tool}
+                r = run_worker(spec, em.env(), module="benchmarks.batches_worker")
+                cost.setdefault(("alone", tool), []).append(float(np.median(r["call_ns"])) / 1e3)
     note = (
         f"{ROUNDS} interleaved rounds of {batches} busy batches of {work_ms:g} ms, median over rounds; load "
         f"average {min(load):.1f}-{max(load):.1f}"
@@ -57,7 +59,7 @@ def run(quick: bool) -> list[Row]:
     rows = []
     for case in CASES:
         for tool in ("fastmeter", "zeus"):
-            e, c = err[(case, tool)], cost[(case, tool)]
+            e = err[(case, tool)]
             rows.append(
                 Row(
                     "batches",
@@ -69,18 +71,13 @@ def run(quick: bool) -> list[Row]:
                     f"range {min(e):.3g}-{max(e):.3g}; {note}",
                 )
             )
-            rows.append(
-                Row(
-                    "batches",
-                    case,
-                    f"{tool} time per batch in its calls",
-                    median(c),
-                    "us",
-                    None,
-                    f"range {min(c):.3g}-{max(c):.3g}"
-                    + ("; fastmeter includes the final table() query / batches" if tool == "fastmeter" else ""),
-                )
-            )
+        for tool, what in (
+            ("fastmeter", "fastmeter time per batch inside the loop (enter + exit)"),
+            ("zeus", "zeus time per batch inside the loop (begin + end window)"),
+            ("fastmeter query", "fastmeter query time per batch after the run (table())"),
+        ):
+            c = cost[(case, tool)]
+            rows.append(Row("batches", case, what, median(c), "us", None, f"range {min(c):.3g}-{max(c):.3g}"))
         rows.append(
             Row(
                 "batches",
@@ -104,4 +101,41 @@ def run(quick: bool) -> list[Row]:
                 f"per-round ratio, range {min(ratios):.3g}-{max(ratios):.3g}",
             )
         )
+        ratios = [z / max(f, 1e-9) for z, f in zip(cost[(case, "zeus")], cost[(case, "fastmeter")])]
+        rows.append(
+            Row(
+                "batches",
+                case,
+                "zeus / fastmeter time inside the loop",
+                median(ratios),
+                "x",
+                None,
+                f"per-round ratio, range {min(ratios):.3g}-{max(ratios):.3g}",
+            )
+        )
+    for tool in ("fastmeter", "zeus", "nothing"):
+        c = cost[("alone", tool)]
+        rows.append(
+            Row(
+                "batches",
+                "100 ms counter, each tool alone",
+                f"{tool} time per batch inside the loop",
+                median(c),
+                "us",
+                None,
+                f"range {min(c):.3g}-{max(c):.3g}; {note}",
+            )
+        )
+    ratios = [z / max(f, 1e-9) for z, f in zip(cost[("alone", "zeus")], cost[("alone", "fastmeter")])]
+    rows.append(
+        Row(
+            "batches",
+            "100 ms counter, each tool alone",
+            "zeus / fastmeter time inside the loop",
+            median(ratios),
+            "x",
+            None,
+            f"per-round ratio, range {min(ratios):.3g}-{max(ratios):.3g}",
+        )
+    )
     return rows

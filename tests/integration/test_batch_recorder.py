@@ -68,3 +68,16 @@ def test_bad_batches_are_refused_with_one_clear_error(args: tuple, fake_nvml: Fa
             rec.add(0, 1, 1, energy_j=2.0)
     with pytest.raises(ConfigError, match="warmup_batches"):
         BatchRecorder(m, warmup_batches=-1)
+
+
+def test_a_calibrated_counter_delay_is_read_later_on_the_curve(fake_nvml: FakeNvml) -> None:
+    # The counter published at t holds the energy up to t - 30 ms: read 30 ms later, each batch gets its own energy.
+    (spec,) = fake_nvml.configure([GpuSpec(waveform=Square(80.0, 300.0, 0.05, 0.4), counter_delay_ms=30.0)])
+    with fastmeter.Meter("nvml", 1000) as m:
+        rec = BatchRecorder(m, delays_ns={"gpu0": 30_000_000})
+        for _ in range(5):
+            with rec.batch(items=1):
+                time.sleep(0.02)
+        e = rec.energies()
+    for b, energy, bound in zip(rec.batches, e.energy_j, e.energy_bound_j):
+        assert abs(energy - spec.energy_j(b.t0_ns, b.t1_ns)) <= bound

@@ -5,12 +5,13 @@
         with rec.batch(items=len(x)) as b:
             y = model(x)
             b.values["correct"] = float((y.argmax(1) == labels).sum())
-    table = rec.table()                  # one energy query for every batch edge, on the Meter's one curve
+    table = rec.table()                  # each batch's energy and bound, on the Meter's one curve
     rec.write(run_dir / "batches.arrow")
 
 A batch only holds its two CLOCK_MONOTONIC instants while it runs; its energy is read afterwards from the Meter's
-fused knot curve (`attribution.bounded_total_curve`), so per-batch figures, the run's total and per-item shares all
-come from one curve. Batches may nest or overlap (a step inside an epoch); warm-up batches are kept and marked.
+fused knot curve (`Meter.span`, or `attribution.bounded_total_curve` with calibrated delays), so per-batch figures,
+the run's total and per-item shares all come from one curve. Batches may nest or overlap (a step inside an epoch);
+warm-up batches are kept and marked.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from fastmeter.attribution import bounded_total_curve
-from fastmeter.errors import ConfigError
+from fastmeter.errors import ConfigError, SpanError
 from fastmeter.meter import Meter
 
 # Columns every batches.arrow has, in order; numeric `values` of the batches follow as float64 columns.
@@ -77,7 +78,7 @@ class OpenBatch:
 @dataclass(frozen=True)
 class BatchEnergy:
     """Energy of each batch (aligned with `BatchRecorder.batches`) with its error bound: |energy_j - truth| <=
-    energy_bound_j (the sum of the curve's bounds at both edges). NaN where the curve is unknown at an edge."""
+    energy_bound_j. NaN where the curve is unknown in the window."""
 
     energy_j: np.ndarray
     energy_bound_j: np.ndarray
@@ -154,14 +155,25 @@ class BatchRecorder:
         return (min(b.t0_ns for b in m), max(b.t1_ns for b in m)) if m else None
 
     def energies(self, batches: list[Batch] | None = None) -> BatchEnergy:
-        """Energy of `batches` (default: all), from one query of the Meter's curve at every edge. While the meter
-        runs, the query waits (bounded) for the counters to update past the latest edge."""
+        """Energy of `batches` (default: all) on the Meter's curve, with `Meter.span`'s bound of each window: it
+        bounds the difference directly, tighter than the two edges' bounds summed (about 1.5x on the emulator).
+        With calibrated counter delays the curve is read shifted per channel, in one query at every edge, and the
+        bound is the edges' bounds summed. While the meter runs, a result waits (bounded) for the counters to
+        update past the batch's end."""
         batches = self.batches if batches is None else batches
         if not batches:
             return BatchEnergy(np.zeros(0), np.zeros(0))
+        if not self.delays_ns:
+            spans = [_span_or_unknown(self.meter, b) for b in batches]
+            return BatchEnergy(np.array([e for e, _ in spans]), np.array([b for _, b in spans]))
         t0 = np.array([b.t0_ns for b in batches], dtype=np.int64)
         t1 = np.array([b.t1_ns for b in batches], dtype=np.int64)
         edges = np.unique(np.concatenate([t0, t1]))  # sorted: the curve is made monotone along its instants
+        # A lagging channel is read later than the last edge: let that instant come first (the curve is never
+        # extrapolated into the future, so reading it now would say "unknown").
+        later_ns = int(edges[-1]) + max(self.delays_ns.values())
+        if self.meter.running:
+            time.sleep(max(0, later_ns - time.monotonic_ns()) * 1e-9)
         curve = bounded_total_curve(self.meter, edges, delays_ns=self.delays_ns)
         i0, i1 = np.searchsorted(edges, t0), np.searchsorted(edges, t1)
         return BatchEnergy(curve.energy_j[i1] - curve.energy_j[i0], curve.bound_j[i1] + curve.bound_j[i0])
@@ -211,6 +223,15 @@ def times_table(batches: list[Batch]) -> pa.Table:
         },
         schema=BATCH_TIMES_SCHEMA,
     )
+
+
+def _span_or_unknown(meter: Meter, b: Batch) -> tuple[float, float]:
+    """(energy_j, bound_j) of one batch's window; NaN for a window outside the meter's record."""
+    try:
+        s = meter.span(b.t0_ns, b.t1_ns)
+    except SpanError:
+        return math.nan, math.nan
+    return s.total_j, s.total_bound_j
 
 
 def _floats(x: np.ndarray) -> pa.Array:
