@@ -178,11 +178,12 @@ class BatchRecorder:
         i0, i1 = np.searchsorted(edges, t0), np.searchsorted(edges, t1)
         return BatchEnergy(curve.energy_j[i1] - curve.energy_j[i0], curve.bound_j[i1] + curve.bound_j[i0])
 
-    def table(self) -> pa.Table:
+    def table(self, energy: BatchEnergy | None = None) -> pa.Table:
         """batches.arrow's rows (BATCHES_SCHEMA, then one float64 column per value name; null where a batch did
-        not set it). energy_per_item_j is the batch's energy shared equally among its items (null for 0 items)."""
+        not set it). energy_per_item_j is the batch's energy shared equally among its items (null for 0 items).
+        `energy`: `energies()` of all batches, when the caller has it already."""
         batches = self.batches
-        e = self.energies(batches)
+        e = self.energies(batches) if energy is None else energy
         items = np.array([b.items for b in batches], dtype=np.int64)
         with np.errstate(divide="ignore", invalid="ignore"):
             per_item = np.where(items > 0, e.energy_j / np.maximum(items, 1), np.nan)

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import fastmeter
 from fastmeter.analysis.carbon import carbon_cost_summary
 from fastmeter.assess import meter_validity
@@ -32,7 +34,7 @@ from fastmeter.recorder import Interrupt, Recorder
 from fastmeter.tasks.base import BatchResult, Task, TaskFailedError, TaskScore
 from fastmeter.tasks.config import TaskConfig, task_config_to_dict
 from fastmeter.tasks.items import items_table
-from fastmeter.tasks.record import BATCH_TIMES_SCHEMA, Batch, BatchRecorder, times_table
+from fastmeter.tasks.record import BATCH_TIMES_SCHEMA, Batch, BatchEnergy, BatchRecorder, times_table
 from fastmeter.tasks.summary import batches_validity, render_task_summary, task_summary
 from fastmeter.validity import combine
 
@@ -122,7 +124,9 @@ def run_task(cfg: TaskConfig, run_dir: Path, *, force: bool = False, hooks: Task
             end_ns = span[1] + max(delays_ns.values(), default=0)
             time.sleep(max(0, end_ns - time.monotonic_ns()) * 1e-9)
             meter.span(span[0], end_ns)
-        batches = rec.table()  # read while the meter runs: each edge is waited for, never extrapolated
+        energy = rec.energies()  # read while the meter runs: each edge is waited for, never extrapolated
+        batches = rec.table(energy)
+        is_warmup = np.array([b.warmup for b in rec.batches], dtype=bool)
         recorder.stop()
         stream.abandon()  # rewritten whole below, with the energy columns
         if recorder.error is None:
@@ -139,7 +143,7 @@ def run_task(cfg: TaskConfig, run_dir: Path, *, force: bool = False, hooks: Task
             run_dir,
             task,
             meter,
-            rec,
+            BatchEnergy(energy.energy_j[~is_warmup], energy.energy_bound_j[~is_warmup]),
             measured,
             span,
             loop,
@@ -198,7 +202,7 @@ def _finish(
     run_dir: Path,
     task: Task,
     meter: fastmeter.Meter,
-    rec: BatchRecorder,
+    energy: BatchEnergy,
     measured: list[Batch],
     span: tuple[int, int] | None,
     loop: _Loop,
@@ -207,7 +211,6 @@ def _finish(
     hooks: TaskHooks,
 ) -> dict[str, Any]:
     results = [r for r in loop.results if not r.warmup]
-    energy = rec.energies(measured)
     unknown = {c.name: math.nan for c in meter.channels}  # nothing measured: unknown, not 0
     by_channel = span_energy_by_channel(meter, span, delays_ns) if span and span[1] > span[0] else unknown
     energy_j = math.fsum(by_channel[n] for n in counted_channels(meter))
