@@ -126,23 +126,40 @@ def test_detection_with_a_generated_coco_file(gpu: GpuSpec, tmp_path: Path) -> N
         )
     coco = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
     (tmp_path / "ann.json").write_text(json.dumps(coco))
-    run, batches, items = _bench(
-        tmp_path,
-        {
-            "kind": "object-detection",
-            "model": "fasterrcnn_mobilenet_v3_large_320_fpn",
-            "weights": "random",
-            "data": str(tmp_path / "images"),
-            "annotations": str(tmp_path / "ann.json"),
-            "batch_size": 2,
-            "warmup_batches": 1,
-        },
-    )
+    task = {
+        "kind": "object-detection",
+        "model": "fasterrcnn_mobilenet_v3_large_320_fpn",
+        "weights": "random",
+        "data": str(tmp_path / "images"),
+        "annotations": str(tmp_path / "ann.json"),
+        "batch_size": 2,
+        "warmup_batches": 1,
+    }
+    run, batches, items = _bench(tmp_path, task)
     _check_energy(gpu, run, batches)
     s = run["summary"]
     assert [i["image_id"] for i in items] == [3, 4, 5, 6]
     assert s["detections"] == sum(i["detections"] for i in items)
     assert 0.0 <= s["map"] <= 1.0 and s["accuracy"] == s["map"] and run["task"]["num_classes"] == 3
+    # The scoring path on its own: detections equal to the ground truth (boxes as the model gives them, x0 y0 x1
+    # y1) score mAP 1, one box off by a category scores less.
+    from fastmeter.tasks.base import BatchResult
+    from fastmeter.tasks.config import validate_task_config
+    from fastmeter.tasks.detection import ObjectDetection
+
+    det = ObjectDetection(validate_task_config({"task": task}))
+    perfect = [
+        {
+            "boxes": torch.tensor([[10.0, 8.0 + i, 50.0, 40.0 + i]]),
+            "scores": torch.tensor([0.9]),
+            "labels": torch.tensor([1 + i % 2]),
+        }
+        for i in range(6)
+    ]
+    result = BatchResult(0, False, 0, 1, 6, ([i + 1 for i in range(6)], perfect))
+    assert det.score([result]).figures["map"] == pytest.approx(1.0)
+    perfect[0]["labels"] = torch.tensor([2])
+    assert det.score([result]).figures["map"] < 1.0
 
 
 def test_tiny_llama_generation_attributes_tokens(gpu: GpuSpec, tmp_path: Path) -> None:
