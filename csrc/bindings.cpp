@@ -658,6 +658,7 @@ PYBIND11_MODULE(_core, m) {
             "Finished requests as tuples (see _core.pyi); never blocks.")
         .def_property_readonly("notify_fd", &h::StreamClient::notify_fd)
         .def_property_readonly("connections_opened", &h::StreamClient::connections_opened)
+        .def_property_readonly("thread_cpu_ns", &h::StreamClient::thread_cpu_ns)
         .def("close", &h::StreamClient::close, nogil());
   }
   // ---- end native HTTP transport ----

@@ -1,6 +1,7 @@
 #include "fastmeter/http/stream_client.h"
 
 #include <netdb.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
@@ -80,6 +81,7 @@ StreamClient::StreamClient(std::string host, int port, size_t max_connections, S
   ev.data.ptr = &timer_tag;
   ::epoll_ctl(epfd_, EPOLL_CTL_ADD, timer_fd_, &ev);
   thread_ = std::thread([this] { loop(); });
+  thread_cpu_known_ = ::pthread_getcpuclockid(thread_.native_handle(), &thread_cpu_clock_) == 0;
 }
 
 StreamClient::~StreamClient() {
@@ -112,6 +114,13 @@ void StreamClient::submit(std::vector<Job> jobs) {
   }
   const uint64_t one = 1;
   (void)!::write(wake_fd_, &one, sizeof one);
+}
+
+int64_t StreamClient::thread_cpu_ns() const {
+  if (!thread_cpu_known_) return -1;
+  timespec ts{};
+  if (::clock_gettime(thread_cpu_clock_, &ts) != 0) return -1;  // the thread has ended
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
 }
 
 std::vector<Result> StreamClient::take() {

@@ -12,6 +12,8 @@
 
 #include <sys/socket.h>
 
+#include <ctime>
+
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -71,6 +73,8 @@ class StreamClient {
   // Stops the thread at once: requests in flight end as connection errors, queued ones unsent.
   void close();
   uint64_t connections_opened() const { return opened_.load(std::memory_order_relaxed); }
+  // CPU time the thread has used (CLOCK_THREAD_CPUTIME of it), so benchmarks count the transport's whole cost.
+  int64_t thread_cpu_ns() const;
 
  private:
   struct Conn;
@@ -107,6 +111,8 @@ class StreamClient {
 
   int epfd_ = -1, wake_fd_ = -1, timer_fd_ = -1, notify_fd_ = -1;
   std::thread thread_;
+  clockid_t thread_cpu_clock_{};
+  bool thread_cpu_known_ = false;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> opened_{0};
 
