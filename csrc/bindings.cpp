@@ -659,6 +659,7 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("notify_fd", &h::StreamClient::notify_fd)
         .def_property_readonly("connections_opened", &h::StreamClient::connections_opened)
         .def_property_readonly("thread_cpu_ns", &h::StreamClient::thread_cpu_ns)
+        .def_property_readonly("thread_tid", &h::StreamClient::thread_tid)
         .def("close", &h::StreamClient::close, nogil());
   }
   // ---- end native HTTP transport ----

@@ -142,6 +142,7 @@ void StreamClient::publish(Result&& r) {
 
 void StreamClient::loop() {
   ::prctl(PR_SET_TIMERSLACK, 1UL);  // scheduled sends wake on time, not up to 50 us late
+  tid_.store(static_cast<int>(::gettid()), std::memory_order_release);
   epoll_event evs[256];
   std::vector<std::unique_ptr<Conn>> dead;
   while (!stop_.load(std::memory_order_relaxed)) {

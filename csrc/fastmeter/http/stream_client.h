@@ -75,6 +75,8 @@ class StreamClient {
   uint64_t connections_opened() const { return opened_.load(std::memory_order_relaxed); }
   // CPU time the thread has used (CLOCK_THREAD_CPUTIME of it), so benchmarks count the transport's whole cost.
   int64_t thread_cpu_ns() const;
+  // The thread's kernel id (/proc/self/task/<tid>/schedstat tells how long it waited for a CPU); 0 before it ran.
+  int thread_tid() const { return tid_.load(std::memory_order_acquire); }
 
  private:
   struct Conn;
@@ -115,6 +117,7 @@ class StreamClient {
   bool thread_cpu_known_ = false;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> opened_{0};
+  std::atomic<int> tid_{0};
 
   std::mutex mu_;  // guards incoming_ and done_
   std::vector<Job> incoming_;

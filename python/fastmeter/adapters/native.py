@@ -119,6 +119,11 @@ class NativeClient:
         """CPU time the native thread has used so far, ns (-1 once it has ended)."""
         return self._core.thread_cpu_ns
 
+    @property
+    def thread_tid(self) -> int:
+        """The native thread's kernel thread id (0 until it has started)."""
+        return self._core.thread_tid
+
     def close(self) -> None:
         """Stop the thread at once; requests still in flight come back from ``take`` as connection errors."""
         self._core.close()
