@@ -224,7 +224,7 @@ void StreamClient::dispatch(int64_t now) {
       ready_.pop_front();
       continue;
     }
-    if (idle_.empty() && conns_.size() >= max_connections_) return;  // every slot busy: wait for one
+    if (active_ >= max_connections_) return;  // every slot busy: wait for an answer
     Job j = std::move(job);
     const int64_t scheduled = at == kAsSoonAsFree ? now : at;
     ready_.pop_front();
@@ -256,6 +256,7 @@ void StreamClient::begin(Job&& job, Result&& r, bool fresh) {
   }
   c->busy = true;
   c->answered = false;
+  ++active_;
   c->got_bytes = false;
   c->parser = std::make_unique<ResponseParser>(limits_);
   c->out = std::move(job.request);
@@ -396,6 +397,8 @@ void StreamClient::on_closed(Conn* c, const std::string& why) {
     j.request = std::move(c->out);
     j.timeout_ns = c->timeout_ns;
     Result r = std::move(c->result);
+    c->busy = false;
+    --active_;  // begin() counts it again on the fresh connection
     destroy(c);
     begin(std::move(j), std::move(r), true);
     return;
@@ -446,6 +449,7 @@ void StreamClient::answer(Conn* c, int64_t end_ns, ErrorKind kind, const std::st
   publish(std::move(r));
   c->result = Result{};
   c->answered = true;
+  --active_;  // the slot frees at the answer; the connection may still drain the body's rest
   c->deadline_ns = end_ns + kDrainGraceNs;
 }
 

@@ -3,11 +3,12 @@
 // them, without ever taking the GIL.
 //
 // Python builds the request bytes and submits them as Jobs, each either at a scheduled instant (open loop: the
-// thread owns the send schedule, so arrivals are kept while Python is busy) or as soon as a connection is free
-// (closed loop). At most max_connections are open: that is the concurrency cap. A request is answered (its Result
-// handed to take()) at the stream's terminator ("data: [DONE]") or at the end of the body, whichever comes first;
-// the connection then drains the rest of the body for kDrainGraceNs before it is reused or closed. Every request
-// ends in exactly one Result, failed or not; notify_fd() is readable while Results wait.
+// thread owns the send schedule, so arrivals are kept while Python is busy) or as soon as a slot is free (closed
+// loop). At most max_connections requests are unanswered at once: that is the concurrency cap. A request is
+// answered (its Result handed to take()) at the stream's terminator ("data: [DONE]") or at the end of the body,
+// whichever comes first, and its slot frees then; the connection drains the rest of the body for kDrainGraceNs
+// before it is reused or closed, so for that while more than max_connections may be open. Every request ends in
+// exactly one Result, failed or not; notify_fd() is readable while Results wait.
 #pragma once
 
 #include <sys/socket.h>
@@ -128,6 +129,7 @@ class StreamClient {
   std::deque<std::pair<Job, int64_t>> ready_;  // with the scheduled instant to record
   std::vector<std::unique_ptr<Conn>> conns_;   // every open connection
   std::vector<Conn*> idle_;
+  size_t active_ = 0;  // requests sent and not yet answered: at most max_connections
   int64_t timer_at_ = 0;
 };
 
