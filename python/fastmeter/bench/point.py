@@ -26,6 +26,7 @@ import numpy as np
 
 import fastmeter
 from fastmeter.adapters.base import RequestRecord
+from fastmeter.adapters.native import resolve_client
 from fastmeter.adapters.prometheus import MetricRow
 from fastmeter.adapters.ready import wait_until_ready
 from fastmeter.analysis.accuracy import accuracy_summary, load_scorer
@@ -170,7 +171,8 @@ def run_point(
             recorder.close({"idle_baseline_w": measured.idle_w, "interrupted": interrupt.signum is not None,
                             "validity": meter_validity(meter).to_dict()})  # the whole record's, for `show`
         context = {"fingerprint": fingerprint, "config": config_dict, "calibration": calibration,
-                   "send_lag_ns": measured.send_lag_ns}
+                   "send_lag_ns": measured.send_lag_ns,
+                   "load_client": resolve_client(cfg.load.client, cfg.server.base_url)}
         run = _finish(cfg, run_dir, meter, records, metrics, span, measured.idle_w, context, hooks, interrupt.signum)
     if recorder.error is not None:  # everything else is written; the samples are kept up to the failure
         raise recorder.error
@@ -356,6 +358,7 @@ def _finish(
         "validity": validity.to_dict(),
         "server_metrics": server_deltas,
         "send_lag_ns": context["send_lag_ns"],
+        "load_client": context["load_client"],
     }
     write_run_json(run_dir, run)
     hooks.notify("summary", render_summary(summary, validity))
