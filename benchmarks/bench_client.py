@@ -130,6 +130,15 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64, 256])
     ap.add_argument("--quick", action="store_true", help="one round, few requests: a smoke test, not a result")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument(
+        "--extra-clients",
+        nargs="*",
+        default=[],
+        choices=["fastmeter-native-other"],
+        help="also the native transport on SCHED_OTHER (realtime=False), to show what SCHED_FIFO buys",
+    )
+    ap.add_argument("--modes", nargs="+", default=["capacity", "fidelity"], choices=["capacity", "fidelity"])
+    ap.add_argument("--no-schedule", action="store_true", help="skip the open-loop send-lag check")
     ap.add_argument("--real-vllm", action="store_true", help="only the comparison against a real vLLM (CPU) server")
     args = ap.parse_args()
     if args.real_vllm:
@@ -139,12 +148,13 @@ def main() -> None:
     clients = ["fastmeter", "fastmeter-native"]
     if importlib.util.find_spec("uvloop") is not None:
         clients.append("fastmeter-uvloop")
+    clients += args.extra_clients
     if (VLLM_VENV / "bin" / "python").exists():
         clients.append("vllm")
     exe = build_stamp_server(Path(tempfile.gettempdir()) / f"fastmeter-bench-{os.getuid()}")
     load_before = os.getloadavg()
     raw: dict[tuple[str, str, int], list[dict[str, float]]] = {}
-    for mode, gap_s in (("capacity", 0.0), ("fidelity", 0.001)):
+    for mode, gap_s in [m for m in (("capacity", 0.0), ("fidelity", 0.001)) if m[0] in args.modes]:
         with StampServer(exe, gap_s=gap_s) as srv:
             for rnd in range(rounds):
                 for c in args.concurrency:
@@ -153,7 +163,7 @@ def main() -> None:
                         n = n_requests_for(mode, c, args.quick)
                         raw.setdefault((mode, client, c), []).append(run_worker(client, srv.url, c, n))
     with StampServer(exe, gap_s=0.001) as srv:  # open loop: is the arrival schedule kept while the client is busy?
-        for rnd in range(rounds):
+        for rnd in range(0 if args.no_schedule else rounds):
             for rate in SCHEDULE_RATES:
                 n = int(rate * (0.5 if args.quick else 2.0))
                 for client in SCHEDULE_CLIENTS if rnd % 2 == 0 else SCHEDULE_CLIENTS[::-1]:
@@ -207,6 +217,8 @@ def main() -> None:
     by = {(r["mode"], r["client"], r["concurrency"]): r for r in rows}
     for ours_name in clients[:-1] if "vllm" in clients else []:
         for c in args.concurrency:
+            if ("capacity", ours_name, c) not in by:
+                continue
             ours, peer = by[("capacity", ours_name, c)], by[("capacity", "vllm", c)]
             ratio = ours["req_per_s"]["median"] / peer["req_per_s"]["median"]
             verdict = "PASS" if ratio >= 1 else "MISS"

@@ -51,8 +51,9 @@ def _stamps(text: str) -> list[int]:
 
 
 async def _fastmeter(
-    url: str, concurrency: int, n_requests: int, tokens: int, rate: float, model: str, native: bool = False
+    url: str, concurrency: int, n_requests: int, tokens: int, rate: float, model: str, native: bool | None = None
 ) -> Outcome:
+    """``native``: None for the asyncio client, else the native transport with ``realtime`` = native."""
     from fastmeter.adapters import GenRequest, OpenAIAdapter, RequestRecord, stream_request
     from fastmeter.load import LoadSpec, make_client, run_load
 
@@ -61,11 +62,11 @@ async def _fastmeter(
         await stream_request(client, adapter, GenRequest("warm up", tokens), RequestRecord("w"))
     spec = LoadSpec(concurrency=concurrency, rate=rate, num_requests=n_requests, timeout_s=600.0)
     workload = [GenRequest(f"count {i} to {i + 9}", tokens) for i in range(64)]
-    if native:  # CPU: the event loop's thread plus the native transport's own thread
+    if native is not None:  # CPU: the event loop's thread plus the native transport's own thread
         from fastmeter.adapters.native import NativeClient
         from fastmeter.load.native_runner import run_load_native
 
-        with NativeClient(url, concurrency) as nc:
+        with NativeClient(url, concurrency, realtime=native) as nc:
             while not nc.thread_tid:
                 await asyncio.sleep(0.001)
             t0, n0, s0 = time.thread_time_ns(), nc.thread_cpu_ns, _schedstat(nc.thread_tid)
@@ -150,7 +151,9 @@ async def _vllm(url: str, concurrency: int, n_requests: int, tokens: int, venv: 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("client", choices=("fastmeter", "fastmeter-uvloop", "fastmeter-native", "vllm"))
+    ap.add_argument(
+        "client", choices=("fastmeter", "fastmeter-uvloop", "fastmeter-native", "fastmeter-native-other", "vllm")
+    )
     ap.add_argument("url")
     ap.add_argument("concurrency", type=int)
     ap.add_argument("requests", type=int)
@@ -163,7 +166,7 @@ def main() -> None:
         import fastmeter
 
         with fastmeter.Meter(sources=("synthetic",), period_us=1000):
-            native = a.client == "fastmeter-native"
+            native = {"fastmeter-native": True, "fastmeter-native-other": False}.get(a.client)
             main = _fastmeter(a.url, a.concurrency, a.requests, a.tokens, a.rate, a.model, native)
             if a.client == "fastmeter-uvloop":
                 import uvloop

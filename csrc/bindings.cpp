@@ -611,13 +611,13 @@ PYBIND11_MODULE(_core, m) {
         "Run the native response parser over pieces (piece i arrives at t_ns = i): for tests against its twin.");
     py::class_<h::StreamClient>(m, "StreamClient")
         .def(py::init([](const std::string& host, int port, size_t max_connections, size_t max_line_bytes,
-                         size_t max_event_bytes) {
+                         size_t max_event_bytes, bool realtime) {
                return std::make_unique<h::StreamClient>(host, port, max_connections,
-                                                        h::StreamLimits{max_line_bytes, max_event_bytes});
+                                                        h::StreamLimits{max_line_bytes, max_event_bytes}, realtime);
              }),
              py::arg("host"), py::arg("port"), py::arg("max_connections"),
              py::arg("max_line_bytes") = h::kDefaultMaxLineBytes,
-             py::arg("max_event_bytes") = h::kDefaultMaxEventBytes)
+             py::arg("max_event_bytes") = h::kDefaultMaxEventBytes, py::arg("realtime") = false)
         .def(
             "submit",
             [](h::StreamClient& c, const py::list& jobs) {
@@ -660,6 +660,7 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("connections_opened", &h::StreamClient::connections_opened)
         .def_property_readonly("thread_cpu_ns", &h::StreamClient::thread_cpu_ns)
         .def_property_readonly("thread_tid", &h::StreamClient::thread_tid)
+        .def_property_readonly("sched_policy", &h::StreamClient::sched_policy)
         .def("close", &h::StreamClient::close, nogil());
   }
   // ---- end native HTTP transport ----

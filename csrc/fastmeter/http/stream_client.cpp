@@ -2,6 +2,7 @@
 
 #include <netdb.h>
 #include <pthread.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
@@ -49,8 +50,12 @@ void drain_counter(int fd) {
 
 }  // namespace
 
-StreamClient::StreamClient(std::string host, int port, size_t max_connections, StreamLimits limits)
-    : host_(std::move(host)), port_(port), max_connections_(std::max<size_t>(1, max_connections)), limits_(limits) {
+StreamClient::StreamClient(std::string host, int port, size_t max_connections, StreamLimits limits, bool realtime)
+    : host_(std::move(host)),
+      port_(port),
+      max_connections_(std::max<size_t>(1, max_connections)),
+      limits_(limits),
+      realtime_(realtime) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -123,6 +128,11 @@ int64_t StreamClient::thread_cpu_ns() const {
   return static_cast<int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
 }
 
+std::string StreamClient::sched_policy() const {
+  const int p = policy_.load(std::memory_order_acquire);
+  return p < 0 ? "" : p == SCHED_FIFO ? "SCHED_FIFO" : p == SCHED_RR ? "SCHED_RR" : "SCHED_OTHER";
+}
+
 std::vector<Result> StreamClient::take() {
   drain_counter(notify_fd_);  // before the swap: a Result published after it signals again
   std::vector<Result> out;
@@ -142,6 +152,14 @@ void StreamClient::publish(Result&& r) {
 
 void StreamClient::loop() {
   ::prctl(PR_SET_TIMERSLACK, 1UL);  // scheduled sends wake on time, not up to 50 us late
+  if (realtime_) {  // without CAP_SYS_NICE this fails and the thread stays SCHED_OTHER, as sched_policy() reports
+    sched_param sp{};
+    sp.sched_priority = sched_get_priority_min(SCHED_FIFO);
+    pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+  }
+  int policy = -1;
+  sched_param cur{};
+  if (pthread_getschedparam(pthread_self(), &policy, &cur) == 0) policy_.store(policy, std::memory_order_release);
   tid_.store(static_cast<int>(::gettid()), std::memory_order_release);
   epoll_event evs[256];
   std::vector<std::unique_ptr<Conn>> dead;

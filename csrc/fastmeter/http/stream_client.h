@@ -60,7 +60,9 @@ struct Result {
 
 class StreamClient {
  public:
-  StreamClient(std::string host, int port, size_t max_connections, StreamLimits limits = {});
+  // realtime: ask for SCHED_FIFO at the lowest real-time priority, as the sampler does, so runnable neighbours
+  // cannot delay the receive stamps; without the privilege the thread stays SCHED_OTHER (sched_policy() says).
+  StreamClient(std::string host, int port, size_t max_connections, StreamLimits limits = {}, bool realtime = false);
   ~StreamClient();
   StreamClient(const StreamClient&) = delete;
   StreamClient& operator=(const StreamClient&) = delete;
@@ -78,6 +80,8 @@ class StreamClient {
   int64_t thread_cpu_ns() const;
   // The thread's kernel id (/proc/self/task/<tid>/schedstat tells how long it waited for a CPU); 0 before it ran.
   int thread_tid() const { return tid_.load(std::memory_order_acquire); }
+  // "SCHED_FIFO" or "SCHED_OTHER" once the thread runs ("" before).
+  std::string sched_policy() const;
 
  private:
   struct Conn;
@@ -119,6 +123,8 @@ class StreamClient {
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> opened_{0};
   std::atomic<int> tid_{0};
+  const bool realtime_;
+  std::atomic<int> policy_{-1};
 
   std::mutex mu_;  // guards incoming_ and done_
   std::vector<Job> incoming_;

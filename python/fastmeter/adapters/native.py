@@ -77,18 +77,20 @@ class NativeResult(NamedTuple):
 
 
 class NativeClient:
-    """``with NativeClient("http://127.0.0.1:8000", max_connections=64) as c``: at most ``max_connections`` open
-    at once (the concurrency cap). Requests go in with ``submit``; ``take`` returns answered ones; ``notify_fd``
+    """``with NativeClient("http://127.0.0.1:8000", max_connections=64) as c``: at most ``max_connections``
+    requests unanswered at once (the concurrency cap). ``realtime``: the thread asks for SCHED_FIFO (lowest
+    real-time priority, as the sampler does) so that runnable neighbours cannot delay its receive stamps; without
+    the privilege it stays SCHED_OTHER (``sched_policy``). Requests go in with ``submit``; ``take`` returns answered ones; ``notify_fd``
     is readable while some wait (for ``loop.add_reader``)."""
 
-    def __init__(self, base_url: str, max_connections: int) -> None:
+    def __init__(self, base_url: str, max_connections: int, realtime: bool = True) -> None:
         resolve_client("native", base_url)
         parts = urlsplit(base_url)
         assert parts.hostname is not None  # the config's URL check requires a host
         self.base_url = base_url
         self._prefix = parts.path.rstrip("/")
         self._fixed_head = f"Host: {parts.netloc.rsplit('@', 1)[-1]}\r\nAccept-Encoding: identity\r\n"
-        self._core = _core.StreamClient(parts.hostname, parts.port or 80, max_connections)
+        self._core = _core.StreamClient(parts.hostname, parts.port or 80, max_connections, realtime=realtime)
 
     def __enter__(self) -> Self:
         return self
@@ -118,6 +120,11 @@ class NativeClient:
     def thread_cpu_ns(self) -> int:
         """CPU time the native thread has used so far, ns (-1 once it has ended)."""
         return self._core.thread_cpu_ns
+
+    @property
+    def sched_policy(self) -> str:
+        """The native thread's scheduling: "SCHED_FIFO" when ``realtime`` was granted, else "SCHED_OTHER"."""
+        return self._core.sched_policy
 
     @property
     def thread_tid(self) -> int:
