@@ -79,7 +79,7 @@ class Server {
         if (silent_) continue;
         std::string out = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
         for (const char* ev : {"data: 1\n\n", "data: 2\n\n", "data: 3\n\n", "data: [DONE]\n\n"}) {
-          char size[16];
+          char size[32];
           std::snprintf(size, sizeof size, "%zx\r\n", std::strlen(ev));
           out += std::string(size) + ev + "\r\n";
         }

@@ -108,8 +108,8 @@ class LoadConfig:
     timeout_s: float = opt(number(0, lo_open=True, hi=MAX_SECONDS), "Per-request timeout in seconds.", 33, 600.0)
     seed: int = opt(integer(0, MAX_SEED), "Seed of arrivals, random prompts and shuffling.", 34, 0)
     client: str = opt(choice(*CLIENT_KINDS),
-                      "HTTP transport: asyncio, native (C++ epoll thread, http:// only) or auto (native for "
-                      "http://, asyncio for https://).", 54, "asyncio")
+                      "HTTP transport: auto (native for http://, asyncio for https://), native (C++ epoll thread, "
+                      "http:// only) or asyncio.", 54, "auto")
 
 
 @dataclass(frozen=True)
