@@ -80,8 +80,8 @@ class NativeClient:
     """``with NativeClient("http://127.0.0.1:8000", max_connections=64) as c``: at most ``max_connections``
     requests unanswered at once (the concurrency cap). ``realtime``: the thread asks for SCHED_FIFO (lowest
     real-time priority, as the sampler does) so that runnable neighbours cannot delay its receive stamps; without
-    the privilege it stays SCHED_OTHER (``sched_policy``). Requests go in with ``submit``; ``take`` returns answered ones; ``notify_fd``
-    is readable while some wait (for ``loop.add_reader``)."""
+    the privilege it stays SCHED_OTHER (``sched_policy``). Requests go in with ``submit``; ``take`` returns
+    answered ones; ``notify_fd`` is readable while some wait (for ``loop.add_reader``)."""
 
     def __init__(self, base_url: str, max_connections: int, realtime: bool = True) -> None:
         resolve_client("native", base_url)

@@ -5,8 +5,9 @@ The thread owns the send schedule: open-loop requests are handed over up to ``LO
 scheduled instant and leave at it even while Python is busy; closed-loop requests queue in the thread and leave as
 soon as one of ``concurrency`` connections is free (``scheduled_ns`` is then that instant). Python wakes once per
 answered batch (``loop.add_reader`` on the client's notify fd), interprets the recorded events into
-``RequestRecord``s and tops the queue up. Every sent request is recorded, failed or not; a closed-loop request
-still queued when ``duration_s`` ran out was never sent and is not recorded (as ``run_load`` never releases it).
+``RequestRecord``s and tops the queue up. Every sent request is recorded, failed or not; a request still queued
+in the thread when ``duration_s`` ran out or the run was stopped was never sent and is not recorded (as
+``run_load`` never releases it).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from fastmeter.load.runner import LoadResult, LoadSpec
 # Open loop: how far ahead of its scheduled instant a request is handed to the thread. Longer than the event-loop
 # stalls seen under load (up to 164 ms, issue 11), so a stall does not delay a send.
 LOOKAHEAD_S = 0.5
-# Closed loop with a duration: queued requests kept ahead of the free connections, per connection.
-_BACKLOG_PER_SLOT = 2
+# Closed loop: requests kept queued in the thread beyond the busy slots, per slot.
+_BACKLOG_PER_SLOT = 1
 NO_CAP_CONNECTIONS = 4096  # concurrency unset: connections the thread may open
 
 
@@ -106,7 +107,7 @@ class _NativeRun:
 
     def _finish(self, res: NativeResult) -> None:
         rec = self.pending.pop(res.id)
-        if not res.sent and res.error_kind == 0:  # past the run's end before a connection was free: never released
+        if not res.sent:  # never went out (past the run's end, or the client closed first): never released
             self.all_records.remove(rec)
             self.measured_dropped.append(rec)
             return
@@ -143,20 +144,20 @@ class _NativeRun:
         return measured
 
     async def _closed_loop(self, release: Callable[[int, int], None], n_max: int | None, end_ns: int) -> None:
-        if n_max is not None and end_ns == NO_DEADLINE:  # a count only: all queue in the thread at once
-            for i in range(n_max):
-                release(i, AS_SOON_AS_FREE)
-            return
-        assert self.spec.concurrency is not None  # LoadSpec requires a cap for rate = inf with a duration
-        backlog = _BACKLOG_PER_SLOT * self.spec.concurrency
+        """Keep ``_BACKLOG_PER_SLOT`` requests per slot queued in the thread (so a slot never waits for Python),
+        topping up as answers come, until the count or the duration is reached. Records exist only for requests
+        handed over, as ``run_load`` creates one only when a slot frees."""
+        slots = self.spec.concurrency or NO_CAP_CONNECTIONS
+        backlog = slots + _BACKLOG_PER_SLOT * slots if self.spec.concurrency else (n_max or slots)
         i = 0
         while time.monotonic_ns() < end_ns and (n_max is None or i < n_max):
             while len(self.pending) < backlog and (n_max is None or i < n_max):
                 release(i, AS_SOON_AS_FREE)
                 i += 1
             self._answered.clear()
+            timeout_s = None if end_ns == NO_DEADLINE else max(0.0, (end_ns - time.monotonic_ns()) / 1e9)
             try:
-                await asyncio.wait_for(self._answered.wait(), max(0.0, (end_ns - time.monotonic_ns()) / 1e9))
+                await asyncio.wait_for(self._answered.wait(), timeout_s)
             except asyncio.TimeoutError:
                 break
 
