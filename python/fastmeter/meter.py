@@ -337,8 +337,9 @@ class Meter:
         readable through samples()), knots and change_points (what energy queries and their error bounds read,
         over all channels), rss_bytes (this process; NaN if unreadable),
         queries, query_p50_us / query_p99_us (latency of energy_between / cumulative_at calls, ~1% resolution;
-        NaN before the first)."""
+        NaN before the first). schedule_mode: "fixed" or "adaptive", the schedule this meter runs."""
         s = dict(self._core.stats())
+        s["schedule_mode"] = self.schedule
         s["errors"] = {n: err for i, n in enumerate(self._names) if (err := self._core.channel_error(i))}
         s["update_period_s"] = dict(zip(self._names, self._core.update_periods_s()))
         s["failed_at_ns"] = self.failed_at_ns

@@ -39,6 +39,7 @@ def test_adaptive_locks_polls_less_and_windows_match_dense_polling(fake_nvml: Fa
     dense = fastmeter.Meter("nvml", 1000, spin_us=0, schedule="fixed")
     adaptive = fastmeter.Meter("nvml", 1000, spin_us=0)  # the default for NVML
     assert (dense.schedule, adaptive.schedule) == ("fixed", "adaptive")
+    assert (dense.stats()["schedule_mode"], adaptive.stats()["schedule_mode"]) == ("fixed", "adaptive")
     with dense, adaptive:
         wait_locked(adaptive, "gpu0")
         polls_at_lock = (dense.stats()["channels"]["gpu0"]["polls"], adaptive.stats()["channels"]["gpu0"]["polls"])
