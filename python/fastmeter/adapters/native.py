@@ -148,6 +148,7 @@ def interpret(adapter: Adapter, record: RequestRecord, res: NativeResult) -> Req
     try:
         if res.http_status >= 400 and failure is None:
             text = res.error_body[:ERROR_BODY_CHARS].decode("utf-8", "replace")
+            record.end_ns = res.end_ns
             fail_record(record, STATUS_HTTP_ERROR, f"HTTP {res.http_status}: {text}")
         elif res.http_status and res.content_encoding not in ("", "identity"):
             raise StreamError(
