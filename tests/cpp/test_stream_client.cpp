@@ -165,7 +165,9 @@ void refused_connections_are_results_too() {
   client.submit(jobs(3));
   std::vector<Result> rs = wait_for(client, 3);
   CHECK(rs.size() == 3);
-  for (const Result& r : rs) CHECK(r.error_kind == ErrorKind::kConnection && r.error.find("connect") != std::string::npos);
+  for (const Result& r : rs) {
+    CHECK(r.error_kind == ErrorKind::kConnection && r.error.find("connect") != std::string::npos);
+  }
 }
 
 }  // namespace

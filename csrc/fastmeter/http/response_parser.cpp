@@ -136,7 +136,8 @@ void ResponseParser::on_head(const std::string& head) {
   const size_t sp = first.find(' ');
   const std::string version = first.substr(0, sp);
   const std::string code = sp == std::string::npos ? "" : first.substr(sp + 1, 3);
-  const bool digits = code.size() == 3 && std::all_of(code.begin(), code.end(), [](char c) { return c >= '0' && c <= '9'; });
+  const bool digits =
+      code.size() == 3 && std::all_of(code.begin(), code.end(), [](char c) { return c >= '0' && c <= '9'; });
   if (version.rfind("HTTP/", 0) != 0 || !digits) framing("not an HTTP response: '" + shown(first) + "'");
   const int status = std::stoi(code);
   if (status >= 100 && status < 200) return;  // interim response (100 Continue): the real head follows
