@@ -86,3 +86,6 @@ def test_requests_record_their_reads_and_bunching(fake_nvml: FakeNvml, tmp_path:
     lag = run["send_lag_ns"]
     assert set(lag) == {"p50", "p99", "max"} and 0 <= lag["p50"] <= lag["p99"] <= lag["max"]
     assert run["load_client"] == ran and run["config"]["load"]["client"] == client
+    # The transport thread asks for SCHED_FIFO as the sampler does: both get it, or neither.
+    want = run["sampler_stats"]["sched_policy"] if ran == "native" else None
+    assert run["load_client_sched_policy"] == want

@@ -60,7 +60,8 @@ async def run_load_native(
         await run.drained()
         dropped = {id(r) for r in run.measured_dropped}
         measured = [r for r in measured if id(r) not in dropped]
-        return LoadResult(warm + measured, start_ns, time.monotonic_ns(), client="native")
+        end_ns = time.monotonic_ns()
+        return LoadResult(warm + measured, start_ns, end_ns, client="native", client_sched_policy=client.sched_policy)
     finally:
         loop.remove_reader(client.notify_fd)
         if run.pending:  # cancelled or failed: stop the thread; what was in flight comes back as errors

@@ -71,6 +71,7 @@ class LoadResult:
     metrics: list[MetricRow] = field(default_factory=list)
     scrape_errors: int = 0
     client: str = "asyncio"  # the transport that sent the requests: asyncio or native
+    client_sched_policy: str | None = None  # native: its thread's SCHED_FIFO or SCHED_OTHER (stamps depend on it)
 
     @property
     def measured(self) -> list[RequestRecord]:
