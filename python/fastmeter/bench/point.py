@@ -18,7 +18,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import numpy as np
 
 import fastmeter
 from fastmeter.adapters.base import RequestRecord
+from fastmeter.adapters.native import resolve_client
 from fastmeter.adapters.prometheus import MetricRow
 from fastmeter.adapters.ready import wait_until_ready
 from fastmeter.analysis.accuracy import accuracy_summary, load_scorer
@@ -40,7 +41,7 @@ from fastmeter.bench.energy import (
     meter_curve,
     span_energy_by_channel,
 )
-from fastmeter.bench.run_files import prepare_run_dir, write_run_json
+from fastmeter.bench.run_files import open_run_recorder, write_run_json
 from fastmeter.bench.summary import RunEnergy, render_summary, requests_validity, summarize
 from fastmeter.bench.tables import (
     CHUNKS_SCHEMA,
@@ -57,7 +58,6 @@ from fastmeter.control import GpuControl, control_request
 from fastmeter.load.config import BenchConfig
 from fastmeter.load.runner import run_config
 from fastmeter.recorder import Interrupt, Recorder
-from fastmeter.sources import permission_warnings
 from fastmeter.validity import combine
 
 RUN_FORMAT_VERSION = 1
@@ -113,7 +113,7 @@ def _run_point(
     hooks: BenchHooks,
     control: GpuControl,
 ) -> dict[str, Any]:
-    from fastmeter.env import collect_fingerprint, noise_warnings
+    from fastmeter.env import collect_fingerprint
 
     # Everything that can reject the input, before a directory or a meter exists.
     if cfg.bench.scorer is not None:
@@ -123,25 +123,8 @@ def _run_point(
     wait_until_ready(cfg.server.base_url, cfg.server.ready_timeout_s)
     meter = _make_meter(cfg)
     fingerprint = collect_fingerprint(server=(cfg.server.base_url, cfg.server.kind))
-    prepare_run_dir(run_dir, force=force)
-    for w in noise_warnings(fingerprint):
-        hooks.notify("warning", w.message)
-    for text in permission_warnings(meter.skipped_sources):
-        hooks.notify("warning", text)
-
-    recorder = Recorder(
-        meter,
-        run_dir / "samples.arrow",
-        {
-            "fingerprint": fingerprint,
-            "sampler": {"period_us": meter.period_us, "sources": meter.sources},
-            "channels": [asdict(c) for c in meter.channels],
-            "fastmeter_version": fastmeter.__version__,
-            "calibration": calibration,
-            "control": control.record(),
-        },
-        force=force,
-        telemetry_path=run_dir / "telemetry.arrow",
+    recorder = open_run_recorder(
+        meter, run_dir, fingerprint, calibration, force=force, notify=hooks.notify, control=control.record()
     )
     requests_stream = recorder.add_stream(run_dir / "requests.arrow", REQUESTS_SCHEMA)
     chunks_stream = recorder.add_stream(run_dir / "chunks.arrow", CHUNKS_SCHEMA)
@@ -189,7 +172,9 @@ def _run_point(
             recorder.close({"idle_baseline_w": measured.idle_w, "interrupted": interrupt.signum is not None,
                             "validity": meter_validity(meter).to_dict()})  # the whole record's, for `show`
         context = {"fingerprint": fingerprint, "config": config_dict, "calibration": calibration,
-                   "send_lag_ns": measured.send_lag_ns, "control": control.record()}
+                   "send_lag_ns": measured.send_lag_ns,
+                   "load_client": resolve_client(cfg.load.client, cfg.server.base_url),
+                   "load_client_sched_policy": measured.client_sched_policy, "control": control.record()}
         run = _finish(cfg, run_dir, meter, records, metrics, span, measured.idle_w, context, hooks, interrupt.signum)
     if recorder.error is not None:  # everything else is written; the samples are kept up to the failure
         raise recorder.error
@@ -202,6 +187,7 @@ class _Measured:
     idle_w: dict[str, float] | None = None
     stopped_ns: int | None = None  # the load was stopped early (a signal, a failed write) at this instant
     send_lag_ns: dict[str, int | None] | None = None  # how late requests went out after their schedule
+    client_sched_policy: str | None = None  # the native transport thread's scheduling (None: asyncio or unknown)
 
 
 async def _measure(
@@ -241,6 +227,7 @@ async def _measure(
         result = await run_config(cfg, records=records, metrics=metrics, on_done=finished)
         out.span_ns = (result.start_ns, result.end_ns)
         out.send_lag_ns = result.send_lag_ns()
+        out.client_sched_policy = result.client_sched_policy
     except asyncio.CancelledError:
         if out.stopped_ns is None:
             raise
@@ -375,6 +362,8 @@ def _finish(
         "validity": validity.to_dict(),
         "server_metrics": server_deltas,
         "send_lag_ns": context["send_lag_ns"],
+        "load_client": context["load_client"],
+        "load_client_sched_policy": context["load_client_sched_policy"],
         "control": context["control"],
     }
     write_run_json(run_dir, run)
