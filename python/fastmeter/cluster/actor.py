@@ -74,6 +74,7 @@ class NodeMeter:
             "pid": os.getpid(),
             "sources": self.meter.sources,
             "channels": [asdict(c) for c in self.meter.channels],
+            "counter_unit_j": {c["name"]: c["counter_unit_j"] for c in self.meter._core.channels},
             "overrides": overrides_in_effect(),
             "fingerprint": collect_fingerprint(),
         }

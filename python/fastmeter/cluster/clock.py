@@ -96,6 +96,12 @@ class OffsetTrack:
         return t_ns + self.at(t_ns)[0]
 
     def to_driver(self, node_ns: int) -> int:
-        """A node instant on the driver's clock (the offset barely changes over one offset's length)."""
-        guess = node_ns - self.at(node_ns)[0]
-        return node_ns - self.at(guess)[0]
+        """A node instant on the driver's clock: t with t + offset(t) = node_ns. The offset changes by a few ppm of
+        the time, so t = node_ns - offset(t) converges in a step or two."""
+        t = node_ns - self.at(node_ns)[0]
+        for _ in range(8):
+            nxt = node_ns - self.at(t)[0]
+            if nxt == t:
+                break
+            t = nxt
+        return t

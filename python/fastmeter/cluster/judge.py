@@ -21,6 +21,17 @@ def lost_reason(channel: str, lost_at_ns: int, error: str) -> Reason:
     )
 
 
+def rebuilt_reason(channel: str, lost_at_ns: int) -> Reason:
+    return Reason(
+        "node_lost_rebuilt",
+        f"{channel}'s node was lost at t_ns={lost_at_ns}; this span ends before that and is rebuilt from the "
+        "samples that arrived",
+        Verdict.DEGRADED,
+        channel,
+        lost_at_ns,
+    )
+
+
 def node_reason(link: NodeLink, d: Mapping[str, Any]) -> Reason:
     """A node's reason on the cluster: its channel named node/channel, its instant on the driver's clock."""
     r = Reason.from_dict(dict(d))
@@ -53,10 +64,13 @@ def merge_spans(
     t0_ns: int,
     t1_ns: int,
     edges: Mapping[str, tuple[int, int]],
+    rebuilt: Mapping[str, tuple[float, float]],
 ) -> SpanResult:
     """One SpanResult on the driver's clock from each alive node's `NodeMeter.span` answer. A channel's bound is its
     node's curve bound plus the curve's energy across both edges' clock uncertainty (`clock_j`); a lost node's
-    channels are NaN with `node_lost`. The total's `bound_above_limit` is judged again on the cluster's total."""
+    channels are NaN with `node_lost`, except those `rebuilt` ({channel: (energy_j, bound_j)}) from the samples that
+    arrived, for a span that ended before the loss. The total's `bound_above_limit` is judged again on the cluster's
+    total."""
     energy: dict[str, float] = {}
     bound: dict[str, float] = {}
     final: dict[str, bool] = {}
@@ -66,9 +80,20 @@ def merge_spans(
         p = parts.get(link.name)
         for c, local in zip(link.channels, link.local_names):
             if p is None:
-                energy[c.name], bound[c.name], final[c.name] = math.nan, math.nan, True
+                lost_at = int(link.lost_at_ns or t0_ns)
+                energy[c.name], bound[c.name] = rebuilt.get(c.name, (math.nan, math.nan))
+                final[c.name] = True
                 if c.in_total:
-                    reasons.append(lost_reason(c.name, int(link.lost_at_ns or t0_ns), link.loss_error))
+                    known = c.name in rebuilt
+                    reasons.append(
+                        rebuilt_reason(c.name, lost_at) if known else lost_reason(c.name, lost_at, link.loss_error)
+                    )
+                    if known and math.isnan(bound[c.name]):
+                        reasons.append(
+                            Reason(
+                                "bound_unavailable", f"{c.name} has no energy counter: no error bound", channel=c.name
+                            )
+                        )
                 continue
             energy[c.name] = float(p["energy_j"][local])
             bound[c.name] = float(p["bound_j"][local]) + float(p["clock_j"][local])

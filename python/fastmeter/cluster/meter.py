@@ -14,10 +14,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fastmeter.cluster.actor import NodeMeter
 from fastmeter.cluster.collect import Collector, NodeLink, measure_offset
 from fastmeter.cluster.judge import clock_reasons, lost_reason, merge_spans, node_reason
+from fastmeter.cluster.rebuild import rebuilt_span
 from fastmeter.cluster.schema import CLUSTER_SAMPLES_SCHEMA
 from fastmeter.errors import ConfigError, FastmeterError, MeterStateError, SpanError
 from fastmeter.meter import KEEP_SAMPLES_S
@@ -86,7 +88,9 @@ class ClusterMeter:
         ray = self._ray = _ray()
         if not ray.is_initialized():
             if address is None:
-                raise ConfigError("Ray is not initialized here; pass address='HOST:PORT' (or 'auto') or call ray.init()")
+                raise ConfigError(
+                    "Ray is not initialized here; pass address='HOST:PORT' (or 'auto') or call ray.init()"
+                )
             ray.init(address=address, log_to_driver=False)
         if not (interval_s > 0 and reestimate_s > 0 and max_rows > 0):
             raise ConfigError("interval_s, reestimate_s and max_rows must be > 0")
@@ -271,7 +275,22 @@ class ClusterMeter:
                 self._lost(link, str(e).splitlines()[0])
             except self._ray.exceptions.RayTaskError as e:
                 raise SpanError(f"node {link.name}: {str(getattr(e, 'cause', e))}") from None
-        return merge_spans(self.links, parts, t0_ns, t1_ns, edges)
+        rebuilt = {}
+        for link in self.links:
+            if not link.alive and link.lost_at_ns is not None and t1_ns <= link.lost_at_ns:
+                arrived = self._arrived(link)
+                bound_ns = max(link.track.at(t0_ns)[1], link.track.at(t1_ns)[1])
+                for c, local in zip(link.channels, link.local_names):
+                    unit_j = float(link.info["counter_unit_j"][local])
+                    rebuilt[c.name] = rebuilt_span(
+                        arrived, c.name, c.domain, c.has_counter, unit_j, t0_ns, t1_ns, bound_ns
+                    )
+        return merge_spans(self.links, parts, t0_ns, t1_ns, edges, rebuilt)
+
+    def _arrived(self, link: NodeLink) -> pa.Table:
+        """Every sample that arrived from one node."""
+        s = self.samples()
+        return s.filter(pc.equal(pc.cast(s.column("node"), pa.string()), link.name))
 
     def cumulative_at(self, t_ns: np.ndarray, with_bound: bool = False) -> dict[str, Any]:
         """Cumulative joules of every channel at each driver instant (NaN for a lost node's channels). with_bound:
@@ -384,4 +403,3 @@ class ClusterMeter:
 
     def __repr__(self) -> str:
         return f"<ClusterMeter {self._state} nodes={[lk.name for lk in self.links]} channels={self._names}>"
-

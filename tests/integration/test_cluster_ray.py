@@ -1,0 +1,152 @@
+"""ClusterMeter on a real Ray cluster of three local nodes, each node's meter reading its own NVML emulator.
+
+One cluster per module (Ray nodes are heavy on 2 cores). All nodes share this machine's CLOCK_MONOTONIC, so the
+emulators' analytic truth is on the driver's clock; FASTMETER_CLOCK_OFFSET_NS shifts one node's clock as the
+driver sees it, and the estimate must recover that shift within its bound."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+
+from tests.emulators.nvml import Constant, GpuSpec, Square, Steps, build_fake_nvml, default_cache_dir, write_config
+from tests.extras import need
+
+pytestmark = [pytest.mark.extras, pytest.mark.slow]
+
+OFFSET_NS = 250_000_000  # node1's injected clock offset
+WAVEFORMS = {
+    "node0": Constant(120.0),
+    "node1": Square(60.0, 300.0, 0.2, 0.4),
+    "node2": Steps(((0.0, 80.0), (1.5, 400.0), (2.5, 150.0))),
+}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    ray = need("ray", "ray")
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    workers = [c.add_node(num_cpus=1) for _ in range(2)]
+    ray.init(address=c.address, log_to_driver=False)
+    c.wait_for_nodes()
+    yield c, ray, workers
+    ray.shutdown()
+    c.shutdown()
+
+
+def _node_ids(ray) -> list[str]:
+    head = ray.get_runtime_context().get_node_id()
+    others = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["NodeID"] != head)
+    return [head, *others]
+
+
+def _emulators(tmp: Path, names: list[str]) -> tuple[dict[str, dict[str, str]], dict[str, GpuSpec]]:
+    """Per node: the actor's env vars naming its own emulator config, and the GPU it models (for the truth)."""
+    lib = build_fake_nvml(default_cache_dir())
+    t0_ns = time.monotonic_ns()
+    env, gpus = {}, {}
+    for name in names:
+        conf = tmp / f"{name}.conf"
+        (gpus[name],) = write_config(conf, [GpuSpec(waveform=WAVEFORMS[name], counter_refresh_ms=5.0)], t0_ns=t0_ns)
+        env[name] = {"FASTMETER_NVML_LIBRARY": str(lib), "FAKE_NVML_CONFIG": str(conf)}
+    return env, gpus
+
+
+def test_per_node_and_total_energy_and_an_offset_clock(cluster, tmp_path: Path) -> None:
+    _, ray, _ = cluster
+    from fastmeter.cluster import ClusterMeter
+
+    ids = _node_ids(ray)
+    names = ["node0", "node1", "node2"]
+    env, gpus = _emulators(tmp_path, names)
+    env["node1"]["FASTMETER_CLOCK_OFFSET_NS"] = str(OFFSET_NS)
+    m = ClusterMeter("nvml", 1000, nodes=dict(zip(names, ids)), env_vars=env, interval_s=0.05, reestimate_s=0.5)
+    assert m.channel_names == ["node0/gpu0", "node1/gpu0", "node2/gpu0"]
+    with m:
+        time.sleep(0.3)
+        with m.window("work") as w:
+            time.sleep(2.6)  # node2 steps twice inside
+        time.sleep(0.3)
+    r = w.span()
+    for name in names:
+        truth = gpus[name].energy_j(w.t0_ns, w.t1_ns)
+        ch = f"{name}/gpu0"
+        assert abs(r.energy_j[ch] - truth) <= r.bound_j[ch], (ch, r.energy_j[ch], truth, r.bound_j[ch])
+        assert r.bound_j[ch] < 0.05 * truth
+    truth_total = math.fsum(g.energy_j(w.t0_ns, w.t1_ns) for g in gpus.values())
+    assert abs(r.total_j - truth_total) <= r.total_bound_j
+
+    # The injected offset is recovered within each estimate's bound, at every (re-)estimate; the others are ~0.
+    offsets = m.clock_offsets
+    assert len(offsets["node1"]) >= 3  # start, re-estimates while running, stop
+    for name, estimates in offsets.items():
+        injected = OFFSET_NS if name == "node1" else 0
+        for e in estimates:
+            assert abs(e["offset_ns"] - injected) <= e["bound_ns"], (name, e)
+
+    # Samples: one timeline (driver clock) with the node column; node1's shifted clock is undone.
+    s = m.samples()
+    assert s.num_rows == m.sample_count() > 0
+    for name in names:
+        sub = s.filter(pc.equal(pc.cast(s.column("node"), "string"), name))
+        t = sub.column("t_ns").to_numpy()
+        assert len(t) > 1000
+        assert m.start_ns - 5_000_000 <= t.min() and t.max() <= m.stop_ns + 5_000_000
+        e = sub.column("energy_j").to_numpy()
+        assert np.all(np.diff(e[np.argsort(t)]) >= 0)
+    stats = m.stats()
+    assert set(stats["nodes"]) == set(names)
+    assert all(stats["collection"][n]["rows"] > 0 for n in names)
+    assert m.validity().verdict.value == "synthetic"  # emulators named by FASTMETER_NVML_LIBRARY
+    assert {r.code for r in m.validity().reasons} == {"emulated_source"}
+    m.close()
+
+
+def test_a_node_killed_mid_run(cluster, tmp_path: Path) -> None:
+    c, ray, workers = cluster
+    from fastmeter.cluster import ClusterMeter
+
+    ids = _node_ids(ray)
+    victim = workers[-1]
+    names = {"node0": ids[0], "node2": victim.node_id}
+    env, gpus = _emulators(tmp_path, list(names))
+    m = ClusterMeter("nvml", 1000, nodes=names, env_vars=env, interval_s=0.05)
+    m.start()
+    with m.window("before") as before:
+        time.sleep(0.8)
+    time.sleep(0.3)
+    killed_ns = time.monotonic_ns()
+    c.remove_node(victim)
+    with m.window("after") as after:
+        time.sleep(0.5)
+    m.stop()
+
+    r_after = after.span()
+    assert math.isnan(r_after.energy_j["node2/gpu0"]) and math.isnan(r_after.total_j)
+    assert r_after.validity.verdict.value == "invalid"
+    lost = [x for x in r_after.validity.reasons if x.code == "node_lost"]
+    assert [x.channel for x in lost] == ["node2/gpu0"]
+    failed_at = m.failed_at_ns["node2/gpu0"]
+    assert failed_at is not None and m.start_ns < failed_at <= killed_ns
+    assert m.failed_at_ns["node0/gpu0"] is None
+    # The survivor keeps measuring against the truth; what arrived from the lost node before the loss is kept.
+    truth = gpus["node0"].energy_j(after.t0_ns, after.t1_ns)
+    assert abs(r_after.energy_j["node0/gpu0"] - truth) <= r_after.bound_j["node0/gpu0"]
+    s = m.samples()
+    lost_rows = s.filter(pc.equal(pc.cast(s.column("node"), "string"), "node2"))
+    assert lost_rows.num_rows > 500
+    assert pc.max(lost_rows.column("t_ns")).as_py() == failed_at
+    # A window that ended before the loss keeps its answer: rebuilt from the samples that arrived, within its bound.
+    assert before.t1_ns < failed_at
+    r_before = before.span()
+    truth = gpus["node2"].energy_j(before.t0_ns, before.t1_ns)
+    assert abs(r_before.energy_j["node2/gpu0"] - truth) <= r_before.bound_j["node2/gpu0"] < 0.05 * truth
+    assert "node_lost_rebuilt" in {x.code for x in r_before.validity.reasons}
+    assert m.stats()["collection"]["node2"]["lost_at_ns"] == failed_at
