@@ -7,6 +7,8 @@ driver sees it, and the estimate must recover that shift within its bound."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -110,6 +112,29 @@ def test_per_node_and_total_energy_and_an_offset_clock(cluster, tmp_path: Path) 
     m.close()
 
 
+def test_trace_ray_writes_one_file_with_a_node_column(cluster, tmp_path: Path) -> None:
+    c, ray, _ = cluster
+    from fastmeter.io.read import read_trace
+
+    out = tmp_path / "cluster.arrow"
+    cmd = [sys.executable, "-m", "fastmeter.cli", "trace", "--ray", c.address, "--source", "synthetic"]
+    done = subprocess.run([*cmd, "--duration", "1.5", "-o", str(out)], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    trace = read_trace(out)
+    table, meta = trace.table, trace.metadata
+    nodes = sorted(set(pc.cast(table.column("node"), "string").to_pylist()))
+    assert nodes == ["node0", "node1", "node2"]
+    assert sorted(set(pc.cast(table.column("channel"), "string").to_pylist())) == [f"{n}/synthetic0" for n in nodes]
+    ids = {v["node_id"] for v in meta["cluster"]["nodes"].values()}
+    assert ids == {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    assert all("controlled" in v["fingerprint"] for v in meta["cluster"]["nodes"].values())
+    clock = meta["sampler_stats"]["clock"]
+    assert all(len(clock[n]["history"]) >= 2 and clock[n]["bound_ns"] > 0 for n in nodes)
+    assert meta["validity"]["verdict"] == "synthetic"
+    shown = subprocess.run([sys.executable, "-m", "fastmeter.cli", "show", str(out)], capture_output=True, text=True)
+    assert shown.returncode == 0 and "node1/synthetic0" in shown.stdout, shown.stderr
+
+
 def test_a_node_killed_mid_run(cluster, tmp_path: Path) -> None:
     c, ray, workers = cluster
     from fastmeter.cluster import ClusterMeter
@@ -122,7 +147,9 @@ def test_a_node_killed_mid_run(cluster, tmp_path: Path) -> None:
     m.start()
     with m.window("before") as before:
         time.sleep(0.8)
-    time.sleep(0.3)
+    deadline = time.monotonic() + 30  # something must have arrived from the victim for it to be kept
+    while m.stats()["collection"]["node2"]["rows"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
     killed_ns = time.monotonic_ns()
     c.remove_node(victim)
     with m.window("after") as after:

@@ -43,8 +43,10 @@ class NodeLink:
     lost_at_ns: int | None = None  # set once when the actor is found dead
     loss_error: str = ""
     pending: Any = None  # the batch request in flight
-    # Per batch (the latest LATENCY_KEEP): arrival instant minus its newest sample's, both on the driver's clock.
+    # Per batch (the latest LATENCY_KEEP): arrival instant minus its newest and its oldest sample's (driver clock):
+    # the transport's latency, and how stale the batch's first sample was (up to an interval more).
     latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=LATENCY_KEEP))
+    staleness_ns: deque[int] = field(default_factory=lambda: deque(maxlen=LATENCY_KEEP))
 
     @property
     def alive(self) -> bool:
@@ -76,15 +78,17 @@ def to_driver_clock(track: OffsetTrack, t_node_ns: np.ndarray) -> np.ndarray:
     return t_node_ns - np.rint(np.interp(rel, (at - at[0]).astype(np.float64), off)).astype(np.int64)
 
 
-def cluster_batch(link: NodeLink, batch: pa.RecordBatch) -> pa.Table:
-    """A node's batch on the driver's clock, channels renamed "node/channel", with the `node` column."""
+def cluster_batch(link: NodeLink, batch: pa.RecordBatch, channels: pa.Array, nodes: pa.Array) -> pa.Table:
+    """A node's batch on the driver's clock, with the `node` column. Every batch's dictionaries are the whole
+    cluster's channel and node names (an Arrow IPC file holds one dictionary per column)."""
     t = to_driver_clock(link.track, batch.column("t_ns").to_numpy())
     local = batch.column("channel")
-    names = pa.array([link.prefixed(str(n)) for n in local.dictionary.to_pylist()], pa.string())
-    channel = pa.DictionaryArray.from_arrays(local.indices, names)
-    node = pa.DictionaryArray.from_arrays(
-        pa.array(np.zeros(len(batch), dtype=np.int32)), pa.array([link.name], pa.string())
-    )
+    where = {name: i for i, name in enumerate(channels.to_pylist())}
+    remap = np.array([where[link.prefixed(str(n))] for n in local.dictionary.to_pylist()], dtype=np.int32)
+    indices = remap[local.indices.to_numpy(zero_copy_only=False)] if len(remap) else np.zeros(0, np.int32)
+    channel = pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), channels)
+    node_index = nodes.to_pylist().index(link.name)
+    node = pa.DictionaryArray.from_arrays(pa.array(np.full(len(batch), node_index, dtype=np.int32)), nodes)
     return pa.Table.from_arrays(
         [pa.array(t, pa.int64()), channel, batch.column("energy_j"), batch.column("power_w"), node],
         schema=CLUSTER_SAMPLES_SCHEMA,
@@ -104,6 +108,8 @@ class Collector:
         on_lost: Callable[[NodeLink, str], None],
     ) -> None:
         self.links, self.ray = links, ray
+        self.channels = pa.array([c.name for link in links for c in link.channels], pa.string())
+        self.nodes = pa.array([link.name for link in links], pa.string())
         self.interval_s, self.max_rows, self.reestimate_s = interval_s, max_rows, reestimate_s
         self.on_lost = on_lost
         self.lock = threading.Lock()  # guards the arrived tables and the links' rows/newest_ns
@@ -122,8 +128,10 @@ class Collector:
             self._thread.join()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while not self._stop.is_set():
+            t0 = time.monotonic()
             self.poll()
+            self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - t0)))
             if time.monotonic() >= self._next_estimate:
                 self._next_estimate = time.monotonic() + self.reestimate_s
                 for link in self.links:
@@ -142,22 +150,24 @@ class Collector:
             self.on_lost(link, str(e).splitlines()[0])
 
     def poll(self) -> None:
-        """Take the batches that have arrived and ask for the next ones (one request in flight per node)."""
+        """Ask every node for its next batch (one request in flight per node) and take those that arrive within
+        one interval."""
         for link in self.links:
-            self.guard(link, lambda lk=link: self._poll_one(lk))
+            if link.alive and link.pending is None:
+                self.guard(link, lambda lk=link: setattr(lk, "pending", lk.actor.batch.remote(self.max_rows)))
+        waiting = {link.pending: link for link in self.links if link.alive and link.pending is not None}
+        if not waiting:
+            return
+        ready, _ = self.ray.wait(list(waiting), num_returns=len(waiting), timeout=self.interval_s)
+        for ref in ready:
+            link = waiting[ref]
+            link.pending = None
+            self.guard(link, lambda lk=link, r=ref: self._take(lk, self.ray.get(r)))
 
     def drain(self) -> None:
         """Everything the nodes hold, now (after they stopped): batches until a node has nothing more."""
         for link in self.links:
             self.guard(link, lambda lk=link: self._drain_one(lk))
-
-    def _poll_one(self, link: NodeLink) -> None:
-        if link.pending is not None:
-            ready, _ = self.ray.wait([link.pending], timeout=0)
-            if not ready:
-                return
-            self._take(link, self.ray.get(link.pending))
-        link.pending = link.actor.batch.remote(self.max_rows)
 
     def _drain_one(self, link: NodeLink) -> None:
         while True:
@@ -174,10 +184,12 @@ class Collector:
         if len(batch) == 0:
             return
         with self.lock:
-            table = cluster_batch(link, batch)
+            table = cluster_batch(link, batch, self.channels, self.nodes)
             newest = int(pc.max(table.column("t_ns")).as_py())
+            oldest = int(pc.min(table.column("t_ns")).as_py())
             self.tables.append((self.rows, table))
             self.rows += len(table)
             link.rows += len(table)
             link.newest_ns = newest if link.newest_ns is None else max(link.newest_ns, newest)
             link.latency_ns.append(arrived_ns - newest)
+            link.staleness_ns.append(arrived_ns - oldest)

@@ -113,6 +113,8 @@ class ClusterMeter:
             for name, nid in named.items()
         }
         infos = self._get_all({n: a.info.remote() for n, a in actors.items()}, "could not start its meter")
+        # The first Arrow batch a worker returns costs ~0.5 s (serializer set-up): pay it before the record starts.
+        self._get_all({n: a.batch.remote(0) for n, a in actors.items()}, "could not send samples")
         self.links: list[NodeLink] = []
         for name, info in infos.items():
             local = [Channel(**c) for c in info["channels"]]
@@ -349,24 +351,29 @@ class ClusterMeter:
         return pa.concat_tables(pieces) if pieces else CLUSTER_SAMPLES_SCHEMA.empty_table()
 
     def stats(self) -> dict[str, Any]:
-        """Per node (`nodes`: the node meter's own `Meter.stats()` plus actor_cpu_s, actor_cpu_per_s), the
-        collection (`collection`: per node rows, batches and latency_p50_ms / latency_max_ms from a sample's poll to
-        its arrival on the driver), clock offsets (`clock`: latest offset_ns, bound_ns, rtt_ns, estimates), and the
+        """Per node (`nodes`): the node meter's own `Meter.stats()` plus actor_cpu_s, actor_cpu_per_s.
+        `collection`, per node: rows, batches, latency_p50_ms / latency_max_ms (a batch's arrival on the driver minus
+        its newest sample's poll: the transport) and staleness_p50_ms / staleness_max_ms (minus its oldest sample's:
+        what a reader of the driver's copy waits at most), lost_at_ns.
+        `clock`, per node: the latest offset_ns, bound_ns, rtt_ns, the count of estimates and all of them (`history`).
         Meter-style aggregates: rate_hz (sum), dropped and missed (sums), missed_share (worst), errors and
         failed_at_ns ({node/channel: ...})."""
         per_node = self._each("stats")
         s: dict[str, Any] = {"nodes": per_node, "collection": {}, "clock": {}}
         for link in self.links:
-            lat = np.array(link.latency_ns, dtype=np.float64) * 1e-6
             s["collection"][link.name] = {
                 "rows": link.rows,
                 "batches": len(link.latency_ns),
-                "latency_p50_ms": float(np.median(lat)) if len(lat) else math.nan,
-                "latency_max_ms": float(np.max(lat)) if len(lat) else math.nan,
+                **_ms_quantiles("latency", link.latency_ns),
+                **_ms_quantiles("staleness", link.staleness_ns),
                 "lost_at_ns": link.lost_at_ns,
             }
             est = link.track.estimates
-            s["clock"][link.name] = {**(est[-1].to_dict() if est else {}), "estimates": len(est)}
+            s["clock"][link.name] = {
+                **(est[-1].to_dict() if est else {}),
+                "estimates": len(est),
+                "history": [e.to_dict() for e in est],
+            }
         nodes = list(per_node.values())
         s["rate_hz"] = math.fsum(float(n["rate_hz"]) for n in nodes)
         s["dropped"] = sum(int(n.get("dropped") or 0) for n in nodes)
@@ -403,3 +410,10 @@ class ClusterMeter:
 
     def __repr__(self) -> str:
         return f"<ClusterMeter {self._state} nodes={[lk.name for lk in self.links]} channels={self._names}>"
+
+
+def _ms_quantiles(name: str, values_ns: Iterable[int]) -> dict[str, float]:
+    v = np.array(list(values_ns), dtype=np.float64) * 1e-6
+    if not len(v):
+        return {f"{name}_p50_ms": math.nan, f"{name}_max_ms": math.nan}
+    return {f"{name}_p50_ms": float(np.median(v)), f"{name}_max_ms": float(np.max(v))}
