@@ -6,6 +6,7 @@ driver sees it, and the estimate must recover that shift within its bound."""
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -133,6 +134,37 @@ def test_trace_ray_writes_one_file_with_a_node_column(cluster, tmp_path: Path) -
     assert meta["validity"]["verdict"] == "synthetic"
     shown = subprocess.run([sys.executable, "-m", "fastmeter.cli", "show", str(out)], capture_output=True, text=True)
     assert shown.returncode == 0 and "node1/synthetic0" in shown.stdout, shown.stderr
+
+
+def test_bench_with_a_cluster_table_attributes_the_whole_clusters_energy(cluster, tmp_path: Path) -> None:
+    c, ray, _ = cluster
+    from click.testing import CliRunner
+
+    from fastmeter.cli import main
+    from fastmeter.io.read import read_trace
+    from tests.emulators.openai_server import openai_server
+    from tests.integration.test_bench_ground_truth import bench_args
+
+    out = tmp_path / "run"
+    with openai_server(token_gap_s=0.004, prefill_s=0.01) as server:
+        args = bench_args(server.url, out, sources="synthetic", **{"ray-address": c.address})
+        r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    run = json.loads((out / "run.json").read_text())
+    names = ["node0", "node1", "node2"]
+    assert run["config"]["cluster"]["ray_address"] == c.address
+    assert run["counted_channels"] == [f"{n}/synthetic0" for n in names]
+    by_channel = run["energy_by_channel_j"]
+    assert all(by_channel[ch] > 0 for ch in run["counted_channels"])
+    assert run["summary"]["energy_j"] == pytest.approx(math.fsum(by_channel.values()), rel=1e-9)
+    # Attribution splits the whole cluster's energy: requests plus idle time add up to every node's together.
+    a = run["attribution"]
+    assert a["total_j"] == pytest.approx(run["summary"]["energy_j"], rel=1e-6)
+    assert a["requests_j"] + a["idle_j"] == pytest.approx(a["total_j"], rel=1e-9)
+    assert set(run["cluster"]["nodes"]) == set(names)
+    trace = read_trace(out / "samples.arrow")
+    assert sorted(set(pc.cast(trace.table.column("node"), "string").to_pylist())) == names
+    assert set(trace.metadata["cluster"]["nodes"]) == set(names)
 
 
 def test_a_node_killed_mid_run(cluster, tmp_path: Path) -> None:

@@ -356,8 +356,8 @@ class ClusterMeter:
         its newest sample's poll: the transport) and staleness_p50_ms / staleness_max_ms (minus its oldest sample's:
         what a reader of the driver's copy waits at most), lost_at_ns.
         `clock`, per node: the latest offset_ns, bound_ns, rtt_ns, the count of estimates and all of them (`history`).
-        Meter-style aggregates: rate_hz (sum), dropped and missed (sums), missed_share (worst), errors and
-        failed_at_ns ({node/channel: ...})."""
+        Meter-style aggregates: rate_hz (sum), dropped and missed (sums), missed_share (worst), errors,
+        update_period_s and failed_at_ns ({node/channel: ...})."""
         per_node = self._each("stats")
         s: dict[str, Any] = {"nodes": per_node, "collection": {}, "clock": {}}
         for link in self.links:
@@ -380,13 +380,17 @@ class ClusterMeter:
         s["missed"] = sum(int(n.get("missed") or 0) for n in nodes)
         s["missed_share"] = max((float(n["missed_share"]) for n in nodes), default=math.nan)
         s["errors"] = {f"{k}/{c}": e for k, n in per_node.items() for c, e in n["errors"].items()}
+        s["update_period_s"] = {f"{k}/{c}": p for k, n in per_node.items() for c, p in n["update_period_s"].items()}
         s["failed_at_ns"] = self.failed_at_ns
         return s
 
-    def validity(self) -> Validity:
+    def validity(self, span_ns: tuple[int, int] | None = None) -> Validity:
         """The whole record's verdict: every node's (source, channels, sampler), node losses, and each node's
-        clock bound against `MAX_CLOCK_BOUND_NS`."""
+        clock bound against `MAX_CLOCK_BOUND_NS`; with `span_ns`, also that span's (`span().validity`)."""
         parts = [Validity(tuple(self._reasons)), clock_reasons(self.links)]
+        stop_ns = self._stop_ns or time.monotonic_ns()
+        if span_ns is not None and min(span_ns[1], stop_ns) > span_ns[0]:
+            parts.append(self.span(span_ns[0], min(span_ns[1], stop_ns)).validity)
         for name, reasons in self._each("reasons").items():
             link = next(lk for lk in self.links if lk.name == name)
             parts.append(Validity(tuple(node_reason(link, r) for r in reasons)))
