@@ -106,6 +106,7 @@ class Collector:
         max_rows: int,
         reestimate_s: float,
         on_lost: Callable[[NodeLink, str], None],
+        keep_ns: int,
     ) -> None:
         self.links, self.ray = links, ray
         self.channels = pa.array([c.name for link in links for c in link.channels], pa.string())
@@ -115,6 +116,10 @@ class Collector:
         self.lock = threading.Lock()  # guards the arrived tables and the links' rows/newest_ns
         self.tables: list[tuple[int, pa.Table]] = []  # (sequence number of its first row, samples) in arrival order
         self.rows = 0
+        # Batches whose every sample is older than this (behind the newest arrival) leave RAM, as a Meter's samples
+        # do after keep_samples_s: a long run is streamed to a file by the recorder.
+        self.keep_ns = keep_ns
+        self.first_kept = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="fastmeter-cluster-collect", daemon=True)
         self._next_estimate = time.monotonic() + reestimate_s
@@ -189,6 +194,9 @@ class Collector:
             oldest = int(pc.min(table.column("t_ns")).as_py())
             self.tables.append((self.rows, table))
             self.rows += len(table)
+            while self.tables and int(pc.max(self.tables[0][1].column("t_ns")).as_py()) < newest - self.keep_ns:
+                first, gone = self.tables.pop(0)
+                self.first_kept = first + len(gone)
             link.rows += len(table)
             link.newest_ns = newest if link.newest_ns is None else max(link.newest_ns, newest)
             link.latency_ns.append(arrived_ns - newest)

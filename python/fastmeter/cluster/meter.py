@@ -125,7 +125,8 @@ class ClusterMeter:
         self.skipped_sources: list[Any] = []
         self._names = [c.name for c in self.channels]
         self._reasons: list[Reason] = []  # node losses, in the order they happened
-        self._collector = Collector(self.links, ray, interval_s, max_rows, reestimate_s, self._lost)
+        keep_ns = round(keep_samples_s * 1e9)
+        self._collector = Collector(self.links, ray, interval_s, max_rows, reestimate_s, self._lost, keep_ns)
         self._state = "new"
         self._start_ns: int | None = None
         self._stop_ns: int | None = None
@@ -290,8 +291,10 @@ class ClusterMeter:
         return merge_spans(self.links, parts, t0_ns, t1_ns, edges, rebuilt)
 
     def _arrived(self, link: NodeLink) -> pa.Table:
-        """Every sample that arrived from one node."""
-        s = self.samples()
+        """The samples from one node still in RAM."""
+        with self._collector.lock:
+            tables = [tb for _, tb in self._collector.tables]
+        s = pa.concat_tables(tables) if tables else CLUSTER_SAMPLES_SCHEMA.empty_table()
         return s.filter(pc.equal(pc.cast(s.column("node"), pa.string()), link.name))
 
     def cumulative_at(self, t_ns: np.ndarray, with_bound: bool = False) -> dict[str, Any]:
@@ -338,10 +341,16 @@ class ClusterMeter:
             return self._collector.rows
 
     def samples(self, start: int = 0, stop: int | None = None) -> pa.Table:
-        """Arrived samples [start, stop) in arrival order, t_ns on the driver's clock, with the `node` column."""
+        """Arrived samples [start, stop) in arrival order, t_ns on the driver's clock, with the `node` column. Those
+        older than keep_samples_s behind the newest arrival have left RAM: asking for them raises SpanError (stream
+        long runs to a file with the recorder)."""
         with self._collector.lock:
             tables = list(self._collector.tables)
-            rows = self._collector.rows
+            rows, first_kept = self._collector.rows, self._collector.first_kept
+        if start < first_kept:
+            raise SpanError(
+                f"samples from #{start} left RAM (kept from #{first_kept}); trace long runs to a file with the recorder"
+            )
         stop = rows if stop is None else min(stop, rows)
         pieces = [
             tb.slice(max(start - first, 0), max(0, min(stop - first, len(tb)) - max(start - first, 0)))
