@@ -167,6 +167,23 @@ def test_bench_with_a_cluster_table_attributes_the_whole_clusters_energy(cluster
     assert set(trace.metadata["cluster"]["nodes"]) == set(names)
 
 
+def test_a_node_whose_source_cannot_open_is_named_in_one_line(cluster, tmp_path: Path) -> None:
+    _, ray, _ = cluster
+    from fastmeter.cluster import ClusterMeter
+    from fastmeter.errors import ConfigError, FastmeterError
+
+    ids = _node_ids(ray)
+    env = {"node1": {"FASTMETER_NVML_LIBRARY": str(tmp_path / "missing-libnvidia-ml.so")}}
+    with pytest.raises(FastmeterError) as e:
+        ClusterMeter("nvml", 1000, nodes={"node0": ids[0], "node1": ids[1]}, env_vars=env)
+    assert "\n" not in str(e.value) and str(e.value).startswith("node node1 could not start its meter: ")
+    assert "missing-libnvidia-ml.so" in str(e.value)
+    with pytest.raises(ConfigError, match="no alive Ray node"):
+        ClusterMeter("synthetic", 1000, nodes=["not-a-node-id"])
+    with pytest.raises(ConfigError, match="env_vars names node 'nodeX'"):
+        ClusterMeter("synthetic", 1000, nodes={"node0": ids[0]}, env_vars={"nodeX": {}})
+
+
 def test_a_node_killed_mid_run(cluster, tmp_path: Path) -> None:
     c, ray, workers = cluster
     from fastmeter.cluster import ClusterMeter
