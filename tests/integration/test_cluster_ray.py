@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 import subprocess
 import sys
 import time
@@ -173,11 +174,31 @@ def test_a_node_whose_source_cannot_open_is_named_in_one_line(cluster, tmp_path:
     from fastmeter.errors import ConfigError, FastmeterError
 
     ids = _node_ids(ray)
-    env = {"node1": {"FASTMETER_NVML_LIBRARY": str(tmp_path / "missing-libnvidia-ml.so")}}
+    env, _ = _emulators(tmp_path, ["node0", "node1"])
+    env["node1"]["FASTMETER_NVML_LIBRARY"] = str(tmp_path / "missing-libnvidia-ml.so")
     with pytest.raises(FastmeterError) as e:
         ClusterMeter("nvml", 1000, nodes={"node0": ids[0], "node1": ids[1]}, env_vars=env)
     assert "\n" not in str(e.value) and str(e.value).startswith("node node1 could not start its meter: ")
     assert "missing-libnvidia-ml.so" in str(e.value)
+    # A Ray address nobody answers at: one line and exit 2, at once (ray.init alone retries it for minutes).
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fastmeter.cli",
+        "trace",
+        "--ray",
+        f"127.0.0.1:{port}",
+        "-o",
+        str(tmp_path / "t.arrow"),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().startswith(
+        f"Error: no Ray cluster answers at '127.0.0.1:{port}'"
+    )
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "t.arrow").exists()
     with pytest.raises(ConfigError, match="no alive Ray node"):
         ClusterMeter("synthetic", 1000, nodes=["not-a-node-id"])
     with pytest.raises(ConfigError, match="env_vars names node 'nodeX'"):

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from fastmeter.assess import meter_validity, overrides_in_effect
-from fastmeter.errors import ConfigError
+from fastmeter.errors import ConfigError, FastmeterError
 from fastmeter.meter import Meter
 from fastmeter.validity import Validity
 
@@ -57,8 +57,14 @@ class NodeMeter:
         source_options: Mapping[str, Mapping[str, str]] | None,
         keep_samples_s: float,
     ) -> None:
-        self.shift_ns = clock_offset_ns()
-        self.meter = Meter(sources, period_us, source_options=source_options, keep_samples_s=keep_samples_s)
+        # A meter that cannot open is reported by info(), the first call: an exception raised here would reach the
+        # driver only as Ray's "actor died in its creation task" text, not as the FastmeterError that says why.
+        self.init_error: FastmeterError | None = None
+        try:
+            self.shift_ns = clock_offset_ns()
+            self.meter = Meter(sources, period_us, source_options=source_options, keep_samples_s=keep_samples_s)
+        except FastmeterError as e:
+            self.init_error = e
         self._sent = 0  # samples handed to the driver so far
         self._cpu0_s, self._wall0_ns = _cpu_s(), time.monotonic_ns()
 
@@ -68,6 +74,8 @@ class NodeMeter:
 
         from fastmeter.env import collect_fingerprint
 
+        if self.init_error is not None:
+            raise self.init_error
         return {
             "node_id": ray.get_runtime_context().get_node_id(),
             "hostname": socket.gethostname(),

@@ -8,6 +8,7 @@ Samples arrive in the background (`collect.Collector`) and are kept on the drive
 from __future__ import annotations
 
 import math
+import socket
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -35,6 +36,8 @@ COLLECT_MAX_ROWS = 65_536
 # Offsets are measured again this often: CLOCK_MONOTONIC rates differ by up to ~100 ppm between hosts (NTP slews
 # them), i.e. up to 1 ms of drift in 10 s, which the interpolation between estimates follows.
 REESTIMATE_S = 10.0
+# A Ray head that does not accept a TCP connection within this long is taken as absent.
+CONNECT_TIMEOUT_S = 5.0
 
 
 def _ray() -> Any:
@@ -43,6 +46,20 @@ def _ray() -> Any:
     except ImportError as e:
         raise ConfigError(f"cluster measurement needs Ray: pip install 'fastmeter[ray]' ({e})") from None
     return ray
+
+
+def _check_reachable(address: str) -> None:
+    """A HOST:PORT nobody listens on fails here in one line: ray.init would retry it for minutes."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto", "local", ray://...: Ray resolves these itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise ConfigError(
+            f"no Ray cluster answers at {address!r} ({e.strerror or e}); start one with `ray start --head` "
+            "or pass the address it printed"
+        ) from None
 
 
 def _resolve_nodes(ray: Any, nodes: Sequence[str] | Mapping[str, str] | None) -> dict[str, str]:
@@ -91,7 +108,14 @@ class ClusterMeter:
                 raise ConfigError(
                     "Ray is not initialized here; pass address='HOST:PORT' (or 'auto') or call ray.init()"
                 )
-            ray.init(address=address, log_to_driver=False)
+            _check_reachable(address)
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                raise ConfigError(
+                    f"cannot connect to a Ray cluster at {address!r} ({str(e).splitlines()[0]}); start one with "
+                    "`ray start --head` or pass the address it printed"
+                ) from None
         if not (interval_s > 0 and reestimate_s > 0 and max_rows > 0):
             raise ConfigError("interval_s, reestimate_s and max_rows must be > 0")
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
