@@ -18,8 +18,10 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
+from fastmeter.export import Exporter
 from tests.emulators.nvml import Constant, GpuSpec, Square, Steps, build_fake_nvml, default_cache_dir, write_config
 from tests.extras import need
+from tests.integration.test_export_prometheus import scrape
 
 pytestmark = [pytest.mark.extras, pytest.mark.slow]
 
@@ -73,10 +75,13 @@ def test_per_node_and_total_energy_and_an_offset_clock(cluster, tmp_path: Path) 
     env["node1"]["FASTMETER_CLOCK_OFFSET_NS"] = str(OFFSET_NS)
     m = ClusterMeter("nvml", 1000, nodes=dict(zip(names, ids)), env_vars=env, interval_s=0.05, reestimate_s=0.5)
     assert m.channel_names == ["node0/gpu0", "node1/gpu0", "node2/gpu0"]
-    with m:
+    with m, Exporter(m, m.validity, "127.0.0.1", 0) as exporter:
         time.sleep(0.3)
         with m.window("work") as w:
-            time.sleep(2.6)  # node2 steps twice inside
+            time.sleep(1.3)
+            first = scrape(exporter.url)
+            time.sleep(1.3)  # node2 steps twice inside the window
+        second = scrape(exporter.url)
         time.sleep(0.3)
     r = w.span()
     for name in names:
@@ -86,6 +91,14 @@ def test_per_node_and_total_energy_and_an_offset_clock(cluster, tmp_path: Path) 
         assert r.bound_j[ch] < 0.05 * truth
     truth_total = math.fsum(g.energy_j(w.t0_ns, w.t1_ns) for g in gpus.values())
     assert abs(r.total_j - truth_total) <= r.total_bound_j
+
+    # The exporter serves every node's channels: counters grow, node0's constant 120 W reads as such.
+    energy = [x["fastmeter_energy_joules_total"] for x in (first, second)]
+    assert {dict(k)["channel"] for k in energy[0]} == {f"{n}/gpu0" for n in names}
+    assert all(energy[1][k] > energy[0][k] > 0 for k in energy[0])
+    power = {dict(k)["channel"]: v for k, v in second["fastmeter_power_watts"].items()}
+    assert power["node0/gpu0"] == pytest.approx(120.0, rel=0.01)
+    assert second["fastmeter_verdict"][(("verdict", "synthetic"),)] == 1.0
 
     # The injected offset is recovered within each estimate's bound, at every (re-)estimate; the others are ~0.
     offsets = m.clock_offsets
