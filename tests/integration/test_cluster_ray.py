@@ -135,6 +135,9 @@ def test_trace_ray_writes_one_file_with_a_node_column(cluster, tmp_path: Path) -
     cmd = [sys.executable, "-m", "fastmeter.cli", "trace", "--ray", c.address, "--source", "synthetic"]
     done = subprocess.run([*cmd, "--duration", "1.5", "-o", str(out)], capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr
+    # Where the numbers come from is judged on each node and said before the trace starts.
+    for n in ("node0", "node1", "node2"):
+        assert f"warning: node {n}: synthetic0 is the synthetic waveform" in done.stderr
     trace = read_trace(out)
     table, meta = trace.table, trace.metadata
     nodes = sorted(set(pc.cast(table.column("node"), "string").to_pylist()))

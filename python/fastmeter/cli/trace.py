@@ -171,7 +171,10 @@ def trace_command(
         click.echo(f"warning: {warning.message}", err=True)
     for text in permission_warnings(m.skipped_sources):
         click.echo(f"warning: {text}", err=True)
-    for reason in source_validity(m.sources, m.skipped_sources, channels=m.channels).reasons:
+    sources_judged = (
+        m.source_reasons if ray_address else source_validity(m.sources, m.skipped_sources, channels=m.channels)
+    )
+    for reason in sources_judged.reasons:
         click.echo(f"warning: {reason.message}", err=True)
 
     try:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from fastmeter.assess import meter_validity, overrides_in_effect
+from fastmeter.assess import meter_validity, overrides_in_effect, source_validity
 from fastmeter.errors import ConfigError, FastmeterError
 from fastmeter.meter import Meter
 from fastmeter.validity import Validity
@@ -84,6 +84,10 @@ class NodeMeter:
             "channels": [asdict(c) for c in self.meter.channels],
             "counter_unit_j": {c["name"]: c["counter_unit_j"] for c in self.meter._core.channels},
             "overrides": overrides_in_effect(),
+            "skipped": self.meter.skipped_sources,
+            "source_reasons": self._reasons(
+                source_validity(self.meter.sources, self.meter.skipped_sources, channels=self.meter.channels)
+            ),
             "fingerprint": collect_fingerprint(),
         }
 

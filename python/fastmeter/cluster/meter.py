@@ -7,6 +7,7 @@ Samples arrive in the background (`collect.Collector`) and are kept on the drive
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import socket
 import time
@@ -146,7 +147,14 @@ class ClusterMeter:
             self.links.append(NodeLink(name, named[name], actors[name], chans, [c.name for c in local], info=info))
         self.channels: list[Channel] = [c for link in self.links for c in link.channels]
         self.sources = sorted({s for link in self.links for s in link.info["sources"]})
-        self.skipped_sources: list[Any] = []
+        # Per node, with sources named node/source: hardware "auto" left out there, and why (permission warnings).
+        self.skipped_sources = [
+            dataclasses.replace(i, name=link.prefixed(i.name)) for link in self.links for i in link.info["skipped"]
+        ]
+        # Where each node's numbers come from (synthetic, emulator overrides), judged on the node: known before start.
+        self.source_reasons = Validity(
+            tuple(node_reason(link, r) for link in self.links for r in link.info["source_reasons"])
+        )
         self._names = [c.name for c in self.channels]
         self._reasons: list[Reason] = []  # node losses, in the order they happened
         keep_ns = round(keep_samples_s * 1e9)
@@ -245,7 +253,7 @@ class ClusterMeter:
         """Per node: Ray node id, hostname, sources, overrides, fingerprint, and whether (and when) it was lost."""
         return {
             link.name: {
-                **{k: v for k, v in link.info.items() if k != "channels"},
+                **{k: v for k, v in link.info.items() if k not in ("channels", "skipped", "source_reasons")},
                 "lost_at_ns": link.lost_at_ns,
                 "loss_error": link.loss_error,
             }
