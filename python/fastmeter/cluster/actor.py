@@ -1,8 +1,9 @@
 """The meter that runs on one node: a local `Meter` behind a Ray actor (`ClusterMeter` places one per node).
 
-Everything it answers is on the node's own clock. FASTMETER_CLOCK_OFFSET_NS (for tests and emulation only) adds a
-constant to that clock as the outside sees it: samples, spans and clock reads are shifted by it, so a cluster on one
-machine can show what a node whose CLOCK_MONOTONIC started elsewhere looks like to the driver.
+Everything it answers is on the node's own clock: CLOCK_MONOTONIC, or for tests and emulation the clock that
+FASTMETER_CLOCK_OFFSET_NS / FASTMETER_CLOCK_DRIFT_PPM make of it (`emulated_clock.NodeClock`): samples, spans, failure
+instants and clock reads all go through it, so a cluster on one machine shows the driver nodes whose clocks started
+elsewhere and run at another rate.
 
 The data stays here until the driver asks for the next batch (`batch`), at the driver's bounded rate.
 """
@@ -21,20 +22,10 @@ import numpy as np
 import pyarrow as pa
 
 from fastmeter.assess import meter_validity, overrides_in_effect, source_validity
-from fastmeter.errors import ConfigError, FastmeterError
+from fastmeter.cluster.emulated_clock import NodeClock
+from fastmeter.errors import FastmeterError
 from fastmeter.meter import Meter
 from fastmeter.validity import Validity
-
-CLOCK_OFFSET_ENV = "FASTMETER_CLOCK_OFFSET_NS"
-
-
-def clock_offset_ns(environ: Mapping[str, str] | None = None) -> int:
-    """The test/emulation shift of this node's clock (0 when unset)."""
-    text = (os.environ if environ is None else environ).get(CLOCK_OFFSET_ENV, "0")
-    try:
-        return int(text)
-    except ValueError:
-        raise ConfigError(f"{CLOCK_OFFSET_ENV}={text!r} is not an integer number of nanoseconds") from None
 
 
 def _empty(schema: pa.Schema) -> pa.RecordBatch:
@@ -61,7 +52,7 @@ class NodeMeter:
         # driver only as Ray's "actor died in its creation task" text, not as the FastmeterError that says why.
         self.init_error: FastmeterError | None = None
         try:
-            self.shift_ns = clock_offset_ns()
+            self.clock = NodeClock.from_env()
             self.meter = Meter(sources, period_us, source_options=source_options, keep_samples_s=keep_samples_s)
         except FastmeterError as e:
             self.init_error = e
@@ -92,39 +83,39 @@ class NodeMeter:
         }
 
     def clock_ns(self) -> int:
-        return time.monotonic_ns() + self.shift_ns
+        return self.clock.node_ns(time.monotonic_ns())
 
     def start(self) -> int:
         self.meter.start()
         self._cpu0_s, self._wall0_ns = _cpu_s(), time.monotonic_ns()
-        return self.meter.start_ns + self.shift_ns
+        return self.clock.node_ns(self.meter.start_ns)
 
     def stop(self) -> int:
         self.meter.stop()
-        return int(self.meter.stop_ns or 0) + self.shift_ns
+        return self.clock.node_ns(int(self.meter.stop_ns or 0))
 
     def batch(self, max_rows: int) -> pa.RecordBatch:
         """The next samples not yet sent (at most max_rows), t_ns on this node's clock."""
         n = min(self.meter.sample_count(), self._sent + max_rows)
         table = self.meter.samples(self._sent, n)
         self._sent = n
-        t = pa.array(table.column("t_ns").to_numpy() + self.shift_ns, pa.int64())
+        t = pa.array(self.clock.node_array(table.column("t_ns").to_numpy()), pa.int64())
         batches = table.set_column(0, table.schema.field(0), t).combine_chunks().to_batches()
         return batches[0] if batches else _empty(table.schema)
 
     def span(self, t0_ns: int, t1_ns: int, bound0_ns: int, bound1_ns: int, clamp_to_stop: bool) -> dict[str, Any]:
         """The local meter's span over [t0_ns, t1_ns] (node clock), and per channel `clock_j`: the curve's energy
         over each edge's clock uncertainty, [t - bound, t + bound], which the driver adds to the error bound."""
-        k = self.shift_ns
-        r = self.meter._span(t0_ns - k, t1_ns - k, clamp_to_stop=clamp_to_stop)
+        c = self.clock
+        r = self.meter._span(c.mono_ns(t0_ns), c.mono_ns(t1_ns), clamp_to_stop=clamp_to_stop)
         return {
             "energy_j": r.energy_j,
             "bound_j": r.bound_j,
             "final": r.final,
             "reasons": self._reasons(r.validity),
             "truncated": r.truncated,
-            "t0_ns": r.t0_ns + k,
-            "t1_ns": r.t1_ns + k,
+            "t0_ns": c.node_ns(r.t0_ns),
+            "t1_ns": c.node_ns(r.t1_ns),
             "clock_j": self._edge_energy_j([(r.t0_ns, bound0_ns), (r.t1_ns, bound1_ns)]),
         }
 
@@ -133,7 +124,7 @@ class NodeMeter:
         out = [r.to_dict() for r in v.reasons]
         for d in out:
             if "t_ns" in d:
-                d["t_ns"] += self.shift_ns
+                d["t_ns"] = self.clock.node_ns(d["t_ns"])
         return out
 
     def _edge_energy_j(self, edges: list[tuple[int, int]]) -> dict[str, float]:
@@ -145,7 +136,7 @@ class NodeMeter:
         return out
 
     def failed_at_ns(self) -> dict[str, int | None]:
-        return {n: None if t is None else t + self.shift_ns for n, t in self.meter.failed_at_ns.items()}
+        return {n: None if t is None else self.clock.node_ns(t) for n, t in self.meter.failed_at_ns.items()}
 
     def totals(self) -> dict[str, float]:
         return self.meter.totals()
@@ -153,7 +144,7 @@ class NodeMeter:
     def cumulative_at(self, t_ns: np.ndarray, bound_ns: np.ndarray, with_bound: bool) -> dict[str, Any]:
         """`Meter.cumulative_at` at node instants; with_bound: each bound widened by the curve's larger rise over
         the instant's clock uncertainty, [t - bound_ns, t], [t, t + bound_ns]."""
-        t = np.asarray(t_ns, dtype=np.int64) - self.shift_ns
+        t = self.clock.mono_array(np.asarray(t_ns, dtype=np.int64))
         if not with_bound:
             return self.meter.cumulative_at(t)
         b = np.asarray(bound_ns, dtype=np.int64)
