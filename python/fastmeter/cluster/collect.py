@@ -8,10 +8,11 @@ whose actor dies is marked lost at the newest instant that arrived from it: noth
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,3 +202,11 @@ class Collector:
             link.newest_ns = newest if link.newest_ns is None else max(link.newest_ns, newest)
             link.latency_ns.append(arrived_ns - newest)
             link.staleness_ns.append(arrived_ns - oldest)
+
+
+def ms_quantiles(name: str, values_ns: Iterable[int]) -> dict[str, float]:
+    """{name_p50_ms, name_max_ms} of ns values; NaN when there are none."""
+    v = np.array(list(values_ns), dtype=np.float64) * 1e-6
+    if not len(v):
+        return {f"{name}_p50_ms": math.nan, f"{name}_max_ms": math.nan}
+    return {f"{name}_p50_ms": float(np.median(v)), f"{name}_max_ms": float(np.max(v))}

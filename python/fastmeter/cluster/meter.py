@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import socket
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fastmeter.cluster.actor import NodeMeter
-from fastmeter.cluster.collect import Collector, NodeLink, measure_offset
+from fastmeter.cluster.collect import Collector, NodeLink, measure_offset, ms_quantiles
+from fastmeter.cluster.connect import connect, resolve_nodes, spawn_node_meters
 from fastmeter.cluster.judge import clock_reasons, lost_reason, merge_spans, node_reason
 from fastmeter.cluster.rebuild import rebuilt_span
 from fastmeter.cluster.schema import CLUSTER_SAMPLES_SCHEMA
@@ -37,45 +37,6 @@ COLLECT_MAX_ROWS = 65_536
 # Offsets are measured again this often: CLOCK_MONOTONIC rates differ by up to ~100 ppm between hosts (NTP slews
 # them), i.e. up to 1 ms of drift in 10 s, which the interpolation between estimates follows.
 REESTIMATE_S = 10.0
-# A Ray head that does not accept a TCP connection within this long is taken as absent.
-CONNECT_TIMEOUT_S = 5.0
-
-
-def _ray() -> Any:
-    try:
-        import ray
-    except ImportError as e:
-        raise ConfigError(f"cluster measurement needs Ray: pip install 'fastmeter[ray]' ({e})") from None
-    return ray
-
-
-def _check_reachable(address: str) -> None:
-    """A HOST:PORT nobody listens on fails here in one line: ray.init would retry it for minutes."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or "://" in address:
-        return  # "auto", "local", ray://...: Ray resolves these itself
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
-    except OSError as e:
-        raise ConfigError(
-            f"no Ray cluster answers at {address!r} ({e.strerror or e}); start one with `ray start --head` "
-            "or pass the address it printed"
-        ) from None
-
-
-def _resolve_nodes(ray: Any, nodes: Sequence[str] | Mapping[str, str] | None) -> dict[str, str]:
-    """{node name: Ray node id}: every alive node (named node0, node1, ... in Ray's order) or the ones given."""
-    alive = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
-    if nodes is None:
-        return {f"node{i}": nid for i, nid in enumerate(alive)}
-    named = dict(nodes) if isinstance(nodes, Mapping) else {f"node{i}": nid for i, nid in enumerate(nodes)}
-    unknown = [nid for nid in named.values() if nid not in alive]
-    if unknown:
-        raise ConfigError(f"no alive Ray node {unknown[0]!r}; alive nodes: {', '.join(alive)}")
-    bad = [n for n in named if not n or "/" in n]
-    if bad:
-        raise ConfigError(f"node name {bad[0]!r} must be non-empty and contain no '/' (channels are node/channel)")
-    return named
 
 
 class ClusterMeter:
@@ -103,40 +64,16 @@ class ClusterMeter:
         max_rows: int = COLLECT_MAX_ROWS,
         reestimate_s: float = REESTIMATE_S,
     ) -> None:
-        ray = self._ray = _ray()
-        if not ray.is_initialized():
-            if address is None:
-                raise ConfigError(
-                    "Ray is not initialized here; pass address='HOST:PORT' (or 'auto') or call ray.init()"
-                )
-            _check_reachable(address)
-            try:
-                ray.init(address=address, log_to_driver=False)
-            except (ConnectionError, RuntimeError, ValueError) as e:
-                raise ConfigError(
-                    f"cannot connect to a Ray cluster at {address!r} ({str(e).splitlines()[0]}); start one with "
-                    "`ray start --head` or pass the address it printed"
-                ) from None
+        ray = self._ray = connect(address)
         if not (interval_s > 0 and reestimate_s > 0 and max_rows > 0):
             raise ConfigError("interval_s, reestimate_s and max_rows must be > 0")
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        named = _resolve_nodes(ray, nodes)
+        named = resolve_nodes(ray, nodes)
         unknown_env = set(env_vars or {}) - set(named)
         if unknown_env:
             raise ConfigError(f"env_vars names node {sorted(unknown_env)[0]!r}, not one of {', '.join(named)}")
         self.period_us = int(period_us)
-        remote = ray.remote(NodeMeter)
         src = sources if isinstance(sources, str) else list(sources)
-        actors = {
-            name: remote.options(
-                num_cpus=0,
-                max_concurrency=4,  # clock reads are not queued behind a span that waits for counters
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=nid, soft=False),
-                runtime_env={"env_vars": dict((env_vars or {}).get(name, {}))},
-            ).remote(src, self.period_us, source_options, keep_samples_s)
-            for name, nid in named.items()
-        }
+        actors = spawn_node_meters(ray, named, env_vars or {}, (src, self.period_us, source_options, keep_samples_s))
         infos = self._get_all({n: a.info.remote() for n, a in actors.items()}, "could not start its meter")
         # The first Arrow batch a worker returns costs ~0.5 s (serializer set-up): pay it before the record starts.
         self._get_all({n: a.batch.remote(0) for n, a in actors.items()}, "could not send samples")
@@ -157,6 +94,7 @@ class ClusterMeter:
         )
         self._names = [c.name for c in self.channels]
         self._reasons: list[Reason] = []  # node losses, in the order they happened
+        self._loss_lock = threading.Lock()
         keep_ns = round(keep_samples_s * 1e9)
         self._collector = Collector(self.links, ray, interval_s, max_rows, reestimate_s, self._lost, keep_ns)
         self._state = "new"
@@ -177,11 +115,13 @@ class ClusterMeter:
         return out
 
     def _lost(self, link: NodeLink, error: str) -> None:
-        if not link.alive:
-            return
-        at = link.newest_ns if link.newest_ns is not None else (self._start_ns or time.monotonic_ns())
-        link.lost_at_ns, link.loss_error = at, error
-        self._reasons += [lost_reason(c.name, at, error) for c in link.channels if c.in_total]
+        # The collector thread and a query may find the same dead actor at once: the node is lost once.
+        with self._loss_lock:
+            if not link.alive:
+                return
+            at = link.newest_ns if link.newest_ns is not None else (self._start_ns or time.monotonic_ns())
+            link.lost_at_ns, link.loss_error = at, error
+            self._reasons += [lost_reason(c.name, at, error) for c in link.channels if c.in_total]
 
     def _alive(self) -> list[NodeLink]:
         return [link for link in self.links if link.alive]
@@ -405,8 +345,8 @@ class ClusterMeter:
             s["collection"][link.name] = {
                 "rows": link.rows,
                 "batches": len(link.latency_ns),
-                **_ms_quantiles("latency", link.latency_ns),
-                **_ms_quantiles("staleness", link.staleness_ns),
+                **ms_quantiles("latency", link.latency_ns),
+                **ms_quantiles("staleness", link.staleness_ns),
                 "lost_at_ns": link.lost_at_ns,
             }
             est = link.track.estimates
@@ -455,10 +395,3 @@ class ClusterMeter:
 
     def __repr__(self) -> str:
         return f"<ClusterMeter {self._state} nodes={[lk.name for lk in self.links]} channels={self._names}>"
-
-
-def _ms_quantiles(name: str, values_ns: Iterable[int]) -> dict[str, float]:
-    v = np.array(list(values_ns), dtype=np.float64) * 1e-6
-    if not len(v):
-        return {f"{name}_p50_ms": math.nan, f"{name}_max_ms": math.nan}
-    return {f"{name}_p50_ms": float(np.median(v)), f"{name}_max_ms": float(np.max(v))}
