@@ -139,3 +139,10 @@ def exit_code(validity: Validity, allow_degraded: bool = False) -> int:
         chosen = all(r.code in CHOSEN_SYNTHETIC_CODES for r in validity.reasons if r.verdict is Verdict.SYNTHETIC)
         return 0 if chosen else EXIT_CODES[v]
     return EXIT_CODES[v]
+
+
+# --- thresholds added with cluster measurement (fastmeter/cluster) -------------------------------------------------
+# A node's clock offset to the driver is known to +-RTT/2 of the best round trip. Beyond 1 ms the node's span edges
+# are placed coarser than a 1 kHz sampler places its own (a poll each ms), so its figures are flagged degraded; the
+# energy this uncertainty can move is in the span's error bound either way.
+MAX_CLOCK_BOUND_NS = 1_000_000
