@@ -18,7 +18,7 @@ import numpy as np
 
 import fastmeter
 from fastmeter.activity import attribute_activity
-from fastmeter.attribution import attribute, bounded_total_curve
+from fastmeter.attribution import Attribution, attribute, bounded_total_curve
 from fastmeter.bench.activity_energy import update_instants_ns
 from tests.emulators.activity_server import ActivityEngine, PowerModel
 from tests.emulators.nvml import FakeNvml, FileSteps, GpuSpec
@@ -61,6 +61,7 @@ class Scores:
     split: dict[str, float]
     fit_used: bool
     fit: dict
+    activity: Attribution
 
 
 def drive(engine: ActivityEngine, pattern: Pattern, seed: int = 0) -> Observed:
@@ -135,4 +136,4 @@ def measure(
     per_request = {m: float(np.median(np.abs(a.energy_j - true_e) / true_e)) for m, a in got.items()}
     # Energy put on the wrong side of the first token, relative to the request's energy.
     split = {m: float(np.median(np.abs(a.prefill_energy_j - true_pre) / true_e)) for m, a in got.items()}
-    return Scores(per_request, split, act.fit.rejected is None, act.fit.to_dict()), engine
+    return Scores(per_request, split, act.fit.rejected is None, act.fit.to_dict(), act.attribution), engine
