@@ -41,6 +41,7 @@ BENCHMARKS = {
     "bound": "benchmarks.bench_bound",
     "request_bound": "benchmarks.bench_request_bound",
     "schedule": "benchmarks.bench_schedule",
+    "activity": "benchmarks.bench_activity",
 }
 
 

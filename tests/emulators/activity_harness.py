@@ -106,7 +106,8 @@ def measure(
 ) -> tuple[Scores, ActivityEngine]:
     """One run: engine + emulator (100 ms counter, 25 ms power windows) + Meter at 1 kHz; all three methods on the
     Meter's curve at the same cuts; errors against the engine's truth."""
-    engine = ActivityEngine(work_dir / f"power-{pattern.name}-{seed}.txt", model, seed=seed)
+    slug = "".join(c if c.isalnum() else "-" for c in pattern.name)  # the config directive splits on blanks
+    engine = ActivityEngine(work_dir / f"power-{slug}-{seed}.txt", model, seed=seed)
     spec = GpuSpec(waveform=FileSteps(engine.power_file, engine.t0_ns), **SENSOR)
     fake_nvml.configure([spec], t0_ns=engine.t0_ns)
     engine.start()

@@ -6,7 +6,7 @@ yields its first token; then it decodes one token every `decode_every` steps (1-
 mixed decode speed, as under speculative decoding), each streamed at the end of its step. Every step's power is
 
     P_k = idle_w + prefill_j_per_token * prefill_tokens_k / step_s + decode_j_per_token * decode_tokens_k / step_s
-          + seq_w * running_k + noise_k        (noise_k ~ N(0, noise_w), seeded)
+          + seq_w * running_k + context_w_per_token * context_tokens_k + noise_k    (noise_k ~ N(0, noise_w))
 
 and a writer thread appends `<t_ns> <w>` for each step to `power_file` before the step starts: the NVML emulator's
 `power file` directive follows that file, so the emulated counter and power readings (with whatever refresh and
@@ -39,6 +39,9 @@ class PowerModel:
     decode_j_per_token: float = 0.3
     seq_w: float = 5.0
     noise_w: float = 3.0
+    # Attention over the context each running sequence holds (prompt + tokens so far): a cost the activity model
+    # does not have a term for, 0 by default; benchmarks/bench_activity.py sets it to show a misspecified model.
+    context_w_per_token: float = 0.0
 
 
 @dataclass
@@ -50,6 +53,11 @@ class _Plan:
     running: range = range(0)
     first_step: int = 0
     token_steps: list[int] = field(default_factory=list)
+
+    def context(self, k: int, prompt_tokens: int) -> int:
+        """Tokens this sequence holds during step k: its prompt once prefilled, plus the tokens made before k."""
+        made = sum(1 for s in self.token_steps if s < k)
+        return (prompt_tokens if k > self.first_step else 0) + made
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,8 @@ class ActivityEngine:
         self._noise: dict[int, float] = {}
         self._plans: dict[str, _Plan] = {}
         self._prompt: dict[str, int] = {}
-        self._steps: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])  # prefill tok, decode tok, running
+        # per step: prefill tokens, decode tokens, running sequences, context tokens they hold
+        self._steps: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
         self._lock = threading.Lock()
         self._written = -1  # last step whose line is in the file
         self._stop = threading.Event()
@@ -131,13 +140,14 @@ class ActivityEngine:
                 self._steps[step][1] += d
             for step in plan.running:
                 self._steps[step][2] += 1
+                self._steps[step][3] += plan.context(step, prompt_tokens)
             self._plans[request_id] = plan
             self._prompt[request_id] = prompt_tokens
             return [self.step_start_ns(s + 1) for s in plan.token_steps]
 
     def power_w(self, k: int) -> float:
         m = self.model
-        p, d, n = self._steps.get(k, (0, 0, 0))
+        p, d, n, ctx = self._steps.get(k, (0, 0, 0, 0))
         step_s = self.step_ns * 1e-9
         return (
             m.idle_w
@@ -183,7 +193,8 @@ class ActivityEngine:
         for k in range(plan.arrival_step, plan.running.stop):
             p, d = plan.work.get(k, (0, 0))
             e = m.prefill_j_per_token * p + m.decode_j_per_token * d
-            e += (m.seq_w if k in plan.running else 0.0) * step_s
+            if k in plan.running:
+                e += (m.seq_w + m.context_w_per_token * plan.context(k, self._prompt[request_id])) * step_s
             e += (m.idle_w + self._noise_w(k)) * step_s / present[k]
             energy += e
             if k <= plan.first_step:
