@@ -62,6 +62,7 @@ class Scores:
     fit_used: bool
     fit: dict
     activity: Attribution
+    poll_gap_max_ms: float  # the sampler's longest gap between polls: a starved sampler places updates late
 
 
 def drive(engine: ActivityEngine, pattern: Pattern, seed: int = 0) -> Observed:
@@ -119,6 +120,7 @@ def measure(
             knots = update_instants_ns(meter, span, {})
             events = np.unique(np.concatenate([span, obs.start_ns, obs.end_ns, obs.chunk_t_ns, knots]))
             curve = bounded_total_curve(meter, events)
+        gap_ms = float(meter.stats()["poll_gap_max_ns"]) * 1e-6  # type: ignore[arg-type]
     finally:
         engine.stop()
     common = (events, curve.energy_j, obs.start_ns, obs.end_ns, obs.first_ns)
@@ -137,4 +139,5 @@ def measure(
     per_request = {m: float(np.median(np.abs(a.energy_j - true_e) / true_e)) for m, a in got.items()}
     # Energy put on the wrong side of the first token, relative to the request's energy.
     split = {m: float(np.median(np.abs(a.prefill_energy_j - true_pre) / true_e)) for m, a in got.items()}
-    return Scores(per_request, split, act.fit.rejected is None, act.fit.to_dict(), act.attribution), engine
+    fit = act.fit
+    return Scores(per_request, split, fit.rejected is None, fit.to_dict(), act.attribution, gap_ms), engine

@@ -71,3 +71,10 @@ def test_bench_activity_reports_its_fit_and_matches_the_truth(fake_nvml: FakeNvm
     # requests' idle share: a looser bound than the library-level test's 5 %.
     assert np.median(error) <= 0.08, np.sort(error)
     assert a["requests_j"] + a["idle_j"] == pytest.approx(a["total_j"], rel=1e-9)
+    # The report shows the fit: each cost with its interval, R² and that it was used.
+    page = tmp_path / "r.html"
+    r = CliRunner().invoke(main, ["report", str(out), "--html", str(page)])
+    assert r.exit_code == 0, r.output
+    html = page.read_text()
+    assert "Activity power model" in html and "J / prefill token" in html
+    assert f"{fit['coefficients']['prefill_j_per_token']['value']:.3g} [" in html
