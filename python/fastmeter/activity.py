@@ -207,11 +207,15 @@ def _segments(grid, start, end, ft, has_ft, prefill_from, off, ct, ck, prompt) -
 
 
 def _cell_sums(n: int, i0: np.ndarray, i1: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """Per grid cell, the sum of `value` over the ranges [i0, i1) that cover it (difference array)."""
+    """Per grid cell, the sum of `value` over the ranges [i0, i1) that cover it (difference array). A cell no range
+    covers is exactly 0: the running sum's rounding residue there would read as a weight nobody holds."""
     diff = np.zeros(n + 1)
     np.add.at(diff, i0, value)
     np.add.at(diff, i1, -value)
-    return np.cumsum(diff)[:n]
+    count = np.zeros(n + 1, dtype=np.int64)
+    np.add.at(count, i0, 1)
+    np.add.at(count, i1, -1)
+    return np.where(np.cumsum(count)[:n] > 0, np.cumsum(diff)[:n], 0.0)
 
 
 def _prefix(x: np.ndarray) -> np.ndarray:
