@@ -80,6 +80,19 @@ def run(quick: bool) -> list[Row]:
                 t = ("<=", target) if targeted and method == "activity" else None
                 note = f"{len(xs)} rounds, range {min(xs):.3g}-{max(xs):.3g}; {note_tail}"
                 rows.append(Row("activity", pattern.name, f"{method}: {metric}", median(xs), "%", t, note))
+        xs = [s.covered * 100 for s, _ in runs]
+        note = f"{len(xs)} rounds, range {min(xs):.3g}-{max(xs):.3g} (an estimate, not a bound)"
+        rows.append(
+            Row(
+                "activity",
+                pattern.name,
+                "activity: requests whose error is inside uncertainty_j",
+                median(xs),
+                "%",
+                None,
+                note,
+            )
+        )
     return rows
 
 

@@ -115,29 +115,8 @@ def attribute_activity(
     if fit.rejected is not None:
         return ActivityAttribution(share, fit)
 
-    coef = fit.coef
-    power_w = coef[0] + coef[1:] @ cells
-    shaped = _shape(knots, measured, grid[:-1], power_w, grid, backend)
-    de = np.diff(shaped)
-    n_active = _cell_sums(len(grid), np.searchsorted(grid, start), np.searchsorted(grid, end), np.ones(len(start)))
-    n_active = n_active[:-1]
-    weight = coef[1 + segs.term] * segs.rate
-    w_total = np.where(n_active > 0, coef[0], 0.0) + _cell_sums(len(grid), segs.i0, segs.i1, weight)[:-1]
-    ok = w_total > 0
-    rho = np.divide(de, w_total, out=np.zeros_like(de), where=ok)  # J per unit of model weight
-    # Idle power is everyone's: split equally among the requests in flight (all of the cell where the model
-    # predicts nothing else, so no measured joule is left unassigned).
-    # Idle power is everyone's: split equally among the requests in flight; where the model predicts nothing at all
-    # the whole cell is split so (time-share), so no measured joule is left unassigned.
-    busy = n_active > 0
-    sigma = np.zeros_like(de)
-    np.divide(rho * coef[0], n_active, out=sigma, where=ok & busy)
-    np.divide(de, n_active, out=sigma, where=~ok & busy)
-    c_rho, c_sigma = _prefix(rho), _prefix(sigma)
-    i_start, i_end, i_ft = (np.searchsorted(grid, x) for x in (start, end, ft))
-    energy = _per_request(len(start), segs, weight, c_rho, None) + c_sigma[i_end] - c_sigma[i_start]
-    prefill = _per_request(len(start), segs, weight, c_rho, i_ft) + c_sigma[np.minimum(i_ft, i_end)] - c_sigma[i_start]
-    idle_j = float(de[n_active == 0].sum())
+    tl = _Timeline(grid, cells, segs, knots, measured, start, end, ft, backend)
+    energy, prefill, idle_j = tl.split(fit.coef)
     rel = fit.relative_rms if np.isfinite(fit.relative_rms) else np.nan
     a = Attribution(
         method="activity",
@@ -147,7 +126,7 @@ def attribute_activity(
         net_energy_j=energy - share.idle_power_w * share.attributed_s
         if share.idle_power_w is not None
         else np.full(len(energy), np.nan),
-        uncertainty_j=share.uncertainty_j + np.abs(energy) * rel,
+        uncertainty_j=share.uncertainty_j + _coef_sensitivity_j(tl, fit, energy) + np.abs(energy) * rel,
         attributed_s=share.attributed_s,
         idle_j=idle_j,
         idle_s=share.idle_s,
@@ -160,6 +139,54 @@ def attribute_activity(
         heuristic_points=share.heuristic_points,
     )
     return ActivityAttribution(a, fit)
+
+
+class _Timeline:
+    """The run's activity on its grid of cuts, ready to be shaped and split for any coefficients."""
+
+    def __init__(self, grid, cells, segs, knots, measured, start, end, ft, backend: str) -> None:  # noqa: ANN001
+        self.grid, self.cells, self.segs, self.knots, self.measured = grid, cells, segs, knots, measured
+        self.backend = backend
+        n_active = _cell_sums(len(grid), np.searchsorted(grid, start), np.searchsorted(grid, end), np.ones(len(start)))
+        self.n_active = n_active[:-1]
+        self.i_start, self.i_end, self.i_ft = (np.searchsorted(grid, x) for x in (start, end, ft))
+
+    def split(self, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """Per-request energy and prefill energy, and idle energy, with the curve shaped by these coefficients."""
+        segs, n_active, n = self.segs, self.n_active, len(self.i_start)
+        shaped = _shape(
+            self.knots, self.measured, self.grid[:-1], coef[0] + coef[1:] @ self.cells, self.grid, self.backend
+        )
+        de = np.diff(shaped)
+        weight = coef[1 + segs.term] * segs.rate
+        busy = n_active > 0
+        w_total = np.where(busy, coef[0], 0.0) + _cell_sums(len(self.grid), segs.i0, segs.i1, weight)[:-1]
+        ok = w_total > 0
+        rho = np.divide(de, w_total, out=np.zeros_like(de), where=ok)  # J per unit of model weight
+        # Idle power is everyone's: split equally among the requests in flight; where the model predicts nothing
+        # at all the whole cell is split so (time-share), so no measured joule is left unassigned.
+        sigma = np.zeros_like(de)
+        np.divide(rho * coef[0], n_active, out=sigma, where=ok & busy)
+        np.divide(de, n_active, out=sigma, where=~ok & busy)
+        c_rho, c_sigma = _prefix(rho), _prefix(sigma)
+        i_start, i_end, i_ft = self.i_start, self.i_end, self.i_ft
+        energy = _per_request(n, segs, weight, c_rho, None) + c_sigma[i_end] - c_sigma[i_start]
+        prefill = _per_request(n, segs, weight, c_rho, i_ft) + c_sigma[np.minimum(i_ft, i_end)] - c_sigma[i_start]
+        return energy, prefill, float(de[~busy].sum())
+
+
+def _coef_sensitivity_j(tl: _Timeline, fit: ActivityFit, energy: np.ndarray) -> np.ndarray:
+    """Per request, the most its energy moves when one coefficient goes to either end of its 95 % interval (the
+    others kept): the fit's uncertainty as each request sees it."""
+    out = np.zeros(len(energy))
+    for j in range(len(fit.coef)):
+        for end in (fit.ci95_lo[j], fit.ci95_hi[j]):
+            if not np.isfinite(end):  # a term the run never exercised moves nobody
+                continue
+            coef = fit.coef.copy()
+            coef[j] = end
+            out = np.maximum(out, np.abs(tl.split(coef)[0] - energy))
+    return out
 
 
 def _decode_step_ns(off: np.ndarray, ct: np.ndarray, ck: np.ndarray) -> np.ndarray:

@@ -63,6 +63,7 @@ class Scores:
     fit: dict
     activity: Attribution
     poll_gap_max_ms: float  # the sampler's longest gap between polls: a starved sampler places updates late
+    covered: float  # share of requests whose activity error lies within their uncertainty_j
 
 
 def drive(engine: ActivityEngine, pattern: Pattern, seed: int = 0) -> Observed:
@@ -140,4 +141,5 @@ def measure(
     # Energy put on the wrong side of the first token, relative to the request's energy.
     split = {m: float(np.median(np.abs(a.prefill_energy_j - true_pre) / true_e)) for m, a in got.items()}
     fit = act.fit
-    return Scores(per_request, split, fit.rejected is None, fit.to_dict(), act.attribution, gap_ms), engine
+    covered = float(np.mean(np.abs(act.attribution.energy_j - true_e) <= act.attribution.uncertainty_j))
+    return Scores(per_request, split, fit.rejected is None, fit.to_dict(), act.attribution, gap_ms, covered), engine
