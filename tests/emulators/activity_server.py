@@ -74,7 +74,7 @@ class ActivityEngine:
         model: PowerModel = PowerModel(),
         *,
         step_s: float = 0.01,
-        lookahead_steps: int = 25,
+        lookahead_steps: int = 50,
         prefill_tokens_per_step: int = 512,
         seed: int = 0,
     ) -> None:
