@@ -3,34 +3,51 @@ at those and at every event instant, and `fastmeter.activity` on them (docs/attr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.compute as pc
+import pyarrow as pa
 
 from fastmeter.activity import ActivityAttribution, attribute_activity
 from fastmeter.adapters.base import RequestRecord
 from fastmeter.errors import SpanError
+from fastmeter.io.read import open_trace
 from fastmeter.meter import Meter
 
 
-def update_instants_ns(meter: Meter, span_ns: tuple[int, int], delays_ns: dict[str, int]) -> np.ndarray:
+def update_instants_ns(
+    meter: Meter, span_ns: tuple[int, int], delays_ns: dict[str, int], trace_path: Path | None = None
+) -> np.ndarray:
     """The instants inside the span at which a counted channel's cumulative energy changed (on the same clock as
-    the curve: a channel whose counter lags by d changed at t - d). Empty when the record no longer holds them."""
-    try:
-        samples = meter.samples()
-    except SpanError:
-        return np.zeros(0, dtype=np.int64)
+    the curve: a channel whose counter lags by d changed at t - d). Streamed from the run's own trace file when
+    given (complete: the Meter keeps raw samples only for its last keep_samples_s), else from the Meter's raw
+    samples; empty when neither has them."""
+    counted = {c.name for c in meter.channels if c.in_total}
+    batches: Iterable[Any]
+    if trace_path is not None and trace_path.is_file():
+        batches = open_trace(trace_path).batches()
+    else:
+        try:
+            batches = [meter.samples()]
+        except SpanError:
+            return np.zeros(0, dtype=np.int64)
+    last: dict[str, float] = {}
     out = []
-    for c in meter.channels:
-        if not c.in_total:
-            continue
-        mine = samples.filter(pc.equal(samples.column("channel").cast("string"), c.name))
-        t = mine.column("t_ns").to_numpy().astype(np.int64, copy=False)
-        e = mine.column("energy_j").to_numpy(zero_copy_only=False)
-        changed = np.r_[False, np.diff(e) != 0] & ~np.isnan(e)
-        out.append(t[changed] - delays_ns.get(c.name, 0))
+    for batch in batches:
+        channel = np.asarray(batch.column("channel").cast(pa.string()).to_numpy(zero_copy_only=False))
+        t_all = batch.column("t_ns").to_numpy().astype(np.int64, copy=False)
+        e_all = batch.column("energy_j").to_numpy(zero_copy_only=False)
+        for name in counted:
+            mine = channel == name
+            t, e = t_all[mine], e_all[mine]
+            if not len(e):
+                continue
+            prev = np.r_[last.get(name, e[0]), e[:-1]]  # a batch continues the previous one's last value
+            changed = (e != prev) & ~np.isnan(e) & ~np.isnan(prev)
+            out.append(t[changed] - delays_ns.get(name, 0))
+            last[name] = e[-1]
     t = np.unique(np.concatenate(out)) if out else np.zeros(0, dtype=np.int64)
     return t[(t > span_ns[0]) & (t < span_ns[1])]
 

@@ -301,7 +301,9 @@ def _finish(
             cfg.bench.attribution,
             idle_total_w,
             max(periods, default=math.nan),
-            update_instants_ns(meter, span, delays_ns) if cfg.bench.attribution == "activity" else None,
+            update_instants_ns(meter, span, delays_ns, run_dir / "samples.arrow")
+            if cfg.bench.attribution == "activity"
+            else None,
         )
         # --- activity attribution: the fit goes to run.json; a rejected fit (time-share served) degrades the run
         if (fit := uncertainty.pop("activity_fit", None)) is not None:
