@@ -43,6 +43,8 @@ BENCHMARKS = {
     "schedule": "benchmarks.bench_schedule",
     "telemetry": "benchmarks.bench_telemetry",
     "batches": "benchmarks.bench_batches",
+    "cluster": "benchmarks.bench_cluster",  # needs fastmeter[ray]; skipped (with the reason) without it
+    "activity": "benchmarks.bench_activity",
 }
 
 

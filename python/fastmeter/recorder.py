@@ -143,6 +143,7 @@ class Recorder:
         rotate_s: float | None = None,
         on_flush: Callable[[int], None] | None = None,
         on_error: Callable[[OutputError], None] | None = None,
+        schema: pa.Schema = SAMPLES_SCHEMA,
         telemetry_path: str | Path | None = None,
     ) -> None:
         if rotate_s is not None and not (math.isfinite(rotate_s) and rotate_s > 0):
@@ -154,6 +155,7 @@ class Recorder:
         self.metadata = {"realtime_anchor": anchor, **metadata}
         self.interval_s = flush_interval_s(len(meter.channels), meter.period_us)
         self.error: OutputError | None = None
+        self._schema = schema  # the meter's samples table (a ClusterMeter's has a `node` column)
         self._force = force
         self._rotate_s = rotate_s
         self._on_flush = on_flush
@@ -163,7 +165,8 @@ class Recorder:
         # The meter's telemetry (docs/format.md, "Telemetry files"), streamed at the samples' cadence; none when the
         # meter reads no telemetry.
         self.telemetry_path = None
-        if telemetry_path is not None and meter.telemetry_series:
+        # A ClusterMeter (fastmeter.cluster) reads no telemetry: it has no telemetry_series.
+        if telemetry_path is not None and getattr(meter, "telemetry_series", None):
             self.telemetry_path = check_output_path(telemetry_path, force=force)
         self._telemetry: RecordStream | None = None
         self._telemetry_written = 0
@@ -176,7 +179,9 @@ class Recorder:
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> Recorder:
-        self._writer = TraceWriter(self.path, self.metadata, force=self._force, rotate_s=self._rotate_s)
+        self._writer = TraceWriter(
+            self.path, self.metadata, force=self._force, rotate_s=self._rotate_s, schema=self._schema
+        )
         if self.telemetry_path is not None:
             self._telemetry = RecordStream(self.telemetry_path, TELEMETRY_SCHEMA, self._telemetry_metadata())
             self._streams.append(self._telemetry)
@@ -255,7 +260,7 @@ class Recorder:
             if lo < hi:
                 pieces.append(batch.slice(lo, hi - lo))
             pos += batch.num_rows
-        return pa.Table.from_batches(pieces, schema=SAMPLES_SCHEMA)
+        return pa.Table.from_batches(pieces, schema=self._schema)
 
     def _fail(self, e: OutputError) -> None:
         self.error = e

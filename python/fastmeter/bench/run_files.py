@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 import fastmeter
+from fastmeter.cluster.trace import cluster_metadata, samples_schema
 from fastmeter.errors import ConfigError
 from fastmeter.io.stream import OutputError, replace_durably
 from fastmeter.meter import Meter
@@ -105,5 +106,13 @@ def open_run_recorder(
         "fastmeter_version": fastmeter.__version__,
         "calibration": calibration,
         "control": control,
+        **cluster_metadata(meter),  # a ClusterMeter's nodes and their fingerprints
     }
-    return Recorder(meter, run_dir / "samples.arrow", metadata, force=force, telemetry_path=run_dir / "telemetry.arrow")
+    return Recorder(
+        meter,
+        run_dir / "samples.arrow",
+        metadata,
+        force=force,
+        schema=samples_schema(meter),
+        telemetry_path=run_dir / "telemetry.arrow",
+    )

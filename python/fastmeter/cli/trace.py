@@ -137,6 +137,14 @@ class _LiveLine:
     metavar="W",
     help="Set the GPUs' power limit to W for the trace, restored after it (needs root; recorded).",
 )
+@click.option(
+    "--ray",
+    "ray_address",
+    default=None,
+    metavar="ADDRESS",
+    help="Trace every node of this Ray cluster into one file (channels node/channel, a `node` column, per-node "
+    "fingerprints; needs fastmeter[ray]).",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def trace_command(
     output: str,
@@ -149,6 +157,7 @@ def trace_command(
     gpus: tuple[str, ...],
     idle_baseline: float,
     calibration: str | None,
+    ray_address: str | None,
     telemetry_hz: float,
     lock_clocks_mhz: int | None,
     power_limit_w: float | None,
@@ -168,7 +177,15 @@ def trace_command(
         options = {"nvml": {"gpus": ",".join(gpus)}} if gpus else {}
         if gpus and sources and "nvml" not in sources:
             raise ConfigError("--gpu selects NVIDIA GPUs, but --source does not include nvml")
-        m = fastmeter.Meter(sources or "auto", period_us, source_options=options, telemetry_hz=telemetry_hz)
+        if ray_address is not None:
+            from fastmeter.cluster.trace import cluster_trace_parts
+
+            m, cluster_metadata, judge, recorder_options = cluster_trace_parts(
+                ray_address, sources or "auto", period_us, options
+            )
+        else:
+            m = fastmeter.Meter(sources or "auto", period_us, source_options=options, telemetry_hz=telemetry_hz)
+            cluster_metadata, judge, recorder_options = {}, meter_validity, {}
         fingerprint = collect_fingerprint()
         metadata: dict[str, Any] = {
             "fingerprint": fingerprint,
@@ -178,6 +195,7 @@ def trace_command(
             "fastmeter_version": fastmeter.__version__,
             "calibration": calibration_for(calibration),
             "control": control.record(),
+            **cluster_metadata,
         }
         live = sys.stderr.isatty()
         recorder = Recorder(
@@ -188,12 +206,16 @@ def trace_command(
             rotate_s=rotate_s,
             on_flush=_LiveLine(m) if live else None,
             telemetry_path=telemetry_path_for(Path(output)),
+            **recorder_options,
         )
         for warning in noise_warnings(fingerprint):
             click.echo(f"warning: {warning.message}", err=True)
         for text in permission_warnings(m.skipped_sources):
             click.echo(f"warning: {text}", err=True)
-        for reason in source_validity(m.sources, m.skipped_sources, channels=m.channels).reasons:
+        sources_judged = (
+            m.source_reasons if ray_address else source_validity(m.sources, m.skipped_sources, channels=m.channels)
+        )
+        for reason in sources_judged.reasons:
             click.echo(f"warning: {reason.message}", err=True)
 
         try:
@@ -204,6 +226,7 @@ def trace_command(
                 idle_baseline_s=idle_baseline,
                 grace_s=grace_s,
                 on_phase=lambda text: click.echo(f"{text} ...", err=True),
+                judge=judge,
             )
         finally:
             if live:
@@ -213,6 +236,6 @@ def trace_command(
     click.echo(f"wrote {result.rows} samples to {where}", err=True)
     if recorder.telemetry_path is not None:
         click.echo(f"wrote telemetry to {recorder.telemetry_path}", err=True)
-    click.echo(f"validity: {meter_validity(m).summary()}", err=True)  # as written in the file's metadata
+    click.echo(f"validity: {judge(m).summary()}", err=True)  # as written in the file's metadata
     if result.exit_code is not None:
         sys.exit(result.exit_code)
