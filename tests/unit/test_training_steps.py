@@ -1,0 +1,150 @@
+"""Per-step and per-epoch energy and energy-to-target on the NVML emulator: every interval's energy agrees with the
+analytic truth inside its error bound, the target is found at the first observation that meets it, and the run
+directory reads back (training files, and samples.arrow through `fastmeter show`)."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import fastmeter
+from fastmeter.cli import main
+from fastmeter.errors import ConfigError, FastmeterError, MeterStateError
+from fastmeter.integrations.extras import MissingExtraError, require
+from fastmeter.training import StepMeter, Target, TrainingRun
+from fastmeter.training.read import read_training_run
+from fastmeter.validity import Verdict
+from tests.emulators.nvml import FakeNvml, GpuSpec, Square
+
+
+def _work(seconds: float) -> None:
+    time.sleep(seconds)  # the emulator's power follows its clock, not our CPU: sleeping is work here
+
+
+def _train(run: StepMeter, accuracies: list[float], steps_per_epoch: int = 3) -> None:
+    for acc in accuracies:
+        with run.epoch():
+            for _ in range(steps_per_epoch):
+                with run.step(items=32):
+                    _work(0.007)
+        _work(0.004)  # evaluation: outside any step, inside energy-to-target
+        run.observe("val_acc", acc)
+
+
+def test_steps_epochs_and_target_match_the_analytic_truth(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    (gpu,) = fake_nvml.configure([GpuSpec(waveform=Square(100.0, 300.0, 0.013, 0.4))])
+    with TrainingRun(tmp_path / "run", "nvml", targets={"val_acc": 0.9}) as run:
+        _train(run, [0.5, 0.93, 0.8, 0.97])
+    summary = run.summary
+    files = read_training_run(tmp_path / "run")
+    steps, epochs = files.steps.to_pylist(), files.epochs.to_pylist()
+    assert [s["step"] for s in steps] == list(range(12)) and [s["epoch"] for s in steps] == [i // 3 for i in range(12)]
+    assert [e["steps"] for e in epochs] == [3, 3, 3, 3]
+    for row in steps + epochs:
+        truth = gpu.energy_j(row["t0_ns"], row["t1_ns"])
+        assert abs(row["energy_j"] - truth) <= row["bound_j"], row
+        # A step's verdict is its span's (the run's verdict, in the summary, adds that the source is an emulator).
+        assert row["verdict"] in ("measured", "degraded") and set(row["reason_codes"]) <= {"bound_above_limit"}
+    # Epoch energy is the span of the epoch, which contains its steps: at least their sum, less the bounds.
+    for e in epochs:
+        inside = [s for s in steps if s["epoch"] == e["epoch"]]
+        slack = e["bound_j"] + math.fsum(s["bound_j"] for s in inside)
+        assert e["energy_j"] >= math.fsum(s["energy_j"] for s in inside) - slack
+
+    (target,) = summary["targets"]
+    obs = files.observations.to_pylist()
+    first = next(o for o in obs if o["value"] >= 0.9)
+    assert target["reached"] and target["observed"] == first["value"] == 0.93
+    assert (target["step"], target["epoch"], target["t1_ns"]) == (6, 1, first["t_ns"])
+    assert target["t0_ns"] == summary["span_ns"][0]
+    truth = gpu.energy_j(target["t0_ns"], target["t1_ns"])
+    assert abs(target["energy_j"] - truth) <= target["bound_j"]
+    # Reaching the target took the first two epochs and their evaluations, not more.
+    assert target["energy_j"] > math.fsum(s["energy_j"] for s in steps[:6]) - target["bound_j"]
+    assert target["energy_j"] < math.fsum(s["energy_j"] for s in steps) - target["bound_j"]
+
+    assert summary["steps"] == 12 and summary["items"] == 12 * 32
+    assert summary["energy_per_item_j"] == pytest.approx(summary["steps_energy_j"] / (12 * 32))
+    whole = gpu.energy_j(*summary["span_ns"])
+    assert abs(summary["energy_j"] - whole) <= summary["energy_bound_j"]
+    assert summary["validity"]["verdict"] == "synthetic"
+
+    shown = CliRunner().invoke(main, ["show", str(tmp_path / "run" / "samples.arrow")])
+    assert shown.exit_code == 0, shown.output
+    assert "gpu0" in shown.output and "SYNTHETIC" in shown.output
+
+
+def test_a_target_never_reached_is_unknown_with_a_reason(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    fake_nvml.configure([GpuSpec(waveform=Square(100.0, 300.0, 0.013, 0.4))])
+    with TrainingRun(tmp_path / "run", "nvml", targets={"val_loss": (0.1, "min")}) as run:
+        for loss in (0.9, 0.5, float("nan")):
+            with run.step():
+                _work(0.003)
+            run.observe("val_loss", loss)
+    result = run.energy_to_target()
+    assert not result.reached and math.isnan(result.energy_j) and result.step is None
+    assert result.validity.verdict is Verdict.INVALID
+    assert [r.code for r in result.validity.reasons] == ["target_not_reached"]
+    assert "3 observations of 'val_loss'" in result.validity.reasons[0].message
+    (saved,) = run.summary["targets"]
+    assert saved["energy_j"] is None or math.isnan(saved["energy_j"])
+
+
+def test_min_mode_targets_are_reached_at_or_below(fake_nvml: FakeNvml) -> None:
+    (gpu,) = fake_nvml.configure([GpuSpec(waveform=Square(50.0, 250.0, 0.011, 0.5))])
+    with fastmeter.Meter("nvml", 1000) as m:
+        steps = StepMeter(m, targets=[Target("loss", 0.25, "min")])
+        for loss in (1.0, 0.25, 0.1):
+            with steps.step():
+                _work(0.004)
+            steps.observe("loss", loss)
+        result = steps.energy_to_target("loss")
+        assert result.reached and result.observed == 0.25 and result.step == 2
+        assert abs(result.energy_j - gpu.energy_j(result.t0_ns, result.t1_ns)) <= result.bound_j
+
+
+def test_an_exception_inside_a_step_keeps_what_was_measured(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    (gpu,) = fake_nvml.configure([GpuSpec(waveform=Square(100.0, 300.0, 0.013, 0.4))])
+    with pytest.raises(RuntimeError, match="diverged"):
+        with TrainingRun(tmp_path / "run", "nvml") as run:
+            with run.epoch():
+                with run.step():
+                    _work(0.003)
+                with run.step():
+                    raise RuntimeError("diverged")
+    (e,) = read_training_run(tmp_path / "run").epochs.to_pylist()
+    assert e["steps"] == 2 and abs(e["energy_j"] - gpu.energy_j(e["t0_ns"], e["t1_ns"])) <= e["bound_j"]
+
+
+def test_bad_use_is_one_clear_error(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="finite number"):
+        StepMeter(None, targets={"acc": float("nan")})
+    with pytest.raises(ConfigError, match="not one of max, min"):
+        Target("acc", 0.9, "up")
+    steps = StepMeter(None)
+    with pytest.raises(MeterStateError, match="no step is open"):
+        steps.end_step()
+    steps.begin_step()
+    with pytest.raises(MeterStateError, match="still open"):
+        steps.begin_step()
+    with pytest.raises(ConfigError, match="must be a number"):
+        steps.observe("acc", "high")
+    with pytest.raises(ConfigError, match="no target was set"):
+        steps.energy_to_target()
+    with pytest.raises(MeterStateError, match="local rank 0 meters it"):
+        StepMeter(None, targets={"acc": 0.9}).energy_to_target()
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="--force"):
+        TrainingRun(tmp_path / "used", "nvml")
+    with pytest.raises(FastmeterError, match="no training.json"):
+        read_training_run(tmp_path / "used")
+
+
+def test_a_missing_extra_names_it() -> None:
+    with pytest.raises(MissingExtraError, match=r"pip install 'fastmeter\[mlflow\]'"):
+        require("fastmeter_no_such_module", "mlflow", "logging to MLflow")
