@@ -148,3 +148,18 @@ def test_bad_use_is_one_clear_error(fake_nvml: FakeNvml, tmp_path: Path) -> None
 def test_a_missing_extra_names_it() -> None:
     with pytest.raises(MissingExtraError, match=r"pip install 'fastmeter\[mlflow\]'"):
         require("fastmeter_no_such_module", "mlflow", "logging to MLflow")
+
+
+def test_a_step_before_the_meter_started_is_unknown_not_lost(fake_nvml: FakeNvml) -> None:
+    fake_nvml.configure([GpuSpec(waveform=Square(100.0, 300.0, 0.013, 0.4))])
+    m = fastmeter.Meter("nvml", 1000)
+    steps = StepMeter(m)
+    with steps.step():
+        _work(0.002)
+    with m:
+        with steps.step():
+            _work(0.003)
+        early, late = steps.intervals()[0]
+    assert math.isnan(early.energy_j) and early.validity is not None
+    assert [r.code for r in early.validity.reasons] == ["outside_record"]
+    assert late.energy_j > 0 and late.validity is not None and late.validity.verdict is not Verdict.INVALID

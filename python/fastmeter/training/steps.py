@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from fastmeter.errors import ConfigError, MeterStateError
+from fastmeter.errors import ConfigError, MeterStateError, SpanError
 from fastmeter.training.target import (
     Observation,
     Target,
@@ -34,7 +34,7 @@ from fastmeter.training.target import (
     not_reached,
     targets_from,
 )
-from fastmeter.validity import Validity
+from fastmeter.validity import Reason, Validity, Verdict
 
 if TYPE_CHECKING:
     from fastmeter.meter import Meter
@@ -92,6 +92,7 @@ class StepMeter:
         self.observations: list[Observation] = []
         self._own = _Marks()
         self._others: dict[int, _Marks] = {}
+        self._unresolved: list[Interval] = []  # closed, energy not read yet: resolve() empties it
         self._step: Interval | None = None
         self._epoch: Interval | None = None
         self._steps_done = 0
@@ -123,6 +124,7 @@ class StepMeter:
         self._step = None
         self._steps_done += 1
         self._own.steps.append(s)
+        self._unresolved.append(s)
         if self._epoch is not None:
             self._epoch.steps += 1
             if s.items is not None:
@@ -153,6 +155,7 @@ class StepMeter:
         e.t1_ns = time.monotonic_ns() if t_ns is None else int(t_ns)
         self._epoch = None
         self._own.epochs.append(e)
+        self._unresolved.append(e)
         if resolve:
             self.resolve()
         return e
@@ -217,7 +220,9 @@ class StepMeter:
         """Boundaries recorded by another rank of this node (same CLOCK_MONOTONIC): resolved on this meter."""
         if rank == self.rank:
             raise ConfigError(f"rank {rank} is this process's own; add_rank takes the other ranks' boundaries")
-        self._others[int(rank)] = _Marks([replace(s) for s in steps], [replace(e) for e in epochs])
+        marks = _Marks([replace(s) for s in steps], [replace(e) for e in epochs])
+        self._others[int(rank)] = marks
+        self._unresolved += [*marks.steps, *marks.epochs]
 
     def marks(self) -> tuple[list[Interval], list[Interval]]:
         """This process's closed steps and epochs (what a non-metering rank sends to the metering one)."""
@@ -228,11 +233,17 @@ class StepMeter:
         meter's curve; the newest waits, bounded, for the counters to update past its end)."""
         if self.meter is None:
             return
-        for marks in (self._own, *self._others.values()):
-            for iv in (*marks.steps, *marks.epochs):
-                if iv.validity is None and iv.t1_ns is not None:
-                    span = self.meter.span(iv.t0_ns, iv.t1_ns)
-                    iv.energy_j, iv.bound_j, iv.validity = span.total_j, span.total_bound_j, span.validity
+        pending, self._unresolved = self._unresolved, []
+        for iv in pending:
+            if iv.t1_ns is None:
+                continue
+            try:
+                span = self.meter.span(iv.t0_ns, iv.t1_ns)
+            except SpanError as e:  # e.g. a step that began before the meter started: unknown, not lost
+                reason = Reason("outside_record", f"rank {iv.rank}'s interval {iv.index}: {e}", Verdict.INVALID)
+                iv.validity = Validity((reason,))
+                continue
+            iv.energy_j, iv.bound_j, iv.validity = span.total_j, span.total_bound_j, span.validity
 
     def intervals(self) -> tuple[list[Interval], list[Interval]]:
         """Every rank's closed steps and epochs, by rank then index (resolved first when a meter is here)."""
