@@ -24,16 +24,25 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_two_ranks_share_one_meter(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+def test_two_ranks_share_one_meter(fake_nvml: FakeNvml, tmp_path: Path) -> None:  # CPU only: GPUs hidden from torch
     need("torch", "lightning")
     gpus = fake_nvml.configure([GpuSpec(waveform=Square(100.0, 300.0, 0.011, 0.5)), GpuSpec(waveform=Constant(80.0))])
     env = fake_nvml.subprocess_env()
-    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2")
+    env.update(
+        CUDA_VISIBLE_DEVICES="",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(_free_port()),
+        WORLD_SIZE="2",
+        LOCAL_WORLD_SIZE="2",
+    )
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "tests.training.ddp_worker", str(tmp_path / "run")],
-            cwd=REPO, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=REPO,
+            env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )  # fmt: skip
         for r in (0, 1)
     ]

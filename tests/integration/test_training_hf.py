@@ -12,18 +12,20 @@ import pytest
 from fastmeter.training.read import read_training_run
 from tests.emulators.nvml import FakeNvml, GpuSpec, Square
 from tests.extras import need
-from tests.training.digits import load_image_folder, small_cnn, write_image_folder
+from tests.training.digits import small_cnn
 
 pytestmark = pytest.mark.extras
 
 
-def test_hf_trainer_energy_to_target(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+def test_hf_trainer_energy_to_target(
+    digits: tuple[Any, Any], cpu_only: None, fake_nvml: FakeNvml, tmp_path: Path
+) -> None:
     torch = need("torch", "hf")
     transformers = need("transformers", "hf")
     from fastmeter.integrations.hf import EnergyCallback
 
     (gpu,) = fake_nvml.configure([GpuSpec(waveform=Square(150.0, 350.0, 0.023, 0.6))])
-    train, val = (load_image_folder(p) for p in write_image_folder(tmp_path / "digits"))
+    train, val = digits
 
     class Pairs(torch.utils.data.Dataset):  # type: ignore[misc, name-defined]
         def __init__(self, data: Any) -> None:
@@ -49,9 +51,10 @@ def test_hf_trainer_energy_to_target(fake_nvml: FakeNvml, tmp_path: Path) -> Non
         return {"accuracy": float((pred.predictions.argmax(-1) == pred.label_ids).mean())}
 
     args = transformers.TrainingArguments(
-        output_dir=str(tmp_path / "hf"), num_train_epochs=4, per_device_train_batch_size=64,
-        per_device_eval_batch_size=256, learning_rate=0.01, eval_strategy="epoch", save_strategy="no",
-        logging_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True, seed=0, dataloader_num_workers=0,
+        output_dir=str(tmp_path / "hf"), num_train_epochs=3, per_device_train_batch_size=32,
+        per_device_eval_batch_size=256, learning_rate=0.01, lr_scheduler_type="constant", eval_strategy="epoch",
+        save_strategy="no", logging_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True, seed=0,
+        dataloader_num_workers=0,
     )  # fmt: skip
     energy = EnergyCallback(tmp_path / "run", targets={"eval_accuracy": 0.9}, sources="nvml")
     trainer = transformers.Trainer(
@@ -62,7 +65,7 @@ def test_hf_trainer_energy_to_target(fake_nvml: FakeNvml, tmp_path: Path) -> Non
 
     files = read_training_run(tmp_path / "run")
     steps = files.steps.to_pylist()
-    assert len(steps) == trainer.state.global_step and len(files.epochs) == 4
+    assert len(steps) == trainer.state.global_step and len(files.epochs) == 3
     for row in steps + files.epochs.to_pylist():
         assert abs(row["energy_j"] - gpu.energy_j(row["t0_ns"], row["t1_ns"])) <= row["bound_j"]
     evals = [h for h in trainer.state.log_history if "eval_accuracy" in h]

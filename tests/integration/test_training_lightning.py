@@ -13,23 +13,27 @@ import pytest
 from fastmeter.training.read import read_training_run
 from tests.emulators.nvml import FakeNvml, GpuSpec, Square
 from tests.extras import need
-from tests.training.digits import load_image_folder, small_cnn, write_image_folder
+from tests.training.digits import small_cnn
 
 pytestmark = [
     pytest.mark.extras,
     # Lightning's advice for real jobs (more loader workers, a logger) does not apply to a 2-core CI test.
     pytest.mark.filterwarnings("ignore:.*does not have many workers:UserWarning"),
     pytest.mark.filterwarnings("ignore:.*(log_every_n_steps|GPU available|TPU available).*:UserWarning"),
+    # Lightning 2.6.6 uses a torch pytree class that torch 2.14 deprecates: theirs to update, not ours.
+    pytest.mark.filterwarnings("ignore:.*LeafSpec.* is deprecated:FutureWarning"),
 ]
 
 
-def test_lightning_energy_to_target(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+def test_lightning_energy_to_target(
+    digits: tuple[Any, Any], cpu_only: None, fake_nvml: FakeNvml, tmp_path: Path
+) -> None:
     torch = need("torch", "lightning")
     pl = need("pytorch_lightning", "lightning")
     from fastmeter.integrations.lightning import EnergyCallback
 
     (gpu,) = fake_nvml.configure([GpuSpec(waveform=Square(120.0, 400.0, 0.017, 0.3))])
-    train, val = (load_image_folder(p) for p in write_image_folder(tmp_path / "digits"))
+    train, val = digits
 
     class Classifier(pl.LightningModule):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:
@@ -59,15 +63,15 @@ def test_lightning_energy_to_target(fake_nvml: FakeNvml, tmp_path: Path) -> None
     pl.seed_everything(0, verbose=False)
     energy = EnergyCallback(tmp_path / "run", targets={"val_acc": 0.9}, sources="nvml")
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_epochs=4, logger=False, enable_checkpointing=False,
+        accelerator="cpu", devices=1, max_epochs=3, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, callbacks=[energy, History()],
     )  # fmt: skip
     loader = torch.utils.data.DataLoader
-    trainer.fit(Classifier(), loader(train, batch_size=64, shuffle=True), loader(val, batch_size=256))
+    trainer.fit(Classifier(), loader(train, batch_size=32, shuffle=True), loader(val, batch_size=256))
 
     files = read_training_run(tmp_path / "run")
     steps = files.steps.to_pylist()
-    assert len(steps) == trainer.global_step and sum(s["items"] for s in steps) == 4 * len(train)
+    assert len(steps) == trainer.global_step and sum(s["items"] for s in steps) == 3 * len(train)
     for s in steps:
         assert abs(s["energy_j"] - gpu.energy_j(s["t0_ns"], s["t1_ns"])) <= s["bound_j"]
     crossed = next((h for h in history if h[1] >= 0.9), None)

@@ -18,7 +18,9 @@ from tests.extras import need
 pytestmark = pytest.mark.extras
 
 
-def test_mlflow_reads_back_what_was_logged(fake_nvml: FakeNvml, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mlflow_reads_back_what_was_logged(
+    fake_nvml: FakeNvml, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     mlflow = need("mlflow", "mlflow")
     from fastmeter.integrations.mlflow import log_training_run
 
@@ -33,6 +35,7 @@ def test_mlflow_reads_back_what_was_logged(fake_nvml: FakeNvml, tmp_path: Path, 
     files = read_training_run(tmp_path / "run")
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps the file store behind this opt-in
     with pytest.raises(ConfigError, match="no active MLflow run"):
         log_training_run(tmp_path / "run")
     with mlflow.start_run() as active:

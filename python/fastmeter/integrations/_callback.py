@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fastmeter.integrations.ddp import gather
+from fastmeter.integrations.ddp import gather, step_meter_for
 from fastmeter.training.run import TrainingRun
 from fastmeter.training.steps import StepMeter
 from fastmeter.training.target import Target
@@ -31,10 +31,7 @@ class CallbackCore:
 
     def begin(self, rank: int, local_rank: int) -> StepMeter:
         if self.steps is None:
-            if local_rank == 0:
-                self.steps = TrainingRun(self.run_dir, targets=self.targets, rank=rank, **self.run_options).open()
-            else:
-                self.steps = StepMeter(None, targets=self.targets, rank=rank)
+            self.steps = step_meter_for(rank, local_rank, self.run_dir, self.targets, self.run_options)
         return self.steps
 
     def observe_all(self, metrics: Mapping[str, Any], step: int) -> None:

@@ -60,11 +60,29 @@ def node_step_meter(
     targets: Mapping[str, float | tuple[float, str]] | list[Target] | None = None,
     **run_options: Any,
 ) -> StepMeter:
-    """A `TrainingRun` (opened) on local rank 0, a boundary-only `StepMeter` on the other local ranks."""
+    """A `TrainingRun` (opened) on local rank 0, a boundary-only `StepMeter` on the other local ranks. With a
+    process group up this is a collective: no rank returns before the node's meter runs, so no step of any rank
+    begins outside its record."""
     rank, local, _ = node_ranks()
-    if local == 0:
-        return TrainingRun(run_dir, targets=targets, rank=rank, **run_options).open()
-    return StepMeter(None, targets=targets, rank=rank)
+    return step_meter_for(rank, local, run_dir, targets, run_options)
+
+
+def step_meter_for(
+    rank: int,
+    local_rank: int,
+    run_dir: str | os.PathLike[str],
+    targets: Mapping[str, float | tuple[float, str]] | list[Target] | None,
+    run_options: Mapping[str, Any],
+) -> StepMeter:
+    """`node_step_meter` for a rank the caller already knows (the framework callbacks)."""
+    if local_rank == 0:
+        steps: StepMeter = TrainingRun(run_dir, targets=targets, rank=rank, **run_options).open()
+    else:
+        steps = StepMeter(None, targets=targets, rank=rank)
+    dist = _initialized_dist()
+    if dist is not None and dist.get_world_size() > 1:
+        dist.barrier()
+    return steps
 
 
 def gather(steps: StepMeter) -> None:
