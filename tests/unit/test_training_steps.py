@@ -163,3 +163,21 @@ def test_a_step_before_the_meter_started_is_unknown_not_lost(fake_nvml: FakeNvml
     assert math.isnan(early.energy_j) and early.validity is not None
     assert [r.code for r in early.validity.reasons] == ["outside_record"]
     assert late.energy_j > 0 and late.validity is not None and late.validity.verdict is not Verdict.INVALID
+
+
+def test_ddp_ranks_come_from_torchrun_and_one_node_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastmeter.integrations.ddp import node_ranks
+
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    assert node_ranks() == (0, 0, 1)  # no process group: a single process
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert node_ranks() == (3, 1, 4)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="several nodes"):
+        node_ranks()
+    monkeypatch.setenv("RANK", "three")
+    with pytest.raises(ConfigError, match="RANK='three' is not an integer"):
+        node_ranks()

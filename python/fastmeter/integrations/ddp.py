@@ -75,11 +75,13 @@ def step_meter_for(
     run_options: Mapping[str, Any],
 ) -> StepMeter:
     """`node_step_meter` for a rank the caller already knows (the framework callbacks)."""
+    dist = _initialized_dist()
+    if dist is not None:
+        node_ranks()  # refuses a multi-node job before anything is measured
     if local_rank == 0:
         steps: StepMeter = TrainingRun(run_dir, targets=targets, rank=rank, **run_options).open()
     else:
         steps = StepMeter(None, targets=targets, rank=rank)
-    dist = _initialized_dist()
     if dist is not None and dist.get_world_size() > 1:
         dist.barrier()
     return steps
