@@ -64,3 +64,14 @@ def test_rows_append_and_unknowns_stay_empty(fake_nvml: FakeNvml, tmp_path: Path
         write_emissions_csv(tmp_path / "run", foreign)
     with pytest.raises(ConfigError, match="pue"):
         write_emissions_csv(tmp_path / "run", out, pue=float("inf"))
+
+
+def test_a_bench_run_exports_too(report_runs: dict[str, Path], tmp_path: Path) -> None:
+    import json
+
+    run = json.loads((report_runs["low"] / "run.json").read_text())
+    out = write_emissions_csv(report_runs["low"], tmp_path / "emissions.csv", grid_gco2_per_kwh=250.0)
+    _, (row,) = _rows(out)
+    assert float(row["gpu_energy"]) == pytest.approx(run["energy_by_channel_j"]["gpu0"] / J_PER_KWH)
+    assert float(row["duration"]) == pytest.approx((run["span_ns"][1] - run["span_ns"][0]) * 1e-9)
+    assert float(row["emissions"]) == pytest.approx(float(row["energy_consumed"]) * 250.0 / 1000)

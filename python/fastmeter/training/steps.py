@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from fastmeter.meter import Meter
 
 
-@dataclass
+@dataclass(slots=True)  # one per step: a long run holds millions
 class Interval:
     """One step or epoch: boundaries on CLOCK_MONOTONIC ns, then (once resolved) its energy. `index` is the
     step's global index (0-based, across epochs) or the epoch's; `epoch` is the epoch a step ran in."""
