@@ -79,13 +79,10 @@ class TrainingRun(StepMeter):
         self.start(self.meter.start_ns)
         return self
 
-    @property
-    def recording(self) -> bool:
-        return self.meter.running
-
     def finish(self) -> dict[str, Any]:
         """Close what is open (a step or epoch cut short by an exception keeps its energy up to now), stop the
-        meter, write every file and return the summary (also in training.json). Safe to call twice."""
+        meter, write every file and return the summary (also in training.json). Safe to call twice. samples.arrow
+        is finished first, so a failure after it leaves the trace complete."""
         if self.summary:
             return self.summary
         if self._step is not None:
@@ -93,15 +90,17 @@ class TrainingRun(StepMeter):
         if self._epoch is not None:
             self.end_epoch(resolve=False)
         end_ns = fastmeter.Meter.now_ns()
-        whole = self.meter.span(self.meter.start_ns, end_ns)  # waits (bounded) for the counters to pass the end
+        try:
+            whole = self.meter.span(self.meter.start_ns, end_ns)  # waits (bounded) for the counters to pass the end
+            validity = combine([meter_validity(self.meter, (self.meter.start_ns, end_ns)), whole.validity])
+        finally:
+            self._recorder.close({"validity": meter_validity(self.meter).to_dict()})
         steps, epochs = self.intervals()
         targets = [self.energy_to_target(t.metric) for t in self.targets]
-        self._recorder.stop()
-        validity = combine([meter_validity(self.meter, (self.meter.start_ns, end_ns))])
-        self._recorder.close({"validity": meter_validity(self.meter).to_dict()})
         write_table(self.run_dir / "steps.arrow", steps_table(steps))
         write_table(self.run_dir / "epochs.arrow", epochs_table(epochs))
         write_table(self.run_dir / "observations.arrow", observations_table(self.observations))
+        own = [s for s in steps if s.rank == self.rank], [e for e in epochs if e.rank == self.rank]
         self.summary = {
             "format_version": TRAINING_FORMAT_VERSION,
             "fastmeter_version": fastmeter.__version__,
@@ -113,9 +112,9 @@ class TrainingRun(StepMeter):
             "energy_bound_j": whole.total_bound_j,
             "energy_by_channel_j": whole.energy_j,
             "ranks": sorted({self.rank, *self._others}),
-            **_step_totals([s for s in steps if s.rank == self.rank], epochs),
+            **_step_totals(*own),
             "targets": [t.to_dict() for t in targets],
-            "validity": combine([validity, whole.validity]).to_dict(),
+            "validity": validity.to_dict(),
         }
         write_run_json(self.run_dir, self.summary, TRAINING_JSON)
         return self.summary
