@@ -181,3 +181,11 @@ def test_ddp_ranks_come_from_torchrun_and_one_node_only(monkeypatch: pytest.Monk
     monkeypatch.setenv("RANK", "three")
     with pytest.raises(ConfigError, match="RANK='three' is not an integer"):
         node_ranks()
+
+
+def test_show_points_a_training_directory_at_its_trace(tmp_path: Path) -> None:
+    with TrainingRun(tmp_path / "run", "synthetic") as run:
+        with run.step():
+            _work(0.002)
+    r = CliRunner().invoke(main, ["show", str(tmp_path / "run")])
+    assert r.exit_code == 2 and "training run directory" in r.output and "samples.arrow" in r.output
