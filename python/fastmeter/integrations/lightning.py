@@ -5,7 +5,8 @@
     Trainer(callbacks=[cb]).fit(model, train, val)
     cb.summary["targets"][0]["energy_j"]
 
-A step is one training batch (`on_train_batch_start` to `on_train_batch_end`, so the optimizer step is inside);
+A step is one training batch (`on_train_batch_start` to `on_train_batch_end`, so the optimizer step is inside;
+with `accumulate_grad_batches` > 1 the rows of steps.arrow are batches while `global_step` counts optimizer steps);
 every scalar in `trainer.callback_metrics` is observed at the end of each validation run (not the sanity check) with
 `trainer.global_step`. Under DDP on one node, local rank 0 meters every local GPU and the other ranks' boundaries
 are gathered at the end of fit (`fastmeter.integrations.ddp`).
