@@ -5,6 +5,8 @@ directory reads back (training files, and samples.arrow through `fastmeter show`
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -189,3 +191,29 @@ def test_show_points_a_training_directory_at_its_trace(tmp_path: Path) -> None:
             _work(0.002)
     r = CliRunner().invoke(main, ["show", str(tmp_path / "run")])
     assert r.exit_code == 2 and "training run directory" in r.output and "samples.arrow" in r.output
+
+
+def test_each_integration_names_its_extra_when_the_framework_is_missing(tmp_path: Path) -> None:
+    # A None entry in sys.modules makes `import x` fail as if x were not installed, whatever this venv has.
+    script = """
+import sys
+for name in ("pytorch_lightning", "transformers", "mlflow"):
+    sys.modules[name] = None
+from fastmeter.integrations.extras import MissingExtraError
+for module in ("fastmeter.integrations.lightning", "fastmeter.integrations.hf"):
+    try:
+        __import__(module)
+    except MissingExtraError as e:
+        print(e)
+from fastmeter.integrations.mlflow import log_training_run
+try:
+    log_training_run(sys.argv[1])
+except MissingExtraError as e:
+    print(e)
+"""
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3, done.stdout
+    for line, extra in zip(lines, ("lightning", "hf", "mlflow")):
+        assert f"pip install 'fastmeter[{extra}]'" in line
