@@ -75,3 +75,26 @@ def test_a_bench_run_exports_too(report_runs: dict[str, Path], tmp_path: Path) -
     assert float(row["gpu_energy"]) == pytest.approx(run["energy_by_channel_j"]["gpu0"] / J_PER_KWH)
     assert float(row["duration"]) == pytest.approx((run["span_ns"][1] - run["span_ns"][0]) * 1e-9)
     assert float(row["emissions"]) == pytest.approx(float(row["energy_consumed"]) * 250.0 / 1000)
+
+
+def test_the_command_appends_each_run_and_refuses_bad_input(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from fastmeter.cli import main
+
+    fake_nvml.configure([GpuSpec(waveform=Constant(100.0))])
+    for name in ("a", "b"):
+        with TrainingRun(tmp_path / name, "nvml") as run:
+            with run.step():
+                time.sleep(0.005)
+    out = tmp_path / "emissions.csv"
+    args = ["export-codecarbon", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(out), "--pue", "1.1"]
+    r = CliRunner().invoke(main, [*args, "--grid-gco2-per-kwh", "300"])
+    assert r.exit_code == 0, r.output
+    _, rows = _rows(out)
+    assert [row["run_id"] for row in rows] == ["a", "b"] and {row["pue"] for row in rows} == {"1.1"}
+    bad = CliRunner().invoke(main, ["export-codecarbon", str(tmp_path / "missing"), "-o", str(out)])
+    assert bad.exit_code == 2 and "neither training.json nor run.json" in bad.output and "Traceback" not in bad.output
+    assert len(_rows(out)[1]) == 2  # nothing appended for the bad run
+    nan = CliRunner().invoke(main, [*args, "--grid-gco2-per-kwh", "nan"])
+    assert nan.exit_code == 2 and "finite" in nan.output

@@ -55,3 +55,8 @@ for command in (
     trace_command,
 ):
     main.add_command(command)
+
+# --- training integrations ---
+from fastmeter.cli.export_codecarbon import export_codecarbon_command  # noqa: E402
+
+main.add_command(export_codecarbon_command)

@@ -52,9 +52,13 @@ def emissions_row(
     country_iso_code: str = "",
 ) -> dict[str, Any]:
     """One emissions.csv row (column -> value; None = empty cell) for the run directory `run_dir`."""
-    for name, v in (("grid_gco2_per_kwh", grid_gco2_per_kwh), ("pue", pue), ("wue_l_per_kwh", wue_l_per_kwh)):
-        if v is not None and not (math.isfinite(v) and v >= 0):
-            raise ConfigError(f"{name}={v!r} must be a finite number >= 0")
+    for name, v, low in (
+        ("grid_gco2_per_kwh", grid_gco2_per_kwh, 0),
+        ("pue", pue, 1),
+        ("wue_l_per_kwh", wue_l_per_kwh, 0),
+    ):
+        if v is not None and not (math.isfinite(v) and v >= low):
+            raise ConfigError(f"{name}={v!r} must be a finite number >= {low}")
     path = Path(run_dir)
     run = _run_json(path)
     meta = open_trace(path / "samples.arrow").metadata
