@@ -26,10 +26,12 @@ pytestmark = [
 
 
 def test_lightning_energy_to_target(
-    digits: tuple[Any, Any], cpu_only: None, fake_nvml: FakeNvml, tmp_path: Path
+    digits: tuple[Any, Any], cpu_only: None, fake_nvml: FakeNvml, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     torch = need("torch", "lightning")
     pl = need("pytorch_lightning", "lightning")
+    need("mlflow", "mlflow")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps the file store behind this opt-in
     from fastmeter.integrations.lightning import EnergyCallback
 
     (gpu,) = fake_nvml.configure([GpuSpec(waveform=Square(120.0, 400.0, 0.017, 0.3))])
@@ -61,9 +63,10 @@ def test_lightning_energy_to_target(
                 history.append((trainer.global_step, float(trainer.callback_metrics["val_acc"]), time.monotonic_ns()))
 
     pl.seed_everything(0, verbose=False)
-    energy = EnergyCallback(tmp_path / "run", targets={"val_acc": 0.9}, sources="nvml")
+    energy = EnergyCallback(tmp_path / "run", targets={"val_acc": 0.9}, sources="nvml", log_to_mlflow=True)
+    mlflow_logger = pl.loggers.MLFlowLogger("digits", tracking_uri=(tmp_path / "mlruns").as_uri())
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_epochs=3, logger=False, enable_checkpointing=False,
+        accelerator="cpu", devices=1, max_epochs=3, logger=mlflow_logger, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, callbacks=[energy, History()],
     )  # fmt: skip
     loader = torch.utils.data.DataLoader
@@ -83,3 +86,9 @@ def test_lightning_energy_to_target(
     assert abs(target["energy_j"] - truth) <= target["bound_j"]
     earlier = [h for h in history if h[2] < crossed[2]]
     assert all(h[1] < 0.9 for h in earlier)
+    # The energy histories sit in the MLflow run Lightning logged its own metrics to.
+    client = mlflow_logger.experiment
+    logged = client.get_metric_history(mlflow_logger.run_id, "fastmeter.step_energy_j")
+    assert sorted((m.step, m.value) for m in logged) == [(s["step"], s["energy_j"]) for s in steps]
+    metrics = client.get_run(mlflow_logger.run_id).data.metrics
+    assert metrics["fastmeter.energy_to_target_j.val_acc"] == target["energy_j"] and "val_acc" in metrics

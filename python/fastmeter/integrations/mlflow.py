@@ -35,9 +35,11 @@ def log_training_run(
     *,
     run_id: str | None = None,
     tracking_uri: str | None = None,
+    client: Any = None,
     artifact_path: str = "fastmeter",
 ) -> str:
-    """Log `run_dir` into MLflow run `run_id` (default: the active run). Returns the run id."""
+    """Log `run_dir` into MLflow run `run_id` (default: the active run) through `client` (an MlflowClient; default:
+    one for `tracking_uri`). Returns the run id."""
     mlflow = require("mlflow", "mlflow", "fastmeter.integrations.mlflow")
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
@@ -75,7 +77,7 @@ def log_training_run(
     for k, v in summary.items():
         if isinstance(v, (int, float)) and math.isfinite(v):
             metrics.append(Metric(PREFIX + k, float(v), now_ms, 0))
-    client = MlflowClient(tracking_uri)
+    client = client if client is not None else MlflowClient(tracking_uri)
     for i in range(0, len(metrics), BATCH_LIMIT):
         client.log_batch(run_id, metrics=metrics[i : i + BATCH_LIMIT])
     validity = s.get("validity") or {}
