@@ -56,6 +56,10 @@ def test_two_ranks_share_one_meter(fake_nvml: FakeNvml, tmp_path: Path) -> None:
     for s in steps:
         truth = sum(g.energy_j(s["t0_ns"], s["t1_ns"]) for g in gpus)
         assert abs(s["energy_j"] - truth) <= s["bound_j"], s
+        by_gpu = dict(s["energy_by_channel_j"])  # each GPU's share: its own truth within the step's bound
+        assert sorted(by_gpu) == ["gpu0", "gpu1"]
+        for name, g in zip(("gpu0", "gpu1"), gpus):
+            assert abs(by_gpu[name] - g.energy_j(s["t0_ns"], s["t1_ns"])) <= s["bound_j"], (name, s)
     # One clock: the gradient all-reduce inside every step makes the two ranks' steps overlap in time.
     for a, b in zip(by_rank[0], by_rank[1]):
         assert a["t0_ns"] < b["t1_ns"] and b["t0_ns"] < a["t1_ns"]

@@ -49,6 +49,7 @@ def test_steps_epochs_and_target_match_the_analytic_truth(fake_nvml: FakeNvml, t
     for row in steps + epochs:
         truth = gpu.energy_j(row["t0_ns"], row["t1_ns"])
         assert abs(row["energy_j"] - truth) <= row["bound_j"], row
+        assert dict(row["energy_by_channel_j"]) == {"gpu0": row["energy_j"]}  # one GPU: its share is the total
         # A step's verdict is its span's (the run's verdict, in the summary, adds that the source is an emulator).
         assert row["verdict"] in ("measured", "degraded") and set(row["reason_codes"]) <= {"bound_above_limit"}
     # Epoch energy is the span of the epoch, which contains its steps: at least their sum, less the bounds.

@@ -55,6 +55,7 @@ class Interval:
     energy_j: float = math.nan
     bound_j: float = math.nan
     validity: Validity | None = None  # None until resolved
+    energy_by_channel_j: dict[str, float] | None = None  # every channel, counted in the total or not
 
     @property
     def duration_s(self) -> float:
@@ -244,6 +245,7 @@ class StepMeter:
                 iv.validity = Validity((reason,))
                 continue
             iv.energy_j, iv.bound_j, iv.validity = span.total_j, span.total_bound_j, span.validity
+            iv.energy_by_channel_j = dict(span.energy_j)
 
     def intervals(self) -> tuple[list[Interval], list[Interval]]:
         """Every rank's closed steps and epochs, by rank then index (resolved first when a meter is here)."""

@@ -22,6 +22,7 @@ _INTERVAL_FIELDS = [
     pa.field("bound_j", pa.float64()),
     pa.field("verdict", pa.string()),
     pa.field("reason_codes", pa.list_(pa.string())),
+    pa.field("energy_by_channel_j", pa.map_(pa.string(), pa.float64())),  # NaN: that channel's energy is unknown
 ]
 STEPS_SCHEMA = pa.schema(
     [pa.field("step", pa.int64(), nullable=False), pa.field("epoch", pa.int64(), nullable=False), *_INTERVAL_FIELDS]
@@ -50,6 +51,9 @@ def _common(rows: Sequence[Interval]) -> dict[str, list[object]]:
         "bound_j": [r.bound_j for r in rows],
         "verdict": [None if r.validity is None else r.validity.verdict.value for r in rows],
         "reason_codes": [None if r.validity is None else [x.code for x in r.validity.reasons] for r in rows],
+        "energy_by_channel_j": [
+            None if r.energy_by_channel_j is None else list(r.energy_by_channel_j.items()) for r in rows
+        ],
     }
 
 
