@@ -218,3 +218,21 @@ except MissingExtraError as e:
     assert len(lines) == 3, done.stdout
     for line, extra in zip(lines, ("lightning", "hf", "mlflow")):
         assert f"pip install 'fastmeter[{extra}]'" in line
+
+
+def test_a_framework_callback_records_one_training(tmp_path: Path) -> None:
+    from fastmeter.integrations._callback import CallbackCore
+
+    core = CallbackCore(tmp_path / "run", {"acc": 0.5}, {"sources": "synthetic"})
+    steps = core.begin(rank=0, local_rank=0)
+    assert isinstance(steps, TrainingRun) and core.begin(0, 0) is steps  # every hook gets the same one
+    with steps.step():
+        _work(0.002)
+    core.observe_all({"acc": 0.75, "name": "not a number", "flag": True}, step=1)
+    assert [(o.metric, o.value) for o in steps.observations] == [("acc", 0.75)]
+    summary = core.end(distributed=False)
+    assert summary is not None and summary["targets"][0]["reached"] and core.end(distributed=False) is summary
+    with pytest.raises(MeterStateError, match="already wrote its run"):
+        core.begin(0, 0)
+    other = CallbackCore(tmp_path / "other", None, {"sources": "synthetic"}).begin(rank=1, local_rank=1)
+    assert other.meter is None and not (tmp_path / "other").exists()  # only local rank 0 meters and writes

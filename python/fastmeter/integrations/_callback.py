@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fastmeter.errors import MeterStateError
 from fastmeter.integrations.ddp import gather, step_meter_for
 from fastmeter.training.run import TrainingRun
 from fastmeter.training.steps import StepMeter
@@ -30,6 +31,11 @@ class CallbackCore:
         self.summary: dict[str, Any] | None = None
 
     def begin(self, rank: int, local_rank: int) -> StepMeter:
+        if self.summary is not None:
+            raise MeterStateError(
+                f"this callback already wrote its run to {self.run_dir}; give each training its own callback and "
+                "run directory"
+            )
         if self.steps is None:
             self.steps = step_meter_for(rank, local_rank, self.run_dir, self.targets, self.run_options)
         return self.steps

@@ -9,7 +9,7 @@
         steps.observe("val_acc", evaluate())
     steps.energy_to_target("val_acc").energy_j
 
-Marking a boundary costs two clock reads: nothing waits for the sensors inside the loop. Energies are resolved in
+Marking a boundary reads the clock: nothing waits for the sensors inside the loop. Energies are resolved in
 bulk (`resolve()`, which epoch ends and `finish()` call) from the meter's one curve, so a step shorter than the
 counter's update period still gets its share of the curve rather than stalling the loop until the counter moves.
 Without a meter (the other ranks of a node, `fastmeter.integrations.ddp`) only the boundaries are recorded; the
