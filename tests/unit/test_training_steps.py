@@ -45,7 +45,7 @@ def test_steps_epochs_and_target_match_the_analytic_truth(fake_nvml: FakeNvml, t
     files = read_training_run(tmp_path / "run")
     steps, epochs = files.steps.to_pylist(), files.epochs.to_pylist()
     assert [s["step"] for s in steps] == list(range(12)) and [s["epoch"] for s in steps] == [i // 3 for i in range(12)]
-    assert [e["steps"] for e in epochs] == [3, 3, 3, 3]
+    assert [e["steps"] for e in epochs] == [3, 3, 3, 3] and [e["items"] for e in epochs] == [96, 96, 96, 96]
     for row in steps + epochs:
         truth = gpu.energy_j(row["t0_ns"], row["t1_ns"])
         assert abs(row["energy_j"] - truth) <= row["bound_j"], row
@@ -120,6 +120,7 @@ def test_an_exception_inside_a_step_keeps_what_was_measured(fake_nvml: FakeNvml,
                 with run.step():
                     raise RuntimeError("diverged")
     (e,) = read_training_run(tmp_path / "run").epochs.to_pylist()
+    assert e["items"] is None  # its steps did not say: unknown, not 0
     assert e["steps"] == 2 and abs(e["energy_j"] - gpu.energy_j(e["t0_ns"], e["t1_ns"])) <= e["bound_j"]
 
 

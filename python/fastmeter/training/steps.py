@@ -112,8 +112,7 @@ class StepMeter:
             )
         t = time.monotonic_ns() if t_ns is None else int(t_ns)
         self.start(t)
-        epoch = self._epoch.index if self._epoch is not None else max(len(self._own.epochs) - 1, 0)
-        self._step = Interval(self.rank, self._steps_done, epoch, t)
+        self._step = Interval(self.rank, self._steps_done, self.current_epoch, t)
 
     def end_step(self, items: int | None = None, t_ns: int | None = None) -> Interval:
         """Close the open step; `items`: samples (or tokens) it processed, for J/item."""
@@ -128,8 +127,6 @@ class StepMeter:
         self._unresolved.append(s)
         if self._epoch is not None:
             self._epoch.steps += 1
-            if s.items is not None:
-                self._epoch.items = (self._epoch.items or 0) + s.items
         return s
 
     @contextmanager
@@ -154,6 +151,8 @@ class StepMeter:
         if e is None:
             raise MeterStateError("end_epoch() without begin_epoch(): no epoch is open")
         e.t1_ns = time.monotonic_ns() if t_ns is None else int(t_ns)
+        items = [s.items for s in self._own.steps[len(self._own.steps) - e.steps :]]
+        e.items = sum(items) if items and None not in items else None  # type: ignore[arg-type]  # partial: unknown
         self._epoch = None
         self._own.epochs.append(e)
         self._unresolved.append(e)
