@@ -140,6 +140,10 @@ def test_bad_use_is_one_clear_error(fake_nvml: FakeNvml, tmp_path: Path) -> None
         steps.begin_step()
     with pytest.raises(ConfigError, match="must be a number"):
         steps.observe("acc", "high")
+    with pytest.raises(ConfigError, match="whole number"):
+        steps.end_step(items=-1)
+    with pytest.raises(ConfigError, match="needs a name"):
+        steps.observe("", 0.5)
     with pytest.raises(ConfigError, match="no target was set"):
         steps.energy_to_target()
     with pytest.raises(MeterStateError, match="local rank 0 meters it"):

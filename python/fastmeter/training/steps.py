@@ -19,6 +19,7 @@ rank that meters the node resolves them (`add_rank`).
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -119,6 +120,8 @@ class StepMeter:
         s = self._step
         if s is None:
             raise MeterStateError("end_step() without begin_step(): no step is open")
+        if items is not None and (isinstance(items, bool) or not isinstance(items, numbers.Integral) or items < 0):
+            raise ConfigError(f"items={items!r} must be a whole number >= 0 (samples or tokens in the step), or None")
         s.t1_ns = time.monotonic_ns() if t_ns is None else int(t_ns)
         s.items = None if items is None else int(items)
         self._step = None
@@ -179,6 +182,8 @@ class StepMeter:
     # --- metrics ---------------------------------------------------------------------------------------------
     def observe(self, metric: str, value: float, *, step: int | None = None, t_ns: int | None = None) -> None:
         """A metric value seen now (or at t_ns), after `step` training steps (default: the steps ended so far)."""
+        if not isinstance(metric, str) or not metric:
+            raise ConfigError(f"a metric needs a name, got {metric!r}")
         try:
             v = float(value)
         except (TypeError, ValueError):
