@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import fastmeter
 from fastmeter.assess import meter_validity
-from fastmeter.bench.run_files import prepare_run_dir, write_run_json
+from fastmeter.bench.run_files import open_run_recorder, write_run_json
+from fastmeter.env import collect_fingerprint
 from fastmeter.meter import Meter
-from fastmeter.recorder import Recorder
 from fastmeter.training.steps import Interval, StepMeter
 from fastmeter.training.tables import epochs_table, observations_table, steps_table, write_table
 from fastmeter.training.target import Target
@@ -53,18 +52,19 @@ class TrainingRun(StepMeter):
         meter = Meter(sources, period_us, **meter_options)
         super().__init__(meter, targets=targets, rank=rank)
         self.meter: Meter = meter
-        self.run_dir = prepare_run_dir(Path(run_dir), force=force)
+        self.run_dir = Path(run_dir)
         self.summary: dict[str, Any] = {}
-        self._recorder = Recorder(
+        # Noise and permission warnings about this run (a library does not print them): also in training.json.
+        self.warnings: list[str] = []
+        # The metadata every run directory's samples.arrow carries (fingerprint, sampler, channels). No calibration:
+        # step energies are read on the uncorrected curve, and the file must not claim otherwise.
+        self._recorder = open_run_recorder(
             meter,
-            self.run_dir / "samples.arrow",
-            {
-                "sampler": {"period_us": meter.period_us, "sources": meter.sources},
-                "channels": [asdict(c) for c in meter.channels],
-                "fastmeter_version": fastmeter.__version__,
-                "training": True,
-            },
+            self.run_dir,
+            collect_fingerprint(),
+            None,
             force=force,
+            notify=lambda _, text: self.warnings.append(text),
         )
 
     def __enter__(self) -> TrainingRun:
@@ -115,6 +115,7 @@ class TrainingRun(StepMeter):
             **_step_totals(*own),
             "targets": [t.to_dict() for t in targets],
             "validity": validity.to_dict(),
+            "warnings": self.warnings,
         }
         write_run_json(self.run_dir, self.summary, TRAINING_JSON)
         return self.summary
