@@ -26,6 +26,7 @@ import numpy as np
 
 import fastmeter
 from fastmeter.adapters.base import RequestRecord
+from fastmeter.adapters.native import resolve_client
 from fastmeter.adapters.prometheus import MetricRow
 from fastmeter.adapters.ready import wait_until_ready
 from fastmeter.analysis.accuracy import accuracy_summary, load_scorer
@@ -152,7 +153,9 @@ def run_point(
             recorder.close({"idle_baseline_w": measured.idle_w, "interrupted": interrupt.signum is not None,
                             "validity": meter_validity(meter).to_dict()})  # the whole record's, for `show`
         context = {"fingerprint": fingerprint, "config": config_dict, "calibration": calibration,
-                   "send_lag_ns": measured.send_lag_ns}
+                   "send_lag_ns": measured.send_lag_ns,
+                   "load_client": resolve_client(cfg.load.client, cfg.server.base_url),
+                   "load_client_sched_policy": measured.client_sched_policy}
         run = _finish(cfg, run_dir, meter, records, metrics, span, measured.idle_w, context, hooks, interrupt.signum)
     if recorder.error is not None:  # everything else is written; the samples are kept up to the failure
         raise recorder.error
@@ -165,6 +168,7 @@ class _Measured:
     idle_w: dict[str, float] | None = None
     stopped_ns: int | None = None  # the load was stopped early (a signal, a failed write) at this instant
     send_lag_ns: dict[str, int | None] | None = None  # how late requests went out after their schedule
+    client_sched_policy: str | None = None  # the native transport thread's scheduling (None: asyncio or unknown)
 
 
 async def _measure(
@@ -204,6 +208,7 @@ async def _measure(
         result = await run_config(cfg, records=records, metrics=metrics, on_done=finished)
         out.span_ns = (result.start_ns, result.end_ns)
         out.send_lag_ns = result.send_lag_ns()
+        out.client_sched_policy = result.client_sched_policy
     except asyncio.CancelledError:
         if out.stopped_ns is None:
             raise
@@ -338,6 +343,8 @@ def _finish(
         "validity": validity.to_dict(),
         "server_metrics": server_deltas,
         "send_lag_ns": context["send_lag_ns"],
+        "load_client": context["load_client"],
+        "load_client_sched_policy": context["load_client_sched_policy"],
     }
     write_run_json(run_dir, run)
     hooks.notify("summary", render_summary(summary, validity))

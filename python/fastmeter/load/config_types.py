@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from fastmeter.adapters.native import CLIENT_KINDS
 from fastmeter.load.config_check import (
     BOOL,
     GPU,
@@ -106,6 +107,9 @@ class LoadConfig:
                             32, 1.0)
     timeout_s: float = opt(number(0, lo_open=True, hi=MAX_SECONDS), "Per-request timeout in seconds.", 33, 600.0)
     seed: int = opt(integer(0, MAX_SEED), "Seed of arrivals, random prompts and shuffling.", 34, 0)
+    client: str = opt(choice(*CLIENT_KINDS),
+                      "HTTP transport: auto (native for http://, asyncio for https://), native (C++ epoll thread, "
+                      "http:// only) or asyncio.", 54, "auto")
 
 
 @dataclass(frozen=True)
