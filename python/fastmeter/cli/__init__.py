@@ -56,6 +56,11 @@ for command in (
 ):
     main.add_command(command)
 
+# --- commands added with the exporter (issue 17) ---
+from fastmeter.cli.export import export_command  # noqa: E402
+
+main.add_command(export_command)
+
 # --- training integrations ---
 from fastmeter.cli.export_codecarbon import export_codecarbon_command  # noqa: E402
 

@@ -104,7 +104,7 @@ def validate_config(data: Mapping[str, Any], source: str = "<dict>", origins: Or
             raise ConfigError(f"{source}: [{name}] must be a table of keys, got {raw!r}")
         tables[name] = _build_table(source, origins, name, cls, raw)
     cfg = BenchConfig(tables["server"], tables["workload"], tables["load"], tables["metrics"], tables["bench"],
-                      source)
+                      source, cluster=tables["cluster"])
     problem = _combination_problem(cfg, lambda t, k: origins.get((t, k)) or f"[{t}].{k}")
     if problem:
         raise ConfigError(f"{source}: {problem}")

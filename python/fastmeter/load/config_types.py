@@ -36,7 +36,7 @@ from fastmeter.sources import SOURCE_NAMES
 SERVER_KINDS = ("openai", "tgi")
 OPENAI_ENDPOINTS = ("completions", "chat")
 WORKLOAD_KINDS = ("random", "jsonl", "mtbench", "sharegpt")
-ATTRIBUTION_METHODS = ("time-share", "token-weighted")
+ATTRIBUTION_METHODS = ("time-share", "token-weighted", "activity")
 
 REQUIRED = dataclasses.MISSING
 
@@ -155,6 +155,18 @@ TABLES: dict[str, type] = {"server": ServerConfig, "workload": WorkloadConfig, "
 OPTIONAL_TABLES = ("load", "bench", "metrics")  # every key of these has a default
 
 
+# --- [cluster]: measure every node of a Ray cluster (fastmeter.cluster) ---
+@dataclass(frozen=True)
+class ClusterConfig:
+    ray_address: str | None = opt(TEXT, "Ray cluster whose every node is measured (HOST:PORT or auto; needs "
+                                  "fastmeter[ray]); the run's energy is the whole cluster's.", 48, None)
+
+
+TABLES["cluster"] = ClusterConfig
+OPTIONAL_TABLES = (*OPTIONAL_TABLES, "cluster")
+# --- end [cluster]
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """A validated bench config: one typed table each, defaults filled in. `source` names where it came from."""
@@ -165,3 +177,4 @@ class BenchConfig:
     metrics: MetricsConfig = MetricsConfig()
     bench: BenchSettings = BenchSettings()
     source: str = "<dict>"
+    cluster: ClusterConfig = ClusterConfig()
