@@ -94,8 +94,10 @@ def run_point(
     *,
     force: bool = False,
     hooks: BenchHooks = BenchHooks(),
+    launch: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the load of `cfg` while measuring; write `run_dir`; return run.json's content."""
+    """Run the load of `cfg` while measuring; write `run_dir`; return run.json's content. `launch`: the identity of
+    the server fastmeter launched (a controlled variable of the fingerprint)."""
     from fastmeter.env import collect_fingerprint, noise_warnings
 
     # Everything that can reject the input, before a directory or a meter exists.
@@ -105,7 +107,7 @@ def run_point(
     # A server that is not there fails here, in one line, before a directory or a meter exists.
     wait_until_ready(cfg.server.base_url, cfg.server.ready_timeout_s)
     meter = _make_meter(cfg)
-    fingerprint = collect_fingerprint(server=(cfg.server.base_url, cfg.server.kind))
+    fingerprint = collect_fingerprint(server=(cfg.server.base_url, cfg.server.kind), launch=launch)
     prepare_run_dir(run_dir, force=force)
     for w in noise_warnings(fingerprint):
         hooks.notify("warning", w.message)

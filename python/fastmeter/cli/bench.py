@@ -202,6 +202,8 @@ def bench_command(config: str | None, force: bool, allow_degraded: bool, **flags
     "Validity")."""
     from fastmeter.bench.point import BenchHooks
     from fastmeter.bench.sweep import run_sweep
+    from fastmeter.launch.bench import run_launched
+    from fastmeter.launch.session import is_launched
 
     data = read_config_file(config) if config else {}
     given = {k: ("/".join(_BY_PARAM[k].names[:2]) if k == "bench_output_dir" else _BY_PARAM[k].names[0], v)
@@ -217,7 +219,10 @@ def bench_command(config: str | None, force: bool, allow_degraded: bool, **flags
     live = sys.stderr.isatty()
     hooks = BenchHooks(notify=_notify, on_request=_Progress() if live else None)
     try:
-        result = run_sweep(cfg, Path(out), force=force, hooks=hooks)
+        if is_launched(cfg.server):  # fastmeter starts and stops the server (docs/launch.md)
+            result = run_launched(cfg, Path(out), force=force, hooks=hooks)
+        else:
+            result = run_sweep(cfg, Path(out), force=force, hooks=hooks)
     finally:
         if live:
             click.echo("", err=True)
