@@ -48,7 +48,7 @@ def container_command(c: ContainerConfig, name: str, run_gpus: Sequence[int | st
 
 def stop_command(engine: str, name: str, grace_s: float) -> list[str]:
     """SIGTERM to the container's main process, SIGKILL after `grace_s` (the engine escalates)."""
-    return [engine, "stop", "--time", str(max(0, round(grace_s))), name]
+    return [engine, "stop", "-t", str(max(0, round(grace_s))), name]
 
 
 def inspect_image(engine: str, image: str) -> dict[str, Any]:
