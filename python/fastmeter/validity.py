@@ -139,3 +139,13 @@ def exit_code(validity: Validity, allow_degraded: bool = False) -> int:
         chosen = all(r.code in CHOSEN_SYNTHETIC_CODES for r in validity.reasons if r.verdict is Verdict.SYNTHETIC)
         return 0 if chosen else EXIT_CODES[v]
     return EXIT_CODES[v]
+
+
+# --- matrix cool-down (fastmeter/matrix/cooldown.py) ---------------------------------------------------------------
+# Between matrix cells the GPUs must return to their idle baseline, or the next cell starts on a warmer, differently
+# clocked GPU (and pays for the previous cell's heat). "Returned" allows for reading noise and for the server's own
+# idle draw (a loaded model keeps clocks and memory up): power within 10% + 5 W of the baseline, temperature within
+# 2 °C. Measured baselines of one idle GPU vary by a few watts between readings; a degree is the sensor's resolution.
+COOLDOWN_POWER_TOLERANCE = 0.10
+COOLDOWN_POWER_SLACK_W = 5.0
+COOLDOWN_TEMPERATURE_SLACK_C = 2.0

@@ -7,7 +7,8 @@ Modes: ok (ready after --ready-after s; /health answers 503 before), never-ready
 an error and exits 7 at once), ignore-term (ignores SIGTERM: only SIGKILL stops it). --exit-after N exits with
 code 3 right after the Nth completion request is answered (a server dying mid-run). --worker forks a child that
 sleeps in the same process group (an engine worker) and writes its pid to stdout. Completions stream `max_tokens`
-tokens, 2 ms apart, then a usage chunk and [DONE]. Only the standard library: it runs under any interpreter.
+tokens, --token-gap-ms apart (default 2), then a usage chunk and [DONE]. Only the standard library: it runs under
+any interpreter.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def main() -> None:
     p.add_argument("--mode", choices=("ok", "never-ready", "crash-at-start", "ignore-term"), default="ok")
     p.add_argument("--exit-after", type=int, default=0)
     p.add_argument("--worker", action="store_true")
+    p.add_argument("--token-gap-ms", type=float, default=TOKEN_GAP_S * 1000)
     args = p.parse_args()
     if args.mode == "crash-at-start":
         print("scripted-server: fatal: cannot allocate the KV cache (scripted crash)", file=sys.stderr, flush=True)
@@ -89,7 +91,7 @@ def main() -> None:
             for i in range(n):
                 finish = "length" if i == n - 1 else None
                 self._chunk({"choices": [{"index": 0, "text": f" t{i}", "finish_reason": finish}]})
-                time.sleep(TOKEN_GAP_S)
+                time.sleep(args.token_gap_ms / 1000)
             self._chunk({"choices": [], "usage": {"prompt_tokens": 8, "completion_tokens": n}})
             self._chunk(None)
             self.wfile.write(b"0\r\n\r\n")

@@ -204,11 +204,15 @@ def bench_command(config: str | None, force: bool, allow_degraded: bool, **flags
     from fastmeter.bench.sweep import run_sweep
     from fastmeter.launch.bench import run_launched
     from fastmeter.launch.session import is_launched
+    from fastmeter.matrix.config import is_matrix
 
     data = read_config_file(config) if config else {}
     given = {k: ("/".join(_BY_PARAM[k].names[:2]) if k == "bench_output_dir" else _BY_PARAM[k].names[0], v)
              for k, v in flags.items() if v is not None}
     data, origins = merge_overrides(data, given)
+    if is_matrix(data):  # a top-level [matrix] table: servers/models x load points x repeats (docs/launch.md)
+        _bench_matrix(data, config or "command line", force, allow_degraded)
+        return
     cfg = validate_config(data, config or "command line", origins)
     out = cfg.bench.output_dir
     if out is None:
@@ -255,3 +259,19 @@ def _workload_note(cfg: BenchConfig) -> str | None:
     per_point = cfg.load.num_requests + cfg.load.warmup_requests
     note = workloads.cycling_note(len(prompts), per_point)
     return f"{note} (per sweep point)" if note and points > 1 else note
+
+
+def _bench_matrix(data: dict[str, Any], source: str, force: bool, allow_degraded: bool) -> None:
+    """Every cell of a matrix config, then its decision table; exits as a sweep does (worst cell's validity)."""
+    from fastmeter.bench.point import BenchHooks
+    from fastmeter.matrix.config import validate_matrix
+    from fastmeter.matrix.run import run_matrix
+
+    m = validate_matrix(data, source)
+    if m.base.bench.output_dir is None:
+        raise ConfigError("no matrix directory given: pass -o DIR (or set [bench].output_dir)")
+    for entry in m.entries:  # every workload is read before anything starts
+        _workload_note(next(iter(entry.points.values())))
+    result = run_matrix(m, Path(m.base.bench.output_dir), force=force, hooks=BenchHooks(notify=_notify))
+    _exit_status(result)
+    _exit_validity(Validity.from_dict(result["validity"]), allow_degraded)
