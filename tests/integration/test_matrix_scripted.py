@@ -9,6 +9,7 @@ import math
 import statistics
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from fastmeter.cli import main
@@ -44,11 +45,20 @@ def _bench(cfg: Path, out: Path, fake_nvml: FakeNvml) -> str:
     return r.output
 
 
+@pytest.fixture(scope="module")
+def matrix_run(fake_nvml_library: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """(matrix directory, bench output) of one 2 servers x 2 concurrencies x 2 repeats matrix, shared by the tests
+    that read it."""
+    root = tmp_path_factory.mktemp("matrix")
+    with pytest.MonkeyPatch.context() as mp:
+        nvml = FakeNvml(fake_nvml_library, root / "fake_nvml", mp.setenv)
+        return root / "m", _bench(_matrix_config(root), root / "m", nvml)
+
+
 def test_matrix_runs_every_cell_interleaved_and_ends_with_a_consistent_decision_table(
-    tmp_path: Path, fake_nvml: FakeNvml
+    matrix_run: tuple[Path, str],
 ) -> None:
-    out = tmp_path / "m"
-    output = _bench(_matrix_config(tmp_path), out, fake_nvml)
+    out, output = matrix_run
     doc = read_json(out / "matrix.json")
     # The order is the seeded plan, and the cells ran in it (their measured spans follow one another).
     blocks = plan(["fast", "slow"], ["concurrency-1", "concurrency-3"], 2, 11)
@@ -138,3 +148,49 @@ def test_without_gpu_telemetry_the_cool_down_is_unknown_not_assumed(tmp_path: Pa
     record = cool_down(telemetry, None, 0.0, 10.0)
     assert record["reached"] is None and "no GPU telemetry" in record["reason"]
     assert [r.code for r in cooldown_reasons([record])] == ["cooldown_unknown"]
+
+
+def _compare(*args: str) -> tuple[int, str]:
+    r = CliRunner().invoke(main, ["compare", *args])
+    return r.exit_code, r.output
+
+
+def test_compare_a_matrix_across_servers_and_across_load_points(matrix_run: tuple[Path, str]) -> None:
+    out, _ = matrix_run
+    code, text = _compare(str(out), "--vary", "server")
+    assert code == 0, text
+    assert "== at concurrency-1" in text and "== at concurrency-3" in text
+    assert text.count("differs from the baseline in: server") == 2
+    code, text = _compare(str(out), "--vary", "concurrency")
+    assert code == 0, text
+    assert "== fast" in text and "== slow" in text and text.count("differs from the baseline in: concurrency") == 2
+
+
+def test_compare_refuses_cells_that_differ_in_more_than_the_declared_variable(matrix_run: tuple[Path, str]) -> None:
+    out, _ = matrix_run
+    code, text = _compare(str(out / "fast" / "concurrency-1"), str(out / "slow" / "concurrency-3"), "--vary", "server")
+    assert code == 2 and "--vary server declares that only server differs" in text and "concurrency (" in text
+    code, text = _compare(str(out / "fast" / "concurrency-1"), str(out / "slow" / "concurrency-1"))
+    assert code == 2 and "server_launch.command" in text  # no --vary: the launch spec is a controlled variable
+    code, text = _compare(str(out))
+    assert code == 2 and "is a matrix directory: pass --vary" in text
+
+
+def test_two_models_on_one_server_vary_the_model_not_the_server(tmp_path: Path, fake_nvml: FakeNvml) -> None:
+    ports = [free_loopback_port(), free_loopback_port()]
+    text = "[matrix]\nconcurrency = [2]\nbaseline_s = 0.1\n\n"
+    for name, port in zip(("m1", "m2"), ports):
+        launch = scripted_launch(port, "--token-gap-ms", "1")
+        text += (
+            f'[[matrix.servers]]\nname = "{name}"\nserver = "scripted"\nmodel = "{name}"\n'
+            f'base_url = "http://127.0.0.1:{port}"\nlaunch = {toml_value(launch)}\n\n'
+        )
+    cfg = write_config(tmp_path / "matrix.toml", {"base_url": "http://127.0.0.1:1"}, load={"num_requests": 3})
+    cfg.write_text(cfg.read_text() + text)
+    out = tmp_path / "m"
+    _bench(cfg, out, fake_nvml)
+    code, output = _compare(str(out), "--vary", "model")
+    assert code == 0, output
+    assert "differs from the baseline in: model" in output
+    code, output = _compare(str(out), "--vary", "server")
+    assert code == 2 and "differs in model" in output
