@@ -194,3 +194,19 @@ def test_two_models_on_one_server_vary_the_model_not_the_server(tmp_path: Path, 
     assert "differs from the baseline in: model" in output
     code, output = _compare(str(out), "--vary", "server")
     assert code == 2 and "differs in model" in output
+
+
+def test_report_reads_a_matrix_directory(matrix_run: tuple[Path, str], tmp_path: Path) -> None:
+    out, _ = matrix_run
+    r = CliRunner().invoke(main, ["report", str(out)])
+    assert r.exit_code == 0, r.output
+    doc = read_json(out / "matrix.json")
+    assert "decision table" in r.output
+    for cell in doc["cells"]:
+        assert f"m/{cell['dir']}" in r.output  # every cell is a row
+    best = next(x for x in doc["decision"] if x["entry"] == doc["best"])
+    assert f"best point m/{doc['best']}/{best['best_point']}/r1" in r.output
+    html = tmp_path / "report.html"
+    r = CliRunner().invoke(main, ["report", str(out), "--html", str(html)])
+    assert r.exit_code == 0, r.output
+    assert f"m/{doc['best']}/{best['best_point']}/r1" in html.read_text()
