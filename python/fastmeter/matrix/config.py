@@ -72,7 +72,7 @@ class MatrixConfig:
     cooldown_max_s: float
     cooldown_min_s: float
     baseline_s: float
-    base: BenchConfig  # the config without the matrix (SLOs, sources, GPUs: shared by every cell)
+    base: BenchConfig  # the first cell's config: its [bench] (SLOs, sources, GPUs) is every cell's
     source: str
 
 
@@ -114,8 +114,8 @@ def validate_matrix(data: Mapping[str, Any], source: str) -> MatrixConfig:
         points = {f"concurrency-{c}": ("concurrency", c) for c in opts["concurrency"]}
     else:
         points = {f"rate-{r:g}": ("rate", "inf" if math.isinf(r) else r) for r in opts["rate"]}
-    base = validate_config(base_data, source)
     entries = [_entry(source, i, e, base_data, points) for i, e in enumerate(entries_raw)]
+    base = next(iter(entries[0].points.values()))  # [bench] (GPUs, SLOs) and [load] are the same in every cell
     names = [e.name for e in entries]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup is not None:
