@@ -119,3 +119,13 @@ def test_a_bad_launch_command_is_one_clear_error(tmp_path: Path, fake_nvml: Fake
     r = run_bench(cfg, tmp_path / "run", fake_nvml)
     assert r.exit_code == 2 and "Traceback" not in r.output
     assert "[server].launch" in r.output, r.output
+
+
+def test_a_non_empty_run_directory_is_refused_before_the_server_starts(tmp_path: Path, fake_nvml: FakeNvml) -> None:
+    cfg, _ = launched_config(tmp_path, "--worker")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    r = run_bench(cfg, out, fake_nvml)
+    assert r.exit_code == 2 and "already exists and is not empty" in r.output
+    assert "starting the server" not in r.output

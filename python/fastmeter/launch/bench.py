@@ -12,6 +12,7 @@ from typing import Any
 
 from fastmeter.bench.point import BenchHooks
 from fastmeter.bench.sweep import run_sweep
+from fastmeter.errors import ConfigError
 from fastmeter.launch.process import ServerLaunchError, log_tail
 from fastmeter.launch.session import LOG_NAME, launched_server, mark_exit, move_logs
 from fastmeter.load.config import BenchConfig
@@ -21,6 +22,11 @@ def run_launched(
     cfg: BenchConfig, out_dir: Path, *, force: bool = False, hooks: BenchHooks = BenchHooks()
 ) -> dict[str, Any]:
     """run_sweep's result; the server is stopped before this returns or raises."""
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:  # say so before a minute-long server start
+        raise ConfigError(
+            f"run directory {out_dir} already exists and is not empty; choose another --output-dir "
+            "or pass --force to overwrite it"
+        )
     log_dir = Path(tempfile.mkdtemp(prefix="fastmeter-server-"))  # the run directory does not exist yet
     crashed = None
     try:

@@ -174,6 +174,7 @@ def launched_server(
             notify("phase", f"server ready after {launched.record['ready_s']:.1f} s")
             yield launched
         finally:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the stop short
             crashed = launched.exited
             stop = process.stop(server.stop_timeout_s)
             launched.record.update(
