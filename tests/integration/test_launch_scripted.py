@@ -129,3 +129,13 @@ def test_a_non_empty_run_directory_is_refused_before_the_server_starts(tmp_path:
     r = run_bench(cfg, out, fake_nvml)
     assert r.exit_code == 2 and "already exists and is not empty" in r.output
     assert "starting the server" not in r.output
+
+
+def test_launch_and_container_together_are_refused(tmp_path: Path, fake_nvml: FakeNvml) -> None:
+    cfg = write_config(
+        tmp_path / "b.toml",
+        {"base_url": "http://127.0.0.1:9", "launch": [sys.executable]},
+        extra='[server.container]\nimage = "img"\n',
+    )
+    r = run_bench(cfg, tmp_path / "run", fake_nvml)
+    assert r.exit_code == 2 and "set either [server].launch or [server.container], not both" in r.output

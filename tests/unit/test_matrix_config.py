@@ -16,7 +16,7 @@ from fastmeter.load.config import read_config_file
 from fastmeter.matrix.config import validate_matrix
 from fastmeter.matrix.plan import plan
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "matrix"  # not plain bench configs: a folder of their own
 
 
 def _data(matrix: dict[str, Any] | None = None, servers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -31,7 +31,7 @@ def _data(matrix: dict[str, Any] | None = None, servers: list[dict[str, Any]] | 
     }
 
 
-@pytest.mark.parametrize("name", ["matrix-servers.toml", "matrix-two-models.toml"])
+@pytest.mark.parametrize("name", ["servers.toml", "two-models.toml"])
 def test_shipped_matrix_examples_validate(name: str) -> None:
     m = validate_matrix(read_config_file(CONFIGS / name), name)
     assert len({e.name for e in m.entries}) == len(m.entries) >= 2
