@@ -50,11 +50,15 @@ def run_bench(config: Path, out: Path, fake_nvml: FakeNvml, *args: str) -> Resul
     return CliRunner().invoke(main, ["bench", str(config), "-o", str(out), "--allow-degraded", *args])
 
 
-def launched_config(tmp_path: Path, *server_args: str, **server: Any) -> tuple[Path, int]:
+def launched_config(
+    tmp_path: Path, *server_args: str, load: dict[str, Any] | None = None, **server: Any
+) -> tuple[Path, int]:
+    """A config that launches the scripted server with `server_args` on a free port; `server`: more [server] keys."""
     port = free_loopback_port()
     cfg = write_config(
         tmp_path / "bench.toml",
         {"base_url": f"http://127.0.0.1:{port}", "launch": scripted_launch(port, *server_args), **server},
+        load,
     )
     return cfg, port
 

@@ -6,7 +6,8 @@ as it would start vLLM (a command in [server].launch), so the real process, grou
 Modes: ok (ready after --ready-after s; /health answers 503 before), never-ready (503 forever), crash-at-start (logs
 an error and exits 7 at once), ignore-term (ignores SIGTERM: only SIGKILL stops it). --exit-after N exits with
 code 3 right after the Nth completion request is answered (a server dying mid-run). --worker forks a child that
-sleeps in the same process group (an engine worker) and writes its pid to stdout. Completions stream `max_tokens`
+sleeps in the same process group (an engine worker) and writes its pid to stdout; --touch-on-request FILE creates FILE
+when a completion request arrives (so a test can wait for the load to be running). Completions stream `max_tokens`
 tokens, --token-gap-ms apart (default 2), then a usage chunk and [DONE]. Only the standard library: it runs under
 any interpreter.
 """
@@ -38,6 +39,7 @@ def main() -> None:
     p.add_argument("--exit-after", type=int, default=0)
     p.add_argument("--worker", action="store_true")
     p.add_argument("--token-gap-ms", type=float, default=TOKEN_GAP_S * 1000)
+    p.add_argument("--touch-on-request", default=None)  # a file created when the first completion request arrives
     args = p.parse_args()
     if args.mode == "crash-at-start":
         print("scripted-server: fatal: cannot allocate the KV cache (scripted crash)", file=sys.stderr, flush=True)
@@ -83,6 +85,8 @@ def main() -> None:
 
         def do_POST(self) -> None:  # noqa: N802
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+            if args.touch_on_request:
+                open(args.touch_on_request, "a").close()
             n = int(body.get("max_tokens", 4))
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")

@@ -9,6 +9,7 @@ loading fails at once with its exit code and the last lines of its log, instead 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import signal
 import subprocess
@@ -23,6 +24,16 @@ from fastmeter.errors import FastmeterError
 
 LOG_TAIL_LINES = 20
 _READY_ROUND_S = 1.0  # one readiness round; between rounds the process is checked for an exit
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _term_with_parent() -> None:
+    """In the child, before exec: SIGTERM when fastmeter dies (even by SIGKILL), which a server in its own session
+    would otherwise outlive. The parent is the forking thread, the main one, which lives as long as fastmeter."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 class ServerLaunchError(FastmeterError):
@@ -67,6 +78,7 @@ class ServerProcess:
                     stderr=subprocess.STDOUT,
                     env=env,
                     start_new_session=True,
+                    preexec_fn=_term_with_parent,
                 )
         except OSError as exc:
             raise ServerLaunchError(
