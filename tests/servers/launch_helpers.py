@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,13 +64,20 @@ def launched_config(
     return cfg, port
 
 
-def process_gone(pid: int) -> bool:
-    """True when `pid` no longer runs (gone, or a zombie waiting for a reaper that is not us)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
+def process_gone(pid: int, wait_s: float = 10.0) -> bool:
+    """True once `pid` no longer runs (gone, or a zombie waiting for its reaper), waiting up to `wait_s`: a SIGKILL
+    is delivered asynchronously, so a process signalled a moment ago may still be on its way out."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
 
 
 def worker_pid(log: Path) -> int:
