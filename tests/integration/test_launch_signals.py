@@ -11,7 +11,16 @@ import time
 from pathlib import Path
 
 from tests.emulators.nvml import Constant, FakeNvml, GpuSpec
-from tests.servers.launch_helpers import launched_config, process_gone, read_json, worker_pid
+from tests.servers.launch_helpers import (
+    launched_config,
+    process_gone,
+    read_json,
+    scripted_launch,
+    toml_value,
+    worker_pid,
+    write_config,
+)
+from tests.servers.vllm_server import free_loopback_port
 
 WAIT_S = 60.0  # generous bounds for a loaded 2-core machine; the tests wait on events, never assert durations
 
@@ -78,3 +87,25 @@ def test_a_killed_bench_takes_its_server_down(tmp_path: Path, fake_nvml: FakeNvm
     bench.kill()
     bench.communicate(timeout=WAIT_S)
     _wait_for("the server to stop", lambda: not _answers(port))
+
+
+def test_sigterm_in_a_matrix_writes_what_ran_and_stops_the_server(tmp_path: Path, fake_nvml: FakeNvml) -> None:
+    flag = tmp_path / "load-running"
+    port = free_loopback_port()
+    launch = scripted_launch(port, "--token-gap-ms", "50", "--touch-on-request", str(flag))
+    cfg = write_config(tmp_path / "m.toml", {"base_url": "http://127.0.0.1:1"}, load={"num_requests": 1000})
+    cfg.write_text(
+        cfg.read_text() + "[matrix]\nconcurrency = [1, 2]\nbaseline_s = 0.1\n\n[[matrix.servers]]\n"
+        f'name = "a"\nbase_url = "http://127.0.0.1:{port}"\nlaunch = {toml_value(launch)}\n'
+    )
+    out = tmp_path / "m"
+    bench = _bench(cfg, out, fake_nvml)
+    _wait_for("the load to start", flag.exists)
+    bench.send_signal(signal.SIGTERM)
+    output, _ = bench.communicate(timeout=WAIT_S)
+    assert bench.returncode == 143, output
+    doc = read_json(out / "matrix.json")
+    assert doc["interrupted_by_signal"] == signal.SIGTERM and len(doc["cells"]) == 1
+    assert read_json(out / doc["cells"][0]["dir"] / "run.json")["interrupted_by_signal"] == signal.SIGTERM
+    assert read_json(out / "a" / "server-r1" / "launch.json")["stop"]["signal"] == "SIGTERM"
+    assert not _answers(port)
