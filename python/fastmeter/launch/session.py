@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from fastmeter.bench.run_files import write_run_json
 from fastmeter.errors import ConfigError
 from fastmeter.launch.container import container_command, inspect_image, stop_command
 from fastmeter.launch.process import ServerLaunchError, ServerProcess
@@ -196,8 +197,6 @@ def mark_exit(run_json: Path, launched: LaunchedServer) -> bool:
     extra = launched.exit_validity((int(span[0] or 0), int(span[1] or 0)))
     if extra.verdict is Verdict.MEASURED:
         return False
-    from fastmeter.bench.run_files import write_run_json
-
     run["validity"] = combine([Validity.from_dict(run["validity"]), extra]).to_dict()
     write_run_json(run_json.parent, run)
     return True
