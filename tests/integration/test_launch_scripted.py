@@ -73,7 +73,7 @@ def test_server_that_crashes_at_start_reports_its_exit_code_and_error(tmp_path: 
 def test_server_that_exits_mid_run_fails_the_run_and_keeps_what_was_measured(
     tmp_path: Path, fake_nvml: FakeNvml
 ) -> None:
-    cfg, _ = launched_config(tmp_path, "--exit-after", "4")
+    cfg, _ = launched_config(tmp_path, "--exit-after", "4", load={"concurrency": 1})  # one at a time: exact counts
     out = tmp_path / "run"
     r = run_bench(cfg, out, fake_nvml)
     assert r.exit_code == 2, r.output

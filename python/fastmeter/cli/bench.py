@@ -3,9 +3,11 @@ and their help are generated from the typed config (fastmeter.load.config_types)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -224,7 +226,8 @@ def bench_command(config: str | None, force: bool, allow_degraded: bool, **flags
     hooks = BenchHooks(notify=_notify, on_request=_Progress() if live else None)
     try:
         if is_launched(cfg.server):  # fastmeter starts and stops the server (docs/launch.md)
-            result = run_launched(cfg, Path(out), force=force, hooks=hooks)
+            with _launch_interrupt_exits():
+                result = run_launched(cfg, Path(out), force=force, hooks=hooks)
         else:
             result = run_sweep(cfg, Path(out), force=force, hooks=hooks)
     finally:
@@ -272,6 +275,19 @@ def _bench_matrix(data: dict[str, Any], source: str, force: bool, allow_degraded
         raise ConfigError("no matrix directory given: pass -o DIR (or set [bench].output_dir)")
     for entry in m.entries:  # every workload is read before anything starts
         _workload_note(next(iter(entry.points.values())))
-    result = run_matrix(m, Path(m.base.bench.output_dir), force=force, hooks=BenchHooks(notify=_notify))
+    with _launch_interrupt_exits():
+        result = run_matrix(m, Path(m.base.bench.output_dir), force=force, hooks=BenchHooks(notify=_notify))
     _exit_status(result)
     _exit_validity(Validity.from_dict(result["validity"]), allow_degraded)
+
+
+@contextlib.contextmanager
+def _launch_interrupt_exits() -> Iterator[None]:
+    """SIGTERM while a launched server loads (or between matrix cells) exits 128 + N, as any interrupt does."""
+    from fastmeter.launch.session import LaunchInterrupted
+
+    try:
+        yield
+    except LaunchInterrupted as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(exit_code_for_signal(exc.signum))

@@ -72,8 +72,13 @@ def _answers(base_url: str) -> bool:
         return False
 
 
-class _Terminated(ServerLaunchError):
-    """SIGTERM arrived while fastmeter (not a measurement) held the launched server."""
+class LaunchInterrupted(ServerLaunchError):
+    """SIGTERM arrived while fastmeter held the launched server outside a measurement (which handles its own
+    signals); the server was stopped. `signum`: for the 128 + N exit status."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"terminated by signal {signum}; the launched server was stopped")
+        self.signum = signum
 
 
 @contextmanager
@@ -82,7 +87,7 @@ def _sigterm_raises() -> Iterator[Callable[[], None]]:
     yields a function that re-arms it (a bench run's own signal handling resets SIGTERM to the default)."""
 
     def handler(signum: int, frame: Any) -> None:
-        raise _Terminated(f"terminated by signal {signum}; the launched server was stopped")
+        raise LaunchInterrupted(signum)
 
     def arm() -> None:
         signal.signal(signal.SIGTERM, handler)
