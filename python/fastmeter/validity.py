@@ -149,3 +149,8 @@ def exit_code(validity: Validity, allow_degraded: bool = False) -> int:
 COOLDOWN_POWER_TOLERANCE = 0.10
 COOLDOWN_POWER_SLACK_W = 5.0
 COOLDOWN_TEMPERATURE_SLACK_C = 2.0
+# A launched server's exit is stamped when fastmeter's watcher thread wakes from waitpid: on a loaded host that can be
+# well after the server's sockets closed, the remaining requests failed at once and the load ended. A run whose span
+# ended up to this long before the stamped exit is treated as having measured a dying server (`server_exited`):
+# wrongly flagging a run that ended just before an unrelated crash costs a rerun; missing a crash publishes it.
+SERVER_EXIT_NOTICE_SLACK_NS = 5_000_000_000

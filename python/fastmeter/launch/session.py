@@ -27,7 +27,7 @@ from fastmeter.errors import ConfigError
 from fastmeter.launch.container import container_command, inspect_image, stop_command
 from fastmeter.launch.process import ServerLaunchError, ServerProcess
 from fastmeter.load.config import BenchConfig, ServerConfig
-from fastmeter.validity import Reason, Validity, Verdict, combine
+from fastmeter.validity import SERVER_EXIT_NOTICE_SLACK_NS, Reason, Validity, Verdict, combine
 
 LOG_NAME = "server.log"
 RECORD_NAME = "launch.json"
@@ -114,9 +114,10 @@ class LaunchedServer:
         return not self.process.alive and not self.process.stopping
 
     def exit_validity(self, span_ns: tuple[int, int]) -> Validity:
-        """Invalid when the server exited on its own before the span's end (the run measured a dead server)."""
+        """Invalid when the server exited on its own before the span's end (the run measured a dead server), the
+        exit's stamp allowed SERVER_EXIT_NOTICE_SLACK_NS of lateness."""
         t = self.process.exited_ns
-        if t is None or self.process.stopping or t > span_ns[1]:
+        if t is None or self.process.stopping or t - SERVER_EXIT_NOTICE_SLACK_NS > span_ns[1]:
             return Validity()
         return Validity(
             (

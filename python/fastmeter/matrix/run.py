@@ -73,15 +73,15 @@ def run_matrix(m: MatrixConfig, out: Path, *, force: bool = False, hooks: BenchH
             with _server(entry.points[block.points[0]], log_dir, hooks) as launched:
                 record["server_dir"] = f"{entry.name}/server-r{block.repeat}" if launched else None
                 for point in block.points:
+                    if launched is not None and launched.exited:  # during the last cell, or the cool-down after it
+                        hooks.notify("warning", f"{entry.name} r{block.repeat}: {launched.process.describe_exit()}")
+                        record["server_exited"] = launched.process.exit_code
+                        break
                     signum = _run_cell(
                         m, out, doc, entry.name, point, block.repeat, launched, telemetry, baseline, hooks
                     )
                     if signum is not None:
                         doc["interrupted_by_signal"] = signum
-                        break
-                    if launched is not None and launched.exited:
-                        hooks.notify("warning", f"{entry.name} r{block.repeat}: {launched.process.describe_exit()}")
-                        record["server_exited"] = launched.process.exit_code
                         break
             if doc["interrupted_by_signal"] is not None:
                 break
