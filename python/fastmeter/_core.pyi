@@ -100,3 +100,39 @@ def energy_range(
 def span_range(
     lo0_j: F64, hi0_j: F64, lo1_j: F64, hi1_j: F64, pmax_w: float, t0_ns: I64, t1_ns: I64
 ) -> tuple[F64, F64]: ...
+
+# ---- native HTTP transport ----
+def http_parse_pieces(
+    pieces: list[bytes], max_line_bytes: int = ..., max_event_bytes: int = ..., eof: bool = False
+) -> dict[str, Any]: ...
+
+# (id, sent, scheduled_ns, send_ns, end_ns, http_status, content_encoding, error_kind, error,
+#  events [(data, t_ns)], error_body, done_seen, complete, truncated, reads); error_kind 0 none, 1 connection,
+#  2 stream, 3 timeout
+NativeResult = tuple[
+    int, bool, int, int, int, int, str, int, str, list[tuple[bytes, int]], bytes, bool, bool, bool, int
+]
+
+class StreamClient:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        max_connections: int,
+        max_line_bytes: int = ...,
+        max_event_bytes: int = ...,
+        realtime: bool = False,
+    ) -> None: ...
+    def submit(self, jobs: list[tuple[int, int, bytes, int, int]]) -> None: ...
+    def take(self) -> list[NativeResult]: ...
+    @property
+    def notify_fd(self) -> int: ...
+    @property
+    def connections_opened(self) -> int: ...
+    @property
+    def thread_cpu_ns(self) -> int: ...
+    @property
+    def thread_tid(self) -> int: ...
+    @property
+    def sched_policy(self) -> str: ...
+    def close(self) -> None: ...

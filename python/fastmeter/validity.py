@@ -141,6 +141,12 @@ def exit_code(validity: Validity, allow_degraded: bool = False) -> int:
     return EXIT_CODES[v]
 
 
+# --- thresholds added with cluster measurement (fastmeter/cluster) -------------------------------------------------
+# A node's clock offset to the driver is known to +-RTT/2 of the best round trip. Beyond 1 ms the node's span edges
+# are placed coarser than a 1 kHz sampler places its own (a poll each ms), so its figures are flagged degraded; the
+# energy this uncertainty can move is in the span's error bound either way.
+MAX_CLOCK_BOUND_NS = 1_000_000
+
 # --- matrix cool-down (fastmeter/matrix/cooldown.py) ---------------------------------------------------------------
 # Between matrix cells the GPUs must return to their idle baseline, or the next cell starts on a warmer, differently
 # clocked GPU (and pays for the previous cell's heat). "Returned" allows for reading noise and for the server's own

@@ -18,7 +18,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,13 @@ import numpy as np
 
 import fastmeter
 from fastmeter.adapters.base import RequestRecord
+from fastmeter.adapters.native import resolve_client
 from fastmeter.adapters.prometheus import MetricRow
 from fastmeter.adapters.ready import wait_until_ready
 from fastmeter.analysis.accuracy import accuracy_summary, load_scorer
 from fastmeter.analysis.carbon import carbon_cost_summary
 from fastmeter.analysis.server_metrics import counter_deltas
-from fastmeter.assess import measured_until_ns, meter_validity
+from fastmeter.assess import measured_until_ns
 from fastmeter.bench.energy import (
     attributable,
     attribute_requests,
@@ -40,7 +41,7 @@ from fastmeter.bench.energy import (
     meter_curve,
     span_energy_by_channel,
 )
-from fastmeter.bench.run_files import prepare_run_dir, write_run_json
+from fastmeter.bench.run_files import open_run_recorder, write_run_json
 from fastmeter.bench.summary import RunEnergy, render_summary, requests_validity, summarize
 from fastmeter.bench.tables import (
     CHUNKS_SCHEMA,
@@ -53,10 +54,10 @@ from fastmeter.bench.tables import (
     write_arrow,
 )
 from fastmeter.calibrate.result import calibration_for
+from fastmeter.cluster.trace import cluster_metadata, validity_of
 from fastmeter.load.config import BenchConfig
 from fastmeter.load.runner import run_config
 from fastmeter.recorder import Interrupt, Recorder
-from fastmeter.sources import permission_warnings
 from fastmeter.validity import combine
 
 RUN_FORMAT_VERSION = 1
@@ -84,6 +85,11 @@ def _make_meter(cfg: BenchConfig) -> fastmeter.Meter:
     b = cfg.bench
     options = {"nvml": {"gpus": ",".join(map(str, b.gpus))}} if b.gpus else {}
     sources = b.sources if b.sources != ("auto",) else "auto"
+    if cfg.cluster.ray_address is not None:  # the whole cluster: same surface, channels node/channel
+        from fastmeter.cluster import ClusterMeter
+
+        cluster = ClusterMeter(sources, b.period_us, address=cfg.cluster.ray_address, source_options=options)
+        return cluster  # type: ignore[return-value]
     return fastmeter.Meter(sources, b.period_us, source_options=options)
 
 
@@ -98,7 +104,7 @@ def run_point(
 ) -> dict[str, Any]:
     """Run the load of `cfg` while measuring; write `run_dir`; return run.json's content. `launch`: the identity of
     the server fastmeter launched (a controlled variable of the fingerprint)."""
-    from fastmeter.env import collect_fingerprint, noise_warnings
+    from fastmeter.env import collect_fingerprint
 
     # Everything that can reject the input, before a directory or a meter exists.
     if cfg.bench.scorer is not None:
@@ -108,24 +114,7 @@ def run_point(
     wait_until_ready(cfg.server.base_url, cfg.server.ready_timeout_s)
     meter = _make_meter(cfg)
     fingerprint = collect_fingerprint(server=(cfg.server.base_url, cfg.server.kind), launch=launch)
-    prepare_run_dir(run_dir, force=force)
-    for w in noise_warnings(fingerprint):
-        hooks.notify("warning", w.message)
-    for text in permission_warnings(meter.skipped_sources):
-        hooks.notify("warning", text)
-
-    recorder = Recorder(
-        meter,
-        run_dir / "samples.arrow",
-        {
-            "fingerprint": fingerprint,
-            "sampler": {"period_us": meter.period_us, "sources": meter.sources},
-            "channels": [asdict(c) for c in meter.channels],
-            "fastmeter_version": fastmeter.__version__,
-            "calibration": calibration,
-        },
-        force=force,
-    )
+    recorder = open_run_recorder(meter, run_dir, fingerprint, calibration, force=force, notify=hooks.notify)
     requests_stream = recorder.add_stream(run_dir / "requests.arrow", REQUESTS_SCHEMA)
     chunks_stream = recorder.add_stream(run_dir / "chunks.arrow", CHUNKS_SCHEMA)
     metrics: list[MetricRow] = []
@@ -170,9 +159,11 @@ def run_point(
             stream.abandon()
         if recorder.error is None:
             recorder.close({"idle_baseline_w": measured.idle_w, "interrupted": interrupt.signum is not None,
-                            "validity": meter_validity(meter).to_dict()})  # the whole record's, for `show`
+                            "validity": validity_of(meter).to_dict()})  # the whole record's, for `show`
         context = {"fingerprint": fingerprint, "config": config_dict, "calibration": calibration,
-                   "send_lag_ns": measured.send_lag_ns}
+                   "send_lag_ns": measured.send_lag_ns,
+                   "load_client": resolve_client(cfg.load.client, cfg.server.base_url),
+                   "load_client_sched_policy": measured.client_sched_policy, **cluster_metadata(meter)}
         run = _finish(cfg, run_dir, meter, records, metrics, span, measured.idle_w, context, hooks, interrupt.signum)
     if recorder.error is not None:  # everything else is written; the samples are kept up to the failure
         raise recorder.error
@@ -185,6 +176,7 @@ class _Measured:
     idle_w: dict[str, float] | None = None
     stopped_ns: int | None = None  # the load was stopped early (a signal, a failed write) at this instant
     send_lag_ns: dict[str, int | None] | None = None  # how late requests went out after their schedule
+    client_sched_policy: str | None = None  # the native transport thread's scheduling (None: asyncio or unknown)
 
 
 async def _measure(
@@ -224,6 +216,7 @@ async def _measure(
         result = await run_config(cfg, records=records, metrics=metrics, on_done=finished)
         out.span_ns = (result.start_ns, result.end_ns)
         out.send_lag_ns = result.send_lag_ns()
+        out.client_sched_policy = result.client_sched_policy
     except asyncio.CancelledError:
         if out.stopped_ns is None:
             raise
@@ -270,7 +263,7 @@ def _finish(
     # --- validity: a counted channel lost mid-run ends the measured span at its last sample; requests that had
     # not ended by then get no energy (NaN) and their tokens and time are not in the figures. Judged on the span
     # the load asked for: a lost channel may have stopped the record (stop_ns) before the load ended.
-    validity = meter_validity(meter, (max(span[0], meter.start_ns), span[1]))
+    validity = validity_of(meter, (max(span[0], meter.start_ns), span[1]))
     span = (max(span[0], meter.start_ns), min(span[1], meter.stop_ns or span[1]))
     lost_ns = min((t for n, t in measured_until_ns(meter).items() if n in counted_channels(meter)), default=None)
     if lost_ns is not None and lost_ns < span[1]:
@@ -358,6 +351,9 @@ def _finish(
         "validity": validity.to_dict(),
         "server_metrics": server_deltas,
         "send_lag_ns": context["send_lag_ns"],
+        "load_client": context["load_client"],
+        "load_client_sched_policy": context["load_client_sched_policy"],
+        **({"cluster": context["cluster"]} if "cluster" in context else {}),
     }
     write_run_json(run_dir, run)
     hooks.notify("summary", render_summary(summary, validity))

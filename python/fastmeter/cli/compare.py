@@ -30,8 +30,10 @@ def parse_percent(text: str) -> float:
 @click.option("--baseline", "baselines", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Baseline run directory (repeat for repeated runs; a directory of runs also works). "
                    "Default: the first RUN.")
-@click.option("--metric", default="energy_per_output_token_j", show_default=True,
-              help="Metric the verdict and the gate use, e.g. energy_per_request_j, avg_power_w, output_tokens_per_j.")
+@click.option("--metric", default=None,
+              help="Metric the verdict and the gate use, e.g. energy_per_request_j, avg_power_w, output_tokens_per_j. "
+                   "Default: energy_per_output_token_j; energy_per_item_j when every run is a task run without "
+                   "output tokens (`fastmeter bench TASK.toml`).")
 @click.option("--max-regression", "max_regression", default=None, metavar="PCT",
               help='Exit 1 when a candidate is worse than the baseline by more than PCT ("15%" or "15") and '
                    "the difference is outside the noise.")
@@ -44,7 +46,7 @@ def parse_percent(text: str) -> float:
               help="The one variable the runs may differ in; refuse when anything else differs. With a matrix "
                    "directory (`fastmeter bench MATRIX.toml`) as the only RUN: compare its cells across that "
                    "variable (servers or models at each load point, load points of each entry).")
-def compare_command(runs: tuple[str, ...], baselines: tuple[str, ...], metric: str, max_regression: str | None,
+def compare_command(runs: tuple[str, ...], baselines: tuple[str, ...], metric: str | None, max_regression: str | None,
                     fmt: str, allow_mismatch: bool, vary: str | None) -> None:
     """Compare benchmark runs (directories written by `fastmeter bench`) side by side.
 
@@ -60,6 +62,11 @@ def compare_command(runs: tuple[str, ...], baselines: tuple[str, ...], metric: s
         _compare_matrix(Path(runs[0]), vary, metric, threshold, fmt, allow_mismatch)
         return
     loaded = load_runs([*baselines, *runs])
+    if metric is None:  # J per output token, or J per item for task runs (image, detection, callable) that have none
+        every = [r for group in loaded for r in group]
+        no_tokens = all(r.summary.get("energy_per_output_token_j") is None and "energy_per_item_j" in r.summary
+                        for r in every)
+        metric = "energy_per_item_j" if no_tokens else "energy_per_output_token_j"
     if baselines:
         base = [r for group in loaded[:len(baselines)] for r in group]
         seen = {r.path.resolve() for r in base}
@@ -90,11 +97,11 @@ def _gate(comparison: Comparison, threshold: float | None) -> None:
         raise SystemExit(1)
 
 
-def _compare_matrix(matrix_dir: Path, vary: str | None, metric: str, threshold: float | None, fmt: str,
+def _compare_matrix(matrix_dir: Path, vary: str | None, metric: str | None, threshold: float | None, fmt: str,
                     allow_mismatch: bool) -> None:
     """One comparison per load point (--vary server/model) or per entry (--vary concurrency/rate); exit 1 when any
     of them finds a regression."""
-    from fastmeter.analysis.compare import compare_runs, load_run
+    from fastmeter.analysis.compare import DEFAULT_METRIC, compare_runs, load_run
     from fastmeter.analysis.vary import matrix_comparisons
 
     if vary is None:
@@ -109,7 +116,8 @@ def _compare_matrix(matrix_dir: Path, vary: str | None, metric: str, threshold: 
             return [load_run(d, str(d.relative_to(matrix_dir))) for d in dirs]
 
         click.echo(f"== {title}", err=True)
-        comparison = compare_runs(load(base_dirs), load(cand_dirs), metric, threshold, allow_mismatch, vary)
+        comparison = compare_runs(load(base_dirs), load(cand_dirs), metric or DEFAULT_METRIC, threshold, allow_mismatch,
+                                  vary)
         _show(comparison, fmt)
         regressions.append(comparison)
     for comparison in regressions:
