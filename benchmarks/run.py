@@ -43,6 +43,7 @@ BENCHMARKS = {
     "schedule": "benchmarks.bench_schedule",
     "batches": "benchmarks.bench_batches",
     "cluster": "benchmarks.bench_cluster",  # needs fastmeter[ray]; skipped (with the reason) without it
+    "activity": "benchmarks.bench_activity",
 }
 
 

@@ -14,6 +14,7 @@
 #include "fastmeter/integrate.h"
 #include "fastmeter/meter.h"
 #include "fastmeter/schedule.h"
+#include "fastmeter/shape.h"
 #include "fastmeter/sources/source.h"
 // --- calibrate: optional CUDA load ---
 #ifdef FASTMETER_HAVE_CUDA
@@ -664,4 +665,36 @@ PYBIND11_MODULE(_core, m) {
         .def("close", &h::StreamClient::close, nogil());
   }
   // ---- end native HTTP transport ----
+  // ---- activity shaping kernel ----
+  {
+    using I64 = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+    using F64 = py::array_t<double, py::array::c_style | py::array::forcecast>;
+    m.def(
+        "shape_curve",
+        [](I64 knot_t_ns, F64 knot_energy_j, I64 power_t_ns, F64 power_w, I64 query_t_ns) {
+          if (knot_t_ns.size() != knot_energy_j.size() || power_t_ns.size() != power_w.size())
+            throw std::invalid_argument("shape_curve: array lengths do not match");
+          ShapeInput in;
+          in.knot_t_ns = knot_t_ns.data();
+          in.knot_energy_j = knot_energy_j.data();
+          in.n_knots = static_cast<size_t>(knot_t_ns.size());
+          in.power_t_ns = power_t_ns.data();
+          in.power_w = power_w.data();
+          in.n_power = static_cast<size_t>(power_t_ns.size());
+          in.query_t_ns = query_t_ns.data();
+          in.n_query = static_cast<size_t>(query_t_ns.size());
+          F64 out(query_t_ns.size());
+          double* dst = out.mutable_data();
+          {
+            py::gil_scoped_release nogil;
+            shape_curve(in, dst);
+          }
+          return out;
+        },
+        py::arg("knot_t_ns"), py::arg("knot_energy_j"), py::arg("power_t_ns"), py::arg("power_w"),
+        py::arg("query_t_ns"),
+        "Measured cumulative energy at the knots, reshaped inside each knot interval by the predicted power; use "
+        "fastmeter.activity, which validates input.");
+  }
+  // ---- end activity shaping kernel ----
 }

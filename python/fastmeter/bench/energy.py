@@ -64,13 +64,15 @@ def attribute_requests(
     method: str,
     idle_power_w: float | None,
     update_period_s: float,
+    knots_ns: np.ndarray | None = None,
 ) -> tuple[Attribution, dict[str, Any]]:
     """Split the span's energy among `records` (all attributable) on `curve`, evaluated at every event instant:
     span edges, request starts, first tokens, ends and chunk arrivals (all int64 ns, clipped to the span).
 
     Each request's `uncertainty_j` bounds its attribution error through the curve's bound at those instants; where
     that bound is unknown the update-period heuristic serves. The second value says which, for run.json's
-    `attribution` (`uncertainty_info`)."""
+    `attribution` (`uncertainty_info`). `method="activity"` also needs the sensor's update instants (`knots_ns`,
+    `activity_energy.update_instants_ns`); the second value then carries the fit (`activity_fit`)."""
     lo, hi = (int(t) for t in span_ns)
     starts = np.clip(np.array([r.send_ns for r in records], dtype=np.int64), lo, hi)
     ends = np.clip(np.array([r.end_ns for r in records], dtype=np.int64), lo, hi)
@@ -83,6 +85,14 @@ def attribute_requests(
     # sort + mask: np.unique is far slower on large int64 arrays.
     events = np.sort(np.concatenate([np.array([lo, hi], dtype=np.int64), starts, ends, chunk_t]))
     events = events[np.r_[True, events[1:] != events[:-1]]]
+    if method == "activity":
+        from fastmeter.bench.activity_energy import attribute_by_activity
+
+        arrays = {"starts": starts, "ends": ends, "first": np.ma.masked_array(first, mask=~has_first)}
+        arrays.update(offsets=offsets, chunk_t=chunk_t, chunk_k=chunk_k)
+        knots = np.zeros(0, dtype=np.int64) if knots_ns is None else knots_ns
+        result, points = attribute_by_activity(curve, records, events, knots, arrays, idle_power_w, update_period_s)
+        return result.attribution, {**uncertainty_info(result.attribution, points), "activity_fit": result.fit}
     points = curve(events)
     a = attribute(
         events,

@@ -33,6 +33,7 @@ from fastmeter.analysis.accuracy import accuracy_summary, load_scorer
 from fastmeter.analysis.carbon import carbon_cost_summary
 from fastmeter.analysis.server_metrics import counter_deltas
 from fastmeter.assess import measured_until_ns
+from fastmeter.bench.activity_energy import update_instants_ns
 from fastmeter.bench.energy import (
     attributable,
     attribute_requests,
@@ -58,7 +59,7 @@ from fastmeter.cluster.trace import cluster_metadata, validity_of
 from fastmeter.load.config import BenchConfig
 from fastmeter.load.runner import run_config
 from fastmeter.recorder import Interrupt, Recorder
-from fastmeter.validity import combine
+from fastmeter.validity import Validity, combine
 
 RUN_FORMAT_VERSION = 1
 # Over HTTP the first token's instant is when the client read it, never the server's own (no server reports it per
@@ -295,7 +296,16 @@ def _finish(
             cfg.bench.attribution,
             idle_total_w,
             max(periods, default=math.nan),
+            update_instants_ns(meter, span, delays_ns, run_dir / "samples.arrow")
+            if cfg.bench.attribution == "activity"
+            else None,
         )
+        # --- activity attribution: the fit goes to run.json; a rejected fit (time-share served) degrades the run
+        if (fit := uncertainty.pop("activity_fit", None)) is not None:
+            attr_info["activity_fit"] = fit.to_dict()
+            if fit.rejected is not None:
+                validity = combine([validity, Validity((fit.rejected,))])
+        # --- end activity attribution
         for k in ENERGY_COLUMNS:
             per_request[k][targets] = getattr(a, k)
         # A bunched response's first token was read with its last: the split would call it all prefill. Unknown.

@@ -38,7 +38,7 @@ from fastmeter.sources import SOURCE_NAMES
 SERVER_KINDS = ("openai", "tgi")
 OPENAI_ENDPOINTS = ("completions", "chat")
 WORKLOAD_KINDS = ("random", "jsonl", "mtbench", "sharegpt")
-ATTRIBUTION_METHODS = ("time-share", "token-weighted")
+ATTRIBUTION_METHODS = ("time-share", "token-weighted", "activity")
 
 REQUIRED = dataclasses.MISSING
 
