@@ -102,13 +102,15 @@ def run_point(
     *,
     force: bool = False,
     hooks: BenchHooks = BenchHooks(),
+    launch: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the load of `cfg` while measuring; write `run_dir`; return run.json's content. GPU settings asked for
+    """Run the load of `cfg` while measuring; write `run_dir`; return run.json's content. `launch`: the identity of
+    the server fastmeter launched (a controlled variable of the fingerprint). GPU settings asked for
     (`lock_clocks_mhz`, `power_limit_w`) hold from before the meter opens until the run directory is written, and
     are restored whatever ends the run (fastmeter/control.py)."""
     b = cfg.bench
     with GpuControl(control_request(b.lock_clocks_mhz, b.power_limit_w, tuple(map(str, b.gpus)))) as control:
-        return _run_point(cfg, run_dir, config_dict, force=force, hooks=hooks, control=control)
+        return _run_point(cfg, run_dir, config_dict, force=force, hooks=hooks, launch=launch, control=control)
 
 
 def _run_point(
@@ -118,6 +120,7 @@ def _run_point(
     *,
     force: bool,
     hooks: BenchHooks,
+    launch: dict[str, Any] | None,
     control: GpuControl,
 ) -> dict[str, Any]:
     from fastmeter.env import collect_fingerprint
@@ -129,7 +132,7 @@ def _run_point(
     # A server that is not there fails here, in one line, before a directory or a meter exists.
     wait_until_ready(cfg.server.base_url, cfg.server.ready_timeout_s)
     meter = _make_meter(cfg)
-    fingerprint = collect_fingerprint(server=(cfg.server.base_url, cfg.server.kind))
+    fingerprint = collect_fingerprint(server=(cfg.server.base_url, cfg.server.kind), launch=launch)
     recorder = open_run_recorder(
         meter, run_dir, fingerprint, calibration, force=force, notify=hooks.notify, control=control.record()
     )

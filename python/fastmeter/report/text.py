@@ -33,6 +33,8 @@ def render_text(report: Report) -> str:
     tel_header, tel_rows = telemetry_rows(report)
     if tel_rows:
         lines += ["", "GPU telemetry over the measured span:", *_aligned(tel_header, tel_rows)]
+    for note in report.notes:
+        lines += ["", note]
     found = [f"  {r.label}: {w}" for r in report.runs for w in warnings(r)]
     lines += ["", "warnings:", *found] if found else ["", "no warnings"]
     return "\n".join(lines)
