@@ -1,6 +1,6 @@
-"""Streamed attribution from and to disk: a run directory's requests and chunks and a trace's samples read a slice at
-a time (memory-mapped Arrow files: only the slice being converted is resident), per-request results written a batch
-at a time. Feeds `fastmeter.attribution_stream.StreamedAttribution`."""
+"""Streamed attribution from and to disk: a run directory's requests and chunks and a trace's samples read a record
+batch at a time and converted a slice at a time, per-request results written a batch at a time. Feeds
+`fastmeter.attribution_stream.StreamedAttribution`."""
 
 from __future__ import annotations
 
@@ -24,17 +24,20 @@ RESULT_COLUMNS = ("energy_j", "prefill_energy_j", "decode_energy_j", "net_energy
 
 
 def _slices(path: Path, rows: int) -> Iterator[pa.RecordBatch]:
-    """The record batches of an Arrow IPC file, cut to at most `rows` rows each (zero-copy)."""
+    """The record batches of an Arrow IPC file, cut to at most `rows` rows each (zero-copy). Read, not
+    memory-mapped: mapped pages would stay resident (and counted) after the sweep has passed them."""
     try:
-        reader = pa.ipc.open_file(pa.memory_map(str(path)))
+        f = pa.OSFile(str(path))
+        reader = pa.ipc.open_file(f)
     except (OSError, pa.ArrowInvalid) as e:
         raise ConfigError(
             f"cannot read {path} as an Arrow file ({e}); pass a run directory written by `bench`"
         ) from None
-    for i in range(reader.num_record_batches):
-        batch = reader.get_batch(i)
-        for lo in range(0, batch.num_rows, rows):
-            yield batch.slice(lo, rows)
+    with f:
+        for i in range(reader.num_record_batches):
+            batch = reader.get_batch(i)
+            for lo in range(0, batch.num_rows, rows):
+                yield batch.slice(lo, rows)
 
 
 class _Rows:
