@@ -101,9 +101,9 @@ def run_request_batches(
             pc.and_(s.column("send_ns").is_valid(), s.column("end_ns").is_valid()),
             pc.invert(s.column("warmup").fill_null(False)),
         )
-        keep = np.flatnonzero(ok.to_numpy(zero_copy_only=False))
-        offsets = np.concatenate([[0], np.cumsum(n_chunks)])
-        chunk_rows = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in keep]) if len(keep) else []
+        mask = np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool)
+        keep = np.flatnonzero(mask)
+        chunk_rows = np.flatnonzero(np.repeat(mask, n_chunks))
         sub_offsets = np.concatenate([[0], np.cumsum(n_chunks[keep])]).astype(np.int64)
         ft = s.column("first_token_ns").take(pa.array(keep, pa.int64()))
         if row_numbers is not None:
