@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fastmeter.errors import SpanError
 from fastmeter.span import synthetic_reason
 from fastmeter.validity import (
     GAP_JITTER_PERIODS,
@@ -84,7 +85,15 @@ def source_validity(
 
 
 def _channel_times(meter: Meter) -> dict[str, np.ndarray]:
-    t = meter.samples()
+    """Sample instants per channel, of the samples the Meter still holds (its keep_samples_s window): older ones
+    left RAM (a long trace or bench run has them on disk only), so the poll-gap check covers that window, while
+    missed deadlines and dropped samples (`sampler_validity`) count over the whole record."""
+    while True:
+        try:
+            t = meter.samples(int(meter.stats()["samples_dropped_from_ram"]))
+            break
+        except SpanError:  # more left RAM between the two calls (a running meter): read from the new start
+            continue
     t_ns = t.column("t_ns").to_numpy()
     idx = t.column("channel").combine_chunks().indices.to_numpy(zero_copy_only=False)
     names = meter.channel_names
@@ -98,7 +107,12 @@ def measured_until_ns(meter: Meter) -> dict[str, int]:
     if not failed:
         return {}
     times = _channel_times(meter)
-    return {n: int(times[n][times[n] < t][-1]) if np.any(times[n] < t) else meter.start_ns for n, t in failed.items()}
+    # A failure before the RAM window: its last good sample has left RAM; it was the poll before the failed one.
+    before = {
+        n: int(t - meter.period_us * 1000) if meter.stats()["samples_dropped_from_ram"] else meter.start_ns
+        for n, t in failed.items()
+    }
+    return {n: int(times[n][times[n] < t][-1]) if np.any(times[n] < t) else before[n] for n, t in failed.items()}
 
 
 def sampler_validity(stats: Mapping[str, Any], period_us: int) -> Validity:
