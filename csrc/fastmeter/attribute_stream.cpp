@@ -104,7 +104,9 @@ double AttributionStream::curve_at(size_t& j, int64_t x) const {
 void AttributionStream::trim_curve() {
   // The behind cursor serves instants >= (previous cut - window): move it there now, as its next query would, so
   // a long stretch without events does not pin the points behind it.
-  if (have_prev_ && window_ns_ > 0) {
+  if (!period_known_ || window_ns_ <= 0) {
+    behind_ = i_ == 0 ? 0 : i_ - 1;  // the edge power is never read: nothing behind the sweep is needed
+  } else if (have_prev_) {
     const int64_t x = prev_c_ - window_ns_;
     while (behind_ + 1 < i_ && pt_t_[behind_ + 1 - base_] <= x) ++behind_;
   }
