@@ -269,6 +269,12 @@ def rows(result: dict) -> list[Row]:
     return out
 
 
+def run(quick: bool) -> list[Row]:
+    """For benchmarks/run.py: the full size and 3 rounds, or 1% of it once with --quick (a smoke test)."""
+    with tempfile.TemporaryDirectory(dir=os.environ.get("FASTMETER_BENCH_TMP")) as d:
+        return rows(measure(0.01 if quick else 1.0, 1 if quick else 3, "time-share", Path(d)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of 1M requests / 100M samples (default 1)")

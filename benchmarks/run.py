@@ -41,6 +41,8 @@ BENCHMARKS = {
     "bound": "benchmarks.bench_bound",
     "request_bound": "benchmarks.bench_request_bound",
     "schedule": "benchmarks.bench_schedule",
+    "trace_rss": "benchmarks.bench_trace_rss",
+    "attribution_stream": "benchmarks.bench_attribution_stream",
 }
 
 
