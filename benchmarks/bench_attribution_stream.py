@@ -82,7 +82,7 @@ for lo in range(0, requests, 65536):
     cw.write_batch(pa.record_batch([ids.take(pa.array(owner)), pa.array(ct), pa.array(np.ones(len(ct), np.int32))],
                                    schema=CHUNKS_SCHEMA))
 rw.close(); cw.close()
-print(len(owner))
+print(int(n_chunks.sum()))
 """
 
 _MEASURE = """
@@ -90,42 +90,45 @@ import json, math, resource, sys, time
 import numpy as np
 from pathlib import Path
 from fastmeter.attribution import attribute
-from fastmeter.attribution_stream import CurveChunk, RequestBatch, StreamedAttribution
+from fastmeter.attribution_stream import StreamedAttribution
 from fastmeter.io.attribution_files import RowNumbers, run_request_batches, trace_curve, write_attribution
-d, how, method, period_s = Path(sys.argv[1]), sys.argv[2], sys.argv[3], float(sys.argv[4])
+d, how, method, period_s, warm = Path(sys.argv[1]), sys.argv[2], sys.argv[3], float(sys.argv[4]), Path(sys.argv[5])
 def rss(): return int(open("/proc/self/statm").read().split()[1]) * 4096
-# warm-up: kernels, allocator arenas and pyarrow's pools are not the data's
-list(StreamedAttribution([CurveChunk(np.arange(10), np.arange(10.0))], [RequestBatch([1], [5])], update_period_s=0))
-attribute(np.arange(10), np.arange(10.0), [1], [5], update_period_s=0)
+def run(d):
+  if how == "stream":
+      rows = RowNumbers()
+      s = StreamedAttribution(trace_curve(d / "trace.arrow"), run_request_batches(d, row_numbers=rows), method=method,
+                              update_period_s=period_s)
+      sums = []
+      def counted(batches):
+          for b in batches:
+              sums.append(math.fsum(b.energy_j))
+              yield b
+      n = write_attribution(counted(s), d / "attribution.arrow", rows)
+      total, idle, requests_j = s.totals.total_j, s.totals.idle_j, math.fsum(sums)
+      points = s.totals.curve_points
+  else:
+      import pyarrow as pa
+      from fastmeter.bench.tables import read_arrow, write_arrow
+      from fastmeter.io import open_trace
+      batches = list(open_trace(d / "trace.arrow").batches())
+      t = np.concatenate([b.column("t_ns").to_numpy() for b in batches])
+      e = np.concatenate([b.column("energy_j").to_numpy() for b in batches])
+      del batches
+      req, ch = read_arrow(d / "requests.arrow"), read_arrow(d / "chunks.arrow")
+      off = np.concatenate([[0], np.cumsum(req.column("n_chunks").to_numpy())])
+      a = attribute(t, e, req.column("send_ns").to_numpy(), req.column("end_ns").to_numpy(),
+                    req.column("first_token_ns"), chunk_offsets=off, chunk_t_ns=ch.column("t_ns").to_numpy(),
+                    chunk_tokens=ch.column("tokens").to_numpy(), method=method, update_period_s=period_s)
+      write_arrow(a.to_arrow(), d / "attribution-memory.arrow")
+      n, total, idle, points, requests_j = len(a.energy_j), a.total_j, a.idle_j, len(t), math.fsum(a.energy_j)
+  return n, total, idle, points, requests_j
+# warm-up on a tiny run of the same files: libraries (pyarrow's IPC and compute), kernels and allocator arenas are
+# not the data's
+run(warm)
 base = rss()
 t0 = time.perf_counter()
-if how == "stream":
-    rows = RowNumbers()
-    s = StreamedAttribution(trace_curve(d / "trace.arrow"), run_request_batches(d, row_numbers=rows), method=method,
-                            update_period_s=period_s)
-    sums = []
-    def counted(batches):
-        for b in batches:
-            sums.append(math.fsum(b.energy_j))
-            yield b
-    n = write_attribution(counted(s), d / "attribution.arrow", rows)
-    total, idle, requests_j = s.totals.total_j, s.totals.idle_j, math.fsum(sums)
-    points = s.totals.curve_points
-else:
-    import pyarrow as pa
-    from fastmeter.bench.tables import read_arrow, write_arrow
-    from fastmeter.io import open_trace
-    batches = list(open_trace(d / "trace.arrow").batches())
-    t = np.concatenate([b.column("t_ns").to_numpy() for b in batches])
-    e = np.concatenate([b.column("energy_j").to_numpy() for b in batches])
-    del batches
-    req, ch = read_arrow(d / "requests.arrow"), read_arrow(d / "chunks.arrow")
-    off = np.concatenate([[0], np.cumsum(req.column("n_chunks").to_numpy())])
-    a = attribute(t, e, req.column("send_ns").to_numpy(), req.column("end_ns").to_numpy(),
-                  req.column("first_token_ns"), chunk_offsets=off, chunk_t_ns=ch.column("t_ns").to_numpy(),
-                  chunk_tokens=ch.column("tokens").to_numpy(), method=method, update_period_s=period_s)
-    write_arrow(a.to_arrow(), d / "attribution-memory.arrow")
-    n, total, idle, points, requests_j = len(a.energy_j), a.total_j, a.idle_j, len(t), math.fsum(a.energy_j)
+n, total, idle, points, requests_j = run(d)
 wall = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"wall_s": wall, "peak_above_base_mb": (peak - base) / 2**20, "base_mb": base / 2**20,
@@ -141,6 +144,9 @@ def _python(code: str, *args: str) -> str:
 
 
 def measure(scale: float, rounds: int, method: str, directory: Path, progress=None) -> dict:
+    warm = directory / "warm-up"
+    warm.mkdir()
+    _python(_MAKE, str(warm), "20000", "200", str(PERIOD_NS))
     sizes = {}
     for f in SIZES:
         d = directory / f"size-{f:g}"
@@ -160,9 +166,8 @@ def measure(scale: float, rounds: int, method: str, directory: Path, progress=No
         plan = [("stream", f) for f in SIZES] + [("memory", SIZES[0])]
         for how, f in plan if r % 2 == 0 else plan[::-1]:
             load = os.getloadavg()[0]
-            out = json.loads(
-                _python(_MEASURE, str(sizes[f]["dir"]), how, method, str(UPDATE_PERIOD_S)).splitlines()[-1]
-            )
+            args = (str(sizes[f]["dir"]), how, method, str(UPDATE_PERIOD_S), str(warm))
+            out = json.loads(_python(_MEASURE, *args).splitlines()[-1])
             runs.append({"round": r, "how": how, "size": f, "load_avg_1m": load, **out})
             if progress:
                 progress(runs[-1])

@@ -150,8 +150,8 @@ class StreamedAttribution:
             last_start = int(arrays[0][-1])
             k.add_requests(*arrays)
             self.totals.requests += len(arrays[0])
-            feed.after_requests(k, self.totals, arrays)
-            yield from self._drain(k)
+            for _ in feed.after_requests(k, self.totals, arrays):  # the curve a chunk at a time, swept as it comes
+                yield from self._drain(k)
         k.end_requests()
         for _ in feed.finish(k, self.totals):  # the curve's tail, a chunk at a time
             yield from self._drain(k)
@@ -233,9 +233,10 @@ class _ChunkCurve:
         self._last: tuple[int, float] | None = None
         self._ended = False
 
-    def after_requests(self, k: Any, totals: StreamTotals, _arrays: tuple[np.ndarray, ...]) -> None:
+    def after_requests(self, k: Any, totals: StreamTotals, _arrays: tuple[np.ndarray, ...]) -> Iterator[None]:
         while not self._ended and (self._last is None or self._last[0] <= k.curve_needed_until_ns):
             self._pull(k, totals)
+            yield None
 
     def finish(self, k: Any, totals: StreamTotals) -> Iterator[None]:
         while not self._ended:
@@ -272,12 +273,13 @@ class _TimesCurve:
         self._pending = _sorted_unique(np.array(span_ns or (), dtype=np.int64))
         self._last_e = -math.inf
 
-    def after_requests(self, k: Any, totals: StreamTotals, arrays: tuple[np.ndarray, ...]) -> None:
+    def after_requests(self, k: Any, totals: StreamTotals, arrays: tuple[np.ndarray, ...]) -> Iterator[None]:
         start, end, ft, has_ft, _off, ct, _ck = arrays
         times = _sorted_unique(np.concatenate([self._pending, start, end, ft[has_ft != 0], ct]))
         cut = int(np.searchsorted(times, start[-1]))  # instants before the watermark are final
         self._pending = times[cut:]
         self._add(k, totals, times[:cut])
+        yield None
 
     def finish(self, k: Any, totals: StreamTotals) -> Iterator[None]:
         self._add(k, totals, self._pending)
