@@ -172,3 +172,17 @@ def test_what_streaming_cannot_do_is_said():
         StreamedAttribution([], [], method="activity", update_period_s=0)
     with pytest.raises(ConfigError, match="curve is empty"):
         list(StreamedAttribution([], [RequestBatch([5], [15])], update_period_s=0))
+
+
+def test_a_batch_of_sparse_requests_does_not_pull_its_whole_span_of_curve():
+    """One batch of requests spread over 800k curve points: the curve is pulled and swept a chunk at a time."""
+    rng = np.random.default_rng(9)
+    t = np.arange(800_000, dtype=np.int64) * 1000
+    e = np.cumsum(rng.uniform(0, 1, len(t)))
+    start = np.sort(rng.integers(0, int(t[-1]), 200))
+    chunks = (CurveChunk(t[a : a + 4096], e[a : a + 4096]) for a in range(0, len(t), 4096))
+    s = StreamedAttribution(chunks, [RequestBatch(start, start + 5000)], update_period_s=1e-6)
+    energy = np.concatenate([b.energy_j for b in s])
+    expected = attribute(t, e, start, start + 5000, update_period_s=1e-6)
+    np.testing.assert_array_equal(energy, expected.energy_j)
+    assert s.totals.peak_curve_points_held <= 2 * 65536 + 2 * 4096
