@@ -86,8 +86,8 @@ def source_validity(
 
 def _channel_times(meter: Meter) -> dict[str, np.ndarray]:
     """Sample instants per channel, of the samples the Meter still holds (its keep_samples_s window): older ones
-    left RAM (a long trace or bench run has them on disk only), so the poll-gap check covers that window, while
-    missed deadlines and dropped samples (`sampler_validity`) count over the whole record."""
+    left RAM (a long trace or bench run has them on disk only). Where a span reaches before them, the poll-gap check
+    takes the sampler's largest gap over the whole record instead (`stats()["channels"]`)."""
     while True:
         try:
             t = meter.samples(int(meter.stats()["samples_dropped_from_ram"]))
@@ -189,6 +189,9 @@ def record_validity(meter: Meter, span_ns: tuple[int, int] | None = None) -> Val
         t = times[c.name]
         around = t[max(0, np.searchsorted(t, lo) - 1) : np.searchsorted(t, hi, side="right") + 1]
         gap_ns = int(np.max(np.diff(around))) if len(around) > 1 else 0
+        if stats["samples_dropped_from_ram"] and (len(t) == 0 or lo < t[0]):
+            # Samples of the span left RAM: their gaps are known only as the record's largest, which counts then.
+            gap_ns = max(gap_ns, int(stats["channels"].get(c.name, {}).get("poll_gap_max_ns", 0) or 0))
         # A power-only channel has no observed update period: its readings are due every poll.
         update_ns = meter.period_us * 1e3 if math.isnan(period_s) else period_s * 1e9
         limit_ns = max(MAX_GAP_UPDATE_PERIODS * update_ns, GAP_JITTER_PERIODS * meter.period_us * 1e3)
