@@ -106,8 +106,14 @@ class AttributionStream:
     def add_curve(self, t_ns: I64, energy_j: F64, bound_j: F64 | None = None) -> None: ...
     def end_curve(self) -> None: ...
     def add_requests(
-        self, start_ns: I64, end_ns: I64, first_token_ns: I64, has_first_token: npt.NDArray[np.uint8],
-        chunk_offsets: I64, chunk_t_ns: I64, chunk_tokens: I64,
+        self,
+        start_ns: I64,
+        end_ns: I64,
+        first_token_ns: I64,
+        has_first_token: npt.NDArray[np.uint8],
+        chunk_offsets: I64,
+        chunk_t_ns: I64,
+        chunk_tokens: I64,
     ) -> None: ...
     def end_requests(self) -> None: ...
     def advance(self) -> dict[str, Any]: ...

@@ -186,3 +186,25 @@ def test_a_batch_of_sparse_requests_does_not_pull_its_whole_span_of_curve():
     expected = attribute(t, e, start, start + 5000, update_period_s=1e-6)
     np.testing.assert_array_equal(energy, expected.energy_j)
     assert s.totals.peak_curve_points_held <= 2 * 65536 + 2 * 4096
+
+
+@settings(max_examples=100, deadline=None)
+@given(scenarios(), cut_lists, cut_lists)
+def test_streamed_agrees_with_the_pure_python_twin(case, request_cuts, curve_cuts):
+    """The streaming kernel's twin is the in-memory one's (python/fastmeter/reference/attribute.py): the rules, not
+    the sweep, so the streamed results are checked against the specification directly too."""
+    case = in_start_order(case)
+    twin = attribute(**case, backend="reference")
+    streamed = attribute_streamed(
+        curve_chunks(case, curve_cuts),
+        request_batches(case, request_cuts),
+        method=case["method"],
+        update_period_s=case["update_period_s"],
+        idle_power_w=case["idle_power_w"],
+    )
+    tol = 1e-9 * max(1.0, twin.total_j)
+    for key in KEYS:
+        a, b = getattr(streamed, key), getattr(twin, key)
+        assert (np.isnan(a) == np.isnan(b)).all(), key
+        np.testing.assert_allclose(a[~np.isnan(a)], b[~np.isnan(b)], rtol=1e-9, atol=tol, err_msg=key)
+    assert abs(streamed.idle_j - twin.idle_j) <= tol
