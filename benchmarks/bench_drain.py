@@ -15,9 +15,7 @@ MAX_DRAIN_MS = 50.0
 
 def record(n_samples: int) -> fastmeter.Meter:
     """Synthetic source, 64 channels, fastest period: ~1M samples in about a second."""
-    m = fastmeter.Meter(
-        sources="synthetic", period_us=50, source_options={"synthetic": {"channels": CHANNELS}}
-    )
+    m = fastmeter.Meter(sources="synthetic", period_us=50, source_options={"synthetic": {"channels": CHANNELS}})
     with m:
         while m.sample_count() < n_samples:
             time.sleep(0.05)

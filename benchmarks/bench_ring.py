@@ -39,9 +39,7 @@ def run(quick: bool) -> list[Row]:
     build()
     items = 2_000_000 if quick else 20_000_000
     runs = [
-        json.loads(
-            subprocess.run([str(BINARY), str(items)], check=True, capture_output=True, text=True).stdout
-        )
+        json.loads(subprocess.run([str(BINARY), str(items)], check=True, capture_output=True, text=True).stdout)
         for _ in range(REPEATS)
     ]
     if not all(r["checksum_ok"] for r in runs):

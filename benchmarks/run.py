@@ -41,6 +41,7 @@ BENCHMARKS = {
     "bound": "benchmarks.bench_bound",
     "request_bound": "benchmarks.bench_request_bound",
     "schedule": "benchmarks.bench_schedule",
+    "batches": "benchmarks.bench_batches",
     "trace_rss": "benchmarks.bench_trace_rss",
     "attribution_stream": "benchmarks.bench_attribution_stream",
 }
@@ -68,9 +69,7 @@ def markdown(rows: list[Row]) -> str:
 def code_version() -> str:
     """The commit measured, "+dirty" when the working tree differs from it; "" outside a git checkout."""
     try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        )
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
             cwd=ROOT,
@@ -95,9 +94,7 @@ def machine() -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument(
-        "--quick", action="store_true", help="short runs (a smoke test of the suite, not numbers)"
-    )
+    ap.add_argument("--quick", action="store_true", help="short runs (a smoke test of the suite, not numbers)")
     ap.add_argument(
         "--only",
         action="append",
@@ -152,9 +149,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\nskipped {name}: {why}")
     args.out.mkdir(parents=True, exist_ok=True)
     # A partial run (--only) gets its own file, so it never overwrites the full run of the day.
-    stem = f"{platform.node()}-{datetime.date.today().isoformat()}" + "".join(
-        f"-{n}" for n in args.only or []
-    )
+    stem = f"{platform.node()}-{datetime.date.today().isoformat()}" + "".join(f"-{n}" for n in args.only or [])
     path = args.out / f"{stem}.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")

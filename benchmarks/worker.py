@@ -42,9 +42,7 @@ class PynvmlLoop:
         while not self._stop.is_set():
             t_ns = time.monotonic_ns()
             for i, h in enumerate(handles):
-                records.append(
-                    (t_ns, i, nvml.nvmlDeviceGetTotalEnergyConsumption(h), nvml.nvmlDeviceGetPowerUsage(h))
-                )
+                records.append((t_ns, i, nvml.nvmlDeviceGetTotalEnergyConsumption(h), nvml.nvmlDeviceGetPowerUsage(h)))
             if self.period_ns:
                 deadline += self.period_ns
                 wait_ns = deadline - time.monotonic_ns()

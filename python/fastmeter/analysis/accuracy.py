@@ -26,16 +26,17 @@ Scorer = Callable[[list[tuple[str, str]]], float]
 
 
 @functools.cache
-def load_scorer(spec: str) -> Scorer:
-    """The function named by "module:function" or "file.py:function"; ConfigError saying what is wrong."""
+def load_scorer(spec: str, where: str = "[bench].scorer") -> Scorer:
+    """The function named by "module:function" or "file.py:function"; ConfigError saying what is wrong (`where`
+    names the config key it came from)."""
     module_name, sep, func_name = spec.rpartition(":")
     if not sep or not module_name or not func_name:
-        raise ConfigError(f'[bench].scorer must look like "module:function" or "file.py:function", got {spec!r}')
+        raise ConfigError(f'{where} must look like "module:function" or "file.py:function", got {spec!r}')
     try:
         if module_name.endswith(".py"):
             path = Path(module_name)
             if not path.is_file():
-                raise ConfigError(f"[bench].scorer: no file {module_name}")
+                raise ConfigError(f"{where}: no file {module_name}")
             loader_spec = importlib.util.spec_from_file_location(f"_fastmeter_scorer_{path.stem}", path)
             assert loader_spec is not None and loader_spec.loader is not None
             module = importlib.util.module_from_spec(loader_spec)
@@ -45,10 +46,10 @@ def load_scorer(spec: str) -> Scorer:
     except ConfigError:
         raise
     except Exception as exc:  # the user's module failed to import: say which and why
-        raise ConfigError(f"[bench].scorer: cannot import {module_name}: {type(exc).__name__}: {exc}") from exc
+        raise ConfigError(f"{where}: cannot import {module_name}: {type(exc).__name__}: {exc}") from exc
     func = getattr(module, func_name, None)
     if not callable(func):
-        raise ConfigError(f"[bench].scorer: {module_name} has no function {func_name!r}")
+        raise ConfigError(f"{where}: {module_name} has no function {func_name!r}")
     return func  # type: ignore[no-any-return]
 
 

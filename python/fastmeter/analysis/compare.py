@@ -78,6 +78,16 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     _m("cost", "electricity cost", True, "cost", "cost"),
     _m("cost_per_1m_output_tokens", "cost / 1M output tokens", True, "cost", "cost_per_1m_output_tokens"),
 )}
+# Figures of in-process task runs (fastmeter.tasks): compare them with --metric energy_per_item_j etc.
+METRICS.update({m.name: m for m in (
+    _m("energy_per_item_j", "J / item", True),
+    _m("items_per_s", "items / s", False, fmt=".1f"),
+    _m("batch_latency_ms_p50", "batch latency p50 (ms)", True, fmt=".1f"),
+    _m("batch_latency_ms_p99", "batch latency p99 (ms)", True, fmt=".1f"),
+    _m("top1_accuracy", "top-1 accuracy", False),
+    _m("top5_accuracy", "top-5 accuracy", False),
+    _m("map", "COCO mAP", False),
+)})
 DEFAULT_METRIC = "energy_per_output_token_j"
 
 
@@ -105,7 +115,8 @@ class Run:
 
     @property
     def model(self) -> str:
-        return str(self.config.get("server", {}).get("model") or "-")
+        task = self.config.get("task", {})  # an in-process task names its model there
+        return str(self.config.get("server", {}).get("model") or task.get("model") or task.get("function") or "-")
 
     @property
     def server(self) -> str:
@@ -187,7 +198,15 @@ def normalized_config(config: dict[str, Any]) -> dict[str, Any]:
 
 def workload_of(run: Run) -> dict[str, Any]:
     cfg = normalized_config(run.config)
+    if "task" in cfg:  # an in-process task: its data set and how much of it ran are the workload
+        task = cfg["task"]
+        return {"workload": {k: task.get(k) for k in TASK_WORKLOAD_KEYS if task.get(k) is not None}}
     return {"workload": cfg.get("workload", {}), "load": cfg.get("load", {})}
+
+
+# The [task] keys that say which work a task run did (the model, weights and precision are what is compared).
+TASK_WORKLOAD_KEYS = ("kind", "data", "annotations", "prompt_format", "max_new_tokens", "num_items", "max_batches",
+                      "warmup_batches", "image_size")
 
 
 def controlled_differences(a: Run, b: Run) -> list[Difference]:

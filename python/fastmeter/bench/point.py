@@ -18,7 +18,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from fastmeter.bench.energy import (
     meter_curve,
     span_energy_by_channel,
 )
-from fastmeter.bench.run_files import prepare_run_dir, write_run_json
+from fastmeter.bench.run_files import open_run_recorder, write_run_json
 from fastmeter.bench.summary import RunEnergy, render_summary, requests_validity, summarize
 from fastmeter.bench.tables import (
     CHUNKS_SCHEMA,
@@ -56,7 +56,6 @@ from fastmeter.calibrate.result import calibration_for
 from fastmeter.load.config import BenchConfig
 from fastmeter.load.runner import run_config
 from fastmeter.recorder import Interrupt, Recorder
-from fastmeter.sources import permission_warnings
 from fastmeter.validity import combine
 
 RUN_FORMAT_VERSION = 1
@@ -96,7 +95,7 @@ def run_point(
     hooks: BenchHooks = BenchHooks(),
 ) -> dict[str, Any]:
     """Run the load of `cfg` while measuring; write `run_dir`; return run.json's content."""
-    from fastmeter.env import collect_fingerprint, noise_warnings
+    from fastmeter.env import collect_fingerprint
 
     # Everything that can reject the input, before a directory or a meter exists.
     if cfg.bench.scorer is not None:
@@ -106,24 +105,7 @@ def run_point(
     wait_until_ready(cfg.server.base_url, cfg.server.ready_timeout_s)
     meter = _make_meter(cfg)
     fingerprint = collect_fingerprint(server=(cfg.server.base_url, cfg.server.kind))
-    prepare_run_dir(run_dir, force=force)
-    for w in noise_warnings(fingerprint):
-        hooks.notify("warning", w.message)
-    for text in permission_warnings(meter.skipped_sources):
-        hooks.notify("warning", text)
-
-    recorder = Recorder(
-        meter,
-        run_dir / "samples.arrow",
-        {
-            "fingerprint": fingerprint,
-            "sampler": {"period_us": meter.period_us, "sources": meter.sources},
-            "channels": [asdict(c) for c in meter.channels],
-            "fastmeter_version": fastmeter.__version__,
-            "calibration": calibration,
-        },
-        force=force,
-    )
+    recorder = open_run_recorder(meter, run_dir, fingerprint, calibration, force=force, notify=hooks.notify)
     requests_stream = recorder.add_stream(run_dir / "requests.arrow", REQUESTS_SCHEMA)
     chunks_stream = recorder.add_stream(run_dir / "chunks.arrow", CHUNKS_SCHEMA)
     metrics: list[MetricRow] = []

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+import fastmeter
 from fastmeter.errors import ConfigError
 from fastmeter.io.stream import OutputError, replace_durably
+from fastmeter.meter import Meter
+from fastmeter.recorder import Recorder
+from fastmeter.sources import permission_warnings
 
 # What `bench` writes into a run directory (and `--force` replaces).
 RUN_FILES = ("samples.arrow", "requests.arrow", "chunks.arrow", "metrics.arrow", "run.json", "sweep.json")
+# ... and what a task run (`fastmeter bench task.toml`, fastmeter.tasks) writes besides.
+RUN_FILES += ("batches.arrow", "items.arrow")
 
 
 def prepare_run_dir(path: Path, *, force: bool = False) -> Path:
@@ -66,3 +74,31 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, tuple):
         return list(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def open_run_recorder(
+    meter: Meter,
+    run_dir: Path,
+    fingerprint: Any,
+    calibration: dict[str, Any] | None,
+    *,
+    force: bool,
+    notify: Callable[[str, str], None],
+) -> Recorder:
+    """Create the run directory, say the fingerprint's noise and the sources' permission warnings, and return the
+    recorder of its samples.arrow with the metadata every run carries (bench points and task runs share this)."""
+    from fastmeter.env import noise_warnings
+
+    prepare_run_dir(run_dir, force=force)
+    for w in noise_warnings(fingerprint):
+        notify("warning", w.message)
+    for text in permission_warnings(meter.skipped_sources):
+        notify("warning", text)
+    metadata = {
+        "fingerprint": fingerprint,
+        "sampler": {"period_us": meter.period_us, "sources": meter.sources},
+        "channels": [asdict(c) for c in meter.channels],
+        "fastmeter_version": fastmeter.__version__,
+        "calibration": calibration,
+    }
+    return Recorder(meter, run_dir / "samples.arrow", metadata, force=force)

@@ -199,7 +199,8 @@ def bench_command(config: str | None, force: bool, allow_degraded: bool, **flags
     the best point within `--slo-ttft-p99-ms` / `--slo-itl-p99-ms`. Ctrl-C/SIGTERM stop it with what was measured
     written, exit 130/143; a run where no request succeeded exits 2. Otherwise the exit code follows the run's
     validity (run.json "validity"): 0 measured, 3 degraded, 4 invalid, 5 synthetic (docs/methodology.md,
-    "Validity")."""
+    "Validity"). A CONFIG with a [task] table runs a model in-process instead of a server benchmark
+    (configs/tasks/*.toml, docs/tasks.md): batches.arrow, items.arrow and run.json, same exit codes."""
     from fastmeter.bench.point import BenchHooks
     from fastmeter.bench.sweep import run_sweep
 
@@ -207,6 +208,12 @@ def bench_command(config: str | None, force: bool, allow_degraded: bool, **flags
     given = {k: ("/".join(_BY_PARAM[k].names[:2]) if k == "bench_output_dir" else _BY_PARAM[k].names[0], v)
              for k, v in flags.items() if v is not None}
     data, origins = merge_overrides(data, given)
+    if "task" in data:  # an in-process task (fastmeter.tasks, cli/task.py), not a server benchmark
+        from fastmeter.cli.task import run_task_command
+
+        run = run_task_command(data, config or "command line", origins, force, _notify)
+        _exit_validity(Validity.from_dict(run["validity"]), allow_degraded)
+        return
     cfg = validate_config(data, config or "command line", origins)
     out = cfg.bench.output_dir
     if out is None:

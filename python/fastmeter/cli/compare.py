@@ -24,8 +24,10 @@ def parse_percent(text: str) -> float:
 @click.option("--baseline", "baselines", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Baseline run directory (repeat for repeated runs; a directory of runs also works). "
                    "Default: the first RUN.")
-@click.option("--metric", default="energy_per_output_token_j", show_default=True,
-              help="Metric the verdict and the gate use, e.g. energy_per_request_j, avg_power_w, output_tokens_per_j.")
+@click.option("--metric", default=None,
+              help="Metric the verdict and the gate use, e.g. energy_per_request_j, avg_power_w, output_tokens_per_j. "
+                   "Default: energy_per_output_token_j; energy_per_item_j when every run is a task run without "
+                   "output tokens (`fastmeter bench TASK.toml`).")
 @click.option("--max-regression", "max_regression", default=None, metavar="PCT",
               help='Exit 1 when a candidate is worse than the baseline by more than PCT ("15%" or "15") and '
                    "the difference is outside the noise.")
@@ -34,7 +36,7 @@ def parse_percent(text: str) -> float:
 @click.option("--allow-mismatch", is_flag=True,
               help="Compare runs whose controlled variables (GPU, driver, CUDA, power limit, packages, workload) "
                    "differ; the differences are printed as warnings.")
-def compare_command(runs: tuple[str, ...], baselines: tuple[str, ...], metric: str, max_regression: str | None,
+def compare_command(runs: tuple[str, ...], baselines: tuple[str, ...], metric: str | None, max_regression: str | None,
                     fmt: str, allow_mismatch: bool) -> None:
     """Compare benchmark runs (directories written by `fastmeter bench`) side by side.
 
@@ -48,6 +50,11 @@ def compare_command(runs: tuple[str, ...], baselines: tuple[str, ...], metric: s
 
     threshold = parse_percent(max_regression) if max_regression is not None else None
     loaded = load_runs([*baselines, *runs])
+    if metric is None:  # J per output token, or J per item for task runs (image, detection, callable) that have none
+        every = [r for group in loaded for r in group]
+        no_tokens = all(r.summary.get("energy_per_output_token_j") is None and "energy_per_item_j" in r.summary
+                        for r in every)
+        metric = "energy_per_item_j" if no_tokens else "energy_per_output_token_j"
     if baselines:
         base = [r for group in loaded[:len(baselines)] for r in group]
         seen = {r.path.resolve() for r in base}

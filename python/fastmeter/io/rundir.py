@@ -93,6 +93,7 @@ def read_run_dir(path: Path) -> RunFiles:
     if not samples.is_file():
         raise FastmeterError(f"{samples} is missing: the run directory is incomplete; {WHAT_TO_PASS}")
     trace = read_trace(samples)
-    requests = check_columns(read_arrow(path / "requests.arrow"), REQUEST_COLUMNS, str(path / "requests.arrow"),
-                             RERUN)
+    # A task run (fastmeter.tasks) has items where a server benchmark has requests, with the same columns.
+    table = path / ("items.arrow" if isinstance(meta.get("task"), dict) else "requests.arrow")
+    requests = check_columns(read_arrow(table), REQUEST_COLUMNS, str(table), RERUN)
     return RunFiles(meta, trace, requests)
