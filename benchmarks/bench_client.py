@@ -44,6 +44,7 @@ P99_TARGET_NS = 200_000
 # Open-loop rates for the schedule check (requests/s of 64 chunks, 1 ms apart), under a cap no run reaches.
 SCHEDULE_RATES = (100.0, 400.0)
 SCHEDULE_CAP = 1024
+SCHEDULE_CLIENTS = ("fastmeter", "fastmeter-native")
 REAL_CONCURRENCY, REAL_REQUESTS, REAL_TOKENS = 4, 192, 16
 
 
@@ -81,19 +82,20 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 def real_vllm(rounds: int, json_path: Path | None) -> None:
-    """fastmeter's client vs vLLM's against the real vLLM CPU server (tiny model, ``ignore_eos``): closed loop at
-    concurrency 4, 192 requests of 16 tokens, as in issue 11. Output tokens/s; fastmeter's share of bunched
-    responses (all chunks within 1 ms) says how the server delivered them."""
+    """fastmeter's clients (asyncio, native) vs vLLM's against the real vLLM CPU server (tiny model,
+    ``ignore_eos``): closed loop at concurrency 4, 192 requests of 16 tokens, as in issue 11. Output tokens/s;
+    fastmeter's share of bunched responses (all chunks within 1 ms) says how the server delivered them."""
     from tests.servers.vllm_server import VllmVenv, build_model_dir, running_vllm_server
 
     venv = VllmVenv(VLLM_VENV)
-    runs: dict[str, list[dict[str, Any]]] = {"fastmeter": [], "vllm": []}
+    names = ("fastmeter", "fastmeter-native", "vllm")
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_model_dir(venv, Path(tmp) / "model")
         with running_vllm_server(venv, model_dir, Path(tmp) / "server.log") as srv:
             for rnd in range(rounds):
-                for client in ("fastmeter", "vllm") if rnd % 2 == 0 else ("vllm", "fastmeter"):
+                for client in names[rnd % 3 :] + names[: rnd % 3]:  # rotate the order
                     out = run_worker(
                         client, srv.base_url, REAL_CONCURRENCY, REAL_REQUESTS, tokens=REAL_TOKENS, model=srv.model
                     )
@@ -128,21 +130,31 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64, 256])
     ap.add_argument("--quick", action="store_true", help="one round, few requests: a smoke test, not a result")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument(
+        "--extra-clients",
+        nargs="*",
+        default=[],
+        choices=["fastmeter-native-other"],
+        help="also the native transport on SCHED_OTHER (realtime=False), to show what SCHED_FIFO buys",
+    )
+    ap.add_argument("--modes", nargs="+", default=["capacity", "fidelity"], choices=["capacity", "fidelity"])
+    ap.add_argument("--no-schedule", action="store_true", help="skip the open-loop send-lag check")
     ap.add_argument("--real-vllm", action="store_true", help="only the comparison against a real vLLM (CPU) server")
     args = ap.parse_args()
     if args.real_vllm:
         real_vllm(1 if args.quick else args.rounds, args.json)
         return
     rounds = 1 if args.quick else args.rounds
-    clients = ["fastmeter"]
+    clients = ["fastmeter", "fastmeter-native"]
     if importlib.util.find_spec("uvloop") is not None:
         clients.append("fastmeter-uvloop")
+    clients += args.extra_clients
     if (VLLM_VENV / "bin" / "python").exists():
         clients.append("vllm")
     exe = build_stamp_server(Path(tempfile.gettempdir()) / f"fastmeter-bench-{os.getuid()}")
     load_before = os.getloadavg()
     raw: dict[tuple[str, str, int], list[dict[str, float]]] = {}
-    for mode, gap_s in (("capacity", 0.0), ("fidelity", 0.001)):
+    for mode, gap_s in [m for m in (("capacity", 0.0), ("fidelity", 0.001)) if m[0] in args.modes]:
         with StampServer(exe, gap_s=gap_s) as srv:
             for rnd in range(rounds):
                 for c in args.concurrency:
@@ -151,12 +163,13 @@ def main() -> None:
                         n = n_requests_for(mode, c, args.quick)
                         raw.setdefault((mode, client, c), []).append(run_worker(client, srv.url, c, n))
     with StampServer(exe, gap_s=0.001) as srv:  # open loop: is the arrival schedule kept while the client is busy?
-        for rnd in range(rounds):
+        for rnd in range(0 if args.no_schedule else rounds):
             for rate in SCHEDULE_RATES:
                 n = int(rate * (0.5 if args.quick else 2.0))
-                raw.setdefault(("schedule", "fastmeter", rate), []).append(
-                    run_worker("fastmeter", srv.url, SCHEDULE_CAP, n, rate=rate)
-                )
+                for client in SCHEDULE_CLIENTS if rnd % 2 == 0 else SCHEDULE_CLIENTS[::-1]:
+                    raw.setdefault(("schedule", client, rate), []).append(
+                        run_worker(client, srv.url, SCHEDULE_CAP, n, rate=rate)
+                    )
     load_after = os.getloadavg()
     rows: list[dict[str, Any]] = []
     schedule_rows: list[dict[str, Any]] = []
@@ -176,11 +189,14 @@ def main() -> None:
             "cpu_us_per_chunk": summary([r["cpu_ns"] / r["chunks"] / 1e3 for r in runs]),
             "lat_p50_us": summary([r["lat_p50_ns"] / 1e3 for r in runs]),
             "lat_p99_us": summary([r["lat_p99_ns"] / 1e3 for r in runs]),
+            # the receiving thread's mean wait for a CPU per timeslice: the machine's share of the delay
+            "runq_wait_us_per_slice": summary([r["runq_wait_ns"] / max(1, r["timeslices"]) / 1e3 for r in runs]),
         }
         rows.append(row)
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; clients: {', '.join(clients)}")
     print(
-        f"{'mode':<9}{'client':<11}{'conc':>5}{'req/s':>22}{'CPU us/chunk':>22}{'rx-tx p50 us':>22}{'rx-tx p99 us':>24}"
+        f"{'mode':<9}{'client':<17}{'conc':>5}{'req/s':>24}{'CPU us/chunk':>20}{'rx-tx p50 us':>24}"
+        f"{'rx-tx p99 us':>26}{'runq wait us/slice':>22}"
     )
 
     def fmt(s: dict[str, float]) -> str:
@@ -188,18 +204,21 @@ def main() -> None:
 
     for r in rows:
         print(
-            f"{r['mode']:<9}{r['client']:<11}{r['concurrency']:>5}{fmt(r['req_per_s']):>22}"
-            f"{fmt(r['cpu_us_per_chunk']):>22}{fmt(r['lat_p50_us']):>22}{fmt(r['lat_p99_us']):>24}"
+            f"{r['mode']:<9}{r['client']:<17}{r['concurrency']:>5}{fmt(r['req_per_s']):>24}"
+            f"{fmt(r['cpu_us_per_chunk']):>20}{fmt(r['lat_p50_us']):>24}{fmt(r['lat_p99_us']):>26}"
+            f"{fmt(r['runq_wait_us_per_slice']):>22}"
         )
     for r in schedule_rows:
         lag = r["send_lag_us"]
         print(
-            f"schedule  fastmeter  {r['rate_per_s']:g} req/s (cap {SCHEDULE_CAP}): send lag us p50 {fmt(lag['p50'])}"
-            f"  p99 {fmt(lag['p99'])}  max {fmt(lag['max'])}"
+            f"schedule  {r['client']:<17}{r['rate_per_s']:g} req/s (cap {SCHEDULE_CAP}): send lag us "
+            f"p50 {fmt(lag['p50'])}  p99 {fmt(lag['p99'])}  max {fmt(lag['max'])}"
         )
     by = {(r["mode"], r["client"], r["concurrency"]): r for r in rows}
     for ours_name in clients[:-1] if "vllm" in clients else []:
         for c in args.concurrency:
+            if ("capacity", ours_name, c) not in by:
+                continue
             ours, peer = by[("capacity", ours_name, c)], by[("capacity", "vllm", c)]
             ratio = ours["req_per_s"]["median"] / peer["req_per_s"]["median"]
             verdict = "PASS" if ratio >= 1 else "MISS"

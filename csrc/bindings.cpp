@@ -10,9 +10,12 @@
 #include "fastmeter/attribute_stream.h"
 #include "fastmeter/bound.h"
 #include "fastmeter/clock.h"
+#include "fastmeter/http/response_parser.h"
+#include "fastmeter/http/stream_client.h"
 #include "fastmeter/integrate.h"
 #include "fastmeter/meter.h"
 #include "fastmeter/schedule.h"
+#include "fastmeter/shape.h"
 #include "fastmeter/sources/source.h"
 // --- calibrate: optional CUDA load ---
 #ifdef FASTMETER_HAVE_CUDA
@@ -569,6 +572,132 @@ PYBIND11_MODULE(_core, m) {
       py::arg("lo0_j"), py::arg("hi0_j"), py::arg("lo1_j"), py::arg("hi1_j"), py::arg("pmax_w"), py::arg("t0_ns"),
       py::arg("t1_ns"), "The range of E(t1) - E(t0) from the ranges at both ends (bound.h span_range).");
   // ---- end error bound kernels ----
+  // ---- native HTTP transport ----
+  {
+    namespace h = fastmeter::http;
+    auto events_list = [](const std::vector<h::SseEvent>& evs) {
+      py::list out(evs.size());
+      for (size_t i = 0; i < evs.size(); ++i) out[i] = py::make_tuple(py::bytes(evs[i].data), evs[i].t_ns);
+      return out;
+    };
+    m.def(
+        "http_parse_pieces",
+        [events_list](const std::vector<std::string>& pieces, size_t max_line_bytes, size_t max_event_bytes,
+                      bool eof) {
+          h::ResponseParser p({max_line_bytes, max_event_bytes});
+          py::object error = py::none();
+          size_t used = 0;
+          try {
+            for (size_t i = 0; i < pieces.size() && !p.complete(); ++i) {
+              used += p.feed(pieces[i].data(), pieces[i].size(), static_cast<int64_t>(i));
+            }
+            if (eof) p.eof();
+          } catch (const h::ParseError& e) {
+            error = py::make_tuple(static_cast<int>(e.kind()), e.what());
+          }
+          py::dict d;
+          d["status"] = p.status();
+          d["keep_alive"] = p.keep_alive();
+          d["complete"] = p.complete();
+          d["truncated"] = p.truncated();
+          d["done_seen"] = p.done_seen();
+          d["reads"] = p.reads();
+          d["used"] = used;
+          d["events"] = events_list(p.events());
+          d["error_body"] = py::bytes(p.error_body());
+          d["error"] = error;
+          return d;
+        },
+        py::arg("pieces"), py::arg("max_line_bytes") = h::kDefaultMaxLineBytes,
+        py::arg("max_event_bytes") = h::kDefaultMaxEventBytes, py::arg("eof") = false,
+        "Run the native response parser over pieces (piece i arrives at t_ns = i): for tests against its twin.");
+    py::class_<h::StreamClient>(m, "StreamClient")
+        .def(py::init([](const std::string& host, int port, size_t max_connections, size_t max_line_bytes,
+                         size_t max_event_bytes, bool realtime) {
+               return std::make_unique<h::StreamClient>(host, port, max_connections,
+                                                        h::StreamLimits{max_line_bytes, max_event_bytes}, realtime);
+             }),
+             py::arg("host"), py::arg("port"), py::arg("max_connections"),
+             py::arg("max_line_bytes") = h::kDefaultMaxLineBytes,
+             py::arg("max_event_bytes") = h::kDefaultMaxEventBytes, py::arg("realtime") = false)
+        .def(
+            "submit",
+            [](h::StreamClient& c, const py::list& jobs) {
+              std::vector<h::Job> v;
+              v.reserve(jobs.size());
+              for (const py::handle& item : jobs) {
+                auto t = item.cast<py::tuple>();
+                h::Job j;
+                j.id = t[0].cast<uint64_t>();
+                j.scheduled_ns = t[1].cast<int64_t>();
+                j.request = t[2].cast<std::string>();
+                j.timeout_ns = t[3].cast<int64_t>();
+                j.not_after_ns = t[4].cast<int64_t>();
+                v.push_back(std::move(j));
+              }
+              py::gil_scoped_release nogil;
+              c.submit(std::move(v));
+            },
+            py::arg("jobs"), "Jobs as (id, scheduled_ns or -1, request bytes, timeout_ns or 0, not_after_ns).")
+        .def(
+            "take",
+            [events_list](h::StreamClient& c) {
+              std::vector<h::Result> rs;
+              {
+                py::gil_scoped_release nogil;
+                rs = c.take();
+              }
+              py::list out(rs.size());
+              for (size_t i = 0; i < rs.size(); ++i) {
+                const h::Result& r = rs[i];
+                out[i] = py::make_tuple(r.id, r.sent, r.scheduled_ns, r.send_ns, r.end_ns, r.http_status,
+                                        r.content_encoding, static_cast<int>(r.error_kind), r.error,
+                                        events_list(r.events), py::bytes(r.error_body), r.done_seen, r.complete,
+                                        r.truncated, r.reads);
+              }
+              return out;
+            },
+            "Finished requests as tuples (see _core.pyi); never blocks.")
+        .def_property_readonly("notify_fd", &h::StreamClient::notify_fd)
+        .def_property_readonly("connections_opened", &h::StreamClient::connections_opened)
+        .def_property_readonly("thread_cpu_ns", &h::StreamClient::thread_cpu_ns)
+        .def_property_readonly("thread_tid", &h::StreamClient::thread_tid)
+        .def_property_readonly("sched_policy", &h::StreamClient::sched_policy)
+        .def("close", &h::StreamClient::close, nogil());
+  }
+  // ---- end native HTTP transport ----
+  // ---- activity shaping kernel ----
+  {
+    using I64 = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+    using F64 = py::array_t<double, py::array::c_style | py::array::forcecast>;
+    m.def(
+        "shape_curve",
+        [](I64 knot_t_ns, F64 knot_energy_j, I64 power_t_ns, F64 power_w, I64 query_t_ns) {
+          if (knot_t_ns.size() != knot_energy_j.size() || power_t_ns.size() != power_w.size())
+            throw std::invalid_argument("shape_curve: array lengths do not match");
+          ShapeInput in;
+          in.knot_t_ns = knot_t_ns.data();
+          in.knot_energy_j = knot_energy_j.data();
+          in.n_knots = static_cast<size_t>(knot_t_ns.size());
+          in.power_t_ns = power_t_ns.data();
+          in.power_w = power_w.data();
+          in.n_power = static_cast<size_t>(power_t_ns.size());
+          in.query_t_ns = query_t_ns.data();
+          in.n_query = static_cast<size_t>(query_t_ns.size());
+          F64 out(query_t_ns.size());
+          double* dst = out.mutable_data();
+          {
+            py::gil_scoped_release nogil;
+            shape_curve(in, dst);
+          }
+          return out;
+        },
+        py::arg("knot_t_ns"), py::arg("knot_energy_j"), py::arg("power_t_ns"), py::arg("power_w"),
+        py::arg("query_t_ns"),
+        "Measured cumulative energy at the knots, reshaped inside each knot interval by the predicted power; use "
+        "fastmeter.activity, which validates input.");
+  }
+  // ---- end activity shaping kernel ----
   // ---- streaming attribution (attribute_stream.h) ----
   {
     using I64 = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;

@@ -195,6 +195,9 @@ def record_validity(meter: Meter, span_ns: tuple[int, int] | None = None) -> Val
         # A power-only channel has no observed update period: its readings are due every poll.
         update_ns = meter.period_us * 1e3 if math.isnan(period_s) else period_s * 1e9
         limit_ns = max(MAX_GAP_UPDATE_PERIODS * update_ns, GAP_JITTER_PERIODS * meter.period_us * 1e3)
+        planned_ns = _planned_gap_ns(stats, c.name)
+        if planned_ns is not None:  # adaptive: a gap between planned bands is the plan, not starvation
+            limit_ns = max(limit_ns, planned_ns + GAP_JITTER_PERIODS * meter.period_us * 1e3)
         if gap_ns > limit_ns:
             reasons.append(
                 Reason(
@@ -204,7 +207,37 @@ def record_validity(meter: Meter, span_ns: tuple[int, int] | None = None) -> Val
                     channel=c.name,
                 )
             )
+    reasons += _schedule_notes(stats)
     return combine([Validity(tuple(reasons)), sampler_validity(stats, meter.period_us)])
+
+
+def _planned_gap_ns(stats: Mapping[str, Any], channel: str) -> float | None:
+    """The longest gap the adaptive schedule plans between a channel's polls: its locked update period, when every
+    field of the channel is locked or quiet (else some field keeps it on every period: None)."""
+    fields = stats.get("schedule", {}).get(channel, {}).get("fields", {})
+    periods = [f["period_s"] for f in fields.values() if f["state"] == "locked"]
+    if not periods or any(f["state"] not in ("locked", "quiet") for f in fields.values()):
+        return None
+    return max(periods) * 1e9
+
+
+def _schedule_notes(stats: Mapping[str, Any]) -> list[Reason]:
+    """Misses and re-locks of the adaptive schedule, reported without changing the verdict: after a miss the
+    channel is polled every period until it re-locks, and the poll-gap check above judges any update that may
+    have gone unseen at its instant."""
+    notes = []
+    for channel, sched in stats.get("schedule", {}).items():
+        if sched["misses"] or sched["relocks"]:
+            notes.append(
+                Reason(
+                    "schedule_relock",
+                    f"channel {channel}: the adaptive schedule missed {sched['misses']} expected updates and "
+                    f"re-locked {sched['relocks']} times (polled every period in between)",
+                    Verdict.MEASURED,
+                    channel,
+                )
+            )
+    return notes
 
 
 def meter_validity(meter: Meter, span_ns: tuple[int, int] | None = None) -> Validity:

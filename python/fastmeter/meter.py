@@ -118,6 +118,8 @@ class Meter:
     schedule: "fixed" polls every source at every period; "adaptive" learns when each hardware field (NVML
         counter, power) updates and polls only within a guard band around expected updates, falling back to every
         period on a miss (stats()["schedule"] shows lock states); continuous counters (RAPL) stay on every period.
+        None (the default): "adaptive" when an NVML source is read, else "fixed" (RAPL and the synthetic source
+        change at every poll, so there is nothing to skip); `Meter.schedule` says which.
     realtime: ask for SCHED_FIFO (lowest real-time priority) for the sampler thread, so CPU-bound neighbours
         cannot starve it; without the privilege it stays SCHED_OTHER. stats()["sched_policy"] says which.
 
@@ -135,7 +137,7 @@ class Meter:
         spin_us: int | None = None,
         ring_capacity: int = 1 << 20,
         wait_final_s: float | None = None,
-        schedule: str = "fixed",
+        schedule: str | None = None,
         realtime: bool = True,
         keep_samples_s: float = KEEP_SAMPLES_S,
         knot_resolution_us: int = KNOT_RESOLUTION_US,
@@ -147,7 +149,7 @@ class Meter:
             )
         if spin_us is not None and not 0 <= spin_us <= period_us:
             raise ConfigError(f"spin_us={spin_us!r} must be within 0..period_us ({period_us})")
-        if schedule not in SCHEDULES:
+        if schedule is not None and schedule not in SCHEDULES:
             raise ConfigError(f"schedule={schedule!r} is not one of {', '.join(SCHEDULES)}")
         if ring_capacity < 1024:
             raise ConfigError(f"ring_capacity={ring_capacity} is too small; use at least 1024 samples")
@@ -166,6 +168,9 @@ class Meter:
         self.skipped_sources: list[SourceInfo] = skipped
         self.period_us = int(period_us)
         self._wait_final_s = wait_final_s
+        if schedule is None:
+            schedule = "adaptive" if any(n == "nvml" for n, _ in specs) else "fixed"
+        self.schedule: str = schedule
         try:
             self._core = _core.Meter(
                 specs,
@@ -332,8 +337,9 @@ class Meter:
         readable through samples()), knots and change_points (what energy queries and their error bounds read,
         over all channels), rss_bytes (this process; NaN if unreadable),
         queries, query_p50_us / query_p99_us (latency of energy_between / cumulative_at calls, ~1% resolution;
-        NaN before the first)."""
+        NaN before the first). schedule_mode: "fixed" or "adaptive", the schedule this meter runs."""
         s = dict(self._core.stats())
+        s["schedule_mode"] = self.schedule
         s["errors"] = {n: err for i, n in enumerate(self._names) if (err := self._core.channel_error(i))}
         s["update_period_s"] = dict(zip(self._names, self._core.update_periods_s()))
         s["failed_at_ns"] = self.failed_at_ns

@@ -142,6 +142,7 @@ class Recorder:
         rotate_s: float | None = None,
         on_flush: Callable[[int], None] | None = None,
         on_error: Callable[[OutputError], None] | None = None,
+        schema: pa.Schema = SAMPLES_SCHEMA,
     ) -> None:
         if rotate_s is not None and not (math.isfinite(rotate_s) and rotate_s > 0):
             raise OutputError(f"rotation interval {rotate_s!r} s must be a finite number > 0")
@@ -152,6 +153,7 @@ class Recorder:
         self.metadata = {"realtime_anchor": anchor, **metadata}
         self.interval_s = flush_interval_s(len(meter.channels), meter.period_us)
         self.error: OutputError | None = None
+        self._schema = schema  # the meter's samples table (a ClusterMeter's has a `node` column)
         self._force = force
         self._rotate_s = rotate_s
         self._on_flush = on_flush
@@ -167,7 +169,9 @@ class Recorder:
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> Recorder:
-        self._writer = TraceWriter(self.path, self.metadata, force=self._force, rotate_s=self._rotate_s)
+        self._writer = TraceWriter(
+            self.path, self.metadata, force=self._force, rotate_s=self._rotate_s, schema=self._schema
+        )
         try:
             self.meter.start()
         except BaseException:
@@ -239,7 +243,7 @@ class Recorder:
             if lo < hi:
                 pieces.append(batch.slice(lo, hi - lo))
             pos += batch.num_rows
-        return pa.Table.from_batches(pieces, schema=SAMPLES_SCHEMA)
+        return pa.Table.from_batches(pieces, schema=self._schema)
 
     def _fail(self, e: OutputError) -> None:
         self.error = e

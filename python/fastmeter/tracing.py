@@ -23,6 +23,7 @@ from typing import Any
 from fastmeter.assess import meter_validity
 from fastmeter.errors import FastmeterError
 from fastmeter.recorder import Interrupt, Recorder
+from fastmeter.validity import Validity
 
 DEFAULT_GRACE_S = 5.0
 # How often the main thread checks the command, the signals and the duration (flushing runs on its own thread).
@@ -104,8 +105,10 @@ def run_trace(
     idle_baseline_s: float = 0.0,
     grace_s: float = DEFAULT_GRACE_S,
     on_phase: Callable[[str], None] | None = None,
+    judge: Callable[[Any], Validity] = meter_validity,
 ) -> TraceResult:
-    """Record with `recorder` (not yet started) until `duration_s`, SIGINT/SIGTERM, or the end of `command`."""
+    """Record with `recorder` (not yet started) until `duration_s`, SIGINT/SIGTERM, or the end of `command`.
+    judge(meter): the finished record's validity (a ClusterMeter judges itself: `ClusterMeter.validity`)."""
     if command and shutil.which(command[0]) is None:
         raise FastmeterError(f"cannot run {command[0]!r}: not found, or not executable; check the command after `--`")
     interrupt = Interrupt()
@@ -141,7 +144,7 @@ def run_trace(
             "signals_sent": child.signals_sent if child is not None else [],
         }
         recorder.stop()  # validity: the record is complete; its verdict is written with it
-        final["validity"] = meter_validity(recorder.meter).to_dict()
+        final["validity"] = judge(recorder.meter).to_dict()
         path = recorder.close(final)
     return TraceResult(path, recorder.rows, exit_code, stopped_by, interrupt.signum, idle_w)
 

@@ -139,3 +139,22 @@ def exit_code(validity: Validity, allow_degraded: bool = False) -> int:
         chosen = all(r.code in CHOSEN_SYNTHETIC_CODES for r in validity.reasons if r.verdict is Verdict.SYNTHETIC)
         return 0 if chosen else EXIT_CODES[v]
     return EXIT_CODES[v]
+
+
+# --- thresholds added with cluster measurement (fastmeter/cluster) -------------------------------------------------
+# A node's clock offset to the driver is known to +-RTT/2 of the best round trip. Beyond 1 ms the node's span edges
+# are placed coarser than a 1 kHz sampler places its own (a poll each ms), so its figures are flagged degraded; the
+# energy this uncertainty can move is in the span's error bound either way.
+MAX_CLOCK_BOUND_NS = 1_000_000
+
+# --- thresholds of the activity power-model fit (fastmeter/activity_fit.py, docs/attribution.md "Activity") -----
+# Fewer sensor intervals than this per fitted coefficient leave the confidence intervals too wide to shape by: with
+# 4 coefficients that is 2 s of a 100 ms counter, the shortest run in which prefill, decode and idle all vary.
+ACTIVITY_MIN_INTERVALS_PER_COEF = 5
+# Above this condition number of the column-normalised design, two activity terms move together (e.g. decode rate
+# and sequences in flight at a constant step time) and the fit can trade one for the other: shaping is then an
+# arbitrary choice among equally good models. 1e4 still leaves ~4 significant digits in float64 normal equations.
+ACTIVITY_MAX_CONDITION = 1e4
+# Below this R^2 the model explains too little of how the measured energy varies between intervals to place energy
+# inside them better than time-share; half the variance is the point where the model is more signal than noise.
+ACTIVITY_MIN_R2 = 0.5

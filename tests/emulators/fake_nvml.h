@@ -18,13 +18,16 @@ enum {
 /* nvmlValueType_t */
 enum { VT_DOUBLE = 0, VT_UINT = 1, VT_ULONG = 2, VT_ULL = 3, VT_SLL = 4, VT_SINT = 5, VT_USHORT = 6 };
 
-enum wave_kind { WAVE_CONSTANT, WAVE_SQUARE, WAVE_STEPS };
+enum wave_kind { WAVE_CONSTANT, WAVE_SQUARE, WAVE_STEPS, WAVE_FILE };
+
+struct file_wave; /* fake_nvml_file.c: `power file`, steps appended live */
 
 struct wave {
   enum wave_kind kind;
   double a_w, b_w, period_s, duty; /* constant: a_w; square: low a_w, high b_w */
   int n_steps;
   double step_t_s[FAKE_MAX_STEPS], step_w[FAKE_MAX_STEPS];
+  struct file_wave* file; /* WAVE_FILE */
 };
 
 struct fake_gpu {
@@ -69,5 +72,11 @@ int64_t fake_now_ns(void);
 double fake_refresh_s(const struct fake_gpu* g, int64_t t_ns, int64_t refresh_ns);
 double fake_power_w(const struct wave* w, double s);  /* true power at s seconds after the origin */
 double fake_energy_j(const struct wave* w, double s); /* exact integral of the power from 0 to s */
+
+/* `power file` (fake_nvml_file.c): the follower of one file, shared by every config load naming it. NULL when the
+ * file cannot be opened. */
+struct file_wave* fake_file_wave_open(const char* path, int64_t origin_ns);
+double fake_file_power_w(struct file_wave* fw, double s);
+double fake_file_energy_j(struct file_wave* fw, double s);
 
 #endif

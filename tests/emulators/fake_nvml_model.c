@@ -14,6 +14,8 @@
  *   power constant <w>
  *   power square <low_w> <high_w> <period_s> <duty>     (high while frac(s / period_s) < duty)
  *   power steps <t_s> <w> [<t_s> <w> ...]                (w from t_s on; the first w also before the first t_s)
+ *   power file <path>        steps `<t_ns> <w>` (CLOCK_MONOTONIC ns) appended live to <path> by a scripted server
+ *                            (fake_nvml_file.c); put the GPU's t0_ns before it
  *   counter_refresh_ms <ms>  energy counter = offset + floor(1000 * E(tc)) mJ, tc = t0 + k*refresh the latest
  *                            instant <= now (0 = continuous); E = exact integral of the waveform from t0
  *   power_refresh_ms <ms>    power values are evaluated at the latest t0 + k*refresh <= now (0 = now)
@@ -87,6 +89,8 @@ double fake_power_w(const struct wave* w, double s) {
       const double x = s / w->period_s;
       return (x - floor(x) < w->duty) ? w->b_w : w->a_w;
     }
+    case WAVE_FILE:
+      return fake_file_power_w(w->file, s);
     case WAVE_STEPS: {
       double p = w->step_w[0];
       for (int i = 0; i < w->n_steps && s >= w->step_t_s[i]; ++i) p = w->step_w[i];
@@ -107,6 +111,8 @@ double fake_energy_j(const struct wave* w, double s) {
     }
     case WAVE_STEPS:
       return steps_integral(w, s) - steps_integral(w, 0.0);
+    case WAVE_FILE:
+      return fake_file_energy_j(w->file, s);
     default:
       return w->a_w * s;
   }
@@ -184,6 +190,12 @@ static int apply(struct fake_system* sys, char* key, char* rest, char** tok, int
       g->wave.step_w[i] = atof(tok[2 + 2 * i]);
       if (i > 0 && !(g->wave.step_t_s[i] > g->wave.step_t_s[i - 1])) return -1;
     }
+  } else if (strcmp(key, "power") == 0 && n == 2 && strcmp(tok[0], "file") == 0) {
+    /* --- power file (activity attribution's ground truth) --- */
+    g->wave.kind = WAVE_FILE;
+    g->wave.file = fake_file_wave_open(tok[1], g->t0_ns);
+    if (!g->wave.file) return -1;
+    /* --- end power file --- */
   } else if (strcmp(key, "counter_refresh_ms") == 0 && n == 1) g->counter_refresh_ns = ms_to_ns(tok[0]);
   else if (strcmp(key, "power_refresh_ms") == 0 && n == 1) g->power_refresh_ns = ms_to_ns(tok[0]);
   else if (strcmp(key, "power_phase_ms") == 0 && n == 1) g->power_phase_ns = ms_to_ns(tok[0]);

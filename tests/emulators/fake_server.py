@@ -16,6 +16,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -51,7 +52,15 @@ class Cut:
     """Close the socket without the final empty chunk: the body is incomplete."""
 
 
-Step = Send | Raw | Sleep | Reset | Cut
+@dataclass(frozen=True)
+class SleepUntil:
+    """Pause until a CLOCK_MONOTONIC instant (time.monotonic_ns): a scheduled stream does not drift with each
+    sleep's overshoot."""
+
+    t_ns: int
+
+
+Step = Send | Raw | Sleep | Reset | Cut | SleepUntil
 
 
 @dataclass
@@ -195,6 +204,8 @@ async def _respond(writer: asyncio.StreamWriter, script: Script) -> bool:
             await writer.drain()
         elif isinstance(step, Sleep):
             await asyncio.sleep(step.seconds)
+        elif isinstance(step, SleepUntil):
+            await asyncio.sleep(max(0.0, (step.t_ns - time.monotonic_ns()) * 1e-9))
         elif isinstance(step, Reset):
             sock = writer.transport.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).parent
-C_SOURCES = ("fake_nvml.c", "fake_nvml_model.c")
+C_SOURCES = ("fake_nvml.c", "fake_nvml_model.c", "fake_nvml_file.c")
 CFLAGS = ("-shared", "-fPIC", "-O2", "-ffp-contract=off", "-fvisibility=hidden", "-std=c11", "-D_GNU_SOURCE")
 LDFLAGS = ("-Wl,-soname,libnvidia-ml.so.1", "-lm", "-lpthread")
 VALUE_TYPES = ("double", "uint", "ulong", "ull", "sll", "sint", "ushort")
@@ -94,7 +94,37 @@ class Steps:
         return "power steps " + " ".join(f"{t!r} {w!r}" for t, w in self.points)
 
 
-Waveform = Constant | Square | Steps
+@dataclass(frozen=True)
+class FileSteps:
+    """`power file <path>`: steps `<t_ns> <w>` appended live to `path` (tests/emulators/activity_server.py writes
+    them); `origin_ns` must be the GPU's t0_ns. Reads the file at each evaluation, as the emulator follows it, and
+    converts and sums exactly as fake_nvml_file.c does."""
+
+    path: Path
+    origin_ns: int
+
+    def _steps(self) -> Steps | None:
+        points, last = [], None
+        for line in Path(self.path).read_text().splitlines():
+            t_ns, w = line.split()
+            if last is None or int(t_ns) > last:
+                points.append((float(int(t_ns) - self.origin_ns) * 1e-9, float(w)))
+                last = int(t_ns)
+        return Steps(tuple(points)) if points else None
+
+    def power_at(self, s: float) -> float:
+        steps = self._steps()
+        return steps.power_at(s) if steps else 0.0
+
+    def energy_to(self, s: float) -> float:
+        steps = self._steps()
+        return steps.energy_to(s) if steps else 0.0
+
+    def directive(self) -> str:
+        return f"power file {self.path}"
+
+
+Waveform = Constant | Square | Steps | FileSteps
 
 
 def _ms_to_ns(ms: float) -> int:

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 from click.testing import CliRunner
 
 from fastmeter.cli import main
@@ -68,11 +69,13 @@ def test_an_unreachable_server_fails_before_the_run_directory_exists(tmp_path: P
     assert not out.exists()
 
 
-def test_requests_record_their_reads_and_bunching(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("client", "ran"), [("asyncio", "asyncio"), ("auto", "native")])
+def test_requests_record_their_reads_and_bunching(fake_nvml: FakeNvml, tmp_path: Path, client: str, ran: str) -> None:
     fake_nvml.configure([GpuSpec(waveform=Square(100.0, 300.0, 0.05, 0.5))])
     questions = mtbench_file(tmp_path / "question.jsonl", 4)
     with openai_server(token_gap_s=0.002, prefill_s=0.003) as server:
-        r = CliRunner().invoke(main, args(server.url, tmp_path / "run", questions, num_requests=4, warmup=0))
+        flags = [*args(server.url, tmp_path / "run", questions, num_requests=4, warmup=0), "--client", client]
+        r = CliRunner().invoke(main, flags)
     assert r.exit_code == 0, r.output
     with pa.OSFile(str(tmp_path / "run" / "requests.arrow")) as f:
         table = pa.ipc.open_file(f).read_all()
@@ -82,3 +85,7 @@ def test_requests_record_their_reads_and_bunching(fake_nvml: FakeNvml, tmp_path:
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     lag = run["send_lag_ns"]
     assert set(lag) == {"p50", "p99", "max"} and 0 <= lag["p50"] <= lag["p99"] <= lag["max"]
+    assert run["load_client"] == ran and run["config"]["load"]["client"] == client
+    # The transport thread asks for SCHED_FIFO as the sampler does: both get it, or neither.
+    want = run["sampler_stats"]["sched_policy"] if ran == "native" else None
+    assert run["load_client_sched_policy"] == want

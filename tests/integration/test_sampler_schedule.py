@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 import fastmeter
+from fastmeter.assess import record_validity
+from fastmeter.validity import Verdict
 from tests.emulators.nvml import FakeNvml, GpuSpec, Square
 from tests.emulators.powercap import FakePowercap
 
@@ -34,8 +36,10 @@ def test_adaptive_locks_polls_less_and_windows_match_dense_polling(fake_nvml: Fa
             )
         ]
     )
-    dense = fastmeter.Meter("nvml", 1000, spin_us=0)
-    adaptive = fastmeter.Meter("nvml", 1000, spin_us=0, schedule="adaptive")
+    dense = fastmeter.Meter("nvml", 1000, spin_us=0, schedule="fixed")
+    adaptive = fastmeter.Meter("nvml", 1000, spin_us=0)  # the default for NVML
+    assert (dense.schedule, adaptive.schedule) == ("fixed", "adaptive")
+    assert (dense.stats()["schedule_mode"], adaptive.stats()["schedule_mode"]) == ("fixed", "adaptive")
     with dense, adaptive:
         wait_locked(adaptive, "gpu0")
         polls_at_lock = (dense.stats()["channels"]["gpu0"]["polls"], adaptive.stats()["channels"]["gpu0"]["polls"])
@@ -57,6 +61,9 @@ def test_adaptive_locks_polls_less_and_windows_match_dense_polling(fake_nvml: Fa
                 errs[name].append(abs(m.energy_between(int(a), b)["gpu0"] - truth) / truth)
         # The schedule may lose nothing the dense polls knew: same median error within 10% (and 0.2% absolute).
         assert np.median(errs["adaptive"]) <= 1.1 * np.median(errs["dense"]) + 0.002, (window_s, errs)
+    # Between planned bands the channel goes ~96 ms unread: that is the plan, not a poll gap.
+    codes = [r.code for r in record_validity(adaptive, (lo, hi)).reasons]
+    assert "poll_gap" not in codes, codes
 
 
 def test_continuous_counter_stays_on_the_fixed_schedule(tmp_path, monkeypatch) -> None:
@@ -119,3 +126,16 @@ def test_a_phase_jump_is_missed_then_relocked_on_the_new_phase(fake_nvml: FakeNv
     # Energy across the jump is still the waveform's.
     a, b = jump_ns - 300_000_000, jump_ns + 300_000_000
     assert m.energy_between(a, b)["gpu0"] == pytest.approx(spec.energy_j(a, b), rel=0.05)
+    # The miss and the re-lock are reported in the validity model, as a note that leaves the verdict alone.
+    notes = [r for r in record_validity(m).reasons if r.code == "schedule_relock"]
+    assert len(notes) == 1 and notes[0].channel == "gpu0" and notes[0].verdict is Verdict.MEASURED
+    assert f"re-locked {m.stats()['schedule']['gpu0']['relocks']} times" in notes[0].message
+
+
+def test_the_default_schedule_is_adaptive_only_where_nvml_is_read(tmp_path, monkeypatch) -> None:
+    fake = FakePowercap(tmp_path)
+    fake.add_package(0, energy_uj=0)
+    monkeypatch.setenv("FASTMETER_POWERCAP_ROOT", str(fake.root))
+    assert fastmeter.Meter("synthetic", 1000).schedule == "fixed"
+    assert fastmeter.Meter("rapl", 1000).schedule == "fixed"
+    assert fastmeter.Meter("synthetic", 1000, schedule="adaptive").schedule == "adaptive"

@@ -202,6 +202,7 @@ def test_tiny_llama_generation_attributes_tokens(gpu: GpuSpec, tmp_path: Path) -
 
 
 def test_a_missing_optional_library_names_what_to_install(fake_nvml: FakeNvml, tmp_path: Path) -> None:
+    need("torchvision", "vision")  # so that timm is the one library missing
     image = need("PIL.Image", "vision")
     (tmp_path / "data" / "a").mkdir(parents=True)
     image.new("RGB", (8, 8)).save(tmp_path / "data" / "a" / "0.png")

@@ -26,7 +26,7 @@ STATUS_CONNECTION_ERROR = "connection_error"
 STATUS_STREAM_ERROR = "stream_error"
 STATUSES = (STATUS_OK, STATUS_HTTP_ERROR, STATUS_TIMEOUT, STATUS_CONNECTION_ERROR, STATUS_STREAM_ERROR)
 
-_ERROR_BODY_CHARS = 500
+ERROR_BODY_CHARS = 500  # an error response's body is quoted up to this in the record
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +120,8 @@ async def stream_request(
     record.prompt = request.prompt
     record.max_tokens = request.max_tokens
     handler = adapter.open_stream(record)
-    path, body = adapter.build(request, record.request_id)
-    headers = {"X-Request-Id": record.request_id, "Accept": "text/event-stream", "Content-Type": "application/json"}
+    path, payload, headers = request_parts(adapter, request, record.request_id)
     sink = _StreamSink(record, handler)
-    payload = json.dumps(body).encode()
     record.send_ns = time.monotonic_ns()
     try:
         if timeout_s is None:
@@ -132,18 +130,25 @@ async def stream_request(
             await asyncio.wait_for(client.request("POST", path, sink, payload, headers), timeout_s)
         sink.end()
     except asyncio.TimeoutError:
-        _fail(record, STATUS_TIMEOUT, f"no complete response within {timeout_s} s")
+        fail_record(record, STATUS_TIMEOUT, f"no complete response within {timeout_s} s")
     except (StreamError, SSEOverflowError) as exc:
-        _fail(record, STATUS_STREAM_ERROR, str(exc))
+        fail_record(record, STATUS_STREAM_ERROR, str(exc))
     except TransportError as exc:  # refused, reset, peer closed mid-body, broken HTTP framing
-        _fail(record, STATUS_CONNECTION_ERROR, str(exc))
+        fail_record(record, STATUS_CONNECTION_ERROR, str(exc))
     record.reads = sink.reads
     try:
         handler.finish()
     except StreamError as exc:
-        _fail(record, STATUS_STREAM_ERROR, str(exc))
+        fail_record(record, STATUS_STREAM_ERROR, str(exc))
     record.bunched = is_bunched(record)
     return record
+
+
+def request_parts(adapter: Adapter, request: GenRequest, request_id: str) -> tuple[str, bytes, dict[str, str]]:
+    """(path, JSON body bytes, headers) of one streaming request: what both transports send."""
+    path, body = adapter.build(request, request_id)
+    headers = {"X-Request-Id": request_id, "Accept": "text/event-stream", "Content-Type": "application/json"}
+    return path, json.dumps(body).encode(), headers
 
 
 class _StreamSink:
@@ -175,7 +180,7 @@ class _StreamSink:
             self.reads += 1
         if self._error_body is not None:
             self._error_body += data
-            return len(self._error_body) >= _ERROR_BODY_CHARS
+            return len(self._error_body) >= ERROR_BODY_CHARS
         event = self._handler.event
         for ev in self._parser.feed(data):
             if apply_event(event, ev.data, t_ns):
@@ -188,8 +193,8 @@ class _StreamSink:
         """The response ended (body complete or the handler saw its terminator)."""
         rec = self._rec
         if self._error_body is not None:
-            text = bytes(self._error_body[:_ERROR_BODY_CHARS]).decode("utf-8", "replace")
-            _fail(rec, STATUS_HTTP_ERROR, f"HTTP {rec.http_status}: {text}")
+            text = bytes(self._error_body[:ERROR_BODY_CHARS]).decode("utf-8", "replace")
+            fail_record(rec, STATUS_HTTP_ERROR, f"HTTP {rec.http_status}: {text}")
             return
         if self.done:
             return
@@ -253,7 +258,7 @@ def apply_event(event: Callable[[Any, int], bool], data: Any, t_ns: int) -> bool
         raise StreamError(f"unexpected event shape ({type(exc).__name__}: {exc}): {shown}") from None
 
 
-def _fail(record: RequestRecord, status: str, error: str) -> None:
+def fail_record(record: RequestRecord, status: str, error: str) -> None:
     record.status = status
     record.error = error
     if record.end_ns is None:

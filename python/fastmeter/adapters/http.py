@@ -89,13 +89,7 @@ class HttpClient:
     ) -> None:
         """Send one request and feed the response to ``sink``; returns when the body ended or the sink said
         done. Raises TransportError (and whatever the sink raises); cancelling it closes the connection."""
-        lines = [f"{method} {self._prefix}{path} HTTP/1.1\r\n", self._fixed_head]
-        if headers:
-            lines.extend(f"{k}: {v}\r\n" for k, v in headers.items())
-        if body or method in ("POST", "PUT", "PATCH"):
-            lines.append(f"Content-Length: {len(body)}\r\n")
-        lines.append("\r\n")
-        payload = "".join(lines).encode("latin-1") + body
+        payload = request_bytes(method, self._prefix + path, self._fixed_head, body, headers)
         conn, reused = await self._acquire()
         try:
             await conn.exchange(payload, sink, reused)
@@ -133,6 +127,17 @@ class HttpClient:
 
     def _forget(self, conn: _Conn) -> None:
         self._open.discard(conn)
+
+
+def request_bytes(method: str, target: str, fixed_head: str, body: bytes, headers: dict[str, str] | None) -> bytes:
+    """One HTTP/1.1 request, head and body (both transports send exactly these bytes)."""
+    lines = [f"{method} {target} HTTP/1.1\r\n", fixed_head]
+    if headers:
+        lines.extend(f"{k}: {v}\r\n" for k, v in headers.items())
+    if body or method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(body)}\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1") + body
 
 
 class _Collector:

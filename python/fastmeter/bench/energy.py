@@ -67,17 +67,22 @@ def attribute_requests(
     method: str,
     idle_power_w: float | None,
     update_period_s: float,
+    knots_ns: np.ndarray | None = None,
     *,
     batch_requests: int = REQUEST_BATCH,
 ) -> tuple[Attribution, dict[str, Any]]:
     """Split the span's energy among `records` (all attributable) on `curve`, evaluated at every event instant:
     span edges, request starts, first tokens, ends and chunk arrivals (all int64 ns, clipped to the span).
 
-    The sweep is the streamed one (`attribution_stream`, identical to `attribute()`): requests go to it in batches in
-    order of start and the curve is evaluated batch by batch, so its memory stays bounded by the batch and the
-    requests in flight. Each request's `uncertainty_j` bounds its attribution error through the curve's bound at
-    those instants; where that bound is unknown the update-period heuristic serves. The second value says which, for
-    run.json's `attribution` (`uncertainty_info`)."""
+    time-share and token-weighted use the streamed sweep (`attribution_stream`, identical to `attribute()`):
+    requests go to it in batches in order of start and the curve is evaluated batch by batch, so its memory stays
+    bounded by the batch and the requests in flight. Each request's `uncertainty_j` bounds its attribution error
+    through the curve's bound at those instants; where that bound is unknown the update-period heuristic serves. The
+    second value says which, for run.json's `attribution` (`uncertainty_info`). `method="activity"` (in memory) also
+    needs the sensor's update instants (`knots_ns`, `activity_energy.update_instants_ns`); the second value then
+    carries the fit (`activity_fit`)."""
+    if method == "activity":
+        return _attribute_by_activity(curve, records, span_ns, idle_power_w, update_period_s, knots_ns)
     starts = np.array([r.send_ns for r in records], dtype=np.int64)
     order = np.argsort(starts, kind="stable")
     s = StreamedAttribution(
@@ -109,6 +114,36 @@ def attribute_requests(
         heuristic_points=t.heuristic_points,
     )
     return a, uncertainty_info(a, t.curve_points, t.unbounded_points)
+
+
+def _attribute_by_activity(
+    curve: Curve,
+    records: Sequence[RequestRecord],
+    span_ns: tuple[int, int],
+    idle_power_w: float | None,
+    update_period_s: float,
+    knots_ns: np.ndarray | None,
+) -> tuple[Attribution, dict[str, Any]]:
+    lo, hi = (int(t) for t in span_ns)
+    starts = np.clip(np.array([r.send_ns for r in records], dtype=np.int64), lo, hi)
+    ends = np.clip(np.array([r.end_ns for r in records], dtype=np.int64), lo, hi)
+    has_first = np.array([r.first_token_ns is not None for r in records], dtype=bool)
+    first = np.clip(np.array([r.first_token_ns or 0 for r in records], dtype=np.int64), lo, hi)
+    offsets = np.zeros(len(records) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(r.chunk_t_ns) for r in records])
+    chunk_t = np.clip(np.array([t for r in records for t in r.chunk_t_ns], dtype=np.int64), lo, hi)
+    chunk_k = np.array([k for r in records for k in r.chunk_tokens], dtype=np.int64)
+    # sort + mask: np.unique is far slower on large int64 arrays.
+    events = np.sort(np.concatenate([np.array([lo, hi], dtype=np.int64), starts, ends, chunk_t]))
+    events = events[np.r_[True, events[1:] != events[:-1]]]
+    from fastmeter.bench.activity_energy import attribute_by_activity
+
+    arrays = {"starts": starts, "ends": ends, "first": np.ma.masked_array(first, mask=~has_first)}
+    arrays.update(offsets=offsets, chunk_t=chunk_t, chunk_k=chunk_k)
+    knots = np.zeros(0, dtype=np.int64) if knots_ns is None else knots_ns
+    result, points = attribute_by_activity(curve, records, events, knots, arrays, idle_power_w, update_period_s)
+    info = uncertainty_info(result.attribution, len(points.energy_j), points.unbounded_points)
+    return result.attribution, {**info, "activity_fit": result.fit}
 
 
 def _request_batches(records: Sequence[RequestRecord], size: int) -> Iterator[RequestBatch]:

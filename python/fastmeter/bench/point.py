@@ -26,12 +26,14 @@ import numpy as np
 
 import fastmeter
 from fastmeter.adapters.base import RequestRecord
+from fastmeter.adapters.native import resolve_client
 from fastmeter.adapters.prometheus import MetricRow
 from fastmeter.adapters.ready import wait_until_ready
 from fastmeter.analysis.accuracy import accuracy_summary, load_scorer
 from fastmeter.analysis.carbon import carbon_cost_summary
 from fastmeter.analysis.server_metrics import counter_deltas
-from fastmeter.assess import measured_until_ns, meter_validity
+from fastmeter.assess import measured_until_ns
+from fastmeter.bench.activity_energy import update_instants_ns
 from fastmeter.bench.energy import (
     attributable,
     attribute_requests,
@@ -53,10 +55,11 @@ from fastmeter.bench.tables import (
     write_arrow,
 )
 from fastmeter.calibrate.result import calibration_for
+from fastmeter.cluster.trace import cluster_metadata, validity_of
 from fastmeter.load.config import BenchConfig
 from fastmeter.load.runner import run_config
 from fastmeter.recorder import Interrupt, Recorder
-from fastmeter.validity import combine
+from fastmeter.validity import Validity, combine
 
 RUN_FORMAT_VERSION = 1
 # Over HTTP the first token's instant is when the client read it, never the server's own (no server reports it per
@@ -83,6 +86,11 @@ def _make_meter(cfg: BenchConfig) -> fastmeter.Meter:
     b = cfg.bench
     options = {"nvml": {"gpus": ",".join(map(str, b.gpus))}} if b.gpus else {}
     sources = b.sources if b.sources != ("auto",) else "auto"
+    if cfg.cluster.ray_address is not None:  # the whole cluster: same surface, channels node/channel
+        from fastmeter.cluster import ClusterMeter
+
+        cluster = ClusterMeter(sources, b.period_us, address=cfg.cluster.ray_address, source_options=options)
+        return cluster  # type: ignore[return-value]
     return fastmeter.Meter(sources, b.period_us, source_options=options)
 
 
@@ -150,9 +158,11 @@ def run_point(
             stream.abandon()
         if recorder.error is None:
             recorder.close({"idle_baseline_w": measured.idle_w, "interrupted": interrupt.signum is not None,
-                            "validity": meter_validity(meter).to_dict()})  # the whole record's, for `show`
+                            "validity": validity_of(meter).to_dict()})  # the whole record's, for `show`
         context = {"fingerprint": fingerprint, "config": config_dict, "calibration": calibration,
-                   "send_lag_ns": measured.send_lag_ns}
+                   "send_lag_ns": measured.send_lag_ns,
+                   "load_client": resolve_client(cfg.load.client, cfg.server.base_url),
+                   "load_client_sched_policy": measured.client_sched_policy, **cluster_metadata(meter)}
         run = _finish(cfg, run_dir, meter, records, metrics, span, measured.idle_w, context, hooks, interrupt.signum)
     if recorder.error is not None:  # everything else is written; the samples are kept up to the failure
         raise recorder.error
@@ -165,6 +175,7 @@ class _Measured:
     idle_w: dict[str, float] | None = None
     stopped_ns: int | None = None  # the load was stopped early (a signal, a failed write) at this instant
     send_lag_ns: dict[str, int | None] | None = None  # how late requests went out after their schedule
+    client_sched_policy: str | None = None  # the native transport thread's scheduling (None: asyncio or unknown)
 
 
 async def _measure(
@@ -204,6 +215,7 @@ async def _measure(
         result = await run_config(cfg, records=records, metrics=metrics, on_done=finished)
         out.span_ns = (result.start_ns, result.end_ns)
         out.send_lag_ns = result.send_lag_ns()
+        out.client_sched_policy = result.client_sched_policy
     except asyncio.CancelledError:
         if out.stopped_ns is None:
             raise
@@ -250,7 +262,7 @@ def _finish(
     # --- validity: a counted channel lost mid-run ends the measured span at its last sample; requests that had
     # not ended by then get no energy (NaN) and their tokens and time are not in the figures. Judged on the span
     # the load asked for: a lost channel may have stopped the record (stop_ns) before the load ended.
-    validity = meter_validity(meter, (max(span[0], meter.start_ns), span[1]))
+    validity = validity_of(meter, (max(span[0], meter.start_ns), span[1]))
     span = (max(span[0], meter.start_ns), min(span[1], meter.stop_ns or span[1]))
     lost_ns = min((t for n, t in measured_until_ns(meter).items() if n in counted_channels(meter)), default=None)
     if lost_ns is not None and lost_ns < span[1]:
@@ -282,7 +294,16 @@ def _finish(
             cfg.bench.attribution,
             idle_total_w,
             max(periods, default=math.nan),
+            update_instants_ns(meter, span, delays_ns, run_dir / "samples.arrow")
+            if cfg.bench.attribution == "activity"
+            else None,
         )
+        # --- activity attribution: the fit goes to run.json; a rejected fit (time-share served) degrades the run
+        if (fit := uncertainty.pop("activity_fit", None)) is not None:
+            attr_info["activity_fit"] = fit.to_dict()
+            if fit.rejected is not None:
+                validity = combine([validity, Validity((fit.rejected,))])
+        # --- end activity attribution
         for k in ENERGY_COLUMNS:
             per_request[k][targets] = getattr(a, k)
         # A bunched response's first token was read with its last: the split would call it all prefill. Unknown.
@@ -338,6 +359,9 @@ def _finish(
         "validity": validity.to_dict(),
         "server_metrics": server_deltas,
         "send_lag_ns": context["send_lag_ns"],
+        "load_client": context["load_client"],
+        "load_client_sched_policy": context["load_client_sched_policy"],
+        **({"cluster": context["cluster"]} if "cluster" in context else {}),
     }
     write_run_json(run_dir, run)
     hooks.notify("summary", render_summary(summary, validity))

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 import fastmeter
+from fastmeter.cluster.trace import cluster_metadata, samples_schema
 from fastmeter.errors import ConfigError
 from fastmeter.io.stream import OutputError, replace_durably
 from fastmeter.meter import Meter
@@ -100,5 +101,6 @@ def open_run_recorder(
         "channels": [asdict(c) for c in meter.channels],
         "fastmeter_version": fastmeter.__version__,
         "calibration": calibration,
+        **cluster_metadata(meter),  # a ClusterMeter's nodes and their fingerprints
     }
-    return Recorder(meter, run_dir / "samples.arrow", metadata, force=force)
+    return Recorder(meter, run_dir / "samples.arrow", metadata, force=force, schema=samples_schema(meter))

@@ -55,3 +55,8 @@ for command in (
     trace_command,
 ):
     main.add_command(command)
+
+# --- commands added with the exporter (issue 17) ---
+from fastmeter.cli.export import export_command  # noqa: E402
+
+main.add_command(export_command)

@@ -111,6 +111,14 @@ class _LiveLine:
     help="Sensor calibration to record in the metadata [default: ~/.cache/fastmeter/calibration.json "
     "when it exists; see `fastmeter calibrate`].",
 )
+@click.option(
+    "--ray",
+    "ray_address",
+    default=None,
+    metavar="ADDRESS",
+    help="Trace every node of this Ray cluster into one file (channels node/channel, a `node` column, per-node "
+    "fingerprints; needs fastmeter[ray]).",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def trace_command(
     output: str,
@@ -123,6 +131,7 @@ def trace_command(
     gpus: tuple[str, ...],
     idle_baseline: float,
     calibration: str | None,
+    ray_address: str | None,
     command: tuple[str, ...],
 ) -> None:
     """Trace power for a duration, until Ctrl-C, or while COMMAND runs (`fastmeter trace -- python train.py`).
@@ -135,7 +144,15 @@ def trace_command(
     options = {"nvml": {"gpus": ",".join(gpus)}} if gpus else {}
     if gpus and sources and "nvml" not in sources:
         raise ConfigError("--gpu selects NVIDIA GPUs, but --source does not include nvml")
-    m = fastmeter.Meter(sources or "auto", period_us, source_options=options)
+    if ray_address is not None:
+        from fastmeter.cluster.trace import cluster_trace_parts
+
+        m, cluster_metadata, judge, recorder_options = cluster_trace_parts(
+            ray_address, sources or "auto", period_us, options
+        )
+    else:
+        m = fastmeter.Meter(sources or "auto", period_us, source_options=options)
+        cluster_metadata, judge, recorder_options = {}, meter_validity, {}
     fingerprint = collect_fingerprint()
     metadata: dict[str, Any] = {
         "fingerprint": fingerprint,
@@ -144,14 +161,20 @@ def trace_command(
         "command": list(command),
         "fastmeter_version": fastmeter.__version__,
         "calibration": calibration_for(calibration),
+        **cluster_metadata,
     }
     live = sys.stderr.isatty()
-    recorder = Recorder(m, output, metadata, force=force, rotate_s=rotate_s, on_flush=_LiveLine(m) if live else None)
+    recorder = Recorder(
+        m, output, metadata, force=force, rotate_s=rotate_s, on_flush=_LiveLine(m) if live else None, **recorder_options
+    )
     for warning in noise_warnings(fingerprint):
         click.echo(f"warning: {warning.message}", err=True)
     for text in permission_warnings(m.skipped_sources):
         click.echo(f"warning: {text}", err=True)
-    for reason in source_validity(m.sources, m.skipped_sources, channels=m.channels).reasons:
+    sources_judged = (
+        m.source_reasons if ray_address else source_validity(m.sources, m.skipped_sources, channels=m.channels)
+    )
+    for reason in sources_judged.reasons:
         click.echo(f"warning: {reason.message}", err=True)
 
     try:
@@ -162,6 +185,7 @@ def trace_command(
             idle_baseline_s=idle_baseline,
             grace_s=grace_s,
             on_phase=lambda text: click.echo(f"{text} ...", err=True),
+            judge=judge,
         )
     finally:
         if live:
@@ -169,6 +193,6 @@ def trace_command(
     parts = part_paths(Path(output)) if rotate_s is not None else []
     where = f"{len(parts)} parts, {parts[0].name} to {parts[-1].name}" if len(parts) > 1 else str(result.path)
     click.echo(f"wrote {result.rows} samples to {where}", err=True)
-    click.echo(f"validity: {meter_validity(m).summary()}", err=True)  # as written in the file's metadata
+    click.echo(f"validity: {judge(m).summary()}", err=True)  # as written in the file's metadata
     if result.exit_code is not None:
         sys.exit(result.exit_code)

@@ -104,7 +104,7 @@ def validate_config(data: Mapping[str, Any], source: str = "<dict>", origins: Or
             raise ConfigError(f"{source}: [{name}] must be a table of keys, got {raw!r}")
         tables[name] = _build_table(source, origins, name, cls, raw)
     cfg = BenchConfig(tables["server"], tables["workload"], tables["load"], tables["metrics"], tables["bench"],
-                      source)
+                      source, cluster=tables["cluster"])
     problem = _combination_problem(cfg, lambda t, k: origins.get((t, k)) or f"[{t}].{k}")
     if problem:
         raise ConfigError(f"{source}: {problem}")
@@ -149,6 +149,9 @@ def _combination_problem(cfg: BenchConfig, name: Callable[[str, str], str]) -> s
         return f"set either {name('bench', 'accuracy')} or {name('bench', 'scorer')}, not both"
     if cfg.bench.gpus and "auto" not in cfg.bench.sources and "nvml" not in cfg.bench.sources:
         return f"{name('bench', 'gpus')} selects NVIDIA GPUs, but {name('bench', 'sources')} does not include nvml"
+    if cfg.load.client == "native" and not server.base_url.startswith("http://"):
+        return (f'{name("load", "client")} = "native" speaks plain http:// only; for {server.base_url} use '
+                '"asyncio" or "auto" (which picks asyncio for https://)')
     return None
 
 

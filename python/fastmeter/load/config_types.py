@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from fastmeter.adapters.native import CLIENT_KINDS
 from fastmeter.load.config_check import (
     BOOL,
     GPU,
@@ -35,7 +36,7 @@ from fastmeter.sources import SOURCE_NAMES
 SERVER_KINDS = ("openai", "tgi")
 OPENAI_ENDPOINTS = ("completions", "chat")
 WORKLOAD_KINDS = ("random", "jsonl", "mtbench", "sharegpt")
-ATTRIBUTION_METHODS = ("time-share", "token-weighted")
+ATTRIBUTION_METHODS = ("time-share", "token-weighted", "activity")
 
 REQUIRED = dataclasses.MISSING
 
@@ -106,6 +107,9 @@ class LoadConfig:
                             32, 1.0)
     timeout_s: float = opt(number(0, lo_open=True, hi=MAX_SECONDS), "Per-request timeout in seconds.", 33, 600.0)
     seed: int = opt(integer(0, MAX_SEED), "Seed of arrivals, random prompts and shuffling.", 34, 0)
+    client: str = opt(choice(*CLIENT_KINDS),
+                      "HTTP transport: auto (native for http://, asyncio for https://), native (C++ epoll thread, "
+                      "http:// only) or asyncio.", 54, "auto")
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,18 @@ TABLES: dict[str, type] = {"server": ServerConfig, "workload": WorkloadConfig, "
 OPTIONAL_TABLES = ("load", "bench", "metrics")  # every key of these has a default
 
 
+# --- [cluster]: measure every node of a Ray cluster (fastmeter.cluster) ---
+@dataclass(frozen=True)
+class ClusterConfig:
+    ray_address: str | None = opt(TEXT, "Ray cluster whose every node is measured (HOST:PORT or auto; needs "
+                                  "fastmeter[ray]); the run's energy is the whole cluster's.", 48, None)
+
+
+TABLES["cluster"] = ClusterConfig
+OPTIONAL_TABLES = (*OPTIONAL_TABLES, "cluster")
+# --- end [cluster]
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """A validated bench config: one typed table each, defaults filled in. `source` names where it came from."""
@@ -161,3 +177,4 @@ class BenchConfig:
     metrics: MetricsConfig = MetricsConfig()
     bench: BenchSettings = BenchSettings()
     source: str = "<dict>"
+    cluster: ClusterConfig = ClusterConfig()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from fastmeter.adapters.base import Adapter, GenRequest, RequestRecord, stream_request
 from fastmeter.adapters.http import HttpClient
+from fastmeter.adapters.native import NativeClient, resolve_client
 from fastmeter.adapters.openai import OpenAIAdapter
 from fastmeter.adapters.prometheus import DEFAULT_PREFIXES, MetricRow, PrometheusScraper
 from fastmeter.adapters.tgi import TGIAdapter
@@ -69,6 +70,8 @@ class LoadResult:
     end_ns: int
     metrics: list[MetricRow] = field(default_factory=list)
     scrape_errors: int = 0
+    client: str = "asyncio"  # the transport that sent the requests: asyncio or native
+    client_sched_policy: str | None = None  # native: its thread's SCHED_FIFO or SCHED_OTHER (stamps depend on it)
 
     @property
     def measured(self) -> list[RequestRecord]:
@@ -207,7 +210,9 @@ def build_workload(cfg: BenchConfig) -> list[GenRequest]:
 
 
 def spec_from_config(cfg: BenchConfig) -> LoadSpec:
-    return LoadSpec(**dataclasses.asdict(cfg.load))
+    fields = dataclasses.asdict(cfg.load)
+    del fields["client"]  # which transport sends is chosen by run_config, not part of how to send
+    return LoadSpec(**fields)
 
 
 async def run_config(
@@ -221,24 +226,37 @@ async def run_config(
 
     ``records`` and ``metrics``: caller-owned lists filled as the run goes, so an interrupted run keeps them."""
     adapter, workload, spec = build_adapter(cfg), build_workload(cfg), spec_from_config(cfg)
+    kind = resolve_client(cfg.load.client, cfg.server.base_url)
+    url = cfg.server.base_url
+
+    async def load(after_warmup: Callable[[], Awaitable[None]] | None = None) -> LoadResult:
+        if kind == "native":
+            # Imported here: native_runner builds on this module's LoadSpec and LoadResult.
+            from fastmeter.load.native_runner import NO_CAP_CONNECTIONS, run_load_native
+
+            with NativeClient(url, spec.concurrency or NO_CAP_CONNECTIONS) as native:
+                return await run_load_native(native, adapter, workload, spec, records=records, on_done=on_done,
+                                             after_warmup=after_warmup)
+        async with make_client(url, spec.concurrency) as client:
+            return await run_load(client, adapter, workload, spec, records=records, on_done=on_done,
+                                  after_warmup=after_warmup)
+
     m = cfg.metrics
-    async with make_client(cfg.server.base_url, spec.concurrency) as client:
-        if not m.enabled:
-            return await run_load(client, adapter, workload, spec, records=records, on_done=on_done)
-        prefixes = m.prefixes if m.prefixes is not None else DEFAULT_PREFIXES
-        async with make_client(cfg.server.base_url, 1) as metrics_client:
-            scraper = PrometheusScraper(metrics_client, m.path, m.interval_s, prefixes)
-            if metrics is not None:
-                scraper.rows = metrics
-            async with scraper:
-                # Server-side deltas must exclude warm-up: one scrape right after it is the baseline, one at the
-                # end closes the measured phase (fastmeter.analysis.server_metrics).
-                result = await run_load(client, adapter, workload, spec, records=records, on_done=on_done,
-                                        after_warmup=scraper.scrape_once)
-                await scraper.scrape_once()
-        result.metrics = scraper.rows
-        result.scrape_errors = scraper.errors
-        return result
+    if not m.enabled:
+        return await load()
+    prefixes = m.prefixes if m.prefixes is not None else DEFAULT_PREFIXES
+    async with make_client(url, 1) as metrics_client:
+        scraper = PrometheusScraper(metrics_client, m.path, m.interval_s, prefixes)
+        if metrics is not None:
+            scraper.rows = metrics
+        async with scraper:
+            # Server-side deltas must exclude warm-up: one scrape right after it is the baseline, one at the
+            # end closes the measured phase (fastmeter.analysis.server_metrics).
+            result = await load(scraper.scrape_once)
+            await scraper.scrape_once()
+    result.metrics = scraper.rows
+    result.scrape_errors = scraper.errors
+    return result
 
 
 def run(cfg: BenchConfig) -> LoadResult:

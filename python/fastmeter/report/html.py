@@ -8,6 +8,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 import fastmeter
+from fastmeter.report.activity import activity_fit_rows
 from fastmeter.report.banner import banner
 from fastmeter.report.tables import (
     Row,
@@ -149,6 +150,8 @@ def render_html(report: Report, figures: list[tuple[FigureOut, bytes]]) -> str:
     parts += ["<h2>Each run</h2>", *per_run]
     header, rows = sampler_rows(report)
     parts += ["<h2>Sampler quality</h2>", _table(header, rows)]
+    if (fits := activity_fit_rows(report)) is not None:  # runs with attribution = "activity"
+        parts += ["<h2>Activity power model</h2>", _table(*fits)]
     parts += ["<h2>Environment</h2>",
               '<p class="meta">Highlighted rows differ between runs.</p>' if len(report.runs) > 1 else "",
               "<h3>Controlled (should match between runs)</h3>", _fingerprint(report, "controlled"),
