@@ -158,3 +158,17 @@ ACTIVITY_MAX_CONDITION = 1e4
 # Below this R^2 the model explains too little of how the measured energy varies between intervals to place energy
 # inside them better than time-share; half the variance is the point where the model is more signal than noise.
 ACTIVITY_MIN_R2 = 0.5
+
+# --- matrix cool-down (fastmeter/matrix/cooldown.py) ---------------------------------------------------------------
+# Between matrix cells the GPUs must return to their idle baseline, or the next cell starts on a warmer, differently
+# clocked GPU (and pays for the previous cell's heat). "Returned" allows for reading noise and for the server's own
+# idle draw (a loaded model keeps clocks and memory up): power within 10% + 5 W of the baseline, temperature within
+# 2 °C. Measured baselines of one idle GPU vary by a few watts between readings; a degree is the sensor's resolution.
+COOLDOWN_POWER_TOLERANCE = 0.10
+COOLDOWN_POWER_SLACK_W = 5.0
+COOLDOWN_TEMPERATURE_SLACK_C = 2.0
+# A launched server's exit is stamped when fastmeter's watcher thread wakes from waitpid: on a loaded host that can be
+# well after the server's sockets closed, the remaining requests failed at once and the load ended. A run whose span
+# ended up to this long before the stamped exit is treated as having measured a dying server (`server_exited`):
+# wrongly flagging a run that ended just before an unrelated crash costs a rerun; missing a crash publishes it.
+SERVER_EXIT_NOTICE_SLACK_NS = 5_000_000_000

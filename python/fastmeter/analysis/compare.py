@@ -270,6 +270,7 @@ class Comparison:
     mismatches: dict[str, list[Difference]] = field(default_factory=dict)  # candidate label -> differences
     warnings: list[str] = field(default_factory=list)
     validity: Validity = field(default_factory=Validity)  # of all runs together (check_validity)
+    varies: dict[str, str] = field(default_factory=dict)  # candidate label -> the variables it differs in (vary.py)
 
     @property
     def groups(self) -> list[Group]:
@@ -305,8 +306,10 @@ def _differences_text(diffs: Sequence[Difference]) -> str:
 
 
 def compare_runs(baseline_runs: Sequence[Run], candidate_runs: Sequence[Run], metric_name: str = DEFAULT_METRIC,
-                 max_regression_pct: float | None = None, allow_mismatch: bool = False) -> Comparison:
-    """Group, check controlled variables (RunMismatchError unless `allow_mismatch`), and judge each candidate."""
+                 max_regression_pct: float | None = None, allow_mismatch: bool = False,
+                 vary: str | None = None) -> Comparison:
+    """Group, check controlled variables (RunMismatchError unless `allow_mismatch`), and judge each candidate.
+    `vary` ("server", "model", "concurrency", "rate"; analysis.vary) is the one variable candidates may differ in."""
     m = metric(metric_name)
     if not baseline_runs or not candidate_runs:
         raise ConfigError("compare needs a baseline and at least one other run")
@@ -323,11 +326,23 @@ def compare_runs(baseline_runs: Sequence[Run], candidate_runs: Sequence[Run], me
         warnings.append(f"baseline runs pooled although they differ: {text}")
     baseline = Group([r for g in base_groups for r in g.runs], "baseline")
     candidates = group_runs(candidate_runs, "candidate")
-    mismatches = {}
-    for c in candidates:
-        diffs = controlled_differences(baseline.runs[0], c.runs[0])
-        if diffs:
-            mismatches[c.label] = diffs
+    from .vary import check_vary, describe
+
+    varies, beyond = check_vary(baseline.runs[0], [(c.label, c.runs[0]) for c in candidates], vary)
+    if vary is not None:
+        mismatches = {label: [d for ds in extra.values() for d in ds] for label, extra in beyond.items()}
+        if beyond and not allow_mismatch:
+            lines = [f"  {label}: differs in {describe(extra)}" for label, extra in beyond.items()]
+            raise RunMismatchError(f"--vary {vary} declares that only {vary} differs, but these runs differ from the "
+                                   "baseline in more, so the comparison would not say what made the difference:\n" +
+                                   "\n".join(lines) + "\ncompare runs that differ in one variable, or pass "
+                                   "--allow-mismatch to compare anyway")
+    else:
+        mismatches = {}
+        for c in candidates:
+            diffs = controlled_differences(baseline.runs[0], c.runs[0])
+            if diffs:
+                mismatches[c.label] = diffs
     if mismatches and not allow_mismatch:
         lines = [f"  {label}: " + _differences_text(d) for label, d in mismatches.items()]
         raise RunMismatchError("controlled variables differ from the baseline, so these runs do not measure the "
@@ -336,7 +351,9 @@ def compare_runs(baseline_runs: Sequence[Run], candidate_runs: Sequence[Run], me
     for label, d in mismatches.items():
         warnings.append(f"{label} differs from the baseline in controlled variables: {_differences_text(d)}")
     verdicts = [judge(baseline, c, m, max_regression_pct) for c in candidates]
-    return Comparison(baseline, candidates, m, max_regression_pct, verdicts, mismatches, warnings, validity)
+    comparison = Comparison(baseline, candidates, m, max_regression_pct, verdicts, mismatches, warnings, validity)
+    comparison.varies = varies
+    return comparison
 
 
 def describe_test(t: StatDifference) -> str:

@@ -101,8 +101,10 @@ def run_point(
     *,
     force: bool = False,
     hooks: BenchHooks = BenchHooks(),
+    launch: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the load of `cfg` while measuring; write `run_dir`; return run.json's content."""
+    """Run the load of `cfg` while measuring; write `run_dir`; return run.json's content. `launch`: the identity of
+    the server fastmeter launched (a controlled variable of the fingerprint)."""
     from fastmeter.env import collect_fingerprint
 
     # Everything that can reject the input, before a directory or a meter exists.
@@ -112,7 +114,7 @@ def run_point(
     # A server that is not there fails here, in one line, before a directory or a meter exists.
     wait_until_ready(cfg.server.base_url, cfg.server.ready_timeout_s)
     meter = _make_meter(cfg)
-    fingerprint = collect_fingerprint(server=(cfg.server.base_url, cfg.server.kind))
+    fingerprint = collect_fingerprint(server=(cfg.server.base_url, cfg.server.kind), launch=launch)
     recorder = open_run_recorder(meter, run_dir, fingerprint, calibration, force=force, notify=hooks.notify)
     requests_stream = recorder.add_stream(run_dir / "requests.arrow", REQUESTS_SCHEMA)
     chunks_stream = recorder.add_stream(run_dir / "chunks.arrow", CHUNKS_SCHEMA)

@@ -56,20 +56,21 @@ def render_sweep(rows: list[dict[str, Any]], best: str | None) -> str:
     return "\n".join(lines)
 
 
-def run_sweep(cfg: BenchConfig, out_dir: Path, *, force: bool = False, hooks: BenchHooks = BenchHooks()
-              ) -> dict[str, Any]:
+def run_sweep(cfg: BenchConfig, out_dir: Path, *, force: bool = False, hooks: BenchHooks = BenchHooks(),
+              launch: dict[str, Any] | None = None) -> dict[str, Any]:
     """One run directory per point under `out_dir`, plus sweep.json; a single point writes `out_dir` itself.
     Stops after a point interrupted by a signal (`interrupted_by_signal` in the result)."""
     points = sweep_points(cfg)
     if len(points) == 1:
-        return run_point(cfg, out_dir, config_to_dict(cfg), force=force, hooks=hooks)
+        return run_point(cfg, out_dir, config_to_dict(cfg), force=force, hooks=hooks, launch=launch)
     prepare_run_dir(out_dir, force=force)
     rows = []
     signum = None
     validities: list[Validity] = []
     for label, point_cfg in points:
         hooks.notify("phase", f"== {label}")
-        run = run_point(point_cfg, out_dir / label, config_to_dict(point_cfg), force=force, hooks=hooks)
+        run = run_point(point_cfg, out_dir / label, config_to_dict(point_cfg), force=force, hooks=hooks,
+                        launch=launch)
         s = run["summary"]
         rows.append({"point": label, **{k: (math.nan if v is None else v) for k, v in s.items()},
                      "meets_slo": meets_slo({k: (math.nan if v is None else v) for k, v in s.items()}, cfg.bench)})

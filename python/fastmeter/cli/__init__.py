@@ -60,3 +60,8 @@ for command in (
 from fastmeter.cli.export import export_command  # noqa: E402
 
 main.add_command(export_command)
+
+# --- training integrations ---
+from fastmeter.cli.export_codecarbon import export_codecarbon_command  # noqa: E402
+
+main.add_command(export_codecarbon_command)

@@ -3,9 +3,11 @@ and their help are generated from the typed config (fastmeter.load.config_types)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +205,9 @@ def bench_command(config: str | None, force: bool, allow_degraded: bool, **flags
     (configs/tasks/*.toml, docs/tasks.md): batches.arrow, items.arrow and run.json, same exit codes."""
     from fastmeter.bench.point import BenchHooks
     from fastmeter.bench.sweep import run_sweep
+    from fastmeter.launch.bench import run_launched
+    from fastmeter.launch.session import is_launched
+    from fastmeter.matrix.config import is_matrix
 
     data = read_config_file(config) if config else {}
     given = {k: ("/".join(_BY_PARAM[k].names[:2]) if k == "bench_output_dir" else _BY_PARAM[k].names[0], v)
@@ -214,6 +219,9 @@ def bench_command(config: str | None, force: bool, allow_degraded: bool, **flags
         run = run_task_command(data, config or "command line", origins, force, _notify)
         _exit_validity(Validity.from_dict(run["validity"]), allow_degraded)
         return
+    if is_matrix(data):  # a top-level [matrix] table: servers/models x load points x repeats (docs/launch.md)
+        _bench_matrix(data, config or "command line", force, allow_degraded)
+        return
     cfg = validate_config(data, config or "command line", origins)
     out = cfg.bench.output_dir
     if out is None:
@@ -224,7 +232,11 @@ def bench_command(config: str | None, force: bool, allow_degraded: bool, **flags
     live = sys.stderr.isatty()
     hooks = BenchHooks(notify=_notify, on_request=_Progress() if live else None)
     try:
-        result = run_sweep(cfg, Path(out), force=force, hooks=hooks)
+        if is_launched(cfg.server):  # fastmeter starts and stops the server (docs/launch.md)
+            with _launch_interrupt_exits():
+                result = run_launched(cfg, Path(out), force=force, hooks=hooks)
+        else:
+            result = run_sweep(cfg, Path(out), force=force, hooks=hooks)
     finally:
         if live:
             click.echo("", err=True)
@@ -257,3 +269,32 @@ def _workload_note(cfg: BenchConfig) -> str | None:
     per_point = cfg.load.num_requests + cfg.load.warmup_requests
     note = workloads.cycling_note(len(prompts), per_point)
     return f"{note} (per sweep point)" if note and points > 1 else note
+
+
+def _bench_matrix(data: dict[str, Any], source: str, force: bool, allow_degraded: bool) -> None:
+    """Every cell of a matrix config, then its decision table; exits as a sweep does (worst cell's validity)."""
+    from fastmeter.bench.point import BenchHooks
+    from fastmeter.matrix.config import validate_matrix
+    from fastmeter.matrix.run import run_matrix
+
+    m = validate_matrix(data, source)
+    if m.base.bench.output_dir is None:
+        raise ConfigError("no matrix directory given: pass -o DIR (or set [bench].output_dir)")
+    for entry in m.entries:  # every workload is read before anything starts
+        _workload_note(next(iter(entry.points.values())))
+    with _launch_interrupt_exits():
+        result = run_matrix(m, Path(m.base.bench.output_dir), force=force, hooks=BenchHooks(notify=_notify))
+    _exit_status(result)
+    _exit_validity(Validity.from_dict(result["validity"]), allow_degraded)
+
+
+@contextlib.contextmanager
+def _launch_interrupt_exits() -> Iterator[None]:
+    """SIGTERM while a launched server loads (or between matrix cells) exits 128 + N, as any interrupt does."""
+    from fastmeter.launch.session import LaunchInterrupted
+
+    try:
+        yield
+    except LaunchInterrupted as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(exit_code_for_signal(exc.signum))

@@ -124,6 +124,9 @@ def plot_trace(trace: Trace, out: Path) -> None:
 
 
 def _directory_hint(path: Path) -> str:
+    if (path / "training.json").is_file():
+        return (f"{path} is a training run directory: use `fastmeter show {path / 'samples.arrow'}` for its power "
+                "trace; its per-step energy and energy-to-target are in steps.arrow, epochs.arrow and training.json")
     if (path / "samples.arrow").is_file() or (path / "sweep.json").is_file():
         trace = f"`fastmeter show {path / 'samples.arrow'}` for its power trace, or " if (
             path / "samples.arrow").is_file() else ""

@@ -3,7 +3,8 @@
 A fingerprint is a JSON object:
     {"schema_version": 1, "created_unix_s": float,
      "controlled": {gpu, cpu, memory, os, container, python, packages, cuda_visible_devices, overrides,
-                    server (bench only: name, version, endpoint)},
+                    server (bench only: name, version, endpoint),
+                    server_launch (bench of a launched server: command, env, container, image_id)},
      "observed":   {gpu, cpu, hostname, memory, load_average, container_evidence, overrides}}
 "controlled" holds what must match for two runs to be compared (see compare.py); "observed" holds the
 state at collection time (temperatures, clocks now, processes, load). Every item is either a value or a
@@ -29,9 +30,11 @@ SCHEMA_VERSION = 1
 Fingerprint = dict[str, Any]
 
 
-def collect_fingerprint(server: tuple[str, str] | None = None) -> Fingerprint:
+def collect_fingerprint(server: tuple[str, str] | None = None, launch: dict[str, Any] | None = None) -> Fingerprint:
     """Read the environment now. Never raises for missing hardware: such items say "unavailable: <why>".
-    `server` = (base_url, kind) adds the server's identity and version (a controlled variable)."""
+    `server` = (base_url, kind) adds the server's identity and version (a controlled variable); `launch`, the launch
+    spec of a server fastmeter started (fastmeter.launch.session.launch_identity: command or container, variables
+    set, image ID), is controlled too."""
     gpu_controlled, gpu_observed = collect_gpu()
     cpu_controlled, cpu_observed = collect_cpu()
     system_controlled, system_observed = collect_system()
@@ -42,6 +45,8 @@ def collect_fingerprint(server: tuple[str, str] | None = None) -> Fingerprint:
                   "overrides": sorted(overrides)}
     if server is not None:
         controlled["server"] = collect_server(*server)
+    if launch is not None:
+        controlled["server_launch"] = launch
     return {
         "schema_version": SCHEMA_VERSION,
         "created_unix_s": time.time(),

@@ -201,3 +201,50 @@ class Gpu(Check):
 
 
 GPU = Gpu("GPU", "a GPU index (an integer >= 0) or a GPU UUID (GPU-...)")
+
+
+# --- server launch (fastmeter.launch) ---
+@dataclass(frozen=True)
+class TextTable(Check):
+    """A table of text values (environment variables: NAME = "value")."""
+
+    def __call__(self, v: Any) -> dict[str, str]:
+        if not isinstance(v, dict) or not all(isinstance(k, str) and k and isinstance(x, str) for k, x in v.items()):
+            raise self.fail(v)
+        return dict(v)
+
+
+TEXT_TABLE = TextTable("TABLE", 'a table of strings (TOML: { NAME = "value", ... })')
+
+
+@dataclass(frozen=True)
+class Nested(Check):
+    """A sub-table (e.g. [server.container]) checked key by key into `cls`, a frozen dataclass whose fields carry an
+    `option` (config_types.opt) like the top-level tables; a key left unset (or None in a dumped config) keeps its
+    default."""
+
+    cls: type | None = None
+
+    def __call__(self, v: Any) -> Any:
+        import dataclasses
+
+        if not isinstance(v, dict) or self.cls is None:
+            raise self.fail(v)
+        fields = {f.name: f for f in dataclasses.fields(self.cls)}
+        unknown = sorted(str(k) for k in v if k not in fields)
+        if unknown:
+            raise Invalid(f"has unknown key {unknown[0]!r}; allowed keys: {', '.join(fields)}")
+        values = {}
+        for key, f in fields.items():
+            if v.get(key) is None:
+                if f.default is dataclasses.MISSING:
+                    raise Invalid(f"needs key {key!r} ({f.metadata['option'].help})")
+                continue
+            try:
+                values[key] = f.metadata["option"].check(v[key])
+            except Invalid as exc:
+                raise Invalid(f".{key} {exc}") from None
+        return self.cls(**values)
+
+
+# --- end server launch ---

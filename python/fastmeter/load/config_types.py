@@ -24,8 +24,10 @@ from fastmeter.load.config_check import (
     PATH,
     TABLE,
     TEXT,
+    TEXT_TABLE,
     URL,
     Check,
+    Nested,
     choice,
     integer,
     list_of,
@@ -64,6 +66,30 @@ def option_of(f: dataclasses.Field[Any]) -> Option:
 _TOKENS = "prompt text is built per request"
 
 
+# --- server launch: [server.container] (fastmeter.launch.container builds the command line) ---
+CONTAINER_ENGINES = ("docker", "podman")
+CONTAINER_NETWORKS = ("host", "none")  # never a bridge: the server must be on the host's loopback, or unreachable
+
+
+@dataclass(frozen=True)
+class ContainerConfig:
+    image: str = opt(TEXT, 'Image to run, pinned by digest ("name@sha256:...") for a reproducible server.', 0)
+    engine: str = opt(choice(*CONTAINER_ENGINES), "Container engine.", 1, "docker")
+    args: tuple[str, ...] = opt(list_of(TEXT, "strings", allow_empty=True), "Arguments after the image.", 2, ())
+    gpus: str = opt(choice("run", "all", "none"),
+                    "GPUs given to the container: run = those [bench].gpus names (all when unset), all, or none.", 3,
+                    "run")
+    network: str = opt(choice(*CONTAINER_NETWORKS), "host: the server listens on this host's loopback.", 4, "host")
+    env: dict[str, str] | None = opt(TEXT_TABLE, "Environment variables inside the container.", 5, None)
+    volumes: tuple[str, ...] = opt(list_of(TEXT, "HOST:CONTAINER[:ro] strings", allow_empty=True),
+                                   "Bind mounts (model weights, caches).", 6, ())
+    run_args: tuple[str, ...] = opt(list_of(TEXT, "strings", allow_empty=True),
+                                    "Further `run` options, e.g. --shm-size=16g or --ipc=host.", 7, ())
+
+
+# --- end server launch ---
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     kind: str = opt(choice(*SERVER_KINDS), "Server API: openai (vLLM, SGLang, TensorRT-LLM, llama.cpp) or tgi.", 3)
@@ -77,6 +103,23 @@ class ServerConfig:
     ready_timeout_s: float = opt(number(0.0, lo_open=True, hi=3600.0),
                                  "How long to wait for the server to answer /v1/models or /health before the run.",
                                  51, 10.0)
+    # --- server launch (fastmeter.launch; docs/launch.md) ---
+    launch: tuple[str, ...] | None = opt(list_of(TEXT, "strings"),
+                                         "Command that starts the server; fastmeter starts, watches and stops it.",
+                                         60, None)
+    launch_env: dict[str, str] | None = opt(TEXT_TABLE, "Environment variables set for the launched server.", 61,
+                                            None)
+    container: ContainerConfig | None = opt(Nested("TABLE", "a [server.container] table: image (required), "
+                                                   "engine, args, gpus, network, env, volumes, run_args",
+                                                   ContainerConfig),
+                                            "Run the server in a docker/podman container ([server.container]).", 62,
+                                            None)
+    launch_ready_timeout_s: float = opt(number(0.0, lo_open=True, hi=3600.0),
+                                        "How long a launched server may take to answer /v1/models or /health.", 63,
+                                        600.0)
+    stop_timeout_s: float = opt(number(0.0, hi=3600.0),
+                                "Seconds a launched server gets to exit after SIGTERM before SIGKILL.", 64, 30.0)
+    # --- end server launch ---
 
 
 @dataclass(frozen=True)

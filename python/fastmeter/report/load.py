@@ -56,6 +56,7 @@ class Report:
     runs: list[Run]  # every run, sweep points included, in the order given
     sweeps: list[Sweep]  # sweep directories; loose runs (two or more) are compared as one unnamed group
     loose: list[Run]  # runs given directly, not as part of a sweep directory
+    notes: list[str] = field(default_factory=list)  # text shown after the runs (a matrix's decision table)
 
 
 def load_run(path: Path, label: str) -> Run:
@@ -91,13 +92,21 @@ def load_report(paths: list[str | Path]) -> Report:
     runs: list[Run] = []
     sweeps: list[Sweep] = []
     loose: list[Run] = []
+    notes: list[str] = []
     for path, label in zip(dirs, _labels(dirs)):
         if path.is_file() and path.suffix in SUFFIXES:
             raise FastmeterError(f"{path} is a trace file: use `fastmeter show {path}` (report reads run "
                                  "directories of `fastmeter bench`)")
         if not path.is_dir():
             raise FastmeterError(f"{path} is not a directory; {WHAT_TO_PASS}")
-        if (path / "sweep.json").is_file():
+        if (path / "matrix.json").is_file():
+            from fastmeter.report.matrix import load_matrix
+
+            entries, decision = load_matrix(path, label)
+            sweeps.extend(entries)
+            runs.extend(r for s in entries for r in s.points)
+            notes.append(decision)
+        elif (path / "sweep.json").is_file():
             sweep = load_sweep(path, label)
             sweeps.append(sweep)
             runs.extend(sweep.points)
@@ -107,7 +116,7 @@ def load_report(paths: list[str | Path]) -> Report:
             runs.append(run)
         else:
             raise FastmeterError(f"{path} is not a run directory (no run.json or sweep.json in it); {WHAT_TO_PASS}")
-    return Report(runs, sweeps, loose)
+    return Report(runs, sweeps, loose, notes)
 
 
 def in_flight(requests: pa.Table, end_default_ns: int) -> tuple[np.ndarray, np.ndarray]:

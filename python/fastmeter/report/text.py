@@ -29,6 +29,8 @@ def render_text(report: Report) -> str:
     lines += _aligned([header[i] for i in keep], [[r[i] for i in keep] for r in rows])
     for s in report.sweeps:
         lines.append(f"{sweep_title(s.label)}: SLO {slo_text(s)}; best point {s.best or 'none meets the SLO'}")
+    for note in report.notes:
+        lines += ["", note]
     found = [f"  {r.label}: {w}" for r in report.runs for w in warnings(r)]
     lines += ["", "warnings:", *found] if found else ["", "no warnings"]
     return "\n".join(lines)
