@@ -45,6 +45,8 @@ BENCHMARKS = {
     "batches": "benchmarks.bench_batches",
     "cluster": "benchmarks.bench_cluster",  # needs fastmeter[ray]; skipped (with the reason) without it
     "activity": "benchmarks.bench_activity",
+    "trace_rss": "benchmarks.bench_trace_rss",
+    "attribution_stream": "benchmarks.bench_attribution_stream",
 }
 
 

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "fastmeter/attribute.h"
+#include "fastmeter/attribute_stream.h"
 #include "fastmeter/bound.h"
 #include "fastmeter/clock.h"
 #include "fastmeter/http/response_parser.h"
@@ -781,4 +782,76 @@ PYBIND11_MODULE(_core, m) {
         "fastmeter.activity, which validates input.");
   }
   // ---- end activity shaping kernel ----
+  // ---- streaming attribution (attribute_stream.h) ----
+  {
+    using I64 = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+    using F64 = py::array_t<double, py::array::c_style | py::array::forcecast>;
+    using U8 = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+    py::class_<AttributionStream>(m, "AttributionStream",
+                                  "Attribution over streamed input; use fastmeter.attribution_stream, which validates.")
+        .def(py::init([](const std::string& method, double update_period_s) {
+               if (method != "time-share" && method != "token-weighted")
+                 throw std::invalid_argument("attribute: method must be 'time-share' or 'token-weighted'");
+               return std::make_unique<AttributionStream>(
+                   method == "token-weighted" ? AttributionMethod::kTokenWeighted : AttributionMethod::kTimeShare,
+                   update_period_s);
+             }),
+             py::arg("method"), py::arg("update_period_s"))
+        .def(
+            "add_curve",
+            [](AttributionStream& s, I64 t_ns, F64 energy_j, std::optional<F64> bound_j) {
+              if (t_ns.size() != energy_j.size() || (bound_j && bound_j->size() != t_ns.size()))
+                throw std::invalid_argument("attribution stream: curve array lengths do not match");
+              s.add_curve(t_ns.data(), energy_j.data(), bound_j ? bound_j->data() : nullptr,
+                          static_cast<size_t>(t_ns.size()));
+            },
+            py::arg("t_ns"), py::arg("energy_j"), py::arg("bound_j") = py::none())
+        .def("end_curve", &AttributionStream::end_curve)
+        .def(
+            "add_requests",
+            [](AttributionStream& s, I64 start_ns, I64 end_ns, I64 first_token_ns, U8 has_first_token,
+               I64 chunk_offsets, I64 chunk_t_ns, I64 chunk_tokens) {
+              const py::ssize_t n = start_ns.size();
+              if (end_ns.size() != n || first_token_ns.size() != n || has_first_token.size() != n ||
+                  chunk_offsets.size() != n + 1 || chunk_t_ns.size() != chunk_tokens.size())
+                throw std::invalid_argument("attribution stream: request array lengths do not match");
+              const int64_t* off = chunk_offsets.data();
+              if (off[0] != 0 || off[n] != static_cast<int64_t>(chunk_t_ns.size()))
+                throw std::invalid_argument("attribution stream: chunk offsets must run from 0 to the chunk count");
+              for (py::ssize_t r = 0; r < n; ++r)
+                if (off[r + 1] < off[r]) throw std::invalid_argument("attribution stream: chunk offsets decrease");
+              s.add_requests(start_ns.data(), end_ns.data(), first_token_ns.data(), has_first_token.data(),
+                             static_cast<size_t>(n), off, chunk_t_ns.data(), chunk_tokens.data());
+            },
+            py::arg("start_ns"), py::arg("end_ns"), py::arg("first_token_ns"), py::arg("has_first_token"),
+            py::arg("chunk_offsets"), py::arg("chunk_t_ns"), py::arg("chunk_tokens"))
+        .def("end_requests", &AttributionStream::end_requests)
+        .def(
+            "advance",
+            [](AttributionStream& s) {
+              StreamResults out;
+              {
+                py::gil_scoped_release nogil;
+                s.advance(out);
+              }
+              py::dict d;
+              d["first_index"] = out.first_index;
+              d["energy_j"] = py::array_t<double>(out.energy_j.size(), out.energy_j.data());
+              d["prefill_energy_j"] = py::array_t<double>(out.prefill_energy_j.size(), out.prefill_energy_j.data());
+              d["attributed_s"] = py::array_t<double>(out.attributed_s.size(), out.attributed_s.data());
+              d["uncertainty_j"] = py::array_t<double>(out.uncertainty_j.size(), out.uncertainty_j.data());
+              d["outside_span"] = py::array_t<uint8_t>(out.outside_span.size(), out.outside_span.data());
+              return d;
+            },
+            "Sweep what the input so far decides; the results of finished requests, in input order.")
+        .def_property_readonly("curve_needed_until_ns", &AttributionStream::curve_needed_until_ns)
+        .def_property_readonly("done", &AttributionStream::done)
+        .def_property_readonly("requests_held", &AttributionStream::requests_held)
+        .def_property_readonly("curve_points_held", &AttributionStream::curve_points_held)
+        .def_property_readonly("idle_j", &AttributionStream::idle_j)
+        .def_property_readonly("idle_s", &AttributionStream::idle_s)
+        .def_property_readonly("total_j", &AttributionStream::total_j)
+        .def_property_readonly("span_s", &AttributionStream::span_s);
+  }
+  // ---- end streaming attribution ----
 }

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fastmeter.errors import SpanError
 from fastmeter.span import synthetic_reason
 from fastmeter.telemetry import meter_telemetry_validity
 from fastmeter.validity import (
@@ -86,7 +87,15 @@ def source_validity(
 
 
 def _channel_times(meter: Meter) -> dict[str, np.ndarray]:
-    t = meter.samples()
+    """Sample instants per channel, of the samples the Meter still holds (its keep_samples_s window): older ones
+    left RAM (a long trace or bench run has them on disk only). Where a span reaches before them, the poll-gap check
+    takes the sampler's largest gap over the whole record instead (`stats()["channels"]`)."""
+    while True:
+        try:
+            t = meter.samples(int(meter.stats()["samples_dropped_from_ram"]))
+            break
+        except SpanError:  # more left RAM between the two calls (a running meter): read from the new start
+            continue
     t_ns = t.column("t_ns").to_numpy()
     idx = t.column("channel").combine_chunks().indices.to_numpy(zero_copy_only=False)
     names = meter.channel_names
@@ -100,7 +109,12 @@ def measured_until_ns(meter: Meter) -> dict[str, int]:
     if not failed:
         return {}
     times = _channel_times(meter)
-    return {n: int(times[n][times[n] < t][-1]) if np.any(times[n] < t) else meter.start_ns for n, t in failed.items()}
+    # A failure before the RAM window: its last good sample has left RAM; it was the poll before the failed one.
+    before = {
+        n: int(t - meter.period_us * 1000) if meter.stats()["samples_dropped_from_ram"] else meter.start_ns
+        for n, t in failed.items()
+    }
+    return {n: int(times[n][times[n] < t][-1]) if np.any(times[n] < t) else before[n] for n, t in failed.items()}
 
 
 def sampler_validity(stats: Mapping[str, Any], period_us: int) -> Validity:
@@ -177,6 +191,9 @@ def record_validity(meter: Meter, span_ns: tuple[int, int] | None = None) -> Val
         t = times[c.name]
         around = t[max(0, np.searchsorted(t, lo) - 1) : np.searchsorted(t, hi, side="right") + 1]
         gap_ns = int(np.max(np.diff(around))) if len(around) > 1 else 0
+        if stats["samples_dropped_from_ram"] and (len(t) == 0 or lo < t[0]):
+            # Samples of the span left RAM: their gaps are known only as the record's largest, which counts then.
+            gap_ns = max(gap_ns, int(stats["channels"].get(c.name, {}).get("poll_gap_max_ns", 0) or 0))
         # A power-only channel has no observed update period: its readings are due every poll.
         update_ns = meter.period_us * 1e3 if math.isnan(period_s) else period_s * 1e9
         limit_ns = max(MAX_GAP_UPDATE_PERIODS * update_ns, GAP_JITTER_PERIODS * meter.period_us * 1e3)

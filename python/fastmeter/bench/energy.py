@@ -6,16 +6,19 @@ longer hold a nanosecond timestamp exactly."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from fastmeter.adapters.base import RequestRecord
-from fastmeter.attribution import Attribution, BoundedCurve, attribute, bounded_total_curve
+from fastmeter.attribution import Attribution, BoundedCurve, bounded_total_curve
+from fastmeter.attribution_stream import RequestBatch, StreamedAttribution
 from fastmeter.calibrate.result import field_delay_ns
 from fastmeter.meter import Meter
 
+# Requests per batch of the streamed attribution: memory per batch ~100 bytes a request plus its chunks.
+REQUEST_BATCH = 65_536
 # Cumulative joules (each physical quantity once) at each int64 ns instant, with the bound of their error.
 Curve = Callable[[np.ndarray], BoundedCurve]
 
@@ -65,14 +68,62 @@ def attribute_requests(
     idle_power_w: float | None,
     update_period_s: float,
     knots_ns: np.ndarray | None = None,
+    *,
+    batch_requests: int = REQUEST_BATCH,
 ) -> tuple[Attribution, dict[str, Any]]:
     """Split the span's energy among `records` (all attributable) on `curve`, evaluated at every event instant:
     span edges, request starts, first tokens, ends and chunk arrivals (all int64 ns, clipped to the span).
 
-    Each request's `uncertainty_j` bounds its attribution error through the curve's bound at those instants; where
-    that bound is unknown the update-period heuristic serves. The second value says which, for run.json's
-    `attribution` (`uncertainty_info`). `method="activity"` also needs the sensor's update instants (`knots_ns`,
-    `activity_energy.update_instants_ns`); the second value then carries the fit (`activity_fit`)."""
+    time-share and token-weighted use the streamed sweep (`attribution_stream`, identical to `attribute()`):
+    requests go to it in batches in order of start and the curve is evaluated batch by batch, so its memory stays
+    bounded by the batch and the requests in flight. Each request's `uncertainty_j` bounds its attribution error
+    through the curve's bound at those instants; where that bound is unknown the update-period heuristic serves. The
+    second value says which, for run.json's `attribution` (`uncertainty_info`). `method="activity"` (in memory) also
+    needs the sensor's update instants (`knots_ns`, `activity_energy.update_instants_ns`); the second value then
+    carries the fit (`activity_fit`)."""
+    if method == "activity":
+        return _attribute_by_activity(curve, records, span_ns, idle_power_w, update_period_s, knots_ns)
+    starts = np.array([r.send_ns for r in records], dtype=np.int64)
+    order = np.argsort(starts, kind="stable")
+    s = StreamedAttribution(
+        curve,
+        _request_batches([records[i] for i in order], batch_requests),
+        method=method,
+        update_period_s=update_period_s,
+        idle_power_w=idle_power_w,
+        span_ns=(int(span_ns[0]), int(span_ns[1])),
+    )
+    columns = ("energy_j", "prefill_energy_j", "decode_energy_j", "net_energy_j", "uncertainty_j", "attributed_s")
+    out = {k: np.full(len(records), np.nan) for k in columns}
+    for batch in s:
+        rows = order[batch.first_index : batch.first_index + len(batch.energy_j)]
+        for k in columns:
+            out[k][rows] = getattr(batch, k)
+    t = s.totals
+    a = Attribution(
+        method=t.method,
+        **out,
+        idle_j=t.idle_j,
+        idle_s=t.idle_s,
+        total_j=t.total_j,
+        span_s=t.span_s,
+        update_period_s=t.update_period_s,
+        idle_power_w=t.idle_power_w,
+        requests_outside_span=t.requests_outside_span,
+        uncertainty=t.uncertainty,
+        heuristic_points=t.heuristic_points,
+    )
+    return a, uncertainty_info(a, t.curve_points, t.unbounded_points)
+
+
+def _attribute_by_activity(
+    curve: Curve,
+    records: Sequence[RequestRecord],
+    span_ns: tuple[int, int],
+    idle_power_w: float | None,
+    update_period_s: float,
+    knots_ns: np.ndarray | None,
+) -> tuple[Attribution, dict[str, Any]]:
     lo, hi = (int(t) for t in span_ns)
     starts = np.clip(np.array([r.send_ns for r in records], dtype=np.int64), lo, hi)
     ends = np.clip(np.array([r.end_ns for r in records], dtype=np.int64), lo, hi)
@@ -85,40 +136,40 @@ def attribute_requests(
     # sort + mask: np.unique is far slower on large int64 arrays.
     events = np.sort(np.concatenate([np.array([lo, hi], dtype=np.int64), starts, ends, chunk_t]))
     events = events[np.r_[True, events[1:] != events[:-1]]]
-    if method == "activity":
-        from fastmeter.bench.activity_energy import attribute_by_activity
+    from fastmeter.bench.activity_energy import attribute_by_activity
 
-        arrays = {"starts": starts, "ends": ends, "first": np.ma.masked_array(first, mask=~has_first)}
-        arrays.update(offsets=offsets, chunk_t=chunk_t, chunk_k=chunk_k)
-        knots = np.zeros(0, dtype=np.int64) if knots_ns is None else knots_ns
-        result, points = attribute_by_activity(curve, records, events, knots, arrays, idle_power_w, update_period_s)
-        return result.attribution, {**uncertainty_info(result.attribution, points), "activity_fit": result.fit}
-    points = curve(events)
-    a = attribute(
-        events,
-        points.energy_j,
-        starts,
-        ends,
-        np.ma.masked_array(first, mask=~has_first),
-        chunk_offsets=offsets,
-        chunk_t_ns=chunk_t,
-        chunk_tokens=chunk_k,
-        method=method,
-        update_period_s=update_period_s,
-        idle_power_w=idle_power_w,
-        bound_j=points.bound_j,
-    )
-    return a, uncertainty_info(a, points)
+    arrays = {"starts": starts, "ends": ends, "first": np.ma.masked_array(first, mask=~has_first)}
+    arrays.update(offsets=offsets, chunk_t=chunk_t, chunk_k=chunk_k)
+    knots = np.zeros(0, dtype=np.int64) if knots_ns is None else knots_ns
+    result, points = attribute_by_activity(curve, records, events, knots, arrays, idle_power_w, update_period_s)
+    info = uncertainty_info(result.attribution, len(points.energy_j), points.unbounded_points)
+    return result.attribution, {**info, "activity_fit": result.fit}
 
 
-def uncertainty_info(a: Attribution, points: BoundedCurve) -> dict[str, Any]:
+def _request_batches(records: Sequence[RequestRecord], size: int) -> Iterator[RequestBatch]:
+    for lo in range(0, len(records), size):
+        part = records[lo : lo + size]
+        offsets = np.zeros(len(part) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(r.chunk_t_ns) for r in part])
+        first = np.array([r.first_token_ns or 0 for r in part], dtype=np.int64)
+        yield RequestBatch(
+            np.array([r.send_ns for r in part], dtype=np.int64),
+            np.array([r.end_ns for r in part], dtype=np.int64),
+            np.ma.masked_array(first, mask=[r.first_token_ns is None for r in part]),
+            offsets,
+            np.array([t for r in part for t in r.chunk_t_ns], dtype=np.int64),
+            np.array([k for r in part for k in r.chunk_tokens], dtype=np.int64),
+        )
+
+
+def uncertainty_info(a: Attribution, n_points: int, unbounded_points: dict[str, int]) -> dict[str, Any]:
     """run.json's account of what the requests' `uncertainty_j` is: "bound" (rigorous at every cut instant) or
     "heuristic", with how many instants lacked a bound and which channels' bounds were unknown there."""
     info: dict[str, Any] = {"uncertainty": a.uncertainty, "uncertainty_heuristic_points": a.heuristic_points}
     if a.heuristic_points:
-        info["uncertainty_unbounded_channels"] = points.unbounded_points
+        info["uncertainty_unbounded_channels"] = unbounded_points
         info["uncertainty_reason"] = (
-            f"no error bound at {a.heuristic_points} of {len(points.energy_j)} cut instants (a counted channel "
+            f"no error bound at {a.heuristic_points} of {n_points} cut instants (a counted channel "
             "without an energy counter, or outside its record): there uncertainty_j uses the update-period "
             "estimate, which is not a rigorous bound, and is NaN when no update period is known"
         )
