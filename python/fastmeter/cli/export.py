@@ -6,24 +6,15 @@ import time
 
 import click
 
-from fastmeter.cli.params import GPU_ID, FiniteFloatRange
+from fastmeter.cli.params import FiniteFloatRange, sampler_options
 from fastmeter.errors import ConfigError
 from fastmeter.export.server import Exporter, parse_listen
 from fastmeter.recorder import Interrupt
-from fastmeter.sources import SOURCE_NAMES
 
 
 @click.command("export")
 @click.option("--listen", required=True, metavar="HOST:PORT", help="Address to serve /metrics on (port 0: any free).")
-@click.option("--period-us", type=int, default=1000, show_default=True, help="Sampling period in microseconds.")
-@click.option(
-    "--source",
-    "sources",
-    multiple=True,
-    type=click.Choice(SOURCE_NAMES),
-    help="Source to read (repeatable). Default: every hardware source available, else synthetic.",
-)
-@click.option("--gpu", "gpus", multiple=True, type=GPU_ID, help="GPU index or UUID to read (repeatable; default all).")
+@sampler_options
 @click.option(
     "--ray",
     "ray_address",

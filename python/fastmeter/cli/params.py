@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from fastmeter.load.config_check import GPU, Invalid
+from fastmeter.sources import SOURCE_NAMES
 
 
 class FiniteFloatRange(click.FloatRange):
@@ -36,3 +37,21 @@ class GpuId(click.ParamType):
 
 
 GPU_ID = GpuId()
+
+
+def sampler_options(command: Any) -> Any:
+    """`--period-us`, `--source`, `--gpu`: what a command that runs its own Meter asks of the sampler (`trace`,
+    `export`), declared once so the commands cannot drift apart."""
+    command = click.option(
+        "--gpu", "gpus", multiple=True, type=GPU_ID, help="GPU index or UUID to read (repeatable; default all)."
+    )(command)
+    command = click.option(
+        "--source",
+        "sources",
+        multiple=True,
+        type=click.Choice(SOURCE_NAMES),
+        help="Source to read (repeatable). Default: every hardware source available, else synthetic.",
+    )(command)
+    return click.option(
+        "--period-us", type=int, default=1000, show_default=True, help="Sampling period in microseconds."
+    )(command)

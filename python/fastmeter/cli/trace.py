@@ -13,12 +13,12 @@ import click
 import fastmeter
 from fastmeter.assess import meter_validity, source_validity
 from fastmeter.calibrate.result import calibration_for
-from fastmeter.cli.params import GPU_ID, FiniteFloatRange
+from fastmeter.cli.params import FiniteFloatRange, sampler_options
 from fastmeter.control import GpuControl, control_request
 from fastmeter.errors import ConfigError
 from fastmeter.io.stream import check_output_path, part_paths
 from fastmeter.recorder import Recorder
-from fastmeter.sources import SOURCE_NAMES, permission_warnings
+from fastmeter.sources import permission_warnings
 from fastmeter.telemetry import DEFAULT_TELEMETRY_HZ, telemetry_path_for
 from fastmeter.tracing import DEFAULT_GRACE_S, run_trace
 
@@ -91,15 +91,7 @@ class _LiveLine:
     help="Write numbered parts (trace.0000.arrow, ...), a new one every DURATION (e.g. 1h, 30m); "
     "`show` reads them as one trace.",
 )
-@click.option("--period-us", type=int, default=1000, show_default=True, help="Sampling period in microseconds.")
-@click.option(
-    "--source",
-    "sources",
-    multiple=True,
-    type=click.Choice(SOURCE_NAMES),
-    help="Source to read (repeatable). Default: every hardware source available, else synthetic.",
-)
-@click.option("--gpu", "gpus", multiple=True, type=GPU_ID, help="GPU index or UUID to read (repeatable; default all).")
+@sampler_options
 @click.option(
     "--idle-baseline",
     type=FiniteFloatRange(min=0),
