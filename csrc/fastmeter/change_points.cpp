@@ -20,18 +20,21 @@ void ChangePointStore::push(const ChangePoint& p) {
 
 void ChangePointStore::thin_before(int64_t cutoff_ns, int64_t resolution_ns) {
   if (resolution_ns <= 0) return;
-  while (recent_.size() >= 2 && recent_.front()->last().hi_ns < cutoff_ns) {
+  while (recent_.size() >= 2 && recent_.front()->p[recent_.front()->n - 1].hi_ns < cutoff_ns) {
     ChunkPtr old = std::move(recent_.front());
     recent_.pop_front();
     // A subset of the points keeps their (lo, hi] disjoint and in order: range_at stays valid, only wider.
     for (size_t i = 0; i < old->n; ++i) {
       const ChangePoint& x = old->p[i];
-      if (!history_.empty() && x.hi_ns - history_.back()->last().hi_ns < resolution_ns) {
+      if (!history_.empty() && x.hi_ns - history_.back().p[history_.back().n - 1].hi_ns < resolution_ns) {
         --size_;
         continue;
       }
-      if (history_.empty() || history_.back()->n == kChunk) history_.push_back(take_chunk());
-      Chunk& h = *history_.back();
+      if (history_.empty() || history_.back().n == kChunk) {
+        if (!blocks_) blocks_ = std::make_shared<HistoryBlocks>();
+        history_.push_back({static_cast<ChangePoint*>(blocks_->allocate()), 0});
+      }
+      Settled& h = history_.back();
       h.p[h.n++] = x;
     }
     if (!spare_) spare_ = std::move(old);
@@ -49,7 +52,7 @@ ChangePointStore::Around ChangePointStore::around(int64_t t_ns) const noexcept {
       hi = mid;
   }
   if (lo == chunks()) return {empty() ? nullptr : &back(), nullptr, nullptr};
-  const Chunk& c = chunk(lo);
+  const Run c = chunk(lo);
   const ChangePoint* at =
       std::upper_bound(c.p, c.p + c.n, t_ns, [](int64_t t, const ChangePoint& x) { return t < x.hi_ns; });
   const ChangePoint* before = at != c.p ? at - 1 : lo > 0 ? &chunk(lo - 1).last() : nullptr;
@@ -57,12 +60,15 @@ ChangePointStore::Around ChangePointStore::around(int64_t t_ns) const noexcept {
   return {before, at, after};
 }
 
-size_t ChangePointStore::bytes() const noexcept { return (chunks() + (spare_ ? 1 : 0)) * sizeof(Chunk); }
+size_t ChangePointStore::bytes() const noexcept { return (recent_.size() + (spare_ ? 1 : 0)) * sizeof(Chunk); }
 
 std::vector<ChangePoint> ChangePointStore::to_vector() const {
   std::vector<ChangePoint> out;
   out.reserve(size_);
-  for (size_t i = 0; i < chunks(); ++i) out.insert(out.end(), chunk(i).p, chunk(i).p + chunk(i).n);
+  for (size_t i = 0; i < chunks(); ++i) {
+    const Run c = chunk(i);
+    out.insert(out.end(), c.p, c.p + c.n);
+  }
   return out;
 }
 

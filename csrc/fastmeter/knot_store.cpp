@@ -33,7 +33,9 @@ void KnotStore::push(const Knot& k, bool anchor) {
   if (chunks_.empty() || (chunks_.back().knots.size() >= kChunk && chunks_.back().anchor.back())) {
     // A chunk ends at an anchor and the next starts with a copy of it, so a decimated chunk never splits an
     // interval between anchors.
-    Chunk c;
+    Chunk c = std::move(spare_);
+    c.knots.clear();
+    c.anchor.clear();
     c.knots.reserve(kChunk + 64);
     c.anchor.reserve(kChunk + 64);
     if (!chunks_.empty()) {
@@ -48,7 +50,7 @@ void KnotStore::push(const Knot& k, bool anchor) {
 
 size_t KnotStore::size() const noexcept {
   size_t n = 0;  // each chunk's last knot is the next one's first: count it there (the very last, once at the end)
-  for (const std::vector<Knot>& s : settled_) n += s.size() - 1;
+  for (const Settled& s : settled_) n += s.n - 1;
   for (const Chunk& c : chunks_) n += c.knots.size() - 1;
   return chunks_.empty() ? n : n + 1;
 }
@@ -64,18 +66,20 @@ void KnotStore::settle_before(int64_t cutoff_ns, int64_t resolution_ns) {
     const size_t m = decimate_knots(c.knots.data(), c.anchor.data(), c.knots.size(), resolution_ns);
     // The chunk's first knot is settled_'s last already.
     for (size_t i = settled_.empty() ? 0 : 1; i < m; ++i) settle(c.knots[i]);
+    spare_ = std::move(c);
     chunks_.pop_front();
   }
 }
 
 void KnotStore::settle(const Knot& k) {
-  if (settled_.empty() || settled_.back().size() >= kChunk) {
-    std::vector<Knot> s;
-    s.reserve(kChunk);
-    if (!settled_.empty()) s.push_back(settled_.back().back());  // shared, so every instant lies inside one chunk
-    settled_.push_back(std::move(s));
+  if (settled_.empty() || settled_.back().n >= kChunk) {
+    if (!blocks_) blocks_ = std::make_shared<HistoryBlocks>();
+    Settled s{static_cast<Knot*>(blocks_->allocate()), 0};
+    if (!settled_.empty()) s.knots[s.n++] = settled_.back().back();  // shared: every instant lies inside one chunk
+    settled_.push_back(s);
   }
-  settled_.back().push_back(k);
+  Settled& s = settled_.back();
+  s.knots[s.n++] = k;
 }
 
 KnotSpan KnotStore::span_for(int64_t t_ns) const noexcept {
@@ -83,9 +87,9 @@ KnotSpan KnotStore::span_for(int64_t t_ns) const noexcept {
   // In either part, the last chunk that starts at or before t_ns (the first one for an instant before every knot).
   if (!settled_.empty() && t_ns <= settled_.back().back().t_ns) {
     const auto it = std::upper_bound(settled_.begin(), settled_.end(), t_ns,
-                                     [](int64_t t, const std::vector<Knot>& s) { return t < s.front().t_ns; });
-    const std::vector<Knot>& s = it == settled_.begin() ? settled_.front() : *(it - 1);
-    return {s.data(), s.size()};
+                                     [](int64_t t, const Settled& s) { return t < s.front().t_ns; });
+    const Settled& s = it == settled_.begin() ? settled_.front() : *(it - 1);
+    return {s.knots, s.n};
   }
   const auto it = std::upper_bound(chunks_.begin(), chunks_.end(), t_ns,
                                    [](int64_t t, const Chunk& c) { return t < c.knots.front().t_ns; });
@@ -93,13 +97,18 @@ KnotSpan KnotStore::span_for(int64_t t_ns) const noexcept {
   return {c.knots.data(), c.knots.size()};
 }
 
+size_t KnotStore::bytes() const noexcept {
+  const auto of = [](const Chunk& c) { return c.knots.capacity() * sizeof(Knot) + c.anchor.capacity(); };
+  size_t n = of(spare_);
+  for (const Chunk& c : chunks_) n += of(c);
+  return n;
+}
+
 std::vector<Knot> KnotStore::to_vector() const {
   std::vector<Knot> out;
-  const auto add = [&out](const std::vector<Knot>& k) {
-    out.insert(out.end(), k.begin() + (out.empty() ? 0 : 1), k.end());
-  };
-  for (const std::vector<Knot>& s : settled_) add(s);
-  for (const Chunk& c : chunks_) add(c.knots);
+  const auto add = [&out](const Knot* k, size_t n) { out.insert(out.end(), k + (out.empty() ? 0 : 1), k + n); };
+  for (const Settled& s : settled_) add(s.knots, s.n);
+  for (const Chunk& c : chunks_) add(c.knots.data(), c.knots.size());
   return out;
 }
 
