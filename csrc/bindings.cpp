@@ -10,6 +10,7 @@
 #include "fastmeter/attribute_stream.h"
 #include "fastmeter/bound.h"
 #include "fastmeter/clock.h"
+#include "fastmeter/heap.h"
 #include "fastmeter/http/response_parser.h"
 #include "fastmeter/http/stream_client.h"
 #include "fastmeter/integrate.h"
@@ -355,6 +356,8 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("monotonic_ns", &monotonic_ns, "CLOCK_MONOTONIC in ns (same clock as time.monotonic_ns()).");
   m.def("source_names", &source_names);
+  m.def("release_free_heap", &release_free_heap, py::call_guard<py::gil_scoped_release>(),
+        "Return the allocator's free memory to the kernel (glibc malloc_trim); True when some was returned.");
   m.def("probe", &probe, py::arg("name"), py::arg("options") = SourceOptions{},
         "Open a source, read every channel once, close it. Returns {t_ns, channels, readings}.");
   m.def("counter_delta", &counter_delta, py::arg("prev"), py::arg("cur"), py::arg("range"));

@@ -113,7 +113,8 @@ class Meter:
     ring_capacity: samples the ring holds between drains (at every query, and on a timer that wakes when a
         quarter of it, or 16k samples, should have arrived); a full ring drops and counts.
     keep_samples_s: raw samples stay readable through `samples()` for this long (also bounded by the count the
-        nominal rate gives for it); older ones leave RAM. 0 keeps none. Long runs stream samples to a file with the
+        nominal rate gives for it); older ones leave RAM, a chunk of 8192 samples at a time, so up to 8192 more stay
+        (8 s of one channel at 1 kHz). 0 keeps none. Long runs stream samples to a file with the
         recorder (`fastmeter trace`) instead of keeping them here.
     knot_resolution_us: knots (what energy queries read) older than keep_samples_s are thinned to this
         resolution, keeping each kept knot's cumulative energy exact (docs/methodology.md, "Knot decimation");
