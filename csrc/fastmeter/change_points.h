@@ -62,23 +62,32 @@ class ChangePointStore {
     ChangePoint p[kChunk];  // left uninitialized by `new Chunk` until written
   };
   using ChunkPtr = std::unique_ptr<Chunk>;
-  struct Run {  // n points, in a recent chunk or a history block
-    const ChangePoint* p;
-    size_t n;
-    const ChangePoint& last() const noexcept { return p[n - 1]; }
-  };
+  // A history block's searches run on instants kept in RAM (its pages are dropped from the process, and a binary
+  // search through them faulted ~a dozen back in per lookup): its last point's hi_ns and every kGroup-th point's.
+  static constexpr size_t kGroup = 128;
   struct Settled {
     ChangePoint* p;
     size_t n;
+    int64_t last_hi;
+    int64_t group_hi[kChunk / kGroup];  // hi_ns of p[g * kGroup]
+  };
+  struct Run {  // n points, in a recent chunk or a history block (then with its index)
+    const ChangePoint* p;
+    size_t n;
+    const Settled* index;
+    int64_t last_hi() const noexcept { return index != nullptr ? index->last_hi : p[n - 1].hi_ns; }
+    const ChangePoint& last() const noexcept { return p[n - 1]; }
   };
 
   ChunkPtr take_chunk();  // the spare, or a new one; empty
+  // The first point of c with hi_ns > t_ns (c.p + c.n when none).
+  static const ChangePoint* first_after(const Run& c, int64_t t_ns) noexcept;
   size_t chunks() const noexcept { return history_.size() + recent_.size(); }
   // history_ then recent_ as one sequence of chunks, none of them empty.
   Run chunk(size_t i) const noexcept {
-    if (i < history_.size()) return {history_[i].p, history_[i].n};
+    if (i < history_.size()) return {history_[i].p, history_[i].n, &history_[i]};
     const Chunk& c = *recent_[i - history_.size()];
-    return {c.p, c.n};
+    return {c.p, c.n, nullptr};
   }
 
   std::shared_ptr<HistoryBlocks> blocks_;

@@ -74,11 +74,15 @@ void KnotStore::settle_before(int64_t cutoff_ns, int64_t resolution_ns) {
 void KnotStore::settle(const Knot& k) {
   if (settled_.empty() || settled_.back().n >= kChunk) {
     if (!blocks_) blocks_ = std::make_shared<HistoryBlocks>();
-    Settled s{static_cast<Knot*>(blocks_->allocate()), 0};
-    if (!settled_.empty()) s.knots[s.n++] = settled_.back().back();  // shared: every instant lies inside one chunk
-    settled_.push_back(s);
+    const Knot* shared = settled_.empty() ? nullptr : &settled_.back().back();
+    settled_.push_back({static_cast<Knot*>(blocks_->allocate()), 0, {}});
+    if (shared != nullptr) append(settled_.back(), *shared);  // shared: every instant lies inside one chunk
   }
-  Settled& s = settled_.back();
+  append(settled_.back(), k);
+}
+
+void KnotStore::append(Settled& s, const Knot& k) noexcept {
+  if (s.n % kGroup == 0) s.group_t[s.n / kGroup] = k.t_ns;
   s.knots[s.n++] = k;
 }
 
@@ -87,9 +91,15 @@ KnotSpan KnotStore::span_for(int64_t t_ns) const noexcept {
   // In either part, the last chunk that starts at or before t_ns (the first one for an instant before every knot).
   if (!settled_.empty() && t_ns <= settled_.back().back().t_ns) {
     const auto it = std::upper_bound(settled_.begin(), settled_.end(), t_ns,
-                                     [](int64_t t, const Settled& s) { return t < s.front().t_ns; });
+                                     [](int64_t t, const Settled& s) { return t < s.group_t[0]; });
     const Settled& s = it == settled_.begin() ? settled_.front() : *(it - 1);
-    return {s.knots, s.n};
+    // The group whose first knot is the last at or before t_ns (the first group for an instant before them all),
+    // through the next group's first knot: the two knots around t_ns, all energy_at reads inside a chunk.
+    const size_t groups = (s.n + kGroup - 1) / kGroup;
+    const int64_t* g = std::upper_bound(s.group_t, s.group_t + groups, t_ns);
+    const size_t lo = g == s.group_t ? 0 : static_cast<size_t>(g - s.group_t - 1) * kGroup;
+    const size_t hi = std::min(lo + kGroup, s.n - 1);
+    return {s.knots + lo, hi - lo + 1};
   }
   const auto it = std::upper_bound(chunks_.begin(), chunks_.end(), t_ns,
                                    [](int64_t t, const Chunk& c) { return t < c.knots.front().t_ns; });

@@ -80,13 +80,18 @@ class KnotStore {
     std::vector<Knot> knots;
     std::vector<uint8_t> anchor;
   };
-  struct Settled {  // a history block holding n knots
+  // A history block holding n knots, with the instants a search needs kept in RAM: the block's pages are dropped
+  // from the process (history_blocks.h), and a binary search through them faulted ~a dozen back in per lookup
+  // (window queries into the history took 2 ms). With the index a lookup touches the one group it lands in.
+  static constexpr size_t kGroup = 128;  // knots per index entry: 3 KiB, within a page or two
+  struct Settled {
     Knot* knots;
     size_t n;
-    const Knot& front() const noexcept { return knots[0]; }
+    int64_t group_t[kChunk / kGroup];  // t_ns of knots[g * kGroup]
     const Knot& back() const noexcept { return knots[n - 1]; }
   };
   void settle(const Knot& k);  // appends one decimated knot to the history
+  static void append(Settled& s, const Knot& k) noexcept;
 
   std::shared_ptr<HistoryBlocks> blocks_;
   std::deque<Settled> settled_;  // decimated, each chunk's last knot the next one's first
