@@ -51,7 +51,7 @@ class ChangePointStore {
   Around around(int64_t t_ns) const noexcept;
   // Memory the recent chunks take, the spare included (the history's is its HistoryBlocks').
   size_t bytes() const noexcept;
-  size_t history_bytes() const noexcept { return history_.size() * HistoryBlocks::kBlockBytes; }
+  size_t history_bytes() const noexcept { return history_.size() * HistoryBlocks::kBlockBytes; }  // incl. open
   // Every point in order (for tests; O(n)).
   std::vector<ChangePoint> to_vector() const;
 
@@ -62,36 +62,32 @@ class ChangePointStore {
     ChangePoint p[kChunk];  // left uninitialized by `new Chunk` until written
   };
   using ChunkPtr = std::unique_ptr<Chunk>;
-  // A history block's searches run on instants kept in RAM (its pages are dropped from the process, and a binary
-  // search through them faulted ~a dozen back in per lookup): its last point's hi_ns and every kGroup-th point's.
+  // A history chunk: its points are in the HistoryBlocks (the newest one, still filling, in open_), and what a
+  // search needs is kept here, so a lookup reads ~3 KiB of one block (a binary search through a block not in RAM
+  // costs ~a dozen reads).
   static constexpr size_t kGroup = 128;
   struct Settled {
-    ChangePoint* p;
+    uint64_t block;  // its handle once full
     size_t n;
-    int64_t last_hi;
-    int64_t group_hi[kChunk / kGroup];  // hi_ns of p[g * kGroup]
-  };
-  struct Run {  // n points, in a recent chunk or a history block (then with its index)
-    const ChangePoint* p;
-    size_t n;
-    const Settled* index;
-    int64_t last_hi() const noexcept { return index != nullptr ? index->last_hi : p[n - 1].hi_ns; }
-    const ChangePoint& last() const noexcept { return p[n - 1]; }
+    int64_t group_hi[kChunk / kGroup];  // hi_ns of point g * kGroup
+    ChangePoint first, last;
   };
 
   ChunkPtr take_chunk();  // the spare, or a new one; empty
-  // The first point of c with hi_ns > t_ns (c.p + c.n when none).
-  static const ChangePoint* first_after(const Run& c, int64_t t_ns) noexcept;
   size_t chunks() const noexcept { return history_.size() + recent_.size(); }
-  // history_ then recent_ as one sequence of chunks, none of them empty.
-  Run chunk(size_t i) const noexcept {
-    if (i < history_.size()) return {history_[i].p, history_[i].n, &history_[i]};
-    const Chunk& c = *recent_[i - history_.size()];
-    return {c.p, c.n, nullptr};
-  }
+  // Of chunk i of history_ then recent_ (none of them empty): its last hi_ns, first and last points.
+  int64_t last_hi(size_t i) const noexcept { return last_of(i)->hi_ns; }
+  const ChangePoint* first_of(size_t i) const noexcept;
+  const ChangePoint* last_of(size_t i) const noexcept;
+  // Points [lo, lo + n) of history chunk h: in open_, or read from its block into scratch_ (unknown energy and the
+  // widest instants if the history file could not be read, so a bound is wide rather than wrong).
+  const ChangePoint* read(size_t h, size_t lo, size_t n) const noexcept;
+  void settle(const ChangePoint& x);  // appends a thinned point to the history
 
   std::shared_ptr<HistoryBlocks> blocks_;
-  std::deque<Settled> history_;  // thinned, packed full except the last
+  std::deque<Settled> history_;  // thinned, packed full except the last, which is open
+  std::unique_ptr<ChangePoint[]> open_;
+  mutable std::unique_ptr<ChangePoint[]> scratch_;
   std::deque<ChunkPtr> recent_;  // as made, full except the last
   ChunkPtr spare_;
   size_t size_ = 0;

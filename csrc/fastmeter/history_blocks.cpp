@@ -1,17 +1,18 @@
 #include "fastmeter/history_blocks.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <new>
 #include <stdexcept>
 
 namespace fastmeter {
 namespace {
+
+// RAM blocks' handles have the top bit set; file blocks' handles are their index in the file.
+constexpr uint64_t kRamHandle = uint64_t{1} << 63;
 
 // An unlinked file in dir: O_TMPFILE where the filesystem has it, else a named one removed at once.
 int open_unlinked(const std::string& dir) {
@@ -26,8 +27,7 @@ int open_unlinked(const std::string& dir) {
 
 }  // namespace
 
-HistoryBlocks::HistoryBlocks(const std::string& dir, size_t blocks_per_region)
-    : region_bytes_(kBlockBytes * (blocks_per_region > 0 ? blocks_per_region : 1)) {
+HistoryBlocks::HistoryBlocks(const std::string& dir) {
   if (dir.empty()) return;
   fd_ = open_unlinked(dir);
   if (fd_ < 0) {
@@ -37,58 +37,49 @@ HistoryBlocks::HistoryBlocks(const std::string& dir, size_t blocks_per_region)
 }
 
 HistoryBlocks::~HistoryBlocks() {
-  for (const Region& r : file_regions_) ::munmap(r.base, region_bytes_);
-  for (const Region& r : ram_regions_) ::munmap(r.base, region_bytes_);
   if (fd_ >= 0) ::close(fd_);
 }
 
-void* HistoryBlocks::allocate() {
-  release_resident();
-  if (fd_ >= 0) {
-    if (void* p = take(file_regions_, true)) return p;
-  }
-  void* p = take(ram_regions_, false);
-  if (p == nullptr) throw std::bad_alloc();
-  return p;
-}
-
-void* HistoryBlocks::take(std::vector<Region>& regions, bool file) {
-  if (regions.empty() || regions.back().used * kBlockBytes == region_bytes_) {
-    const off_t offset = static_cast<off_t>(regions.size() * region_bytes_);
-    void* base = file ? ::mmap(nullptr, region_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, offset)
-                      : ::mmap(nullptr, region_bytes_, PROT_READ | PROT_WRITE,
-                               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (base == MAP_FAILED) {
-      if (file) stop_spilling(std::string("mmap: ") + std::strerror(errno));
-      return nullptr;
+uint64_t HistoryBlocks::put(const void* data) {
+  if (spilling()) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    const off_t at = static_cast<off_t>(file_blocks_ * kBlockBytes);
+    size_t done = 0;
+    while (done < kBlockBytes) {
+      const ssize_t n = ::pwrite(fd_, p + done, kBlockBytes - done, at + static_cast<off_t>(done));
+      if (n > 0) {
+        done += static_cast<size_t>(n);
+      } else if (n < 0 && errno != EINTR) {
+        error_ = std::string("writing the history file failed (") + std::strerror(errno) +
+                 "); the rest of the history is kept in RAM";
+        break;
+      }
     }
-    regions.push_back({static_cast<char*>(base), 0});
+    if (done == kBlockBytes) return file_blocks_++;
   }
-  Region& r = regions.back();
-  if (file) {
-    // Reserve the block's disk space now: writing to a mapped hole on a full disk would raise SIGBUS later.
-    const off_t at = static_cast<off_t>((regions.size() - 1) * region_bytes_ + r.used * kBlockBytes);
-    const int e = ::posix_fallocate(fd_, at, static_cast<off_t>(kBlockBytes));
-    if (e != 0) {
-      stop_spilling(std::string("posix_fallocate: ") + std::strerror(e));
-      return nullptr;
+  auto copy = std::make_unique<unsigned char[]>(kBlockBytes);
+  std::memcpy(copy.get(), data, kBlockBytes);
+  ram_.push_back(std::move(copy));
+  return kRamHandle | (ram_.size() - 1);
+}
+
+bool HistoryBlocks::get(uint64_t handle, size_t offset, size_t len, void* out) const noexcept {
+  if (handle & kRamHandle) {
+    std::memcpy(out, ram_[handle & ~kRamHandle].get() + offset, len);
+    return true;
+  }
+  auto* p = static_cast<unsigned char*>(out);
+  const off_t at = static_cast<off_t>(handle * kBlockBytes + offset);
+  size_t done = 0;
+  while (done < len) {
+    const ssize_t n = ::pread(fd_, p + done, len - done, at + static_cast<off_t>(done));
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+    } else if (n == 0 || errno != EINTR) {
+      return false;
     }
-    ++file_blocks_;
-  } else {
-    ++ram_blocks_;
   }
-  return r.base + (r.used++) * kBlockBytes;
-}
-
-void HistoryBlocks::release_resident() noexcept {
-  // A shared file page's data survives MADV_DONTNEED (it is dirty in the page cache); only this mapping lets go.
-  for (const Region& r : file_regions_) ::madvise(r.base, r.used * kBlockBytes, MADV_DONTNEED);
-}
-
-void HistoryBlocks::stop_spilling(const std::string& why) noexcept {
-  error_ = why + "; the rest of the history is kept in RAM";
-  ::close(fd_);  // the mappings already made keep the file
-  fd_ = -1;
+  return true;
 }
 
 }  // namespace fastmeter

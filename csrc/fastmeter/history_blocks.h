@@ -1,17 +1,14 @@
 // Where the thinned history of a long run lives: fixed-size blocks that the knot and change-point stores fill once
 // and never change again, so a run's memory stays flat however long it runs.
 //
-// File mode (a directory given): the blocks are pages of one unlinked file in that directory, mapped shared. The
-// file's space is reserved (posix_fallocate) before a block is handed out, so a full disk is an error at that point,
-// never a SIGBUS on a later write. Each time a block is handed out the written pages are dropped from this process
-// (MADV_DONTNEED keeps a shared file page's data: it goes to the page cache, then to disk); a query that reads history
-// faults its pages back in from there. So the history costs disk and reclaimable page cache, not the process's RSS.
-// RAM mode (no directory, or the file could not be made or grown): the same blocks from anonymous mappings, outside
-// malloc's arenas, where blocks of a long life interleaved with short-lived chunks fragmented the heap (a 16-channel
-// 10 kHz trace held ~75 MB of free heap after three minutes).
+// File mode (a directory given): each full block is written (pwrite) to one unlinked file in that directory and
+// read back in pieces (pread) when a query needs it: the process maps nothing of it, so the history costs disk and
+// reclaimable page cache, never RSS. A store keeps in RAM only what a search needs (instants every 128 points, a
+// block's first and last point), so a lookup reads one piece of ~3 KiB. A failed write (disk full, file size
+// limit) keeps that block and every later one in RAM, with the reason in error(); what was written stays readable.
+// RAM mode (no directory): the blocks are heap copies.
 //
-// Blocks are carved from large mappings (regions) that are reserved as address space only, so a pointer to a block
-// stays valid until the HistoryBlocks is destroyed. Not thread-safe: the Meter uses it under its mutex.
+// Not thread-safe: the Meter uses it under its mutex.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -23,39 +20,28 @@ namespace fastmeter {
 
 class HistoryBlocks {
  public:
-  static constexpr size_t kBlockBytes = 96 * 1024;    // 24 pages: 4096 knots or change points of 24 bytes
-  static constexpr size_t kBlocksPerRegion = 2560;    // 240 MiB of address space per mapping
+  static constexpr size_t kBlockBytes = 96 * 1024;  // 4096 knots or change points of 24 bytes
 
   // dir empty: RAM mode. Else file mode; throws std::runtime_error saying what to do when dir is unusable.
-  // blocks_per_region: the mapping size (tests make it small to cross regions).
-  explicit HistoryBlocks(const std::string& dir = "", size_t blocks_per_region = kBlocksPerRegion);
+  explicit HistoryBlocks(const std::string& dir = "");
   ~HistoryBlocks();
   HistoryBlocks(const HistoryBlocks&) = delete;
   HistoryBlocks& operator=(const HistoryBlocks&) = delete;
 
-  // A block of kBlockBytes, uninitialized; throws std::bad_alloc when not even RAM mode can map one.
-  void* allocate();
-  // Drops written pages from this process (file mode; nothing in RAM mode). allocate() calls it.
-  void release_resident() noexcept;
+  // Keeps a block (kBlockBytes from data) and returns its handle.
+  uint64_t put(const void* data);
+  // Copies len bytes from offset of block `handle` into out; false when the file could not be read.
+  bool get(uint64_t handle, size_t offset, size_t len, void* out) const noexcept;
 
-  bool spilling() const noexcept { return fd_ >= 0; }
-  size_t blocks() const noexcept { return file_blocks_ + ram_blocks_; }
-  size_t file_bytes() const noexcept { return file_blocks_ * kBlockBytes; }  // history on disk
-  size_t ram_bytes() const noexcept { return ram_blocks_ * kBlockBytes; }    // history in anonymous memory
-  const std::string& error() const noexcept { return error_; }  // why file mode stopped; empty while it works
+  bool spilling() const noexcept { return fd_ >= 0 && error_.empty(); }
+  size_t file_bytes() const noexcept { return file_blocks_ * kBlockBytes; }    // history on disk
+  size_t ram_bytes() const noexcept { return ram_.size() * kBlockBytes; }     // history in RAM
+  const std::string& error() const noexcept { return error_; }  // why blocks stopped going to disk; empty while not
 
  private:
-  struct Region {
-    char* base;
-    size_t used;  // blocks handed out
-  };
-  void* take(std::vector<Region>& regions, bool file);
-  void stop_spilling(const std::string& why) noexcept;
-
-  size_t region_bytes_;
   int fd_ = -1;
-  std::vector<Region> file_regions_, ram_regions_;
-  size_t file_blocks_ = 0, ram_blocks_ = 0;
+  uint64_t file_blocks_ = 0;
+  std::vector<std::unique_ptr<unsigned char[]>> ram_;
   std::string error_;
 };
 

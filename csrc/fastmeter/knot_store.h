@@ -53,7 +53,7 @@ class KnotStore {
   KnotStore() = default;
   KnotStore(KnotStore&&) noexcept = default;
   KnotStore& operator=(KnotStore&&) noexcept = default;
-  KnotStore(const KnotStore&) = delete;  // two stores appending to one history block would overwrite each other
+  KnotStore(const KnotStore&) = delete;  // stores are large; a copy is never what is meant
   KnotStore& operator=(const KnotStore&) = delete;
 
   // Where history chunks go; without one, the first settle makes a RAM-mode HistoryBlocks of its own.
@@ -80,21 +80,27 @@ class KnotStore {
     std::vector<Knot> knots;
     std::vector<uint8_t> anchor;
   };
-  // A history block holding n knots, with the instants a search needs kept in RAM: the block's pages are dropped
-  // from the process (history_blocks.h), and a binary search through them faulted ~a dozen back in per lookup
-  // (window queries into the history took 2 ms). With the index a lookup touches the one group it lands in.
-  static constexpr size_t kGroup = 128;  // knots per index entry: 3 KiB, within a page or two
+  // A history chunk: its knots are in the HistoryBlocks (the newest one, still filling, in open_), and what a
+  // search needs is kept here, so a lookup reads one group of knots (~3 KiB) from the block: a binary search through
+  // a block whose pages are not in RAM costs ~a dozen reads or faults (window queries into the history took 2 ms).
+  static constexpr size_t kGroup = 128;  // knots per index entry
   struct Settled {
-    Knot* knots;
+    uint64_t block;  // its handle once full
     size_t n;
-    int64_t group_t[kChunk / kGroup];  // t_ns of knots[g * kGroup]
-    const Knot& back() const noexcept { return knots[n - 1]; }
+    int64_t group_t[kChunk / kGroup];  // t_ns of knot g * kGroup
+    Knot last;
   };
   void settle(const Knot& k);  // appends one decimated knot to the history
-  static void append(Settled& s, const Knot& k) noexcept;
+  void append(const Knot& k) noexcept;  // to the open history chunk
+  bool is_open(const Settled& s) const noexcept { return &s == &settled_.back(); }
+  // Knots [lo, lo + n) of history chunk s: in open_, or read from its block into scratch_ (NaN energy if the
+  // history file could not be read, so the answer is unknown rather than wrong).
+  const Knot* read(const Settled& s, size_t lo, size_t n) const noexcept;
 
   std::shared_ptr<HistoryBlocks> blocks_;
-  std::deque<Settled> settled_;  // decimated, each chunk's last knot the next one's first
+  std::deque<Settled> settled_;  // decimated, each chunk's last knot the next one's first; the last one open
+  std::unique_ptr<Knot[]> open_;              // the open history chunk's knots
+  mutable std::unique_ptr<Knot[]> scratch_;   // one group read back for a query
   std::deque<Chunk> chunks_;
   Chunk spare_;  // the last settled recent chunk, its capacity reused by the next one
 };

@@ -81,7 +81,6 @@ size_t max_telemetry(const RecordConfig& r, int64_t telemetry_period_ns, size_t 
 // Samples the timer lets accumulate at the nominal rate: ~1 ms of drain work, which the first query after a quiet
 // spell would otherwise do itself.
 constexpr size_t kDrainBatch = 16384;
-constexpr int64_t kHistoryReleaseNs = 1'000'000'000;
 
 // Times a query into a histogram when it leaves, whichever way.
 class QueryTimer {
@@ -296,12 +295,6 @@ bool Meter::drain_batch_locked() {
   const int64_t cutoff_ns = newest_t_ns_ - record_config_.keep_samples_ns;
   for (KnotBuilder& kb : knots_) kb.settle_before(cutoff_ns);
   for (BoundBuilder& b : bounds_) b.thin_before(cutoff_ns, record_config_.knot_resolution_ns);
-  // Queries into the history fault its pages back in (the kernel maps 64 KiB around each fault); dropping them
-  // once a second bounds what they add to RSS by what the last second's queries touched.
-  if (newest_t_ns_ - history_released_ns_ >= kHistoryReleaseNs) {
-    history_->release_resident();
-    history_released_ns_ = newest_t_ns_;
-  }
   return true;
 }
 

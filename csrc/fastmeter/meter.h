@@ -157,7 +157,6 @@ class Meter {
   TelemetryRecord tel_record_;
   std::vector<TelemetryReading> tel_buf_;
   int64_t newest_t_ns_ = 0;
-  int64_t history_released_ns_ = 0;  // when the history's pages were last dropped from the process
   int64_t stop_ns_ = 0;
 
   LogHistogram<std::atomic<uint64_t>> query_ns_;  // latency of energy_between / cumulative_at, any thread

@@ -1,8 +1,10 @@
-// History blocks: data written to the file-backed blocks survives dropping them from the process, leaves RSS when
-// dropped, crosses mapping regions; stores whose history lives on disk answer queries bit for bit like RAM ones.
+// History blocks: what goes to the file (or to RAM, or to RAM after a failed write) reads back the same; stores
+// whose history lives on disk answer queries bit for bit like stores whose history is in RAM.
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -29,57 +31,65 @@ static std::string temp_dir() {
   return name;
 }
 
-// Resident bytes of this process's mappings of files under dir (/proc/self/smaps), so sanitizer shadow memory and
-// the allocator do not blur the count.
-static long mapped_resident_bytes(const std::string& dir) {
-  FILE* f = std::fopen("/proc/self/smaps", "r");
-  CHECK(f != nullptr);
-  char line[4096];
-  bool ours = false;
-  long total_kb = 0;
-  while (std::fgets(line, sizeof line, f) != nullptr) {
-    unsigned long lo = 0, hi = 0;
-    int name_at = 0;
-    if (std::sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &lo, &hi, &name_at) == 2 && name_at > 0) {
-      ours = std::strncmp(line + name_at, dir.c_str(), dir.size()) == 0;
-    } else if (ours && std::strncmp(line, "Rss:", 4) == 0) {
-      total_kb += std::strtol(line + 4, nullptr, 10);
-    }
-  }
-  std::fclose(f);
-  return total_kb * 1024;
+static std::vector<uint64_t> block(uint64_t b) {
+  std::vector<uint64_t> w(kWords);
+  for (size_t i = 0; i < kWords; ++i) w[i] = b * 1'000'003 + i;
+  return w;
 }
 
-static void file_blocks_keep_their_data_outside_rss() {
+// Each block read back whole and in pieces equals what was put, in file and in RAM mode.
+static void check_blocks(const HistoryBlocks& h, const std::vector<uint64_t>& handles) {
+  std::vector<uint64_t> got(kWords);
+  for (size_t b = 0; b < handles.size(); ++b) {
+    CHECK(h.get(handles[b], 0, HistoryBlocks::kBlockBytes, got.data()));
+    CHECK(got == block(b));
+    uint64_t word = 0;
+    CHECK(h.get(handles[b], 8 * 1001, 8, &word) && word == b * 1'000'003 + 1001);
+  }
+}
+
+static void blocks_round_trip_through_the_file() {
   const std::string dir = temp_dir();
-  const size_t n = 200;  // 19.2 MB, 67 regions of 3 blocks
   {
-    HistoryBlocks h(dir, 3);
+    HistoryBlocks h(dir);
     CHECK(h.spilling());
-    std::vector<uint64_t*> blocks;
-    for (size_t b = 0; b < n; ++b) {
-      auto* p = static_cast<uint64_t*>(h.allocate());
-      for (size_t i = 0; i < kWords; ++i) p[i] = b * 1'000'003 + i;
-      blocks.push_back(p);
-    }
-    CHECK(h.file_bytes() == n * HistoryBlocks::kBlockBytes && h.ram_bytes() == 0 && h.error().empty());
-    // Each allocate() dropped what was written before it: only the last block can still be resident.
-    CHECK(mapped_resident_bytes(dir) <= static_cast<long>(HistoryBlocks::kBlockBytes));
-    for (size_t b = 0; b < n; ++b)
-      for (size_t i = 0; i < kWords; i += 97) CHECK(blocks[b][i] == b * 1'000'003 + i);
-    for (size_t b = 0; b < n; ++b) CHECK(blocks[b][kWords - 1] == b * 1'000'003 + kWords - 1);
-    CHECK(mapped_resident_bytes(dir) > 12 * 1024 * 1024);  // reading faulted them back in
-    h.release_resident();
-    CHECK(mapped_resident_bytes(dir) == 0);
+    std::vector<uint64_t> handles;
+    for (uint64_t b = 0; b < 50; ++b) handles.push_back(h.put(block(b).data()));
+    CHECK(h.file_bytes() == 50 * HistoryBlocks::kBlockBytes && h.ram_bytes() == 0 && h.error().empty());
+    check_blocks(h, handles);
   }
   CHECK(rmdir(dir.c_str()) == 0);  // the file was never linked there
 }
 
+// A write that fails (here: the file size limit, as a full disk would) keeps that block and the later ones in RAM
+// and says why; the blocks already in the file stay readable.
+static void a_failed_write_keeps_the_rest_in_ram() {
+  const std::string dir = temp_dir();
+  std::signal(SIGXFSZ, SIG_IGN);  // else exceeding the limit kills the process
+  rlimit old{};
+  CHECK(getrlimit(RLIMIT_FSIZE, &old) == 0);
+  rlimit small = old;
+  small.rlim_cur = 3 * HistoryBlocks::kBlockBytes;
+  CHECK(setrlimit(RLIMIT_FSIZE, &small) == 0);
+  {
+    HistoryBlocks h(dir);
+    std::vector<uint64_t> handles;
+    for (uint64_t b = 0; b < 6; ++b) handles.push_back(h.put(block(b).data()));
+    CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0);
+    CHECK(h.file_bytes() == 3 * HistoryBlocks::kBlockBytes && h.ram_bytes() == 3 * HistoryBlocks::kBlockBytes);
+    CHECK(!h.spilling() && h.error().find("kept in RAM") != std::string::npos);
+    check_blocks(h, handles);
+  }
+  CHECK(rmdir(dir.c_str()) == 0);
+}
+
 static void ram_blocks_and_a_bad_directory() {
-  HistoryBlocks h("", 2);
+  HistoryBlocks h("");
   CHECK(!h.spilling());
-  for (size_t b = 0; b < 7; ++b) static_cast<uint64_t*>(h.allocate())[kWords - 1] = b;
+  std::vector<uint64_t> handles;
+  for (uint64_t b = 0; b < 7; ++b) handles.push_back(h.put(block(b).data()));
   CHECK(h.ram_bytes() == 7 * HistoryBlocks::kBlockBytes && h.file_bytes() == 0);
+  check_blocks(h, handles);
   bool threw = false;
   try {
     HistoryBlocks bad("/nonexistent/fastmeter");
@@ -110,13 +120,12 @@ static void stores_on_disk_answer_like_stores_in_ram() {
   const int64_t duration = 300'000 * kMs;
   KnotBuilder ram_k(0, 10 * kMs), disk_k(0, 10 * kMs);
   BoundBuilder ram_b(1e-6), disk_b(1e-6);
-  auto disk = std::make_shared<HistoryBlocks>(dir, 4);
+  auto disk = std::make_shared<HistoryBlocks>(dir);
   disk_k.use_history(disk);
   disk_b.use_history(disk);
   feed(ram_k, ram_b, duration);
   feed(disk_k, disk_b, duration);
   CHECK(disk->file_bytes() >= 10 * HistoryBlocks::kBlockBytes && disk->ram_bytes() == 0);
-  disk->release_resident();
   const std::vector<Knot> a = ram_k.knots().to_vector(), d = disk_k.knots().to_vector();
   CHECK(a.size() == d.size());
   for (size_t i = 0; i < a.size(); ++i)
@@ -133,7 +142,8 @@ static void stores_on_disk_answer_like_stores_in_ram() {
 }
 
 int main() {
-  file_blocks_keep_their_data_outside_rss();
+  blocks_round_trip_through_the_file();
+  a_failed_write_keeps_the_rest_in_ram();
   ram_blocks_and_a_bad_directory();
   stores_on_disk_answer_like_stores_in_ram();
   return 0;

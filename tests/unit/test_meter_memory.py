@@ -188,13 +188,15 @@ def test_bad_memory_settings_are_one_clear_error(kwargs: dict, match: str) -> No
 
 
 def test_history_goes_to_an_unlinked_file_and_recent_stores_stay_flat(tmp_path) -> None:
-    # Sixteen fast counters at 10 kHz with a 0.2 s window: within seconds nearly everything is history.
+    # Sixteen fast counters at 10 kHz, a 0.2 s window, and history kept at every poll: within seconds nearly
+    # everything is history, and full history blocks (4096 points) go to the file.
     channels, period_us, keep_s = 16, 100, 0.2
     m = fastmeter.Meter(
         "synthetic",
         period_us,
         source_options={"synthetic": {"channels": str(channels)}},
         keep_samples_s=keep_s,
+        knot_resolution_us=period_us,
         history_dir=tmp_path,
     )
     with m:
@@ -208,10 +210,12 @@ def test_history_goes_to_an_unlinked_file_and_recent_stores_stay_flat(tmp_path) 
     assert list(tmp_path.iterdir()) == []  # the history file is never linked into the directory
     assert last["history_error"] == "" and last["history_ram_bytes"] == 0
     chunk_bytes = 4096 * 24
-    assert first["history_disk_bytes"] >= 2 * channels * chunk_bytes  # a block per channel for knots and points
-    # The recent stores hold the window plus a few chunks per channel, however long the meter ran.
+    assert last["history_disk_bytes"] >= 2 * channels * chunk_bytes  # a full block per channel, knots and points
+    # In RAM: the window plus a few chunks per channel (the open history chunk among them), and ~300 bytes of index
+    # per history block, however long the meter ran.
+    blocks = last["history_disk_bytes"] / chunk_bytes
     for key in ("knots_bytes", "change_points_bytes"):
-        assert last[key] <= channels * (keep_s * 1e6 / period_us * 25 + 4 * chunk_bytes + 16 * 1024), key
+        assert last[key] <= channels * (keep_s * 1e6 / period_us * 25 + 5 * chunk_bytes) + 400 * blocks, key
     assert last["samples_bytes"] <= (channels * keep_s * 1e6 / period_us + 3 * RECORD_CHUNK) * 28
 
 
@@ -221,7 +225,7 @@ def test_history_directory_that_cannot_hold_the_file(tmp_path, monkeypatch: pyte
         fastmeter.Meter("synthetic", 1000, history_dir=missing)
     # The default directory (here from the environment) failing costs memory, not the measurement: RAM, and why.
     monkeypatch.setenv("FASTMETER_HISTORY_DIR", str(missing))
-    m = fastmeter.Meter("synthetic", 100, keep_samples_s=0.05)
+    m = fastmeter.Meter("synthetic", 100, keep_samples_s=0.05, knot_resolution_us=100)
     with m:
         run_until_polls(m, 20_000)
     s = m.stats()
