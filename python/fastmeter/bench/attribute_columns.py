@@ -32,16 +32,19 @@ def attribute_columns(
     idle_power_w: float | None,
     update_period_s: float,
     knots_ns: np.ndarray | None = None,
+    *,
+    batch_requests: int = REQUEST_BATCH,
+    batch_chunks: int = CHUNK_BATCH,
 ) -> tuple[Attribution, dict[str, Any]]:
     """`bench.energy.attribute_requests` for the requests at `rows` of `cols` (all attributable): the result's
-    request i is row `rows[i]`. time-share and token-weighted stream; activity holds them all (it fits a model to
-    the whole run)."""
+    request i is row `rows[i]`. time-share and token-weighted stream, in batches of at most `batch_requests`
+    requests and `batch_chunks` chunks; activity holds them all (it fits a model to the whole run)."""
     if method == "activity":
         (batch,) = _batches(cols, rows, chunks, len(rows), np.iinfo(np.int64).max)
         prompt = cols.prompt_tokens[rows]
         return attribute_by_activity_in_memory(curve, batch, prompt, span_ns, idle_power_w, update_period_s, knots_ns)
     order = np.argsort(cols.send_ns[rows], kind="stable")
-    batches = _batches(cols, rows[order], chunks, REQUEST_BATCH, CHUNK_BATCH)
+    batches = _batches(cols, rows[order], chunks, batch_requests, batch_chunks)
     return attribute_in_start_order(curve, batches, order, span_ns, method, idle_power_w, update_period_s)
 
 

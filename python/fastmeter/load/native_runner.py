@@ -28,7 +28,7 @@ from fastmeter.load.runner import LoadResult, LoadSpec
 # stalls seen under load (up to 164 ms, issue 11), so a stall does not delay a send.
 LOOKAHEAD_S = 0.5
 # Closed loop: requests kept queued in the thread beyond the busy slots, per slot.
-_BACKLOG_PER_SLOT = 1
+BACKLOG_PER_SLOT = 1
 NO_CAP_CONNECTIONS = 4096  # concurrency unset: connections the thread may open
 
 
@@ -149,11 +149,11 @@ class _NativeRun:
         return measured
 
     async def _closed_loop(self, release: Callable[[int, int], None], n_max: int | None, end_ns: int) -> None:
-        """Keep ``_BACKLOG_PER_SLOT`` requests per slot queued in the thread (so a slot never waits for Python),
+        """Keep ``BACKLOG_PER_SLOT`` requests per slot queued in the thread (so a slot never waits for Python),
         topping up as answers come, until the count or the duration is reached. Records exist only for requests
         handed over, as ``run_load`` creates one only when a slot frees."""
         slots = self.spec.concurrency or NO_CAP_CONNECTIONS
-        backlog = slots + _BACKLOG_PER_SLOT * slots if self.spec.concurrency else (n_max or slots)
+        backlog = slots + BACKLOG_PER_SLOT * slots if self.spec.concurrency else (n_max or slots)
         i = 0
         while time.monotonic_ns() < end_ns and (n_max is None or i < n_max):
             while len(self.pending) < backlog and (n_max is None or i < n_max):
