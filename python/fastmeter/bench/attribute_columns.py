@@ -40,7 +40,7 @@ def attribute_columns(
     request i is row `rows[i]`. time-share and token-weighted stream, in batches of at most `batch_requests`
     requests and `batch_chunks` chunks; activity holds them all (it fits a model to the whole run)."""
     if method == "activity":
-        (batch,) = _batches(cols, rows, chunks, len(rows), np.iinfo(np.int64).max)
+        (batch,) = _batches(cols, rows, chunks, len(rows), max(1, int(cols.n_chunks[rows].sum())))
         prompt = cols.prompt_tokens[rows]
         return attribute_by_activity_in_memory(curve, batch, prompt, span_ns, idle_power_w, update_period_s, knots_ns)
     order = np.argsort(cols.send_ns[rows], kind="stable")
