@@ -5,7 +5,10 @@ between tokens) and `fastmeter bench` against it in a fresh process (closed loop
 of `--output-tokens` tokens, synthetic source); this process samples the bench process's RSS (/proc) and the rows
 of its streamed requests.arrow every `--every` seconds. RSS growth per request is the least-squares slope of RSS
 against requests finished over the samples from `WARMUP_SHARE` of the run to its last request (the run's end,
-reading back and writing the run directory, is reported apart as the peak RSS).
+reading back and writing the run directory, is reported apart as the peak RSS). The Meter's own memory grows with
+time, not requests (raw-sample window, knots, change points, the ring's pages: docs/architecture.md, "What stays in
+RAM"): the default `--period-us` 100000 keeps it small against the requests' share, and each row carries the
+Meter's counts at the end (`meter`) to account for it.
 
 The peer is the code before this change: `--before DIR` is a tree holding its `python/fastmeter` (with a built
 `_core`), run in the same rounds, interleaved with the current code, for each run length.
@@ -35,6 +38,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from benchmarks.common import ROOT
 from benchmarks.run import code_version
 
+METER_COUNTS = ("samples_kept", "knots", "change_points", "telemetry_kept")
 WARMUP_SHARE = 0.2  # RSS before this share of the requests finished is start-up (imports, pools, first batches)
 SERVER = ROOT / "tests" / "servers" / "scripted_server.py"
 # Runs the CLI from `tree` (the peer's code) instead of the installed package: an editable install's import hook
@@ -102,7 +106,7 @@ def measure(tree: str, n: int, args: argparse.Namespace, directory: Path) -> dic
         "num-requests": str(n),
         "warmup-requests": str(args.concurrency),
         "sources": "synthetic",
-        "period-us": "10000",
+        "period-us": str(args.period_us),
         "metrics-enabled": "false",
     }
     cli += [x for k, v in flags.items() for x in (f"--{k}", v)]
@@ -146,6 +150,7 @@ def measure(tree: str, n: int, args: argparse.Namespace, directory: Path) -> dic
         "rss_at_warmup_mb": fit[0]["rss_mb"] if fit else None,
         "rss_last_during_load_mb": fit[-1]["rss_mb"] if fit else None,
         "rss_peak_mb": peak_mb,  # the whole process, its end (read-back, final files) included
+        "meter": {k: run.get("sampler_stats", {}).get(k) for k in METER_COUNTS},
         "load_avg_1m": {"mean": statistics.fmean(loads) if loads else None, "max": max(loads, default=None)},
         "points": points,
     }
@@ -159,6 +164,7 @@ def main() -> None:
     p.add_argument("--every", type=float, default=2.0)
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--output-tokens", type=int, default=4)
+    p.add_argument("--period-us", type=int, default=100_000)
     p.add_argument("--out", default=None)
     args = p.parse_args()
     trees = [args.before, ""] if args.before else [""]
