@@ -40,6 +40,8 @@ from benchmarks.run import code_version
 
 METER_COUNTS = ("samples_kept", "knots", "change_points", "telemetry_kept")
 WARMUP_SHARE = 0.2  # RSS before this share of the requests finished is start-up (imports, pools, first batches)
+PEAK_POLL_S = 0.1
+FULL_WINDOWS_S = 65.0  # the Meter keeps 60 s of raw samples and telemetry (keep_samples_s): filled by then
 SERVER = ROOT / "tests" / "servers" / "scripted_server.py"
 # Runs the CLI from `tree` (the peer's code) instead of the installed package: an editable install's import hook
 # would otherwise win over sys.path.
@@ -54,14 +56,17 @@ main(prog_name="fastmeter")
 """
 
 
-def rss_bytes(pid: int) -> int | None:
+def memory_bytes(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (the peak, of this program: a fork's parent's pages are not counted, as they are in
+    wait4's ru_maxrss) of a live process; empty once it is gone."""
+    out = {}
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                out[line[:5]] = int(line.split()[1]) * 1024
     except OSError:
-        return None
-    return None
+        return {}
+    return out
 
 
 def streamed_rows(path: Path) -> int:
@@ -78,6 +83,13 @@ def streamed_rows(path: Path) -> int:
         return sum(b.num_rows for b in batches)
     except (FileNotFoundError, pa.ArrowInvalid, OSError):
         return 0
+
+
+def growth_b_per_request(points: list[dict]) -> float | None:
+    """Least-squares slope of RSS (bytes) against requests finished; None with under 3 points."""
+    if len(points) < 3 or points[-1]["requests"] <= points[0]["requests"]:
+        return None
+    return statistics.linear_regression([p["requests"] for p in points], [p["rss_mb"] * 2**20 for p in points]).slope
 
 
 def free_port() -> int:
@@ -116,28 +128,27 @@ def measure(tree: str, n: int, args: argparse.Namespace, directory: Path) -> dic
         t0 = time.monotonic()
         with err_path.open("w") as err_file:
             proc = subprocess.Popen(cli, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err_file)
+        peak_mb, next_point = 0.0, t0 + args.every
         while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
-            time.sleep(args.every)
-            rss = rss_bytes(proc.pid)
-            rows = streamed_rows(out / "requests.arrow")
-            if rss is not None:
-                points.append({"t_s": time.monotonic() - t0, "requests": rows, "rss_mb": rss / 2**20})
-            loads.append(os.getloadavg()[0])
+            time.sleep(PEAK_POLL_S)  # the peak is polled often: the run's end (read-back) lasts seconds
+            mem = memory_bytes(proc.pid)
+            peak_mb = max(peak_mb, mem.get("VmHWM", 0) / 2**20)
+            if time.monotonic() >= next_point and "VmRSS" in mem:
+                next_point += args.every
+                rows = streamed_rows(out / "requests.arrow")
+                points.append({"t_s": time.monotonic() - t0, "requests": rows, "rss_mb": mem["VmRSS"] / 2**20})
+                loads.append(os.getloadavg()[0])
         wall_s = time.monotonic() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
-        peak_mb = usage.ru_maxrss / 1024
     finally:
         server.terminate()
         server.wait()
     run = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else {}
     total = n + args.concurrency
     fit = [p for p in points if WARMUP_SHARE * total <= p["requests"] < total]
-    slope = None
-    if len(fit) >= 3 and fit[-1]["requests"] > fit[0]["requests"]:
-        slope = statistics.linear_regression([p["requests"] for p in fit], [p["rss_mb"] * 2**20 for p in fit]).slope
     return {
         "code": "before" if tree else "after",
         "requests": n,
@@ -146,10 +157,12 @@ def measure(tree: str, n: int, args: argparse.Namespace, directory: Path) -> dic
         "wall_s": wall_s,
         "requests_per_s": n / wall_s,
         "requests_ok": run.get("summary", {}).get("requests_ok"),
-        "rss_growth_b_per_request": slope,
+        "rss_growth_b_per_request": growth_b_per_request(fit),
+        # the same from FULL_WINDOWS_S on, once the Meter's 60 s windows (raw samples, telemetry) are full
+        "rss_growth_b_per_request_after_65s": growth_b_per_request([p for p in fit if p["t_s"] >= FULL_WINDOWS_S]),
         "rss_at_warmup_mb": fit[0]["rss_mb"] if fit else None,
         "rss_last_during_load_mb": fit[-1]["rss_mb"] if fit else None,
-        "rss_peak_mb": peak_mb,  # the whole process, its end (read-back, final files) included
+        "rss_peak_mb": peak_mb,  # VmHWM last seen: the whole run, its end (read-back, final files) included
         "meter": {k: run.get("sampler_stats", {}).get(k) for k in METER_COUNTS},
         "load_avg_1m": {"mean": statistics.fmean(loads) if loads else None, "max": max(loads, default=None)},
         "points": points,
@@ -184,16 +197,13 @@ def main() -> None:
     summary = {}
     for code in ("before", "after"):
         for n in args.lengths:
-            v = [x["rss_growth_b_per_request"] for x in runs if x["code"] == code and x["requests"] == n]
-            v = [x for x in v if x is not None]
-            if v:
-                peaks = [x["rss_peak_mb"] for x in runs if x["code"] == code and x["requests"] == n]
-                summary[f"{code}-{n}"] = {
-                    "median_b_per_request": statistics.median(v),
-                    "range_b_per_request": [min(v), max(v)],
-                    "median_peak_rss_mb": statistics.median(peaks),
-                    "rounds": len(v),
-                }
+            mine = [x for x in runs if x["code"] == code and x["requests"] == n]
+            peaks = [x["rss_peak_mb"] for x in mine]
+            summary[f"{code}-{n}"] = {"median_peak_rss_mb": statistics.median(peaks), "rounds": len(mine)}
+            for key in ("rss_growth_b_per_request", "rss_growth_b_per_request_after_65s"):
+                v = [x[key] for x in mine if x[key] is not None]
+                if v:
+                    summary[f"{code}-{n}"][key] = {"median": statistics.median(v), "range": [min(v), max(v)]}
     result = {
         "benchmark": "bench_rss",
         "date": datetime.date.today().isoformat(),

@@ -7,8 +7,8 @@ summary). See docs/format.md.
 Lifecycle: everything is validated (scorer, calibration, sources; the CLI reads the workload file) before the run
 directory is created or the meter started. Samples, finished requests and their chunks stream to disk while the
 load runs, so a SIGKILL loses at most the last flush; a finished request leaves RAM once its rows are written, and
-the end of the run reads them back (bench/request_log.py, bench/readback.py). SIGINT/SIGTERM stop the load at once: requests in flight
-are closed at the signal's instant, attributed and marked `cancelled`; the run is written and
+the end of the run reads them back (bench/request_log.py, bench/readback.py). SIGINT/SIGTERM stop the load at
+once: requests in flight are closed at the signal's instant, attributed and marked `cancelled`; the run is written and
 `interrupted_by_signal` says which signal (the CLI exits 128 + N). This module never prints: `notify(kind, text)`
 and `on_request(record)` report.
 """

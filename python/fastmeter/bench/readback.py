@@ -120,16 +120,32 @@ def _chain(*parts: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
 
 
 def _write(path: Path, schema: pa.Schema, batches: Iterator[pa.RecordBatch], lengths: list[int]) -> None:
-    """An Arrow IPC file from `batches` (cut to WRITE_ROWS), beside `path`, fsynced, renamed over it; `lengths`
-    gets each written batch's row count."""
+    """An Arrow IPC file from `batches` in record batches of WRITE_ROWS rows (the streams' small flushes joined, so
+    reading it back costs a few large reads), beside `path`, fsynced, renamed over it; `lengths` gets each written
+    batch's row count."""
     tmp = path.with_name(path.name + ".tmp")
+    held: list[pa.RecordBatch] = []
+
+    def write(w: pa.ipc.RecordBatchFileWriter, keep_short: bool) -> None:
+        joined = pa.Table.from_batches(held, schema).combine_chunks()
+        held.clear()
+        for part in joined.to_batches(max_chunksize=WRITE_ROWS):
+            if keep_short and part.num_rows < WRITE_ROWS:
+                held.append(part)  # the last short piece waits for more rows
+            else:
+                w.write_batch(part)
+                lengths.append(part.num_rows)
+
     try:
         with pa.OSFile(str(tmp), "wb") as f, pa.ipc.new_file(f, schema) as w:
+            n = 0
             for b in batches:
-                for lo in range(0, b.num_rows, WRITE_ROWS):
-                    part = b.slice(lo, WRITE_ROWS)
-                    w.write_batch(part)
-                    lengths.append(part.num_rows)
+                held.append(b)
+                n += b.num_rows
+                if n >= WRITE_ROWS:
+                    write(w, keep_short=True)
+                    n = sum(h.num_rows for h in held)  # the short piece kept
+            write(w, keep_short=False)
         replace_durably(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
