@@ -198,6 +198,8 @@ def main() -> None:
     for code in ("before", "after"):
         for n in args.lengths:
             mine = [x for x in runs if x["code"] == code and x["requests"] == n]
+            if not mine:
+                continue
             peaks = [x["rss_peak_mb"] for x in mine]
             summary[f"{code}-{n}"] = {"median_peak_rss_mb": statistics.median(peaks), "rounds": len(mine)}
             for key in ("rss_growth_b_per_request", "rss_growth_b_per_request_after_65s"):

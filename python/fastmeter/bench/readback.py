@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fastmeter.bench.request_log import Staged
 from fastmeter.bench.tables import CHUNKS_SCHEMA, REQUESTS_SCHEMA, chunks_table, requests_table
@@ -21,6 +22,8 @@ from fastmeter.io.stream import OutputError, read_stream_batches, replace_durabl
 NO_NS = np.iinfo(np.int64).min  # an instant that is not known (never sent, never ended, no first token)
 # Rows per record batch of the final files.
 WRITE_ROWS = 65_536
+# Stream batches read before they are joined into one (a request's row is a batch of its own in the stream).
+_JOIN_BATCHES = 256
 
 
 @dataclass
@@ -52,30 +55,45 @@ _COUNTS = ("n_chunks", "prompt_tokens", "completion_tokens")
 
 
 def _columns_of(batch: pa.RecordBatch | pa.Table) -> dict[str, np.ndarray]:
-    out = {k: np.asarray(batch.column(k).fill_null(NO_NS).to_numpy(), dtype=np.int64) for k in _INSTANTS}
-    out.update({k: np.asarray(batch.column(k).fill_null(0).to_numpy(), dtype=np.int64) for k in _COUNTS})
-    for k in ("warmup", "bunched"):
-        out[k] = np.asarray(batch.column(k).fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
-    status = batch.column("status").to_numpy(zero_copy_only=False)
-    out["ok"] = (status == "ok") & (out["end_ns"] != NO_NS)
+    """Copies, not views: a view would keep the batch's Arrow buffers (and the allocator's pages around them)
+    alive for the rest of the run."""
+
+    def column(name: str, fill: object, dtype: type) -> np.ndarray:
+        return np.array(pc.fill_null(batch.column(name), fill).to_numpy(zero_copy_only=False), dtype=dtype)
+
+    out = {k: column(k, NO_NS, np.int64) for k in _INSTANTS}
+    out.update({k: column(k, 0, np.int64) for k in _COUNTS})
+    out.update({k: column(k, False, bool) for k in ("warmup", "bunched")})
+    ok = pc.fill_null(pc.equal(batch.column("status"), "ok"), False)
+    out["ok"] = np.array(ok.to_numpy(zero_copy_only=False), dtype=bool) & (out["end_ns"] != NO_NS)
     return out
 
 
 def _prefix(path: Path, rows: int) -> Iterator[pa.RecordBatch]:
-    """The first `rows` rows of a staged stream, a batch at a time (a torn batch past them is never read)."""
+    """The first `rows` rows of a staged stream (a torn batch past them is never read), in batches of up to
+    WRITE_ROWS rows: the stream holds one small batch per request (each is appended as it finishes), and per-batch
+    work and objects would cost more than the rows themselves."""
     if rows == 0:
         return
     _, batches = read_stream_batches(path)
-    left = rows
+    left, held, n = rows, [], 0
     for b in batches:
-        if b.num_rows == 0:
-            continue
         part = b.slice(0, left)
         left -= part.num_rows
-        yield part
+        held.append(part)
+        n += part.num_rows
+        if len(held) >= _JOIN_BATCHES or n >= WRITE_ROWS or left == 0:
+            held = [_joined(held)]  # each batch read holds its own buffers: join them as they come
+        if n >= WRITE_ROWS or left == 0:
+            yield held.pop()
+            n = 0
         if left == 0:
             return
     raise OutputError(f"{path} holds fewer rows than were written to it ({rows - left} of {rows}); it was changed")
+
+
+def _joined(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
 
 def read_columns(staged: Staged) -> RequestColumns:
