@@ -82,6 +82,10 @@ def measure(duration_s: float, every_s: float, progress=None) -> dict:
                     "samples_kept": s["samples_kept"],
                     "knots": s["knots"],
                     "change_points": s["change_points"],
+                    # RAM of the bounded stores, and the thinned history in its file (docs/architecture.md)
+                    "store_bytes": s["samples_bytes"] + s["knots_bytes"] + s["change_points_bytes"],
+                    "history_disk_bytes": s["history_disk_bytes"],
+                    "history_ram_bytes": s["history_ram_bytes"],
                     "query_p50_us": float(np.percentile(both, 50)),
                     "query_p99_us": float(np.percentile(both, 99)),
                     "recent_p99_us": float(np.percentile(recent, 99)),
@@ -173,6 +177,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=600.0, help="seconds to run (default 600)")
     ap.add_argument("--every", type=float, default=30.0, help="seconds between points (default 30)")
+    ap.add_argument("--tag", default="", help="suffix of the result files")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="directory for JSON and PNG")
     args = ap.parse_args()
     result = measure(args.duration, args.every, progress=lambda p: print(json.dumps(p), file=sys.stderr, flush=True))
@@ -181,7 +186,7 @@ def main() -> None:
     result["fastmeter_version"] = fastmeter.__version__
     result["rows"] = [r.to_json() for r in rows(result)]
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"memory-{datetime.date.today().isoformat()}"
+    stem = f"memory-{datetime.date.today().isoformat()}{args.tag}"
     (args.out / f"{stem}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     plot(result, args.out / f"{stem}.png")
     for r in result["rows"]:

@@ -10,6 +10,7 @@
 #include "fastmeter/attribute_stream.h"
 #include "fastmeter/bound.h"
 #include "fastmeter/clock.h"
+#include "fastmeter/heap.h"
 #include "fastmeter/http/response_parser.h"
 #include "fastmeter/http/stream_client.h"
 #include "fastmeter/integrate.h"
@@ -81,7 +82,7 @@ using SourceSpecs = std::vector<std::pair<std::string, SourceOptions>>;
 std::unique_ptr<Meter> make_meter(const SourceSpecs& sources, int64_t period_ns, int64_t spin_ns,
                                   size_t ring_capacity, const std::string& schedule, bool realtime,
                                   int64_t guard_ns, int64_t keep_samples_ns, int64_t knot_resolution_ns,
-                                  int64_t telemetry_period_ns) {
+                                  int64_t telemetry_period_ns, const std::string& history_dir) {
   SamplerConfig cfg;
   cfg.period_ns = period_ns;
   cfg.spin_ns = spin_ns < 0 ? Sampler::default_spin_ns(period_ns) : spin_ns;
@@ -95,6 +96,7 @@ std::unique_ptr<Meter> make_meter(const SourceSpecs& sources, int64_t period_ns,
   RecordConfig rec;
   rec.keep_samples_ns = keep_samples_ns;
   rec.knot_resolution_ns = knot_resolution_ns;
+  rec.history_dir = history_dir;
   py::gil_scoped_release nogil;
   return std::make_unique<Meter>(sources, cfg, rec);
 }
@@ -134,6 +136,12 @@ py::dict record_stats_dict(const RecordStats& s) {
   d["query_p99_us"] = s.query_p99_us;
   d["telemetry_kept"] = s.telemetry_kept;
   d["telemetry_dropped_from_ram"] = s.telemetry_dropped_from_ram;
+  d["samples_bytes"] = s.samples_bytes;
+  d["knots_bytes"] = s.knots_bytes;
+  d["change_points_bytes"] = s.change_points_bytes;
+  d["history_disk_bytes"] = s.history_disk_bytes;
+  d["history_ram_bytes"] = s.history_ram_bytes;
+  d["history_error"] = s.history_error;
   return d;
 }
 
@@ -257,7 +265,8 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init(&make_meter), py::arg("sources"), py::arg("period_ns"), py::arg("spin_ns") = -1,
            py::arg("ring_capacity") = size_t{1} << 20, py::arg("schedule") = "fixed", py::arg("realtime") = true,
            py::arg("guard_ns") = 0, py::arg("keep_samples_ns") = RecordConfig{}.keep_samples_ns,
-           py::arg("knot_resolution_ns") = RecordConfig{}.knot_resolution_ns, py::arg("telemetry_period_ns") = 0)
+           py::arg("knot_resolution_ns") = RecordConfig{}.knot_resolution_ns, py::arg("telemetry_period_ns") = 0,
+           py::arg("history_dir") = "")
       .def("start", &Meter::start, nogil())
       .def("stop", &Meter::stop, nogil())
       .def("close", &Meter::close, nogil())
@@ -347,6 +356,8 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("monotonic_ns", &monotonic_ns, "CLOCK_MONOTONIC in ns (same clock as time.monotonic_ns()).");
   m.def("source_names", &source_names);
+  m.def("release_free_heap", &release_free_heap, py::call_guard<py::gil_scoped_release>(),
+        "Return the allocator's free memory to the kernel (glibc malloc_trim); True when some was returned.");
   m.def("probe", &probe, py::arg("name"), py::arg("options") = SourceOptions{},
         "Open a source, read every channel once, close it. Returns {t_ns, channels, readings}.");
   m.def("counter_delta", &counter_delta, py::arg("prev"), py::arg("cur"), py::arg("range"));

@@ -39,7 +39,9 @@ class BoundBuilder {
   // Whole chunks at a time (change_points.h): O(1) per point.
   void thin_before(int64_t cutoff_ns, int64_t resolution_ns) { points_.thin_before(cutoff_ns, resolution_ns); }
   size_t points() const noexcept { return points_.size(); }
-  size_t bytes() const noexcept { return points_.bytes(); }
+  size_t bytes() const noexcept { return points_.bytes(); }  // recent points (the history's: history_bytes)
+  size_t history_bytes() const noexcept { return points_.history_bytes(); }
+  void use_history(std::shared_ptr<HistoryBlocks> blocks) noexcept { points_.use_history(std::move(blocks)); }
 
  private:
   double unit_j_;

@@ -86,6 +86,7 @@ class KnotBuilder {
 
   void push(int64_t t_ns, double energy_j, double power_w, bool counter, bool changed);
   const KnotStore& knots() const noexcept { return knots_; }
+  void use_history(std::shared_ptr<HistoryBlocks> blocks) noexcept { knots_.use_history(std::move(blocks)); }
   // Decimates knots older than cutoff_ns to the builder's resolution (0: keeps them all).
   void settle_before(int64_t cutoff_ns) { knots_.settle_before(cutoff_ns, resolution_ns_); }
   int64_t first_poll_ns() const noexcept { return first_poll_ns_; }

@@ -5,7 +5,9 @@
 // that chunk gives bit for bit what it gives over all knots. Chunks older than a cutoff (the Meter's raw-sample
 // window) are decimated to a time resolution into `settled` chunks of up to kChunk knots, which share their
 // boundary knots in the same way (the last one's last knot is the first recent chunk's first): a long run's history
-// grows a chunk at a time, never copied to a larger array while the Meter's mutex is held.
+// grows a chunk at a time, never copied to a larger array while the Meter's mutex is held. History chunks are blocks
+// of a HistoryBlocks (history_blocks.h: on disk when the Meter has a history directory), recent ones are recycled
+// through a spare, so a steady run neither allocates nor frees.
 //
 // Decimation (decimate_knots) keeps every kept knot's cumulative energy exact. It only ever merges whole update
 // intervals: an "anchor" is a knot at a change point (every knot of a power-integrated channel; the change points of
@@ -19,7 +21,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <vector>
+
+#include "fastmeter/history_blocks.h"
 
 namespace fastmeter {
 
@@ -43,7 +48,16 @@ size_t decimate_knots(Knot* knots, const uint8_t* anchor, size_t n, int64_t reso
 class KnotStore {
  public:
   static constexpr size_t kChunk = 4096;
+  static_assert(kChunk * sizeof(Knot) == HistoryBlocks::kBlockBytes, "a history chunk is one block");
 
+  KnotStore() = default;
+  KnotStore(KnotStore&&) noexcept = default;
+  KnotStore& operator=(KnotStore&&) noexcept = default;
+  KnotStore(const KnotStore&) = delete;  // stores are large; a copy is never what is meant
+  KnotStore& operator=(const KnotStore&) = delete;
+
+  // Where history chunks go; without one, the first settle makes a RAM-mode HistoryBlocks of its own.
+  void use_history(std::shared_ptr<HistoryBlocks> blocks) noexcept { blocks_ = std::move(blocks); }
   void push(const Knot& k, bool anchor);
   bool empty() const noexcept { return chunks_.empty(); }
   size_t size() const noexcept;  // knots kept, each counted once; O(number of chunks)
@@ -56,6 +70,8 @@ class KnotStore {
   // The contiguous knots whose range holds t_ns (or the end ones, for an instant outside every knot): energy_at
   // over it equals energy_at over the whole curve. O(log n). Empty when there are no knots.
   KnotSpan span_for(int64_t t_ns) const noexcept;
+  // Memory the recent chunks take, the spare included (the history's is in its HistoryBlocks). O(number of chunks).
+  size_t bytes() const noexcept;
   // Every knot in order, once each (for tests; O(n)).
   std::vector<Knot> to_vector() const;
 
@@ -64,10 +80,29 @@ class KnotStore {
     std::vector<Knot> knots;
     std::vector<uint8_t> anchor;
   };
+  // A history chunk: its knots are in the HistoryBlocks (the newest one, still filling, in open_), and what a
+  // search needs is kept here, so a lookup reads one group of knots (~3 KiB) from the block: a binary search through
+  // a block whose pages are not in RAM costs ~a dozen reads or faults (window queries into the history took 2 ms).
+  static constexpr size_t kGroup = 128;  // knots per index entry
+  struct Settled {
+    uint64_t block;  // its handle once full
+    size_t n;
+    int64_t group_t[kChunk / kGroup];  // t_ns of knot g * kGroup
+    Knot last;
+  };
   void settle(const Knot& k);  // appends one decimated knot to the history
+  void append(const Knot& k) noexcept;  // to the open history chunk
+  bool is_open(const Settled& s) const noexcept { return &s == &settled_.back(); }
+  // Knots [lo, lo + n) of history chunk s: in open_, or read from its block into scratch_ (NaN energy if the
+  // history file could not be read, so the answer is unknown rather than wrong).
+  const Knot* read(const Settled& s, size_t lo, size_t n) const noexcept;
 
-  std::deque<std::vector<Knot>> settled_;  // decimated, each chunk's last knot the next one's first
+  std::shared_ptr<HistoryBlocks> blocks_;
+  std::deque<Settled> settled_;  // decimated, each chunk's last knot the next one's first; the last one open
+  std::unique_ptr<Knot[]> open_;              // the open history chunk's knots
+  mutable std::unique_ptr<Knot[]> scratch_;   // one group read back for a query
   std::deque<Chunk> chunks_;
+  Chunk spare_;  // the last settled recent chunk, its capacity reused by the next one
 };
 
 }  // namespace fastmeter

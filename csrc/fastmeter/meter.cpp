@@ -25,6 +25,14 @@ SamplerConfig checked(SamplerConfig config) {
   return config;
 }
 
+std::shared_ptr<HistoryBlocks> make_history(const std::string& dir) {
+  try {
+    return std::make_shared<HistoryBlocks>(dir);
+  } catch (const std::runtime_error& e) {
+    throw MeterError(e.what());
+  }
+}
+
 std::unique_ptr<Sampler> make_sampler(const std::vector<std::pair<std::string, SourceOptions>>& specs,
                                       SamplerConfig config) {
   config = checked(config);
@@ -123,7 +131,8 @@ Registry& registry() {
 
 Meter::Meter(const std::vector<std::pair<std::string, SourceOptions>>& sources, SamplerConfig config,
              RecordConfig record)
-    : sampler_(make_sampler(sources, config)),
+    : history_(make_history(record.history_dir)),
+      sampler_(make_sampler(sources, config)),
       record_config_(record),
       record_(record.keep_samples_ns, max_samples(record, config.period_ns, sampler_->channels().size())),
       knots_(),
@@ -135,7 +144,9 @@ Meter::Meter(const std::vector<std::pair<std::string, SourceOptions>>& sources, 
       tel_buf_(1024) {
   for (const auto& c : sampler_->channels()) {
     knots_.emplace_back(c.power_window_ns, record.knot_resolution_ns);
+    knots_.back().use_history(history_);
     bounds_.emplace_back(c.has_counter ? c.counter_unit_j : 0.0);
+    bounds_.back().use_history(history_);
   }
   Registry& g = registry();
   std::lock_guard<std::mutex> lock(g.mu);
@@ -383,8 +394,18 @@ RecordStats Meter::record_stats() {
     out.samples_dropped_from_ram = record_.first_seq();
     out.telemetry_kept = tel_record_.kept();
     out.telemetry_dropped_from_ram = tel_record_.first_seq();
-    for (const KnotBuilder& kb : knots_) out.knots += kb.knots().size();
-    for (const BoundBuilder& b : bounds_) out.change_points += b.points();
+    for (const KnotBuilder& kb : knots_) {
+      out.knots += kb.knots().size();
+      out.knots_bytes += kb.knots().bytes();
+    }
+    for (const BoundBuilder& b : bounds_) {
+      out.change_points += b.points();
+      out.change_points_bytes += b.bytes();
+    }
+    out.samples_bytes = record_.bytes();
+    out.history_disk_bytes = history_->file_bytes();
+    out.history_ram_bytes = history_->ram_bytes();
+    out.history_error = history_->error();
   }
   out.queries = query_ns_.count();
   const double nan = std::numeric_limits<double>::quiet_NaN();

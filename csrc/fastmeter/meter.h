@@ -32,6 +32,7 @@ class MeterError : public std::runtime_error {
 struct RecordConfig {
   int64_t keep_samples_ns = 60'000'000'000;  // raw samples at most this old stay readable; 0 = none
   int64_t knot_resolution_ns = 10'000'000;   // knots older than keep_samples_ns are thinned to this; 0 = never
+  std::string history_dir;                    // where the thinned history goes (history_blocks.h); empty = RAM
 };
 
 struct RecordStats {
@@ -41,6 +42,11 @@ struct RecordStats {
   double query_p50_us = 0.0, query_p99_us = 0.0;     // energy_between / cumulative_at calls; NaN before any
   uint64_t queries = 0;
   uint64_t telemetry_kept = 0, telemetry_dropped_from_ram = 0;  // telemetry readings, like samples
+  // Bytes of the bounded stores (raw samples, recent knots and change points, all channels) and of the thinned
+  // history (on disk, in RAM), and why the history stopped going to disk (empty while it does).
+  uint64_t samples_bytes = 0, knots_bytes = 0, change_points_bytes = 0;
+  uint64_t history_disk_bytes = 0, history_ram_bytes = 0;
+  std::string history_error;
 };
 
 // new -> running -> stopping -> stopped -> closed (stop/close of a new meter go straight to stopped/closed).
@@ -138,6 +144,7 @@ class Meter {
   std::mutex life_mu_;  // held for a whole start/stop/close; taken before mu_, never while holding it
   std::atomic<MeterState> state_{MeterState::kNew};
   bool forked_ = false;  // this is a fork child's copy: the threads and hardware belong to the parent
+  std::shared_ptr<HistoryBlocks> history_;  // before sampler_: a bad history_dir fails before any source opens
   std::unique_ptr<Sampler> sampler_;
   mutable std::mutex mu_;  // guards everything below except the atomics
   RecordConfig record_config_;

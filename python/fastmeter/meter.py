@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 
@@ -40,6 +41,9 @@ SCHEDULING_SLACK_S = 0.1
 # Raw samples kept in RAM by default: a minute is enough for a recorder that flushes every few seconds to fall
 # behind without losing anything, and 10 channels at 1 kHz cost ~17 MB (28 bytes a sample).
 KEEP_SAMPLES_S = 60.0
+# How the native Meter's error for an unusable history directory starts (history_blocks.cpp).
+_HISTORY_ERROR = "cannot keep the run's history"
+
 # Beyond that window, knots are thinned to this resolution (100 knots/s/channel, ~2.5 kB/s/channel).
 KNOT_RESOLUTION_US = 10_000
 # A year: bounds keep_samples_s so its nanoseconds fit an int64 with room to spare.
@@ -109,11 +113,17 @@ class Meter:
     ring_capacity: samples the ring holds between drains (at every query, and on a timer that wakes when a
         quarter of it, or 16k samples, should have arrived); a full ring drops and counts.
     keep_samples_s: raw samples stay readable through `samples()` for this long (also bounded by the count the
-        nominal rate gives for it); older ones leave RAM. 0 keeps none. Long runs stream samples to a file with the
+        nominal rate gives for it); older ones leave RAM, a chunk of 8192 samples at a time, so up to 8192 more stay
+        (8 s of one channel at 1 kHz). 0 keeps none. Long runs stream samples to a file with the
         recorder (`fastmeter trace`) instead of keeping them here.
     knot_resolution_us: knots (what energy queries read) older than keep_samples_s are thinned to this
         resolution, keeping each kept knot's cumulative energy exact (docs/methodology.md, "Knot decimation");
         0 keeps every knot.
+    history_dir: where that thinned history (and the error bound's change points) goes, as an unlinked file, so a
+        run of any length keeps flat RSS (docs/architecture.md, "What stays in RAM"). Default:
+        $FASTMETER_HISTORY_DIR, else the system temp directory; "" keeps it in RAM. A directory given here that
+        cannot hold the file is an error; when the default one cannot, the history stays in RAM and
+        stats()["history_error"] says why.
     wait_final_s: how long a window's result waits for the counters' next update after its end, 0 to 1 s
         (default: 1.5 update periods, observed or else nominal, at most 1 s); then the value is provisional.
     schedule: "fixed" polls every source at every period; "adaptive" learns when each hardware field (NVML
@@ -146,6 +156,7 @@ class Meter:
         keep_samples_s: float = KEEP_SAMPLES_S,
         knot_resolution_us: int = KNOT_RESOLUTION_US,
         telemetry_hz: float = DEFAULT_TELEMETRY_HZ,
+        history_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(period_us, (int, np.integer)) or not MIN_PERIOD_US <= period_us <= MAX_PERIOD_US:
             raise ConfigError(
@@ -182,18 +193,29 @@ class Meter:
         if schedule is None:
             schedule = "adaptive" if any(n == "nvml" for n, _ in specs) else "fixed"
         self.schedule: str = schedule
+        self._history_error = ""
+        default_history = history_dir is None
+        if default_history:
+            history_dir = os.environ.get("FASTMETER_HISTORY_DIR") or tempfile.gettempdir()
+        args = dict(
+            schedule=schedule,
+            realtime=bool(realtime),
+            keep_samples_ns=round(keep_samples_s * 1e9),
+            knot_resolution_ns=int(knot_resolution_us) * 1000,
+            telemetry_period_ns=round(1e9 / telemetry_hz) if telemetry_hz > 0 else 0,
+        )
+        spin_ns = -1 if spin_us is None else spin_us * 1000
         try:
-            self._core = _core.Meter(
-                specs,
-                self.period_us * 1000,
-                -1 if spin_us is None else spin_us * 1000,
-                ring_capacity,
-                schedule=schedule,
-                realtime=bool(realtime),
-                keep_samples_ns=round(keep_samples_s * 1e9),
-                knot_resolution_ns=int(knot_resolution_us) * 1000,
-                telemetry_period_ns=round(1e9 / telemetry_hz) if telemetry_hz > 0 else 0,
-            )
+            try:
+                self._core = _core.Meter(
+                    specs, self.period_us * 1000, spin_ns, ring_capacity, history_dir=os.fspath(history_dir), **args
+                )
+            except _core.MeterError as e:
+                if not (default_history and str(e).startswith(_HISTORY_ERROR)):
+                    raise
+                # Only memory is at stake: measure anyway, keep the history in RAM and say why in stats().
+                self._history_error = str(e)
+                self._core = _core.Meter(specs, self.period_us * 1000, spin_ns, ring_capacity, history_dir="", **args)
         except _core.SourceError as e:
             message, kind = e.args
             raise SourceUnavailableError(str(message)) from None
@@ -383,7 +405,9 @@ class Meter:
         reading, or None}).
         Memory and queries: samples_kept (raw samples in RAM), samples_dropped_from_ram (older ones, no longer
         readable through samples()), knots and change_points (what energy queries and their error bounds read,
-        over all channels), rss_bytes (this process; NaN if unreadable),
+        over all channels), samples_bytes / knots_bytes / change_points_bytes (RAM they take, the recent ones),
+        history_disk_bytes / history_ram_bytes (the thinned history, in the history file / in RAM), history_error
+        (why the history is not on disk, "" while it is), rss_bytes (this process; NaN if unreadable),
         queries, query_p50_us / query_p99_us (latency of energy_between / cumulative_at calls, ~1% resolution;
         NaN before the first). schedule_mode: "fixed" or "adaptive", the schedule this meter runs.
         Telemetry: telemetry_hz, telemetry_series (how many series are read), telemetry_unavailable (one line per
@@ -396,6 +420,7 @@ class Meter:
         s["update_period_s"] = dict(zip(self._names, self._core.update_periods_s()))
         s["failed_at_ns"] = self.failed_at_ns
         s.update(self._core.record_stats())
+        s["history_error"] = s["history_error"] or self._history_error
         s["telemetry_hz"] = self.telemetry_hz
         s["telemetry_series"] = len(self._core.telemetry_series)
         s["telemetry_unavailable"] = self.telemetry_unavailable

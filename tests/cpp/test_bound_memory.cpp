@@ -131,7 +131,8 @@ static void store_thins_whole_chunks_as_one_pass_would() {
 
 static void memory_is_the_window_plus_the_thinned_history() {
   // Ten simulated minutes of a counter that changes at every 1 ms poll, a 10 s window and 10 ms resolution, as the
-  // Meter drains (every 100 ms): memory must not grow beyond the thinned history once the window is full.
+  // Meter drains (every 100 ms): the recent points' memory must not grow once the window is full, and the thinned
+  // history (in history blocks) only by one point per resolution.
   const int64_t window_ms = 10'000, resolution = 10 * kMs;
   BoundBuilder b(1e-3);
   double e = 0.0;
@@ -143,14 +144,15 @@ static void memory_is_the_window_plus_the_thinned_history() {
     // history's last chunk, the chunk straddling the cutoff, the one being filled (two partly), and the spare.
     const size_t history = static_cast<size_t>(std::max<int64_t>(t + 100 - window_ms, 0) / 10) + 1;
     const size_t limit = (static_cast<size_t>(window_ms) + 1 + history) * kChunkBytes / kChunk + 5 * kChunkBytes;
-    CHECK(b.bytes() <= limit);
+    CHECK(b.bytes() + b.history_bytes() <= limit);
+    CHECK(b.history_bytes() <= history * kChunkBytes / kChunk + kChunkBytes);
     if (t + 100 == 2 * window_ms) bytes_full = b.bytes();
     most = std::max(most, b.bytes());
   }
-  // After the window filled (t = 20 s: one more window for the thinning to catch up), growth is the history alone:
-  // 580 s at one point per 10 ms, plus the rounding of the history and the recent points to whole chunks.
+  // After the window filled (t = 20 s: one more window for the thinning to catch up), the recent points' memory is
+  // flat to the rounding of the window to whole chunks.
   CHECK(bytes_full > 0);
-  CHECK(most - bytes_full <= 58'000 * kChunkBytes / kChunk + 3 * kChunkBytes);
+  CHECK(most - bytes_full <= 2 * kChunkBytes);
 }
 
 int main() {

@@ -151,6 +151,7 @@ def test_idle_baseline_gives_net_energy(tmp_path: Path) -> None:
     memory = next(line for line in shown.output.splitlines() if line.strip().startswith("memory"))
     assert f"RSS {stats['rss_bytes'] / 2**20:.0f} MiB" in memory and f"{stats['knots']} knots" in memory
     assert stats["queries"] > 0 and f"{stats['queries']} queries p50" in memory
+    assert f"history {stats['history_disk_bytes'] / 2**20:.1f} MiB on disk" in memory
 
 
 def test_show_plot_writes_a_png(tmp_path: Path) -> None:

@@ -185,3 +185,49 @@ def test_stats_report_memory_and_query_latency(tmp_path, monkeypatch: pytest.Mon
 def test_bad_memory_settings_are_one_clear_error(kwargs: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         fastmeter.Meter("synthetic", 1000, **kwargs)
+
+
+def test_history_goes_to_an_unlinked_file_and_recent_stores_stay_flat(tmp_path) -> None:
+    # Sixteen fast counters at 10 kHz, a 0.2 s window, and history kept at every poll: within seconds nearly
+    # everything is history, and full history blocks (4096 points) go to the file.
+    channels, period_us, keep_s = 16, 100, 0.2
+    m = fastmeter.Meter(
+        "synthetic",
+        period_us,
+        source_options={"synthetic": {"channels": str(channels)}},
+        keep_samples_s=keep_s,
+        knot_resolution_us=period_us,
+        history_dir=tmp_path,
+    )
+    with m:
+        run_until_polls(m, 10 * int(keep_s * 1e6 / period_us))
+        first = m.stats()
+        run_until_polls(m, first["polls"] + 40 * int(keep_s * 1e6 / period_us))
+        last = m.stats()
+        t = m.now_ns()
+        in_history = m.energy_between(t - 1_000_000_000, t - 500_000_000)  # read back from the file's pages
+    assert len(in_history) == channels and all(0 < e < math.inf for e in in_history.values())
+    assert list(tmp_path.iterdir()) == []  # the history file is never linked into the directory
+    assert last["history_error"] == "" and last["history_ram_bytes"] == 0
+    chunk_bytes = 4096 * 24
+    assert last["history_disk_bytes"] >= 2 * channels * chunk_bytes  # a full block per channel, knots and points
+    # In RAM: the window plus a few chunks per channel (the open history chunk among them), and ~300 bytes of index
+    # per history block, however long the meter ran.
+    blocks = last["history_disk_bytes"] / chunk_bytes
+    for key in ("knots_bytes", "change_points_bytes"):
+        assert last[key] <= channels * (keep_s * 1e6 / period_us * 25 + 5 * chunk_bytes) + 400 * blocks, key
+    assert last["samples_bytes"] <= (channels * keep_s * 1e6 / period_us + 3 * RECORD_CHUNK) * 28
+
+
+def test_history_directory_that_cannot_hold_the_file(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = tmp_path / "missing"
+    with pytest.raises(ConfigError, match=r"history.*missing.*writable directory"):
+        fastmeter.Meter("synthetic", 1000, history_dir=missing)
+    # The default directory (here from the environment) failing costs memory, not the measurement: RAM, and why.
+    monkeypatch.setenv("FASTMETER_HISTORY_DIR", str(missing))
+    m = fastmeter.Meter("synthetic", 100, keep_samples_s=0.05, knot_resolution_us=100)
+    with m:
+        run_until_polls(m, 20_000)
+    s = m.stats()
+    assert str(missing) in s["history_error"]
+    assert s["history_disk_bytes"] == 0 and s["history_ram_bytes"] > 0

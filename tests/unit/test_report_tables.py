@@ -95,6 +95,10 @@ def test_sampler_rows_show_the_recorded_statistics(report_runs: dict[str, Path])
     assert cells["dropped"] == str(stats["dropped"]) and cells["missed"] == str(stats["missed"])
     assert cells["counter update period"] == f"gpu0 {stats['update_period_s']['gpu0'] * 1e3:.3g} ms"
     assert cells["channel errors"] == "none"
+    # The sampler's own health over the run: its process's RSS and the latency of the energy queries it answered.
+    assert cells["RSS MiB"] == f"{stats['rss_bytes'] / 2**20:.0f}"
+    assert stats["queries"] > 0
+    assert cells["queries p50/p99 µs"] == f"{stats['query_p50_us']:.0f}/{stats['query_p99_us']:.0f}"
 
 
 def test_fingerprint_rows_flag_keys_that_differ(report_runs: dict[str, Path], tmp_path: Path) -> None:

@@ -74,7 +74,7 @@ def render_summary(trace: Trace | TraceBatches) -> str:
             lines.append(
                 f"  memory      RSS {_fmt(_mib(stats.get('rss_bytes')), '.0f')} MiB at the end, "
                 f"{_fmt(stats.get('samples_kept'), 'd')} raw samples and {_fmt(stats.get('knots'), 'd')} knots in RAM"
-                + latency
+                + _history(stats) + latency
             )
         for name, period in (stats.get("update_period_s") or {}).items():
             lines.append(f"  {name:<14}counter update period {_fmt(period and period * 1e3, '.2f')} ms")
@@ -88,6 +88,17 @@ def render_summary(trace: Trace | TraceBatches) -> str:
             f"{_fmt(rec.get('flush_max_ms'), '.1f')} ms; peak RSS {_fmt(rec.get('peak_rss_mib'), '.0f')} MiB"
         )
     return "\n".join(lines)
+
+
+def _history(stats: dict[str, Any]) -> str:
+    disk, ram = stats.get("history_disk_bytes"), stats.get("history_ram_bytes")
+    if disk is None:  # a trace from before the history file
+        return ""
+    where = f", history {_fmt(_mib(disk), '.1f')} MiB on disk"
+    if ram:
+        why = stats.get("history_error") or 'history_dir=""'
+        where += f" + {_fmt(_mib(ram), '.1f')} MiB in RAM ({why})"
+    return where
 
 
 def _mib(n: Any) -> float | None:

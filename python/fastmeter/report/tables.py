@@ -84,7 +84,7 @@ def _periods(stats: dict[str, Any]) -> str:
 
 def sampler_rows(report: Report) -> tuple[Row, list[Row]]:
     header = ["run", "rate Hz", "period µs", "jitter p50 µs", "jitter p99 µs", "jitter max µs", "dropped",
-              "missed", "counter update period", "channel errors"]
+              "missed", "counter update period", "channel errors", "RSS MiB", "queries p50/p99 µs"]
     rows = []
     for r in report.runs:
         s = r.meta.get("sampler_stats") or {}
@@ -94,8 +94,21 @@ def sampler_rows(report: Report) -> tuple[Row, list[Row]]:
         rows.append([r.label, fmt(s.get("rate_hz"), ".0f"), fmt(period_us, "d"),
                      jitter_text(s.get("jitter_p50_us"), "—"), jitter_text(s.get("jitter_p99_us"), "—"),
                      fmt(s.get("jitter_max_us"), ".0f"),
-                     fmt(s.get("dropped"), "d"), fmt(s.get("missed"), "d"), _periods(s), errors])
+                     fmt(s.get("dropped"), "d"), fmt(s.get("missed"), "d"), _periods(s), errors,
+                     _rss_mib(s), _query_latency(s)])
     return header, rows
+
+
+def _rss_mib(stats: dict[str, Any]) -> str:
+    # The sampler's own long-run health: this process's RSS at the end of the run (issue 12: flat for any length).
+    rss = stats.get("rss_bytes")
+    return fmt(rss / 2**20, ".0f") if isinstance(rss, (int, float)) else "—"
+
+
+def _query_latency(stats: dict[str, Any]) -> str:
+    if not stats.get("queries"):
+        return "—"
+    return f"{fmt(stats.get('query_p50_us'), '.0f')}/{fmt(stats.get('query_p99_us'), '.0f')}"
 
 
 # Share of sampling deadlines that may be skipped before the report says so (a loaded host delays some polls; the
