@@ -59,9 +59,12 @@ def query_burst(m: fastmeter.Meter, rng: random.Random) -> tuple[list[float], li
     return recent, old
 
 
-def measure(duration_s: float, every_s: float, progress=None) -> dict:
+def measure(duration_s: float, every_s: float, progress=None, history_dir: str | None = None) -> dict:
     m = fastmeter.Meter(
-        "synthetic", PERIOD_US, source_options={"synthetic": {"channels": str(CHANNELS), "amp_w": "80"}}
+        "synthetic",
+        PERIOD_US,
+        source_options={"synthetic": {"channels": str(CHANNELS), "amp_w": "80"}},
+        history_dir=history_dir,
     )
     rng = random.Random(12)
     points = []
@@ -178,9 +181,16 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=600.0, help="seconds to run (default 600)")
     ap.add_argument("--every", type=float, default=30.0, help="seconds between points (default 30)")
     ap.add_argument("--tag", default="", help="suffix of the result files")
+    ap.add_argument("--history-dir", default=None, help='the Meter\'s history_dir ("" keeps the history in RAM)')
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="directory for JSON and PNG")
     args = ap.parse_args()
-    result = measure(args.duration, args.every, progress=lambda p: print(json.dumps(p), file=sys.stderr, flush=True))
+    result = measure(
+        args.duration,
+        args.every,
+        progress=lambda p: print(json.dumps(p), file=sys.stderr, flush=True),
+        history_dir=args.history_dir,
+    )
+    result["history_dir"] = args.history_dir
     result["load_avg_end"] = os.getloadavg()
     result["code"] = code_version()
     result["fastmeter_version"] = fastmeter.__version__

@@ -47,6 +47,7 @@ BENCHMARKS = {
     "activity": "benchmarks.bench_activity",
     "trace_rss": "benchmarks.bench_trace_rss",
     "attribution_stream": "benchmarks.bench_attribution_stream",
+    "history_queries": "benchmarks.bench_history_queries",
 }
 
 
