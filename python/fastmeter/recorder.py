@@ -128,6 +128,12 @@ class RecordStream:
     def finish(self, metadata: dict[str, Any]) -> Path:
         return self._file.finish(metadata)
 
+    @property
+    def rows(self) -> int:
+        """Rows on disk so far: appended rows count once a flush has written them (bench drops a finished request
+        from RAM only then)."""
+        return self._file.rows
+
 
 class Recorder:
     """Owns the meter's drain to disk. `start()` opens the output (an unwritable one fails here, before anything

@@ -3,7 +3,7 @@ at those and at every event instant, and `fastmeter.activity` on them (docs/attr
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,6 @@ import numpy as np
 import pyarrow as pa
 
 from fastmeter.activity import ActivityAttribution, attribute_activity
-from fastmeter.adapters.base import RequestRecord
 from fastmeter.errors import SpanError
 from fastmeter.io.read import open_trace
 from fastmeter.meter import Meter
@@ -54,18 +53,17 @@ def update_instants_ns(
 
 def attribute_by_activity(
     curve: Any,
-    records: Sequence[RequestRecord],
+    prompt_tokens: np.ndarray,
     events: np.ndarray,
     knots_ns: np.ndarray,
     arrays: dict[str, Any],
     idle_power_w: float | None,
     update_period_s: float,
 ) -> tuple[ActivityAttribution, Any]:
-    """The activity attribution of `records` on `curve` evaluated at the event instants and the sensor's update
-    instants; returns it and the curve points (for the uncertainty account)."""
+    """The activity attribution of the requests in `arrays` (with their `prompt_tokens`) on `curve` evaluated at the
+    event instants and the sensor's update instants; returns it and the curve points (for the uncertainty account)."""
     cuts = np.union1d(events, knots_ns)
     points = curve(cuts)
-    prompt = np.array([r.prompt_tokens or 0 for r in records], dtype=np.int64)
     result = attribute_activity(
         cuts,
         points.energy_j,
@@ -76,7 +74,7 @@ def attribute_by_activity(
         chunk_offsets=arrays["offsets"],
         chunk_t_ns=arrays["chunk_t"],
         chunk_tokens=arrays["chunk_k"],
-        prompt_tokens=prompt,
+        prompt_tokens=prompt_tokens,
         idle_power_w=idle_power_w,
         bound_j=points.bound_j,
         update_period_s=update_period_s,

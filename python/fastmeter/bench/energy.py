@@ -6,7 +6,7 @@ longer hold a nanosecond timestamp exactly."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -82,19 +82,36 @@ def attribute_requests(
     needs the sensor's update instants (`knots_ns`, `activity_energy.update_instants_ns`); the second value then
     carries the fit (`activity_fit`)."""
     if method == "activity":
-        return _attribute_by_activity(curve, records, span_ns, idle_power_w, update_period_s, knots_ns)
+        (batch,) = _request_batches(records, max(len(records), 1))
+        prompt = np.array([r.prompt_tokens or 0 for r in records], dtype=np.int64)
+        return attribute_by_activity_in_memory(curve, batch, prompt, span_ns, idle_power_w, update_period_s, knots_ns)
     starts = np.array([r.send_ns for r in records], dtype=np.int64)
     order = np.argsort(starts, kind="stable")
+    batches = _request_batches([records[i] for i in order], batch_requests)
+    return attribute_in_start_order(curve, batches, order, span_ns, method, idle_power_w, update_period_s)
+
+
+def attribute_in_start_order(
+    curve: Curve,
+    batches: Iterable[RequestBatch],
+    order: np.ndarray,
+    span_ns: tuple[int, int],
+    method: str,
+    idle_power_w: float | None,
+    update_period_s: float,
+) -> tuple[Attribution, dict[str, Any]]:
+    """The streamed sweep over request `batches` that come in order of start: request j of the stream is request
+    `order[j]` of the result (an `Attribution` of len(order) requests, with `attribute_requests`' second value)."""
     s = StreamedAttribution(
         curve,
-        _request_batches([records[i] for i in order], batch_requests),
+        batches,
         method=method,
         update_period_s=update_period_s,
         idle_power_w=idle_power_w,
         span_ns=(int(span_ns[0]), int(span_ns[1])),
     )
     columns = ("energy_j", "prefill_energy_j", "decode_energy_j", "net_energy_j", "uncertainty_j", "attributed_s")
-    out = {k: np.full(len(records), np.nan) for k in columns}
+    out = {k: np.full(len(order), np.nan) for k in columns}
     for batch in s:
         rows = order[batch.first_index : batch.first_index + len(batch.energy_j)]
         for k in columns:
@@ -116,23 +133,25 @@ def attribute_requests(
     return a, uncertainty_info(a, t.curve_points, t.unbounded_points)
 
 
-def _attribute_by_activity(
+def attribute_by_activity_in_memory(
     curve: Curve,
-    records: Sequence[RequestRecord],
+    batch: RequestBatch,
+    prompt_tokens: np.ndarray,
     span_ns: tuple[int, int],
     idle_power_w: float | None,
     update_period_s: float,
     knots_ns: np.ndarray | None,
 ) -> tuple[Attribution, dict[str, Any]]:
+    """`method="activity"` on all the requests at once (`batch`, any order; `prompt_tokens` aligned with it)."""
     lo, hi = (int(t) for t in span_ns)
-    starts = np.clip(np.array([r.send_ns for r in records], dtype=np.int64), lo, hi)
-    ends = np.clip(np.array([r.end_ns for r in records], dtype=np.int64), lo, hi)
-    has_first = np.array([r.first_token_ns is not None for r in records], dtype=bool)
-    first = np.clip(np.array([r.first_token_ns or 0 for r in records], dtype=np.int64), lo, hi)
-    offsets = np.zeros(len(records) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(r.chunk_t_ns) for r in records])
-    chunk_t = np.clip(np.array([t for r in records for t in r.chunk_t_ns], dtype=np.int64), lo, hi)
-    chunk_k = np.array([k for r in records for k in r.chunk_tokens], dtype=np.int64)
+    starts = np.clip(np.asarray(batch.start_ns, dtype=np.int64), lo, hi)
+    ends = np.clip(np.asarray(batch.end_ns, dtype=np.int64), lo, hi)
+    first_ns = np.ma.asarray(batch.first_token_ns)
+    has_first = ~np.ma.getmaskarray(first_ns)
+    first = np.clip(first_ns.filled(0).astype(np.int64), lo, hi)
+    offsets = np.asarray(batch.chunk_offsets, dtype=np.int64)
+    chunk_t = np.clip(np.asarray(batch.chunk_t_ns, dtype=np.int64), lo, hi)
+    chunk_k = np.asarray(batch.chunk_tokens, dtype=np.int64)
     # sort + mask: np.unique is far slower on large int64 arrays.
     events = np.sort(np.concatenate([np.array([lo, hi], dtype=np.int64), starts, ends, chunk_t]))
     events = events[np.r_[True, events[1:] != events[:-1]]]
@@ -141,7 +160,7 @@ def _attribute_by_activity(
     arrays = {"starts": starts, "ends": ends, "first": np.ma.masked_array(first, mask=~has_first)}
     arrays.update(offsets=offsets, chunk_t=chunk_t, chunk_k=chunk_k)
     knots = np.zeros(0, dtype=np.int64) if knots_ns is None else knots_ns
-    result, points = attribute_by_activity(curve, records, events, knots, arrays, idle_power_w, update_period_s)
+    result, points = attribute_by_activity(curve, prompt_tokens, events, knots, arrays, idle_power_w, update_period_s)
     info = uncertainty_info(result.attribution, len(points.energy_j), points.unbounded_points)
     return result.attribution, {**info, "activity_fit": result.fit}
 

@@ -6,8 +6,9 @@ summary). See docs/format.md.
 
 Lifecycle: everything is validated (scorer, calibration, sources; the CLI reads the workload file) before the run
 directory is created or the meter started. Samples, finished requests and their chunks stream to disk while the
-load runs, so a SIGKILL loses at most the last flush. SIGINT/SIGTERM stop the load at once: requests in flight
-are closed at the signal's instant, attributed and marked `cancelled`; the run is written and
+load runs, so a SIGKILL loses at most the last flush; a finished request leaves RAM once its rows are written, and
+the end of the run reads them back (bench/request_log.py, bench/readback.py). SIGINT/SIGTERM stop the load at
+once: requests in flight are closed at the signal's instant, attributed and marked `cancelled`; the run is written and
 `interrupted_by_signal` says which signal (the CLI exits 128 + N). This module never prints: `notify(kind, text)`
 and `on_request(record)` report.
 """
@@ -34,31 +35,20 @@ from fastmeter.analysis.carbon import carbon_cost_summary
 from fastmeter.analysis.server_metrics import counter_deltas
 from fastmeter.assess import measured_until_ns
 from fastmeter.bench.activity_energy import update_instants_ns
-from fastmeter.bench.energy import (
-    attributable,
-    attribute_requests,
-    channel_delays_ns,
-    counted_channels,
-    meter_curve,
-    span_energy_by_channel,
-)
+from fastmeter.bench.attribute_columns import attribute_columns
+from fastmeter.bench.column_figures import figures_of_columns
+from fastmeter.bench.energy import channel_delays_ns, counted_channels, meter_curve, span_energy_by_channel
+from fastmeter.bench.readback import NO_NS, RequestColumns, read_columns, write_chunks, write_requests
+from fastmeter.bench.request_log import RequestLog, Staged
 from fastmeter.bench.run_files import open_run_recorder, write_run_json
-from fastmeter.bench.summary import RunEnergy, render_summary, requests_validity, summarize
-from fastmeter.bench.tables import (
-    CHUNKS_SCHEMA,
-    METRICS_SCHEMA,
-    REQUESTS_SCHEMA,
-    STATUS_CANCELLED,
-    chunks_table,
-    metrics_table,
-    requests_table,
-    write_arrow,
-)
+from fastmeter.bench.summary import RunEnergy, render_summary, requests_validity_of, summarize
+from fastmeter.bench.tables import CHUNKS_SCHEMA, METRICS_SCHEMA, REQUESTS_SCHEMA, metrics_table, write_arrow
 from fastmeter.calibrate.result import calibration_for
 from fastmeter.cluster.trace import cluster_metadata, validity_of
 from fastmeter.control import GpuControl, control_request
 from fastmeter.load.config import BenchConfig
-from fastmeter.load.runner import run_config
+from fastmeter.load.live import LiveRecords
+from fastmeter.load.runner import run_config, send_lag_summary_ns
 from fastmeter.recorder import Interrupt, Recorder
 from fastmeter.validity import Validity, combine
 
@@ -136,24 +126,26 @@ def _run_point(
     recorder = open_run_recorder(
         meter, run_dir, fingerprint, calibration, force=force, notify=hooks.notify, control=control.record()
     )
-    requests_stream = recorder.add_stream(run_dir / "requests.arrow", REQUESTS_SCHEMA)
-    chunks_stream = recorder.add_stream(run_dir / "chunks.arrow", CHUNKS_SCHEMA)
+    log = RequestLog(
+        recorder.add_stream(run_dir / "requests.arrow", REQUESTS_SCHEMA),
+        recorder.add_stream(run_dir / "chunks.arrow", CHUNKS_SCHEMA),
+        keep_texts=cfg.bench.scorer is not None,
+        on_request=hooks.on_request,
+    )
     metrics: list[MetricRow] = []
     metrics_stream = recorder.add_stream(run_dir / "metrics.arrow", METRICS_SCHEMA)
     metrics_stream.follow(metrics, metrics_table)
     recorder.start()
-
-    def finished(rec: RequestRecord) -> None:
-        requests_stream.append(requests_table([rec]))
-        chunks_stream.append(chunks_table([rec]))
-        if hooks.on_request is not None:
-            hooks.on_request(rec)
-
-    records: list[RequestRecord] = []
     interrupt = Interrupt()
     measured = _Measured()
+
+    def finished(rec: RequestRecord) -> None:
+        # Once the load is stopped, requests that end are closed at the stop instant with those in flight.
+        log.stopped = measured.stopped_ns is not None
+        log.finished(rec)
+
     try:
-        asyncio.run(_measure(cfg, recorder, records, metrics, finished, interrupt, measured, hooks))
+        asyncio.run(_measure(cfg, recorder, log.live, metrics, finished, interrupt, measured, hooks))
     except BaseException:
         recorder.stop()
         raise
@@ -168,25 +160,21 @@ def _run_point(
             time.sleep(max(0, end_ns - time.monotonic_ns()) * 1e-9)
             meter.span(measured.span_ns[0], end_ns)
         recorder.stop()
-        span = measured.span_ns
         if measured.stopped_ns is not None:
             why = "interrupted" if interrupt.signum is not None else "writing samples failed"
             hooks.notify("phase", f"{why}: writing what was measured")
-            _close_in_flight(records, measured.stopped_ns)
-            first = [r.scheduled_ns or r.send_ns for r in records if not r.warmup and (r.scheduled_ns or r.send_ns)]
-            span = (min(first, default=measured.stopped_ns), measured.stopped_ns)
-        # All are rewritten whole below (requests with their energy; cancelled requests trimmed to the interrupt).
-        for stream in (requests_stream, chunks_stream, metrics_stream):
-            stream.abandon()
+        # All are rewritten whole below from what streamed (requests with their energy; cancelled requests trimmed
+        # to the interrupt, after the others).
+        staged = log.close(measured.stopped_ns)
+        metrics_stream.abandon()
         if recorder.error is None:
             recorder.close({"idle_baseline_w": measured.idle_w, "interrupted": interrupt.signum is not None,
                             "validity": validity_of(meter).to_dict()})  # the whole record's, for `show`
         context = {"fingerprint": fingerprint, "config": config_dict, "calibration": calibration,
-                   "send_lag_ns": measured.send_lag_ns,
                    "load_client": resolve_client(cfg.load.client, cfg.server.base_url),
                    "load_client_sched_policy": measured.client_sched_policy, "control": control.record(),
                    **cluster_metadata(meter)}
-        run = _finish(cfg, run_dir, meter, records, metrics, span, measured.idle_w, context, hooks, interrupt.signum)
+        run = _finish(cfg, run_dir, meter, staged, log.texts, metrics, measured, context, hooks, interrupt.signum)
     if recorder.error is not None:  # everything else is written; the samples are kept up to the failure
         raise recorder.error
     return run
@@ -197,14 +185,13 @@ class _Measured:
     span_ns: tuple[int, int] = (0, 0)
     idle_w: dict[str, float] | None = None
     stopped_ns: int | None = None  # the load was stopped early (a signal, a failed write) at this instant
-    send_lag_ns: dict[str, int | None] | None = None  # how late requests went out after their schedule
     client_sched_policy: str | None = None  # the native transport thread's scheduling (None: asyncio or unknown)
 
 
 async def _measure(
     cfg: BenchConfig,
     recorder: Recorder,
-    records: list[RequestRecord],
+    records: LiveRecords,
     metrics: list[MetricRow],
     finished: Callable[[RequestRecord], None],
     interrupt: Interrupt,
@@ -235,9 +222,8 @@ async def _measure(
             hooks.notify("phase", f"measuring idle baseline for {idle_s:g} s")
             stopped = lambda: bool(interrupt.count or recorder.error)  # noqa: E731
             out.idle_w = await asyncio.to_thread(recorder.measure_idle, idle_s, stopped)
-        result = await run_config(cfg, records=records, metrics=metrics, on_done=finished)
+        result = await run_config(cfg, records=records, metrics=metrics, on_done=finished, keep_records=False)
         out.span_ns = (result.start_ns, result.end_ns)
-        out.send_lag_ns = result.send_lag_ns()
         out.client_sched_policy = result.client_sched_policy
     except asyncio.CancelledError:
         if out.stopped_ns is None:
@@ -248,39 +234,24 @@ async def _measure(
             loop.remove_signal_handler(s)
 
 
-def _close_in_flight(records: list[RequestRecord], t_ns: int) -> None:
-    """Requests unfinished at the interrupt instant end there, as `cancelled`; their energy up to it is theirs. One
-    that completed after the instant, before the load stopped, keeps its record (attribution clips it to the span);
-    one that failed after the instant failed because the load was stopped, so it is cancelled too."""
-    for r in records:
-        if r.end_ns is not None and (r.end_ns <= t_ns or r.ok):
-            continue
-        r.status, r.error = STATUS_CANCELLED, "the run was interrupted while this request was in flight"
-        if r.send_ns is None or r.send_ns > t_ns:
-            r.send_ns = r.first_token_ns = r.end_ns = None  # never reached the server
-            continue
-        r.end_ns = t_ns
-        if r.first_token_ns is not None and r.first_token_ns > t_ns:
-            r.first_token_ns = None
-        kept = [i for i, c in enumerate(r.chunk_t_ns) if c <= t_ns]
-        r.chunk_t_ns = [r.chunk_t_ns[i] for i in kept]
-        r.chunk_tokens = [r.chunk_tokens[i] for i in kept]
-
-
 def _finish(
     cfg: BenchConfig,
     run_dir: Path,
     meter: fastmeter.Meter,
-    records: list[RequestRecord],
+    staged: Staged,
+    texts: list[RequestRecord],
     metrics: list[MetricRow],
-    span: tuple[int, int],
-    idle_w: dict[str, float] | None,
+    load: _Measured,
     context: dict[str, Any],
     hooks: BenchHooks,
     signum: int | None,
 ) -> dict[str, Any]:
-    idle_w = idle_w or {}
-    measured = [r for r in records if not r.warmup]
+    """The run directory's final files and run.json, from what the run streamed (bench/readback.py): a few int64
+    per request in RAM, chunks read back from chunks.arrow."""
+    idle_w = load.idle_w or {}
+    cols = read_columns(staged)
+    span = load.span_ns if load.stopped_ns is None else _interrupted_span(cols, load.stopped_ns)
+    chunks = write_chunks(staged, run_dir / "chunks.arrow")
     server_deltas = counter_deltas(metrics, span)  # the load's span: the baseline scrape follows the warm-up
     # --- validity: a counted channel lost mid-run ends the measured span at its last sample; requests that had
     # not ended by then get no energy (NaN) and their tokens and time are not in the figures. Judged on the span
@@ -290,8 +261,9 @@ def _finish(
     lost_ns = min((t for n, t in measured_until_ns(meter).items() if n in counted_channels(meter)), default=None)
     if lost_ns is not None and lost_ns < span[1]:
         span = (span[0], max(span[0], lost_ns))
-    unmeasured = [r for r in measured if r.end_ns is not None and r.end_ns > span[1]]
-    measured = [r for r in measured if r.end_ns is None or r.end_ns <= span[1]]
+    has_end = cols.end_ns != NO_NS
+    unmeasured = ~cols.warmup & has_end & (cols.end_ns > span[1])
+    measured = ~cols.warmup & ~unmeasured
     # --- end validity
     delays_ns = channel_delays_ns(meter, context["calibration"])
     unknown = {c.name: math.nan for c in meter.channels}  # nothing measured: unknown, not 0
@@ -302,17 +274,19 @@ def _finish(
     energy_j = math.fsum(by_channel[n] for n in counted)
     idle_total_w = math.fsum(idle_w.get(n, 0.0) for n in counted) if idle_w else None
 
-    per_request = {k: np.full(len(records), np.nan) for k in ENERGY_COLUMNS}
+    per_request = {k: np.full(len(cols), np.nan) for k in ENERGY_COLUMNS}
     attr_info: dict[str, Any] = {"method": cfg.bench.attribution, "prefill_split": CLIENT_SIDE_SPLIT}
-    targets = [i for i, r in enumerate(records) if not r.warmup and attributable([r]) and r.end_ns <= span[1]]
+    targets = np.flatnonzero(measured & (cols.send_ns != NO_NS) & has_end)  # attributable: sent and ended
     failed_j = 0.0
     net_j = None
-    if targets and span[1] > span[0]:
+    if len(targets) and span[1] > span[0]:
         # NaN when no counted channel has a known update period: the heuristic uncertainty is then unknown, not 0.
         periods = [p for p in meter.stats()["update_period_s"].values() if not math.isnan(p)]  # type: ignore[union-attr]
-        a, uncertainty = attribute_requests(
+        a, uncertainty = attribute_columns(
             meter_curve(meter, delays_ns),
-            [records[i] for i in targets],
+            cols,
+            targets,
+            chunks,
             span,
             cfg.bench.attribution,
             idle_total_w,
@@ -330,10 +304,10 @@ def _finish(
         for k in ENERGY_COLUMNS:
             per_request[k][targets] = getattr(a, k)
         # A bunched response's first token was read with its last: the split would call it all prefill. Unknown.
-        bunched = [i for i in targets if records[i].bunched]
+        bunched = targets[cols.bunched[targets]]
         per_request["prefill_energy_j"][bunched] = np.nan
         per_request["decode_energy_j"][bunched] = np.nan
-        failed_j = math.fsum(a.energy_j[j] for j, i in enumerate(targets) if not records[i].ok)
+        failed_j = math.fsum(a.energy_j[~cols.ok[targets]])
         attr_info.update(
             total_j=a.total_j,
             idle_j=a.idle_j,
@@ -349,17 +323,17 @@ def _finish(
             attr_info["idle_net_energy_j"] = idle_net_j
 
     duration_s = (span[1] - span[0]) * 1e-9
-    summary = summarize(measured, RunEnergy(energy_j, by_channel, duration_s, failed_j, idle_total_w, net_j))
-    validity = combine([validity, requests_validity(measured, signum is not None)])
-    summary["requests_unmeasured"] = len(unmeasured)
+    figures = figures_of_columns(cols, measured, chunks)
+    summary = summarize(figures, RunEnergy(energy_j, by_channel, duration_s, failed_j, idle_total_w, net_j))
+    validity = combine([validity, requests_validity_of(figures.ok, figures.bunched, signum is not None)])
+    summary["requests_unmeasured"] = int(np.count_nonzero(unmeasured))
     # The error bound of the measured span's energy (docs/methodology.md, "Error bound"); NaN when unknown.
     summary["energy_bound_j"] = meter.span(*span).total_bound_j if span[1] > span[0] else math.nan
 
-    write_arrow(requests_table(records, per_request), run_dir / "requests.arrow")
-    write_arrow(chunks_table(records), run_dir / "chunks.arrow")
+    write_requests(staged, run_dir / "requests.arrow", per_request)
     write_arrow(metrics_table(metrics), run_dir / "metrics.arrow")
     # accuracy, carbon, cost: after the tables are written, so a failing scorer loses nothing
-    summary.update(accuracy_summary(cfg.bench, measured, energy_j))
+    summary.update(accuracy_summary(cfg.bench, [r for r in texts if r.end_ns <= span[1]], energy_j))
     summary.update(carbon_cost_summary(cfg.bench, summary))
     if "accuracy_error" in summary:
         hooks.notify("warning", f"the scorer failed, no accuracy recorded: {summary['accuracy_error']}")
@@ -381,7 +355,7 @@ def _finish(
         "interrupted_by_signal": signum,
         "validity": validity.to_dict(),
         "server_metrics": server_deltas,
-        "send_lag_ns": context["send_lag_ns"],
+        "send_lag_ns": send_lag_summary_ns(_send_lags_ns(cols)),
         "load_client": context["load_client"],
         "load_client_sched_policy": context["load_client_sched_policy"],
         "control": context["control"],
@@ -390,3 +364,17 @@ def _finish(
     write_run_json(run_dir, run)
     hooks.notify("summary", render_summary(summary, validity))
     return run
+
+
+def _interrupted_span(cols: RequestColumns, stopped_ns: int) -> tuple[int, int]:
+    """An interrupted run's span: from the first measured request's release (or send) to the stop instant."""
+    known = (cols.scheduled_ns != NO_NS) & (cols.scheduled_ns != 0)
+    first = np.where(known, cols.scheduled_ns, cols.send_ns)[~cols.warmup]
+    first = first[(first != NO_NS) & (first != 0)]
+    return (int(first.min()) if len(first) else stopped_ns, stopped_ns)
+
+
+def _send_lags_ns(cols: RequestColumns) -> np.ndarray:
+    """How late each measured request went out after its scheduled instant."""
+    sent = ~cols.warmup & (cols.send_ns != NO_NS) & (cols.scheduled_ns != NO_NS)
+    return cols.send_ns[sent] - cols.scheduled_ns[sent]

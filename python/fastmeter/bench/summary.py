@@ -37,6 +37,32 @@ class RunEnergy:
     net_energy_j: float | None = None
 
 
+@dataclass(frozen=True)
+class RequestFigures:
+    """What the summary needs of the measured requests: counts, token sums, and (p50, p99) of each latency in ms
+    (`latencies_ms`' names; NaN without values). `of_records` computes them from records in RAM; a bench run from
+    what it streamed (bench/column_figures.py)."""
+
+    requests: int  # measured, failed ones included
+    ok: int
+    input_tokens: int
+    output_tokens: int
+    bunched: int  # of the ok ones
+    latency_ms: dict[str, tuple[float, float]]
+
+    @classmethod
+    def of_records(cls, records: Sequence[RequestRecord]) -> RequestFigures:
+        ok = [r for r in records if r.ok and r.end_ns is not None]
+        return cls(
+            requests=len(records),
+            ok=len(ok),
+            input_tokens=sum(r.prompt_tokens or 0 for r in ok),
+            output_tokens=sum(r.completion_tokens or 0 for r in ok),
+            bunched=sum(r.bunched for r in ok),
+            latency_ms={k: (_pct(v, 50), _pct(v, 99)) for k, v in latencies_ms(records).items()},
+        )
+
+
 def _pct(values: Sequence[float], q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else math.nan
 
@@ -66,49 +92,51 @@ def requests_validity(records: Sequence[RequestRecord], interrupted: bool) -> Va
     """What the requests of a measured span say about its figures: none succeeded (invalid), streams bunched
     above MAX_BUNCHED_SHARE (degraded: ITL figures cover the rest), interrupted (degraded: part of the load)."""
     ok = [r for r in records if r.ok and r.end_ns is not None]
+    return requests_validity_of(len(ok), sum(r.bunched for r in ok), interrupted)
+
+
+def requests_validity_of(n_ok: int, n_bunched: int, interrupted: bool) -> Validity:
+    """`requests_validity` from the counts: successful requests, and how many of them arrived bunched."""
     reasons = []
-    if not ok:
+    if not n_ok:
         reasons.append(Reason("no_successful_request", "no request succeeded inside the measured span: there is "
                               "no work to divide the energy by", Verdict.INVALID))
-    n = sum(r.bunched for r in ok)
-    if ok and n / len(ok) > MAX_BUNCHED_SHARE:
-        reasons.append(Reason("bunched_streams", f"{n} of {len(ok)} responses arrived bunched (all chunks within "
-                              f"{BUNCHED_WINDOW_NS / 1e6:g} ms): ITL figures cover only the {len(ok) - n} that "
+    n = n_bunched
+    if n_ok and n / n_ok > MAX_BUNCHED_SHARE:
+        reasons.append(Reason("bunched_streams", f"{n} of {n_ok} responses arrived bunched (all chunks within "
+                              f"{BUNCHED_WINDOW_NS / 1e6:g} ms): ITL figures cover only the {n_ok - n} that "
                               "streamed"))
     if interrupted:
         reasons.append(Reason("interrupted", "the run was interrupted: figures cover part of the workload"))
     return Validity(tuple(reasons))
 
 
-def summarize(records: Sequence[RequestRecord], energy: RunEnergy) -> dict[str, float | int | None]:
-    """Summary of the measured (non-warm-up) requests of one run."""
-    ok = [r for r in records if r.ok and r.end_ns is not None]
-    out_tokens = sum(r.completion_tokens or 0 for r in ok)
-    in_tokens = sum(r.prompt_tokens or 0 for r in ok)
+def summarize(f: RequestFigures, energy: RunEnergy) -> dict[str, float | int | None]:
+    """Summary of the measured (non-warm-up) requests of one run (`RequestFigures.of_records` for records)."""
+    n_ok, out_tokens, in_tokens = f.ok, f.output_tokens, f.input_tokens
     useful_j = energy.energy_j - energy.failed_energy_j
-    lat = latencies_ms(records)
     s: dict[str, float | int | None] = {
-        "requests_ok": len(ok),
-        "requests_failed": len(records) - len(ok),
+        "requests_ok": n_ok,
+        "requests_failed": f.requests - n_ok,
         "duration_s": energy.duration_s,
         "input_tokens": in_tokens,
         "output_tokens": out_tokens,
         "output_tokens_per_s": _div(out_tokens, energy.duration_s),
-        "requests_per_s": _div(len(ok), energy.duration_s),
+        "requests_per_s": _div(n_ok, energy.duration_s),
         "avg_power_w": _div(energy.energy_j, energy.duration_s),
         "energy_j": energy.energy_j,
         "failed_energy_j": energy.failed_energy_j,
         "energy_per_output_token_j": _div(useful_j, out_tokens),
         "energy_per_token_j": _div(useful_j, out_tokens + in_tokens),
-        "energy_per_request_j": _div(useful_j, len(ok)),
+        "energy_per_request_j": _div(useful_j, n_ok),
         "output_tokens_per_j": _div(out_tokens, useful_j),
-        "inferences_per_kwh": _div(len(ok), useful_j / J_PER_KWH),
+        "inferences_per_kwh": _div(n_ok, useful_j / J_PER_KWH),
     }
-    s["bunched_requests"] = sum(r.bunched for r in ok)
-    s["streamed_requests"] = len(ok) - s["bunched_requests"]
-    for name, values in lat.items():
-        s[f"{name}_ms_p50"] = _pct(values, 50)
-        s[f"{name}_ms_p99"] = _pct(values, 99)
+    s["bunched_requests"] = f.bunched
+    s["streamed_requests"] = n_ok - f.bunched
+    for name, (p50, p99) in f.latency_ms.items():
+        s[f"{name}_ms_p50"] = p50
+        s[f"{name}_ms_p99"] = p99
     if energy.idle_power_w is not None:
         net = energy.net_energy_j
         if net is None:

@@ -21,13 +21,14 @@ from fastmeter.adapters.base import Adapter, GenRequest, RequestRecord, request_
 from fastmeter.adapters.native import AS_SOON_AS_FREE, NO_DEADLINE, NativeClient, NativeResult, interpret
 from fastmeter.errors import ConfigError
 from fastmeter.load.arrivals import arrival_offsets_s
+from fastmeter.load.live import Records
 from fastmeter.load.runner import LoadResult, LoadSpec
 
 # Open loop: how far ahead of its scheduled instant a request is handed to the thread. Longer than the event-loop
 # stalls seen under load (up to 164 ms, issue 11), so a stall does not delay a send.
 LOOKAHEAD_S = 0.5
 # Closed loop: requests kept queued in the thread beyond the busy slots, per slot.
-_BACKLOG_PER_SLOT = 1
+BACKLOG_PER_SLOT = 1
 NO_CAP_CONNECTIONS = 4096  # concurrency unset: connections the thread may open
 
 
@@ -38,9 +39,10 @@ async def run_load_native(
     spec: LoadSpec,
     id_prefix: str = "req",
     *,
-    records: list[RequestRecord] | None = None,
+    records: Records | None = None,
     on_done: Callable[[RequestRecord], None] | None = None,
     after_warmup: Callable[[], Awaitable[None]] | None = None,
+    keep_records: bool = True,
 ) -> LoadResult:
     """``run_load`` on ``client`` (whose connection limit is the concurrency cap); same arguments and result."""
     if not workload:
@@ -56,12 +58,13 @@ async def run_load_native(
         if after_warmup is not None:
             await after_warmup()
         start_ns = time.monotonic_ns()
-        measured = await run.measured_phase(workload, id_prefix, start_ns)
+        measured = await run.measured_phase(workload, id_prefix, start_ns, keep_records)
         await run.drained()
         dropped = {id(r) for r in run.measured_dropped}
         measured = [r for r in measured if id(r) not in dropped]
         end_ns = time.monotonic_ns()
-        return LoadResult(warm + measured, start_ns, end_ns, client="native", client_sched_policy=client.sched_policy)
+        kept = warm + measured if keep_records else []
+        return LoadResult(kept, start_ns, end_ns, client="native", client_sched_policy=client.sched_policy)
     finally:
         loop.remove_reader(client.notify_fd)
         if run.pending:  # cancelled or failed: stop the thread; what was in flight comes back as errors
@@ -76,7 +79,7 @@ class _NativeRun:
         adapter: Adapter,
         spec: LoadSpec,
         on_done: Callable[[RequestRecord], None] | None,
-        all_records: list[RequestRecord],
+        all_records: Records,
     ) -> None:
         self.client, self.adapter, self.spec, self.on_done = client, adapter, spec, on_done
         self.all_records = all_records
@@ -120,7 +123,7 @@ class _NativeRun:
         await self._idle.wait()
 
     async def measured_phase(
-        self, workload: Sequence[GenRequest], id_prefix: str, start_ns: int
+        self, workload: Sequence[GenRequest], id_prefix: str, start_ns: int, keep_records: bool = True
     ) -> list[RequestRecord]:
         spec = self.spec
         n_max = spec.num_requests
@@ -132,7 +135,8 @@ class _NativeRun:
         def release(i: int, scheduled_ns: int) -> None:
             closed = scheduled_ns == AS_SOON_AS_FREE
             rec = RequestRecord(f"{id_prefix}-{i}", scheduled_ns=None if closed else scheduled_ns)
-            measured.append(rec)
+            if keep_records:
+                measured.append(rec)
             # An open-loop request is released at its instant and waits for a slot however long; a closed-loop
             # one is released only when a slot frees, so none is released once the duration is over.
             not_after_ns = end_ns if closed else NO_DEADLINE
@@ -145,11 +149,11 @@ class _NativeRun:
         return measured
 
     async def _closed_loop(self, release: Callable[[int, int], None], n_max: int | None, end_ns: int) -> None:
-        """Keep ``_BACKLOG_PER_SLOT`` requests per slot queued in the thread (so a slot never waits for Python),
+        """Keep ``BACKLOG_PER_SLOT`` requests per slot queued in the thread (so a slot never waits for Python),
         topping up as answers come, until the count or the duration is reached. Records exist only for requests
         handed over, as ``run_load`` creates one only when a slot frees."""
         slots = self.spec.concurrency or NO_CAP_CONNECTIONS
-        backlog = slots + _BACKLOG_PER_SLOT * slots if self.spec.concurrency else (n_max or slots)
+        backlog = slots + BACKLOG_PER_SLOT * slots if self.spec.concurrency else (n_max or slots)
         i = 0
         while time.monotonic_ns() < end_ns and (n_max is None or i < n_max):
             while len(self.pending) < backlog and (n_max is None or i < n_max):

@@ -27,6 +27,7 @@ from fastmeter.errors import ConfigError
 from fastmeter.load import workloads
 from fastmeter.load.arrivals import arrival_offsets_s, check_rate
 from fastmeter.load.config import BenchConfig
+from fastmeter.load.live import Records
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,9 @@ class LoadSpec:
 
 @dataclass
 class LoadResult:
-    """``records``: warm-up first, then measured requests in release order. ``start_ns``/``end_ns`` bound the
-    measured phase (first release to last completion). ``metrics`` holds scraped Prometheus rows, if any."""
+    """``records``: warm-up first, then measured requests in release order (empty when the load ran with
+    ``keep_records=False``). ``start_ns``/``end_ns`` bound the measured phase (first release to last completion).
+    ``metrics`` holds scraped Prometheus rows, if any."""
 
     records: list[RequestRecord]
     start_ns: int
@@ -81,12 +83,17 @@ class LoadResult:
         """How late measured requests went out after their scheduled time (``send_ns - scheduled_ns``):
         ``p50``, ``p99`` and ``max`` in ns, None without requests. With a concurrency cap the lag includes the
         wait for a free slot, so an open-loop run that outpaces the server shows it here."""
-        lags = sorted(
-            r.send_ns - r.scheduled_ns for r in self.measured if r.send_ns is not None and r.scheduled_ns is not None
+        return send_lag_summary_ns(
+            [r.send_ns - r.scheduled_ns for r in self.measured if r.send_ns is not None and r.scheduled_ns is not None]
         )
-        if not lags:
-            return {"p50": None, "p99": None, "max": None}
-        return {"p50": _quantile(lags, 0.5), "p99": _quantile(lags, 0.99), "max": lags[-1]}
+
+
+def send_lag_summary_ns(lags_ns: Sequence[int]) -> dict[str, int | None]:
+    """``p50``, ``p99`` and ``max`` of send lags (ns), None without any."""
+    lags = sorted(int(x) for x in lags_ns)
+    if not lags:
+        return {"p50": None, "p99": None, "max": None}
+    return {"p50": _quantile(lags, 0.5), "p99": _quantile(lags, 0.99), "max": lags[-1]}
 
 
 def _quantile(sorted_ns: list[int], q: float) -> int:
@@ -107,15 +114,18 @@ async def run_load(
     spec: LoadSpec,
     id_prefix: str = "req",
     *,
-    records: list[RequestRecord] | None = None,
+    records: Records | None = None,
     on_done: Callable[[RequestRecord], None] | None = None,
     after_warmup: Callable[[], Awaitable[None]] | None = None,
+    keep_records: bool = True,
 ) -> LoadResult:
     """Run one load against ``client``'s server; requests cycle through ``workload``. ``after_warmup`` is awaited
     once the warm-up requests have finished, before the measured phase starts (the baseline /metrics scrape).
 
     ``records``: a list the caller owns, appended to as requests are released (warm-up ones first), so a run
-    interrupted by a signal still has every request it started. ``on_done`` is called as each request ends."""
+    interrupted by a signal still has every request it started. ``on_done`` is called as each request ends.
+    ``keep_records=False``: the load itself holds no finished request (its result has no ``records``), so a caller
+    that drops them in ``on_done`` (``fastmeter.load.live.LiveRecords``) keeps only those in flight."""
     if not workload:
         raise ConfigError("the workload has no requests")
     sem = asyncio.Semaphore(spec.concurrency) if spec.concurrency else None
@@ -134,7 +144,7 @@ async def run_load(
         if on_done is not None:
             on_done(rec)
 
-    all_records = records if records is not None else []
+    all_records: Records = records if records is not None else []
     warm = [RequestRecord(f"{id_prefix}-warmup-{i}", warmup=True) for i in range(spec.warmup_requests)]
     all_records.extend(warm)
     await asyncio.gather(*(send(workload[i % len(workload)], r, False) for i, r in enumerate(warm)))
@@ -147,7 +157,13 @@ async def run_load(
     closed_loop = math.isinf(spec.rate)
     duration_ns = None if spec.duration_s is None else int(spec.duration_s * 1e9)
     measured: list[RequestRecord] = []
-    tasks: list[asyncio.Task[None]] = []
+    # Tasks leave the set as they finish (one that raised stays, for the gather below to raise it).
+    tasks: set[asyncio.Task[None]] = set()
+
+    def forget(t: asyncio.Task[None]) -> None:
+        if not t.cancelled() and t.exception() is None:
+            tasks.discard(t)
+
     start_ns = time.monotonic_ns()
     for i, offset_s in enumerate(arrival_offsets_s(spec.rate, spec.burstiness, spec.seed)):
         if n_max is not None and i >= n_max:
@@ -171,11 +187,14 @@ async def run_load(
                 sem.release()
             break
         rec = RequestRecord(f"{id_prefix}-{i}", scheduled_ns=scheduled_ns)
-        measured.append(rec)
+        if keep_records:
+            measured.append(rec)
         all_records.append(rec)
-        tasks.append(asyncio.create_task(send(workload[(spec.warmup_requests + i) % len(workload)], rec, holding)))
+        task = asyncio.create_task(send(workload[(spec.warmup_requests + i) % len(workload)], rec, holding))
+        tasks.add(task)
+        task.add_done_callback(forget)
     await asyncio.gather(*tasks)
-    return LoadResult(warm + measured, start_ns, time.monotonic_ns())
+    return LoadResult(warm + measured if keep_records else [], start_ns, time.monotonic_ns())
 
 
 def build_adapter(cfg: BenchConfig) -> Adapter:
@@ -218,13 +237,15 @@ def spec_from_config(cfg: BenchConfig) -> LoadSpec:
 async def run_config(
     cfg: BenchConfig,
     *,
-    records: list[RequestRecord] | None = None,
+    records: Records | None = None,
     metrics: list[MetricRow] | None = None,
     on_done: Callable[[RequestRecord], None] | None = None,
+    keep_records: bool = True,
 ) -> LoadResult:
     """Run a validated config: the load, with /metrics scraped alongside when [metrics].enabled.
 
-    ``records`` and ``metrics``: caller-owned lists filled as the run goes, so an interrupted run keeps them."""
+    ``records`` and ``metrics``: caller-owned lists filled as the run goes, so an interrupted run keeps them.
+    ``keep_records``: as for ``run_load``."""
     adapter, workload, spec = build_adapter(cfg), build_workload(cfg), spec_from_config(cfg)
     kind = resolve_client(cfg.load.client, cfg.server.base_url)
     url = cfg.server.base_url
@@ -236,10 +257,10 @@ async def run_config(
 
             with NativeClient(url, spec.concurrency or NO_CAP_CONNECTIONS) as native:
                 return await run_load_native(native, adapter, workload, spec, records=records, on_done=on_done,
-                                             after_warmup=after_warmup)
+                                             after_warmup=after_warmup, keep_records=keep_records)
         async with make_client(url, spec.concurrency) as client:
             return await run_load(client, adapter, workload, spec, records=records, on_done=on_done,
-                                  after_warmup=after_warmup)
+                                  after_warmup=after_warmup, keep_records=keep_records)
 
     m = cfg.metrics
     if not m.enabled:
