@@ -61,6 +61,10 @@ class RequestBatch:
     chunk_tokens: Any = None
 
 
+# The per-request arrays of an `AttributionBatch` (and of `Attribution`), in file order.
+RESULT_COLUMNS = ("energy_j", "prefill_energy_j", "decode_energy_j", "net_energy_j", "uncertainty_j", "attributed_s")
+
+
 @dataclass(frozen=True)
 class AttributionBatch:
     """Results of requests `first_index ..` (input order), the per-request arrays of `Attribution`."""
@@ -76,8 +80,7 @@ class AttributionBatch:
     def to_arrow(self) -> Any:
         import pyarrow as pa
 
-        names = ("energy_j", "prefill_energy_j", "decode_energy_j", "net_energy_j", "uncertainty_j", "attributed_s")
-        return pa.table({k: getattr(self, k) for k in names})
+        return pa.table({k: getattr(self, k) for k in RESULT_COLUMNS})
 
 
 @dataclass
@@ -103,6 +106,22 @@ class StreamTotals:
     @property
     def uncertainty(self) -> str:
         return "heuristic" if self.heuristic_points else "bound"
+
+    def attribution(self, columns: dict[str, np.ndarray]) -> Attribution:
+        """The `Attribution` of these totals and the per-request `columns` (AttributionBatch's arrays, whole)."""
+        return Attribution(
+            method=self.method,
+            **columns,
+            idle_j=self.idle_j,
+            idle_s=self.idle_s,
+            total_j=self.total_j,
+            span_s=self.span_s,
+            update_period_s=self.update_period_s,
+            idle_power_w=self.idle_power_w,
+            requests_outside_span=self.requests_outside_span,
+            uncertainty=self.uncertainty,
+            heuristic_points=self.heuristic_points,
+        )
 
 
 Curve = Iterable[CurveChunk] | Callable[[np.ndarray], BoundedCurve]
@@ -205,24 +224,7 @@ def attribute_streamed(curve: Curve, requests: Iterable[RequestBatch], **kwargs:
     def cat(name: str) -> np.ndarray:
         return np.concatenate([getattr(p, name) for p in parts]) if parts else np.zeros(0)
 
-    return Attribution(
-        method=t.method,
-        energy_j=cat("energy_j"),
-        prefill_energy_j=cat("prefill_energy_j"),
-        decode_energy_j=cat("decode_energy_j"),
-        net_energy_j=cat("net_energy_j"),
-        uncertainty_j=cat("uncertainty_j"),
-        attributed_s=cat("attributed_s"),
-        idle_j=t.idle_j,
-        idle_s=t.idle_s,
-        total_j=t.total_j,
-        span_s=t.span_s,
-        update_period_s=t.update_period_s,
-        idle_power_w=t.idle_power_w,
-        requests_outside_span=t.requests_outside_span,
-        uncertainty=t.uncertainty,
-        heuristic_points=t.heuristic_points,
-    )
+    return t.attribution({k: cat(k) for k in RESULT_COLUMNS})
 
 
 class _ChunkCurve:

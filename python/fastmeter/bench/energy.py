@@ -13,7 +13,7 @@ import numpy as np
 
 from fastmeter.adapters.base import RequestRecord
 from fastmeter.attribution import Attribution, BoundedCurve, bounded_total_curve
-from fastmeter.attribution_stream import RequestBatch, StreamedAttribution
+from fastmeter.attribution_stream import RESULT_COLUMNS, RequestBatch, StreamedAttribution
 from fastmeter.calibrate.result import field_delay_ns
 from fastmeter.meter import Meter
 
@@ -110,26 +110,13 @@ def attribute_in_start_order(
         idle_power_w=idle_power_w,
         span_ns=(int(span_ns[0]), int(span_ns[1])),
     )
-    columns = ("energy_j", "prefill_energy_j", "decode_energy_j", "net_energy_j", "uncertainty_j", "attributed_s")
-    out = {k: np.full(len(order), np.nan) for k in columns}
+    out = {k: np.full(len(order), np.nan) for k in RESULT_COLUMNS}
     for batch in s:
         rows = order[batch.first_index : batch.first_index + len(batch.energy_j)]
-        for k in columns:
+        for k in RESULT_COLUMNS:
             out[k][rows] = getattr(batch, k)
     t = s.totals
-    a = Attribution(
-        method=t.method,
-        **out,
-        idle_j=t.idle_j,
-        idle_s=t.idle_s,
-        total_j=t.total_j,
-        span_s=t.span_s,
-        update_period_s=t.update_period_s,
-        idle_power_w=t.idle_power_w,
-        requests_outside_span=t.requests_outside_span,
-        uncertainty=t.uncertainty,
-        heuristic_points=t.heuristic_points,
-    )
+    a = t.attribution(out)
     return a, uncertainty_info(a, t.curve_points, t.unbounded_points)
 
 

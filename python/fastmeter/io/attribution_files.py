@@ -13,14 +13,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fastmeter.attribution_stream import AttributionBatch, CurveChunk, RequestBatch
+from fastmeter.attribution_stream import RESULT_COLUMNS, AttributionBatch, CurveChunk, RequestBatch
 from fastmeter.errors import ConfigError
 from fastmeter.io.read import open_trace
 from fastmeter.io.stream import OutputError, replace_durably
 
 # Rows converted to numpy at a time.
 SLICE_ROWS = 65_536
-RESULT_COLUMNS = ("energy_j", "prefill_energy_j", "decode_energy_j", "net_energy_j", "uncertainty_j", "attributed_s")
 
 
 def _slices(path: Path, rows: int) -> Iterator[pa.RecordBatch]:
