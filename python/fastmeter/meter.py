@@ -41,8 +41,6 @@ SCHEDULING_SLACK_S = 0.1
 # Raw samples kept in RAM by default: a minute is enough for a recorder that flushes every few seconds to fall
 # behind without losing anything, and 10 channels at 1 kHz cost ~17 MB (28 bytes a sample).
 KEEP_SAMPLES_S = 60.0
-# How the native Meter's error for an unusable history directory starts (history_blocks.cpp).
-_HISTORY_ERROR = "cannot keep the run's history"
 
 # Beyond that window, knots are thinned to this resolution (100 knots/s/channel, ~2.5 kB/s/channel).
 KNOT_RESOLUTION_US = 10_000
@@ -194,28 +192,21 @@ class Meter:
             schedule = "adaptive" if any(n == "nvml" for n, _ in specs) else "fixed"
         self.schedule: str = schedule
         self._history_error = ""
-        default_history = history_dir is None
-        if default_history:
-            history_dir = os.environ.get("FASTMETER_HISTORY_DIR") or tempfile.gettempdir()
-        args = dict(
-            schedule=schedule,
-            realtime=bool(realtime),
-            keep_samples_ns=round(keep_samples_s * 1e9),
-            knot_resolution_ns=int(knot_resolution_us) * 1000,
-            telemetry_period_ns=round(1e9 / telemetry_hz) if telemetry_hz > 0 else 0,
-        )
-        spin_ns = -1 if spin_us is None else spin_us * 1000
+        if history_dir is None:
+            history_dir, self._history_error = _default_history_dir()
         try:
-            try:
-                self._core = _core.Meter(
-                    specs, self.period_us * 1000, spin_ns, ring_capacity, history_dir=os.fspath(history_dir), **args
-                )
-            except _core.MeterError as e:
-                if not (default_history and str(e).startswith(_HISTORY_ERROR)):
-                    raise
-                # Only memory is at stake: measure anyway, keep the history in RAM and say why in stats().
-                self._history_error = str(e)
-                self._core = _core.Meter(specs, self.period_us * 1000, spin_ns, ring_capacity, history_dir="", **args)
+            self._core = _core.Meter(
+                specs,
+                self.period_us * 1000,
+                -1 if spin_us is None else spin_us * 1000,
+                ring_capacity,
+                schedule=schedule,
+                realtime=bool(realtime),
+                keep_samples_ns=round(keep_samples_s * 1e9),
+                knot_resolution_ns=int(knot_resolution_us) * 1000,
+                telemetry_period_ns=round(1e9 / telemetry_hz) if telemetry_hz > 0 else 0,
+                history_dir=os.fspath(history_dir),
+            )
         except _core.SourceError as e:
             message, kind = e.args
             raise SourceUnavailableError(str(message)) from None
@@ -447,6 +438,15 @@ class Meter:
 
     def __repr__(self) -> str:
         return f"<Meter {self.state} sources={self.sources} period_us={self.period_us} channels={self._names}>"
+
+
+def _default_history_dir() -> tuple[str, str]:
+    """$FASTMETER_HISTORY_DIR or the temp directory, and "" when it cannot hold the history file: then ("", why).
+    Only memory is at stake, so the Meter measures anyway with the history in RAM and says why in stats()."""
+    d = os.environ.get("FASTMETER_HISTORY_DIR") or tempfile.gettempdir()
+    if os.path.isdir(d) and os.access(d, os.W_OK | os.X_OK):
+        return d, ""
+    return "", f"cannot keep the run's history in {d}: not a writable directory; the history is kept in RAM"
 
 
 def rss_bytes() -> int | float:
