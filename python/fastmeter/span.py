@@ -35,6 +35,21 @@ class SpanResult:
         return not all(self.final.values())
 
 
+def total_bound_reasons(total_j: float, total_bound_j: float) -> list[Reason]:
+    """`bound_above_limit` when the counted total's error bound is above MAX_RELATIVE_BOUND of it (none when either
+    is unknown: the unknown total has its own reasons)."""
+    if math.isnan(total_j) or math.isnan(total_bound_j) or total_bound_j <= MAX_RELATIVE_BOUND * total_j:
+        return []
+    share = f"{100 * total_bound_j / total_j:.0f}%" if total_j > 0 else "unbounded"
+    return [
+        Reason(
+            "bound_above_limit",
+            f"error bound {total_bound_j:.3g} J is {share} of {total_j:.3g} J (limit {100 * MAX_RELATIVE_BOUND:.0f}%)",
+            Verdict.DEGRADED,
+        )
+    ]
+
+
 def synthetic_reason(c: Channel) -> Reason:
     """The one reason a synthetic channel gives, wherever it is judged (spans here, records in fastmeter.assess)."""
     message = f"{c.name} is the synthetic waveform, not a measurement"
@@ -98,16 +113,7 @@ def span_result(
     total_j = math.nan if unknown else math.fsum(energy[c.name] for c in counted)
     total_bound_j = math.nan if unknown else math.fsum(bound[c.name] for c in counted)
     reasons = [r for c in counted for r in _channel_reasons(c, status[c.name], bound[c.name], failed_at_ns[c.name])]
-    if not unknown and not math.isnan(total_bound_j) and total_bound_j > MAX_RELATIVE_BOUND * total_j:
-        share = f"{100 * total_bound_j / total_j:.0f}%" if total_j > 0 else "unbounded"
-        reasons.append(
-            Reason(
-                "bound_above_limit",
-                f"error bound {total_bound_j:.3g} J is {share} of {total_j:.3g} J "
-                f"(limit {100 * MAX_RELATIVE_BOUND:.0f}%)",
-                Verdict.DEGRADED,
-            )
-        )
+    reasons += total_bound_reasons(total_j, total_bound_j)
     return SpanResult(
         t0_ns=int(raw["t0_ns"]),
         t1_ns=int(raw["t1_ns"]),

@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastmeter.cluster.collect import NodeLink
-from fastmeter.span import SpanResult
-from fastmeter.validity import MAX_CLOCK_BOUND_NS, MAX_RELATIVE_BOUND, Reason, Validity, Verdict
+from fastmeter.span import SpanResult, total_bound_reasons
+from fastmeter.validity import MAX_CLOCK_BOUND_NS, Reason, Validity, Verdict
 
 
 def lost_reason(channel: str, lost_at_ns: int, error: str) -> Reason:
@@ -109,16 +109,7 @@ def merge_spans(
     unknown = tuple(n for n in counted if math.isnan(energy[n]))
     total_j = math.nan if unknown else math.fsum(energy[n] for n in counted)
     total_bound_j = math.nan if unknown else math.fsum(bound[n] for n in counted)
-    if not unknown and not math.isnan(total_bound_j) and total_bound_j > MAX_RELATIVE_BOUND * total_j:
-        share = f"{100 * total_bound_j / total_j:.0f}%" if total_j > 0 else "unbounded"
-        reasons.append(
-            Reason(
-                "bound_above_limit",
-                f"error bound {total_bound_j:.3g} J is {share} of {total_j:.3g} J "
-                f"(limit {100 * MAX_RELATIVE_BOUND:.0f}%)",
-                Verdict.DEGRADED,
-            )
-        )
+    reasons += total_bound_reasons(total_j, total_bound_j)
     return SpanResult(
         t0_ns=int(t0_ns),
         t1_ns=int(min(end_ns, t1_ns)),
