@@ -122,6 +122,9 @@ class FakeServer:
         asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        # A connection accepted as the server closed may still be on its way to _serve (asyncio's accept task):
+        # cancelled here, its transport closes, and the next turn releases the socket.
+        self._loop.run_until_complete(_cancel_leftover_tasks())
         self._loop.close()
 
     async def _start(self) -> None:
@@ -164,6 +167,14 @@ class FakeServer:
             self._conns.discard(task)
             if not writer.transport.is_closing():
                 writer.close()
+
+
+async def _cancel_leftover_tasks() -> None:
+    leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in leftover:
+        task.cancel()
+    await asyncio.gather(*leftover, return_exceptions=True)
+    await asyncio.sleep(0.01)
 
 
 async def _read_request(reader: asyncio.StreamReader) -> Request | None:

@@ -190,6 +190,29 @@ def test_a_closed_client_answers_every_request() -> None:
     assert len(sent) == 2 and all(r.error_kind == 1 and "closed" in r.error for r in results)
 
 
+@pytest.mark.parametrize("rate", [float("inf"), 200.0])
+def test_an_exception_while_taking_answers_ends_the_run_with_it(rate: float) -> None:
+    """An exception in `on_done` (the caller's, here) happens inside the event loop's reader callback, where asyncio
+    only logs it: the run must raise it, promptly, and still hand every other answer of the batch to `on_done`."""
+    done: list[str] = []
+
+    def on_done(rec: RequestRecord) -> None:
+        done.append(rec.request_id)
+        if len(done) == 1:
+            raise RuntimeError("the caller's bookkeeping failed")
+
+    async def run(url: str) -> None:
+        with NativeClient(url, 4) as client:
+            spec = LoadSpec(concurrency=4, num_requests=12, rate=rate)
+            await asyncio.wait_for(run_load_native(client, OpenAIAdapter("m"), [PROMPT], spec, on_done=on_done), 20)
+
+    with FakeServer(lambda _r: Script([Send(text("a")), DONE])) as srv:
+        with pytest.raises(RuntimeError, match="bookkeeping failed"):
+            asyncio.run(run(srv.url))
+    # Each request reached on_done at most once; the failing one is the first.
+    assert len(done) == len(set(done)) and done[0].startswith("req-")
+
+
 async def _wait_for(cond: Callable[[], bool], timeout_s: float = 5.0) -> bool:
     for _ in range(int(timeout_s / 0.01)):
         if cond():

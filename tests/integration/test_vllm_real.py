@@ -148,15 +148,20 @@ def test_fastmeter_bench_against_vllm_conserves_energy(vllm_server: VllmServer, 
         "ignore-eos": "true", "workload-kind": "random", "input-tokens": "16", "output-tokens": str(MAX_TOKENS),
         "concurrency": "4", "num-requests": "16", "warmup-requests": "2", "sources": "synthetic",
         "attribution": "token-weighted", "metrics-interval-s": "0.2",
+        # A request to the tiny model takes well under a second: a server that stops answering fails the test in
+        # a minute, with its log, instead of holding CI for the default 600 s per request.
+        "timeout-s": "60",
     }
     argv = ["bench", "-o", str(out), "--allow-degraded", *[x for k, v in args.items() for x in (f"--{k}", v)]]
     r = CliRunner().invoke(main, argv)  # synthetic power was asked for: --allow-degraded accepts it
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 0, f"{r.output}\n{vllm_server.log_tail()}"
     run = json.loads((out / "run.json").read_text())
     assert run["validity"]["verdict"] == "synthetic"
     requests = read_arrow(out / "requests.arrow").to_pandas()
     measured = requests[~requests.warmup]
-    assert len(measured) == 16 and (measured.status == "ok").all()
+    assert len(measured) == 16 and (measured.status == "ok").all(), (
+        f"{measured[['status', 'error']].value_counts()}\n{vllm_server.log_tail()}"
+    )
     assert (measured.completion_tokens == MAX_TOKENS).all() and not measured.tokens_counted.any()
     a = run["attribution"]
     assert a["requests_j"] + a["idle_j"] == pytest.approx(a["total_j"], rel=1e-9)

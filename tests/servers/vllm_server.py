@@ -58,6 +58,10 @@ class VllmServer:
     model_dir: Path
     log_path: Path
 
+    def log_tail(self) -> str:
+        """The end of the server's log, for a failing test's message."""
+        return f"server log {self.log_path}:\n{_tail(self.log_path)}"
+
 
 def venv_path() -> Path:
     default = Path.home() / ".cache" / "fastmeter" / "vllm-venv"

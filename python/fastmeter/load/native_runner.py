@@ -90,6 +90,10 @@ class _NativeRun:
         self._idle.set()
         self._answered = asyncio.Event()
         self.measured_dropped: list[RequestRecord] = []
+        # The first exception raised while taking answers (interpreting one, or the caller's on_done). on_ready runs
+        # as the event loop's reader callback, where asyncio would only log it and the run would wait forever for
+        # the requests behind it: it is kept here and raised by the next await of the run.
+        self.error: BaseException | None = None
 
     def submit(self, rec: RequestRecord, req: GenRequest, scheduled_ns: int, not_after_ns: int = NO_DEADLINE) -> None:
         rec.prompt, rec.max_tokens = req.prompt, req.max_tokens
@@ -104,10 +108,17 @@ class _NativeRun:
 
     def on_ready(self) -> None:
         for res in self.client.take():
-            self._finish(res)
+            try:
+                self._finish(res)
+            except Exception as exc:  # every other answer of the batch is still recorded
+                self.error = self.error or exc
         self._answered.set()
-        if not self.pending:
+        if not self.pending or self.error is not None:
             self._idle.set()
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
 
     def _finish(self, res: NativeResult) -> None:
         rec = self.pending.pop(res.id)
@@ -121,6 +132,7 @@ class _NativeRun:
 
     async def drained(self) -> None:
         await self._idle.wait()
+        self.raise_error()
 
     async def measured_phase(
         self, workload: Sequence[GenRequest], id_prefix: str, start_ns: int, keep_records: bool = True
@@ -165,6 +177,7 @@ class _NativeRun:
                 await asyncio.wait_for(self._answered.wait(), timeout_s)
             except asyncio.TimeoutError:
                 break
+            self.raise_error()
 
     async def _open_loop(
         self, release: Callable[[int, int], None], n_max: int | None, start_ns: int, end_ns: int
@@ -179,4 +192,5 @@ class _NativeRun:
             ahead_ns = scheduled_ns - lookahead_ns - time.monotonic_ns()
             if ahead_ns > 0:
                 await asyncio.sleep(ahead_ns / 1e9)
+            self.raise_error()
             release(i, scheduled_ns)
