@@ -183,6 +183,7 @@ def test_jitter_in_the_histograms_top_bin_is_not_shown_as_a_value(report_runs: d
 @pytest.mark.parametrize(("where", "value", "message"), [
     ("summary__energy_j", "12.5", "'energy_j' must be a number or null, got '12.5'"),
     ("summary__requests_ok", [8], "'requests_ok' must be a number or null"),
+    ("summary__energy_j", 10**400, "'energy_j' must be a number or null, got 1000"),  # no float holds it
     ("sampler_stats", {"jitter_p99_us": "slow"}, "'jitter_p99_us' must be a number or null"),
     ("span_ns", [1.5, "x"], "'span_ns' must be a list of two integers or null"),
     ("idle_baseline_w", {"gpu0": "100"}, "'idle_baseline_w' must be an object of numbers or null"),

@@ -6,6 +6,7 @@ FastmeterError."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +22,12 @@ class Shape:
     expected: str
 
 
+# JSON allows integers no float holds (10**400); every figure is used as a float, so such a value is corrupt.
+_FLOAT_MAX = int(sys.float_info.max)
+
+
 def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return isinstance(v, float) or (isinstance(v, int) and not isinstance(v, bool) and abs(v) <= _FLOAT_MAX)
 
 
 NUMBER = Shape(lambda v: v is None or _number(v), "a number or null")
