@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from fastmeter.adapters.http import HttpClient, TransportError
 from fastmeter.adapters.sse import SSEOverflowError, SSEParser
+from fastmeter.timeouts import within
 from fastmeter.validity import BUNCHED_MIN_CHUNKS, BUNCHED_WINDOW_NS
 
 STATUS_OK = "ok"
@@ -127,7 +128,7 @@ async def stream_request(
         if timeout_s is None:
             await client.request("POST", path, sink, payload, headers)
         else:
-            await asyncio.wait_for(client.request("POST", path, sink, payload, headers), timeout_s)
+            await within(client.request("POST", path, sink, payload, headers), timeout_s)
         sink.end()
     except asyncio.TimeoutError:
         fail_record(record, STATUS_TIMEOUT, f"no complete response within {timeout_s} s")

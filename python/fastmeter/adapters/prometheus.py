@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from fastmeter.adapters.http import HttpClient, TransportError
 from fastmeter.errors import FastmeterError
+from fastmeter.timeouts import within
 
 # Metric-name prefixes of the servers we know: vLLM, TGI, SGLang, llama.cpp.
 DEFAULT_PREFIXES = ("vllm:", "tgi_", "sglang:", "llamacpp:")
@@ -185,7 +186,7 @@ class PrometheusScraper:
 
     async def scrape_once(self) -> None:
         try:
-            status, body = await asyncio.wait_for(self._client.get(self._path), self._timeout_s)
+            status, body = await within(self._client.get(self._path), self._timeout_s)
             t_ns = time.monotonic_ns()
             if status != 200:
                 raise TransportError(f"{self._path} answered HTTP {status}")

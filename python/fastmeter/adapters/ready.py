@@ -12,6 +12,7 @@ import time
 
 from fastmeter.adapters.http import HttpClient, TransportError
 from fastmeter.errors import FastmeterError
+from fastmeter.timeouts import within
 
 READY_PATHS = ("/v1/models", "/health")
 DEFAULT_READY_TIMEOUT_S = 10.0
@@ -42,7 +43,7 @@ async def check_ready(base_url: str, timeout_s: float = DEFAULT_READY_TIMEOUT_S)
             for path in READY_PATHS:
                 left = deadline - time.monotonic()
                 try:
-                    status, _ = await asyncio.wait_for(client.get(path, _MAX_BODY_BYTES), max(left, 0.01))
+                    status, _ = await within(client.get(path, _MAX_BODY_BYTES), max(left, 0.01))
                 except asyncio.TimeoutError:
                     why = f"no answer from {path} within {timeout_s:g} s"
                     continue

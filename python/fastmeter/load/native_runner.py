@@ -23,6 +23,7 @@ from fastmeter.errors import ConfigError
 from fastmeter.load.arrivals import arrival_offsets_s
 from fastmeter.load.live import Records
 from fastmeter.load.runner import LoadResult, LoadSpec
+from fastmeter.timeouts import within
 
 # Open loop: how far ahead of its scheduled instant a request is handed to the thread. Longer than the event-loop
 # stalls seen under load (up to 164 ms, issue 11), so a stall does not delay a send.
@@ -174,7 +175,7 @@ class _NativeRun:
             self._answered.clear()
             timeout_s = None if end_ns == NO_DEADLINE else max(0.0, (end_ns - time.monotonic_ns()) / 1e9)
             try:
-                await asyncio.wait_for(self._answered.wait(), timeout_s)
+                await within(self._answered.wait(), timeout_s)
             except asyncio.TimeoutError:
                 break
             self.raise_error()
