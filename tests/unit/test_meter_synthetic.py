@@ -72,6 +72,29 @@ def test_totals_and_energy_between_cover_the_run() -> None:
         )
 
 
+def test_a_final_span_does_not_change_as_more_polls_arrive() -> None:
+    """What a running meter calls final is what the same span gives once every poll is in (after stop), to the
+    last bit: later polls may not move a final value."""
+    wave = SyntheticWave(base_w=50, amp_w=10, period_s=0.05, channels=4)
+    m, _ = make_meter(wave, period_us=100)
+    live = []
+    with m:
+        time.sleep(0.2)
+        for _ in range(30):
+            t1 = m.now_ns() - 5_000_000
+            r = m.span(t1 - 20_000_000, t1)
+            live.append((r.t0_ns, r.t1_ns, r))
+            time.sleep(0.003)
+    final = [(t0, t1, r) for t0, t1, r in live if not r.provisional]
+    assert len(final) >= 20
+    for t0, t1, r in final:
+        again = m.span(t0, t1)
+        assert not again.provisional
+        assert again.energy_j == r.energy_j
+        # The bound also uses the channel's running update statistics, which move in the last digits as polls come.
+        assert again.bound_j == pytest.approx(r.bound_j, rel=1e-9)
+
+
 def test_samples_table_schema_and_content() -> None:
     wave = SyntheticWave(base_w=100, amp_w=0, channels=2)
     m, _ = make_meter(wave, period_us=2000)
