@@ -112,7 +112,8 @@ def test_a_phase_jump_is_missed_then_relocked_on_the_new_phase(fake_nvml: FakeNv
     counter = m.stats()["schedule"]["gpu0"]["fields"]["counter"]
     assert counter["misses"] >= 1 and counter["relocks"] >= 1
     assert counter["period_s"] == pytest.approx(0.1, abs=0.002)
-    # After the re-lock every update is located on the shifted grid, within half a poll (+ read time).
+    # After the re-lock every update is located on the shifted grid, within half the gap between the two polls
+    # around it (+ read time): 0.7 ms at the 1 ms period, more where a busy machine delayed the second poll.
     table = m.samples()
     t = table.column("t_ns").to_numpy()
     e = table.column("energy_j").to_numpy()
@@ -122,7 +123,8 @@ def test_a_phase_jump_is_missed_then_relocked_on_the_new_phase(fake_nvml: FakeNv
     grid0 = spec.t0_ns + int(shift_ms * 1e6)
     nearest = grid0 + np.round((located[late] - grid0) / 1e8).astype(np.int64) * 100_000_000
     assert late.sum() >= 3
-    assert np.max(np.abs(located[late] - nearest)) <= 700_000
+    half_gap_ns = (t[changed] - t[changed - 1])[late] // 2
+    assert (np.abs(located[late] - nearest) <= half_gap_ns + 200_000).all(), (located[late] - nearest, half_gap_ns)
     # Energy across the jump is still the waveform's.
     a, b = jump_ns - 300_000_000, jump_ns + 300_000_000
     assert m.energy_between(a, b)["gpu0"] == pytest.approx(spec.energy_j(a, b), rel=0.05)
