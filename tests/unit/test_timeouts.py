@@ -23,17 +23,18 @@ def test_a_cancel_in_the_turn_the_awaited_completes_still_cancels() -> None:
     asyncio.run(main())
 
 
+async def _sleep_then_clean_up(finished: list[str]) -> None:
+    try:
+        await asyncio.sleep(10)
+    finally:
+        finished.append("cleanup ran")
+
+
 def test_a_cancelled_caller_cancels_and_finishes_the_awaited() -> None:
     finished: list[str] = []
 
-    async def work() -> None:
-        try:
-            await asyncio.sleep(10)
-        finally:
-            finished.append("cleanup ran")
-
     async def main() -> None:
-        caller = asyncio.create_task(within(work(), 10.0))
+        caller = asyncio.create_task(within(_sleep_then_clean_up(finished), 10.0))
         await asyncio.sleep(0.01)
         caller.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -46,16 +47,10 @@ def test_a_cancelled_caller_cancels_and_finishes_the_awaited() -> None:
 def test_timeout_cancels_the_awaited_and_raises() -> None:
     finished: list[str] = []
 
-    async def work() -> None:
-        try:
-            await asyncio.sleep(10)
-        finally:
-            finished.append("cleanup ran")
-
     async def main() -> float:
         t0 = asyncio.get_running_loop().time()
         with pytest.raises(asyncio.TimeoutError):
-            await within(work(), 0.05)
+            await within(_sleep_then_clean_up(finished), 0.05)
         return asyncio.get_running_loop().time() - t0
 
     waited_s = asyncio.run(main())
