@@ -4,6 +4,7 @@ asyncio client makes of the same bytes (status, tokens, text, chunks), plus what
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -190,6 +191,10 @@ def test_a_closed_client_answers_every_request() -> None:
     assert len(sent) == 2 and all(r.error_kind == 1 and "closed" in r.error for r in results)
 
 
+# The client closes its connections mid-request when the run ends with the error; now and then the emulator's
+# asyncio server is torn down with one of those accepted sockets not yet closed, a warning about the test server's
+# teardown, not about fastmeter.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("rate", [float("inf"), 200.0])
 def test_an_exception_while_taking_answers_ends_the_run_with_it(rate: float) -> None:
     """An exception in `on_done` (the caller's, here) happens inside the event loop's reader callback, where asyncio
@@ -209,6 +214,7 @@ def test_an_exception_while_taking_answers_ends_the_run_with_it(rate: float) -> 
     with FakeServer(lambda _r: Script([Send(text("a")), DONE])) as srv:
         with pytest.raises(RuntimeError, match="bookkeeping failed"):
             asyncio.run(run(srv.url))
+    gc.collect()  # such a socket is reported now, under this test's filter, not in a later test
     # Each request reached on_done at most once; the failing one is the first.
     assert len(done) == len(set(done)) and done[0].startswith("req-")
 
